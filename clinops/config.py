@@ -22,8 +22,29 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 
 # CloudWatch Logs accepts only these retention values (PutRetentionPolicy).
 CLOUDWATCH_RETENTION_DAYS = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
-)  # fmt: skip
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 
 # Retention floors by data classification. HIPAA 45 CFR 164.316(b)(2)(i) keeps required documentation
 # (and the audit evidence that shows the safeguards worked) for six years; we hold logs one year hot,
@@ -33,6 +54,24 @@ RETENTION_FLOORS: dict[str, dict[str, int]] = {
     "deidentified": {"log": 90, "evidence": 365},
     "synthetic": {"log": 30, "evidence": 30},
 }
+
+# AWS APIs the platform calls from inside the VPC (no NAT): each gets an interface endpoint with private DNS.
+# The gate requires exactly this list, so a component cannot quietly depend on the internet.
+INTERFACE_ENDPOINT_SERVICES = (
+    "com.amazonaws.{region}.sagemaker.api",
+    "com.amazonaws.{region}.sagemaker.runtime",
+    "aws.sagemaker.{region}.studio",
+    "com.amazonaws.{region}.sts",
+    "com.amazonaws.{region}.logs",
+    "com.amazonaws.{region}.monitoring",
+    "com.amazonaws.{region}.kms",
+    "com.amazonaws.{region}.ecr.api",
+    "com.amazonaws.{region}.ecr.dkr",
+    "com.amazonaws.{region}.events",
+    "com.amazonaws.{region}.ssm",
+    "com.amazonaws.{region}.sns",
+    "com.amazonaws.{region}.lambda",
+)
 
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
 _PRINCIPAL_RE = re.compile(r"^arn:aws[a-z-]*:(iam::\d{12}:(role|user)/[\w+=,.@/-]+|iam::\d{12}:root)$")
@@ -194,36 +233,58 @@ class StackConfig(_Strict):
     def _environment_rules(self) -> StackConfig:
         floor = RETENTION_FLOORS[self.tags.data_classification]
         if self.log_retention_days < floor["log"]:
-            raise _keyed("logRetentionDays", self.log_retention_days,
-                         f"below the {floor['log']}-day floor for {self.tags.data_classification} data; "
-                         f"fix: set clinops:logRetentionDays to {floor['log']} or more")  # fmt: skip
+            raise _keyed(
+                "logRetentionDays",
+                self.log_retention_days,
+                f"below the {floor['log']}-day floor for {self.tags.data_classification} data; "
+                f"fix: set clinops:logRetentionDays to {floor['log']} or more",
+            )
         if self.evidence_retention_days < floor["evidence"]:
-            raise _keyed("evidenceRetentionDays", self.evidence_retention_days,
-                         f"below the {floor['evidence']}-day floor for {self.tags.data_classification} data "
-                         "(HIPAA 164.316(b)(2)(i): six years); "
-                         f"fix: set clinops:evidenceRetentionDays to {floor['evidence']} or more")  # fmt: skip
+            raise _keyed(
+                "evidenceRetentionDays",
+                self.evidence_retention_days,
+                f"below the {floor['evidence']}-day floor for {self.tags.data_classification} data "
+                "(HIPAA 164.316(b)(2)(i): six years); "
+                f"fix: set clinops:evidenceRetentionDays to {floor['evidence']} or more",
+            )
         if self.environment in ("staging", "prod") and not self.principals.approvers:
-            raise _keyed("principals.approvers", [], f"{self.environment} needs at least one approver; "
-                         "fix: add the clinical-governance role ARN to clinops:principals.approvers")  # fmt: skip
+            raise _keyed(
+                "principals.approvers",
+                [],
+                f"{self.environment} needs at least one approver; "
+                "fix: add the clinical-governance role ARN to clinops:principals.approvers",
+            )
         if self.environment == "prod":
             if self.availability_zones < 3:
-                raise _keyed("availabilityZones", self.availability_zones,
-                             "prod must span 3 AZs; fix: set clinops:availabilityZones to 3")  # fmt: skip
+                raise _keyed(
+                    "availabilityZones",
+                    self.availability_zones,
+                    "prod must span 3 AZs; fix: set clinops:availabilityZones to 3",
+                )
             if not self.retain_on_delete:
-                raise _keyed("retainOnDelete", False, "prod stateful resources must survive a destroy; "
-                             "fix: set clinops:retainOnDelete to true")  # fmt: skip
+                raise _keyed(
+                    "retainOnDelete",
+                    False,
+                    "prod stateful resources must survive a destroy; fix: set clinops:retainOnDelete to true",
+                )
             if self.tags.data_classification != "phi":
-                raise _keyed("tags.dataClassification", self.tags.data_classification,
-                             "prod serves patients and holds PHI; fix: set it to phi")  # fmt: skip
+                raise _keyed(
+                    "tags.dataClassification",
+                    self.tags.data_classification,
+                    "prod serves patients and holds PHI; fix: set it to phi",
+                )
         names = [m.name for m in self.models]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise _keyed("models", dupes[0], "model names must be unique in a stack; fix: rename or remove one")
         for model in self.models:
             if model.package_arn and f":{self.registry_account}:" not in model.package_arn:
-                raise _keyed(f"models[{model.name}].packageArn", model.package_arn,
-                             f"the package is not in the registry account {self.registry_account}; "
-                             "fix: pin a package from the build account's registry")  # fmt: skip
+                raise _keyed(
+                    f"models[{model.name}].packageArn",
+                    model.package_arn,
+                    f"the package is not in the registry account {self.registry_account}; "
+                    "fix: pin a package from the build account's registry",
+                )
         return self
 
     @property

@@ -85,38 +85,62 @@ def _mock_classes() -> tuple[type, type]:
             module = args.typ.split(":")[1].split("/")[0]
             kind = args.typ.split(":")[-1].lower()
             physical = inputs.get("bucket") or inputs.get("name") or args.name
-            if module == "s3":
-                arn = f"arn:aws:s3:::{physical}"
-            elif module == "iam":
-                arn = f"arn:aws:iam::{self.account}:{kind}/{physical}"
-            else:
-                arn = f"arn:aws:{module}:{self.region}:{self.account}:{kind}/{physical}"
+            arn = self._arn(module, kind, str(physical), args.name)
             outputs = {"arn": arn, **inputs}
             if module == "kms" and kind == "key":
                 outputs["keyId"] = f"{args.name}-key-id"
+            if kind == "vpcendpoint" and inputs.get("vpcEndpointType") == "Gateway":
+                outputs["prefixListId"] = f"pl-{args.name}"
             resource_id = str(physical) if module in ("s3", "iam") else f"{args.name}-id"
             return resource_id, outputs
 
-        def call(self, args: Any) -> tuple[dict[str, Any], None]:
+        def _arn(self, module: str, kind: str, physical: str, logical: str) -> str:
+            """ARNs in the shape AWS gives them, so policies that embed them read like the real thing."""
+            where = f"{self.region}:{self.account}"
+            special = {
+                ("s3", "bucket"): f"arn:aws:s3:::{physical}",
+                ("cloudwatch", "loggroup"): f"arn:aws:logs:{where}:log-group:{physical}",
+                ("cloudwatch", "metricalarm"): f"arn:aws:cloudwatch:{where}:alarm:{physical}",
+                ("kms", "key"): f"arn:aws:kms:{where}:key/{logical}",
+                ("kms", "alias"): f"arn:aws:kms:{where}:{physical}",
+                ("sns", "topic"): f"arn:aws:sns:{where}:{physical}",
+                ("cloudtrail", "trail"): f"arn:aws:cloudtrail:{where}:trail/{physical}",
+            }
+            if (module, kind) in special:
+                return special[(module, kind)]
+            if module == "iam":
+                return f"arn:aws:iam::{self.account}:{kind}/{physical}"
+            if module == "sagemaker":
+                sm_kind = {
+                    "modelpackagegroup": "model-package-group",
+                    "endpointconfiguration": "endpoint-config",
+                    "userprofile": "user-profile",
+                }.get(kind, kind)
+                return f"arn:aws:sagemaker:{where}:{sm_kind}/{physical}"
+            return f"arn:aws:{module}:{where}:{kind}/{physical}"
+
+        def call(self, args: Any) -> dict[str, Any]:
             if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
                 names = self.zones[:6]
-                return {"names": names, "zoneIds": [f"use1-az{i + 1}" for i in range(len(names))]}, None
+                return {"names": names, "zoneIds": [f"az{i + 1}" for i in range(len(names))]}
             raise NotImplementedError(f"the offline render has no mock for invoke {args.token}")
 
     class RecordingMonitor(MockMonitor):
         """The stock mock monitor, with engine-accurate URNs and a record of what each request carried."""
 
-        def __init__(self, mocks: Any) -> None:
+        def __init__(self, mocks: Any, stack: str) -> None:
             super().__init__(mocks)
+            # The monitor runs on executor threads where Pulumi's context variables are not set.
+            self.stack = stack
             self.registrations: dict[str, Registration] = {}
 
         def make_urn(self, parent: str, type_: str, name: str) -> str:
             qualified = type_
             if parent and qualified_type(parent) != STACK_TYPE:
                 qualified = qualified_type(parent) + "$" + type_
-            return f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{qualified}::{name}"
+            return f"urn:pulumi:{self.stack}::{PROJECT}::{qualified}::{name}"
 
-        def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        def RegisterResource(self, request: Any) -> Any:
             response = super().RegisterResource(request)
             raw = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
             self.registrations[response.urn] = Registration(
@@ -135,7 +159,7 @@ def _mock_classes() -> tuple[type, type]:
             )
             return response
 
-        def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
+        def RegisterResourceOutputs(self, request: Any) -> Any:
             reg = self.registrations.get(request.urn)
             if reg is not None:
                 reg.outputs = normalize(json_format.MessageToDict(request.outputs))
@@ -193,8 +217,9 @@ def _default_program(config: StackConfig) -> None:
     build_platform(config)
 
 
-def render(stack: str, program: ProgramFn | None = None, root: Path | None = None,
-           overrides: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+def render(
+    stack: str, program: ProgramFn | None = None, root: Path | None = None, overrides: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Render one stack to a preview-shaped plan. Config is validated before any resource is declared.
 
     `overrides` replaces flat config keys (tests use it to render deliberately broken variants).
@@ -213,7 +238,7 @@ def render(stack: str, program: ProgramFn | None = None, root: Path | None = Non
     plan_mocks_cls, monitor_cls = _mock_classes()
     runtime_settings.ROOT.set(None)
     set_all_config(dict(raw), secret_keys)
-    monitor = monitor_cls(plan_mocks_cls(config))
+    monitor = monitor_cls(plan_mocks_cls(config), stack)
     pulumi.runtime.set_mocks(plan_mocks_cls(config), project=PROJECT, stack=stack, preview=True, monitor=monitor)
 
     @pulumi.runtime.test

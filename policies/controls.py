@@ -26,6 +26,13 @@ TITLES: dict[str, str] = {
 
 # The controls matrix in every evidence bundle lists at least these, in this order.
 MATRIX_ORDER: tuple[str, ...] = (
-    ACCESS_CONTROL, ENCRYPTION, AUDIT, INTEGRITY, AUTHENTICATION, TRANSMISSION, ACTIVITY_REVIEW,
-    WORKFORCE_SECURITY, CONTINGENCY,
-)  # fmt: skip
+    ACCESS_CONTROL,
+    ENCRYPTION,
+    AUDIT,
+    INTEGRITY,
+    AUTHENTICATION,
+    TRANSMISSION,
+    ACTIVITY_REVIEW,
+    WORKFORCE_SECURITY,
+    CONTINGENCY,
+)

@@ -7,6 +7,7 @@ guessing at IDs, because a real preview has unknown IDs for resources not yet cr
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,10 +76,8 @@ class Plan:
             if ns != "clinops":
                 continue
             if isinstance(value, str) and value[:1] in "[{":
-                try:
+                with contextlib.suppress(json.JSONDecodeError):
                     value = json.loads(value)
-                except json.JSONDecodeError:
-                    pass
             out[name] = value
         return out
 

@@ -1,0 +1,94 @@
+"""Audit: a multi-region CloudTrail with log-file validation, KMS, CloudWatch delivery and S3 data events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.base import Platform, policy_document, service_trust
+
+
+@dataclass(frozen=True)
+class AuditArgs:
+    audit_key: aws.kms.Key
+    logs_key: aws.kms.Key
+    evidence_bucket: aws.s3.Bucket
+    evidence_policy: aws.s3.BucketPolicy  # CloudTrail checks the bucket policy when the trail is created
+    data_event_buckets: list[pulumi.Output[str]]  # bucket ARNs whose object reads/writes are recorded
+    boundary_arn: pulumi.Output[str]
+
+
+class Audit(pulumi.ComponentResource):
+    def __init__(
+        self, name: str, platform: Platform, args: AuditArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("clinops:infra:Audit", name, None, opts)
+        cfg, child = platform.config, platform.child(self)
+        trail_name = f"{platform.prefix}-trail"
+        self.log_group = aws.cloudwatch.LogGroup(
+            "cloudtrail-logs",
+            name=f"/clinops/{cfg.stack}/cloudtrail",
+            retention_in_days=cfg.log_retention_days,
+            kms_key_id=args.logs_key.arn,
+            deletion_protection_enabled=cfg.retain_on_delete,
+            tags=platform.tags(),
+            opts=platform.child(self, stateful=True),
+        )
+        delivery_role = aws.iam.Role(
+            "cloudtrail-delivery-role",
+            name=f"{platform.prefix}-cloudtrail-logs",
+            assume_role_policy=service_trust(
+                "cloudtrail.amazonaws.com",
+                platform.account,
+                f"arn:aws:cloudtrail:{cfg.region}:{platform.account}:trail/{trail_name}",
+            ),
+            permissions_boundary=args.boundary_arn,
+            tags=platform.tags(),
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            "cloudtrail-delivery",
+            role=delivery_role.id,
+            policy=policy_document(
+                {
+                    "Sid": "DeliverTrailToLogs",
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                    "Resource": self.log_group.arn.apply(lambda a: f"{a}:log-stream:*"),
+                }
+            ),
+            opts=child,
+        )
+        objects = [arn.apply(lambda a: f"{a}/") for arn in args.data_event_buckets]
+        self.trail = aws.cloudtrail.Trail(
+            "trail",
+            name=trail_name,
+            s3_bucket_name=args.evidence_bucket.id,
+            s3_key_prefix="cloudtrail",
+            is_multi_region_trail=True,
+            include_global_service_events=True,
+            enable_log_file_validation=True,
+            enable_logging=True,
+            kms_key_id=args.audit_key.arn,
+            cloud_watch_logs_group_arn=self.log_group.arn.apply(lambda a: f"{a}:*"),
+            cloud_watch_logs_role_arn=delivery_role.arn,
+            advanced_event_selectors=[
+                {
+                    "name": "Management events",
+                    "field_selectors": [{"field": "eventCategory", "equals": ["Management"]}],
+                },
+                {
+                    "name": "PHI and model object access",
+                    "field_selectors": [
+                        {"field": "eventCategory", "equals": ["Data"]},
+                        {"field": "resources.type", "equals": ["AWS::S3::Object"]},
+                        {"field": "resources.ARN", "starts_with": objects},
+                    ],
+                },
+            ],
+            tags=platform.tags(),
+            opts=platform.child(self, stateful=True, depends_on=[args.evidence_policy]),
+        )
+        self.register_outputs({"trailArn": self.trail.arn})

@@ -1,0 +1,81 @@
+"""Conventions every platform component shares: naming, tags, resource options, IAM documents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from clinops.config import StackConfig
+
+Statement = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What every component needs to know about the stack it belongs to."""
+
+    config: StackConfig
+
+    @property
+    def prefix(self) -> str:
+        return f"clinops-{self.config.stack}"
+
+    @property
+    def account(self) -> str:
+        return self.config.account_id
+
+    @property
+    def region(self) -> str:
+        return self.config.region
+
+    @property
+    def account_root(self) -> str:
+        return f"arn:aws:iam::{self.account}:root"
+
+    def role_arn(self, role_name: str) -> str:
+        """A role's ARN is known before the role exists, which lets key policies name it without a cycle."""
+        return f"arn:aws:iam::{self.account}:role/{role_name}"
+
+    def bucket_name(self, purpose: str, account: str | None = None, stack: str | None = None) -> str:
+        return f"clinops-{stack or self.config.stack}-{account or self.account}-{purpose}"
+
+    def tags(self, **extra: str) -> dict[str, str]:
+        return {**self.config.resource_tags(), **extra}
+
+    def child(self, parent: pulumi.Resource, *, stateful: bool = False, **kwargs: Any) -> pulumi.ResourceOptions:
+        """Options for a child resource. Stateful resources are protected and retained where config says so."""
+        keep = stateful and self.config.retain_on_delete
+        return pulumi.ResourceOptions(parent=parent, protect=keep, retain_on_delete=keep, **kwargs)
+
+
+def policy_document(*statements: Statement) -> pulumi.Output[str]:
+    """An IAM policy JSON string; statements may hold Outputs. Keys sorted so renders are byte-stable."""
+    return pulumi.Output.from_input({"Version": "2012-10-17", "Statement": list(statements)}).apply(
+        lambda doc: _dumps(doc)
+    )
+
+
+def _dumps(doc: Any) -> str:
+    import json
+
+    return json.dumps(doc, sort_keys=True)
+
+
+def allow(sid: str, actions: list[str], resources: Any, **extra: Any) -> Statement:
+    return {"Sid": sid, "Effect": "Allow", "Action": sorted(actions), "Resource": resources, **extra}
+
+
+def deny(sid: str, actions: list[str], resources: Any = "*", **extra: Any) -> Statement:
+    return {"Sid": sid, "Effect": "Deny", "Action": sorted(actions), "Resource": resources, **extra}
+
+
+def service_trust(service: str, account: str, source_arn: str | None = None) -> pulumi.Output[str]:
+    """Trust policy for an AWS service, confused-deputy safe (aws:SourceAccount, optionally aws:SourceArn)."""
+    condition: dict[str, Any] = {"StringEquals": {"aws:SourceAccount": account}}
+    if source_arn:
+        condition["ArnLike"] = {"aws:SourceArn": source_arn}
+    return policy_document(
+        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole", "Condition": condition}
+    )

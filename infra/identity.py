@@ -1,0 +1,443 @@
+"""Persona roles with segregation of duties enforced in IAM, all under one permissions boundary.
+
+Roles are created first (trust only) so key and bucket policies can name them; their permissions attach
+later (`grant`) once the keys and buckets they are scoped to exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.base import Platform, Statement, allow, deny, policy_document
+
+# Approval is a change of a model package's status: only the approver persona may make it.
+APPROVAL_ACTIONS = ["sagemaker:UpdateModelPackage"]
+BUILD_ACTIONS = [
+    "sagemaker:CreateTrainingJob",
+    "sagemaker:CreateProcessingJob",
+    "sagemaker:CreateTransformJob",
+    "sagemaker:CreateHyperParameterTuningJob",
+    "sagemaker:CreatePipeline",
+    "sagemaker:UpdatePipeline",
+    "sagemaker:StartPipelineExecution",
+    "sagemaker:CreateModelPackage",
+    "sagemaker:CreateModelPackageGroup",
+    "sagemaker:DeleteModelPackage",
+]
+DEPLOY_ACTIONS = [
+    "sagemaker:CreateModel",
+    "sagemaker:CreateEndpointConfig",
+    "sagemaker:CreateEndpoint",
+    "sagemaker:UpdateEndpoint",
+    "sagemaker:UpdateEndpointWeightsAndCapacities",
+    "sagemaker:DeleteEndpoint",
+]
+KEY_USE = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
+
+PERSONAS = ("execution", "author", "approver", "deployer")
+
+
+@dataclass(frozen=True)
+class Grants:
+    """The resources persona permissions are scoped to (ARNs; Outputs allowed)."""
+
+    phi_bucket: Any
+    artifacts_bucket: Any
+    capture_bucket: Any
+    evidence_bucket: Any
+    phi_key: Any
+    artifacts_key: Any
+    audit_key: Any
+
+
+class Identity(pulumi.ComponentResource):
+    """Permissions boundary, persona roles and their segregation-of-duties guard rails."""
+
+    def __init__(self, name: str, platform: Platform, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("clinops:infra:Identity", name, None, opts)
+        self._platform = platform
+        cfg = platform.config
+        self.boundary = aws.iam.Policy(
+            "permissions-boundary",
+            name=f"{platform.prefix}-permissions-boundary",
+            description="Ceiling for every clinops role: no IAM escalation, no audit tampering, VPC-only jobs",
+            policy=boundary_document(platform),
+            tags=platform.tags(),
+            opts=platform.child(self),
+        )
+        self.role_names = {p: f"{platform.prefix}-{p}" for p in ("sagemaker-execution", *PERSONAS[1:])}
+        humans = {
+            "author": cfg.principals.authors,
+            "approver": cfg.principals.approvers,
+            "deployer": cfg.principals.deployers,
+        }
+        self.roles: dict[str, aws.iam.Role] = {}
+        for persona in PERSONAS:
+            role_name = self.role_names["sagemaker-execution" if persona == "execution" else persona]
+            # Studio runs notebooks as the author's and approver's role, so SageMaker must assume those too.
+            services = ["sagemaker.amazonaws.com"] if persona in ("execution", "author", "approver") else []
+            self.roles[persona] = aws.iam.Role(
+                f"{persona}-role",
+                name=role_name,
+                description=f"clinops {persona} persona",
+                assume_role_policy=trust_document(platform.account, services, humans.get(persona, [])),
+                permissions_boundary=self.boundary.arn,
+                max_session_duration=3600,
+                tags=platform.tags(**{"clinops:persona": persona}),
+                opts=platform.child(self),
+            )
+        self.register_outputs({p: r.arn for p, r in self.roles.items()})
+
+    def role_arn(self, persona: str) -> str:
+        return self._platform.role_arn(self.role_names["sagemaker-execution" if persona == "execution" else persona])
+
+    def grant(self, grants: Grants, model_groups: list[str]) -> None:
+        """Attach each persona's least-privilege policy (with its segregation-of-duties denies)."""
+        documents = persona_statements(self._platform, grants, model_groups, self.role_arn("execution"))
+        for persona, statements in documents.items():
+            aws.iam.RolePolicy(
+                f"{persona}-permissions",
+                name=f"{persona}-permissions",
+                role=self.roles[persona].id,
+                policy=policy_document(*statements),
+                opts=self._platform.child(self),
+            )
+
+
+def trust_document(account: str, services: list[str], principals: list[str]) -> pulumi.Output[str]:
+    statements: list[Statement] = []
+    if services:
+        statements.append(
+            {
+                "Sid": "ServiceAssume",
+                "Effect": "Allow",
+                "Principal": {"Service": services},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+            }
+        )
+    if principals:
+        statements.append(
+            {
+                "Sid": "PersonaAssume",
+                "Effect": "Allow",
+                "Principal": {"AWS": sorted(principals)},
+                "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
+            }
+        )
+    if not statements:  # a persona nobody may assume yet: trust no one rather than the whole account
+        statements.append({"Sid": "NobodyYet", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"})
+    return policy_document(*statements)
+
+
+def boundary_document(platform: Platform) -> pulumi.Output[str]:
+    return policy_document(
+        allow(
+            "PlatformServices",
+            [
+                "sagemaker:*",
+                "s3:*",
+                "logs:*",
+                "cloudwatch:*",
+                "events:*",
+                "application-autoscaling:*",
+                "kms:Decrypt",
+                "kms:DescribeKey",
+                "kms:Encrypt",
+                "kms:GenerateDataKey*",
+                "kms:ReEncrypt*",
+                "kms:CreateGrant",
+                "ecr:BatchCheckLayerAvailability",
+                "ecr:BatchGetImage",
+                "ecr:GetAuthorizationToken",
+                "ecr:GetDownloadUrlForLayer",
+                "ec2:CreateNetworkInterface",
+                "ec2:CreateNetworkInterfacePermission",
+                "ec2:DeleteNetworkInterface",
+                "ec2:DeleteNetworkInterfacePermission",
+                "ec2:Describe*",
+                "iam:GetRole",
+                "iam:PassRole",
+                "sts:GetCallerIdentity",
+                "sns:Publish",
+                "ssm:GetParameter*",
+                "ssm:PutParameter",
+                "lambda:InvokeFunction",
+                "sqs:SendMessage",
+            ],
+            "*",
+        ),
+        deny(
+            "DenyIamEscalation",
+            [
+                "iam:AttachRolePolicy",
+                "iam:CreateAccessKey",
+                "iam:CreatePolicyVersion",
+                "iam:CreateRole",
+                "iam:CreateUser",
+                "iam:DeleteRolePermissionsBoundary",
+                "iam:PutRolePermissionsBoundary",
+                "iam:PutRolePolicy",
+                "iam:UpdateAssumeRolePolicy",
+            ],
+        ),
+        deny(
+            "DenyAuditTampering",
+            [
+                "cloudtrail:DeleteTrail",
+                "cloudtrail:PutEventSelectors",
+                "cloudtrail:StopLogging",
+                "cloudtrail:UpdateTrail",
+                "kms:DisableKey",
+                "kms:DisableKeyRotation",
+                "kms:PutKeyPolicy",
+                "kms:ScheduleKeyDeletion",
+                "logs:DeleteLogGroup",
+                "logs:DeleteRetentionPolicy",
+                "logs:PutRetentionPolicy",
+                "s3:BypassGovernanceRetention",
+                "s3:DeleteBucketPolicy",
+                "s3:PutBucketObjectLockConfiguration",
+                "s3:PutBucketPolicy",
+                "s3:PutBucketPublicAccessBlock",
+                "s3:PutEncryptionConfiguration",
+            ],
+        ),
+        deny(
+            "DenyNetworkEgress",
+            [
+                "ec2:AttachInternetGateway",
+                "ec2:CreateEgressOnlyInternetGateway",
+                "ec2:CreateInternetGateway",
+                "ec2:CreateNatGateway",
+                "ec2:CreateRoute",
+                "ec2:CreateVpcPeeringConnection",
+            ],
+        ),
+        deny(
+            "DenyJobsOutsideVpc",
+            [
+                "sagemaker:CreateModel",
+                "sagemaker:CreateProcessingJob",
+                "sagemaker:CreateTrainingJob",
+                "sagemaker:CreateHyperParameterTuningJob",
+            ],
+            Condition={"Null": {"sagemaker:VpcSubnets": "true"}},
+        ),
+        deny(
+            "DenyUnencryptedJobVolumes",
+            ["sagemaker:CreateProcessingJob", "sagemaker:CreateTrainingJob"],
+            Condition={"Null": {"sagemaker:VolumeKmsKey": "true"}},
+        ),
+        deny(
+            "DenyPlaintextInterContainer",
+            ["sagemaker:CreateTrainingJob"],
+            Condition={"Bool": {"sagemaker:InterContainerTrafficEncryption": "false"}},
+        ),
+        deny(
+            "DenyInternetFacingNotebooks",
+            ["sagemaker:CreateDomain", "sagemaker:CreateNotebookInstance"],
+            Condition={"StringEquals": {"sagemaker:DirectInternetAccess": "Enabled"}},
+        ),
+        deny(
+            "DenyOtherRegions", ["sagemaker:*"], Condition={"StringNotEquals": {"aws:RequestedRegion": platform.region}}
+        ),
+    )
+
+
+def persona_statements(
+    platform: Platform, g: Grants, model_groups: list[str], execution_arn: str
+) -> dict[str, list[Statement]]:
+    acct, region = platform.account, platform.region
+    sm = f"arn:aws:sagemaker:{region}:{acct}"
+    registry = f"arn:aws:sagemaker:{region}:{platform.config.registry_account}"
+    packages = [f"{registry}:model-package/{m}/*" for m in model_groups] or [f"{registry}:model-package/none/*"]
+    package_groups = [f"{registry}:model-package-group/{m}" for m in model_groups] or [
+        f"{registry}:model-package-group/none"
+    ]
+    objects = lambda *buckets: [b.apply(lambda a: f"{a}/*") for b in buckets]  # noqa: E731
+    pass_execution = allow(
+        "PassExecutionRoleToSageMaker",
+        ["iam:PassRole"],
+        execution_arn,
+        Condition={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+    )
+    read_registry = allow(
+        "ReadRegistry",
+        ["sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup", "sagemaker:ListModelPackages"],
+        [*packages, *package_groups],
+    )
+    cannot_approve = deny("SodCannotApprove", APPROVAL_ACTIONS)
+    register_pending_only = deny(
+        "SodRegisterPendingOnly",
+        ["sagemaker:CreateModelPackage"],
+        Condition={"StringEquals": {"sagemaker:ModelApprovalStatus": "Approved"}},
+    )
+    job_logs = allow(
+        "JobLogs",
+        ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+        f"arn:aws:logs:{region}:{acct}:log-group:/aws/sagemaker/*",
+    )
+    return {
+        "execution": [
+            allow(
+                "ReadTrainingData",
+                ["s3:GetObject", "s3:ListBucket"],
+                [g.phi_bucket, g.capture_bucket, *objects(g.phi_bucket, g.capture_bucket)],
+            ),
+            allow(
+                "WriteArtifacts",
+                ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
+                [g.artifacts_bucket, *objects(g.artifacts_bucket)],
+            ),
+            allow("AppendEvidence", ["s3:PutObject"], objects(g.evidence_bucket)),
+            allow("UseKeys", [*KEY_USE], [g.phi_key, g.artifacts_key, g.audit_key]),
+            allow(
+                "GrantKeysToSageMaker",
+                ["kms:CreateGrant"],
+                [g.phi_key, g.artifacts_key],
+                Condition={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            ),
+            allow(
+                "RunPipelineSteps",
+                [
+                    "sagemaker:AddTags",
+                    "sagemaker:CreateModelPackage",
+                    "sagemaker:CreateProcessingJob",
+                    "sagemaker:CreateTrainingJob",
+                    "sagemaker:DescribeProcessingJob",
+                    "sagemaker:DescribeTrainingJob",
+                ],
+                [f"{sm}:training-job/*", f"{sm}:processing-job/*", *packages, *package_groups],
+            ),
+            read_registry,
+            job_logs,
+            pass_execution,
+            allow(
+                "PublishMetrics",
+                ["cloudwatch:PutMetricData"],
+                "*",
+                Condition={"StringLike": {"cloudwatch:namespace": "clinops/*"}},
+            ),
+            allow(
+                "PullImages",
+                ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                f"arn:aws:ecr:{region}:{acct}:repository/clinops-*",
+            ),
+            allow("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
+            allow(
+                "VpcNetworkInterfaces",
+                [
+                    "ec2:CreateNetworkInterface",
+                    "ec2:CreateNetworkInterfacePermission",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:DeleteNetworkInterfacePermission",
+                    "ec2:DescribeDhcpOptions",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeVpcs",
+                ],
+                "*",
+            ),
+            cannot_approve,
+            register_pending_only,
+        ],
+        "author": [
+            allow("ExploreData", ["s3:GetObject", "s3:ListBucket"], [g.phi_bucket, *objects(g.phi_bucket)]),
+            allow(
+                "ReadWriteArtifacts",
+                ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
+                [g.artifacts_bucket, *objects(g.artifacts_bucket)],
+            ),
+            allow("UseKeys", [*KEY_USE], [g.phi_key, g.artifacts_key]),
+            allow(
+                "BuildModels",
+                [*BUILD_ACTIONS, "sagemaker:Describe*", "sagemaker:List*", "sagemaker:AddTags"],
+                [f"{sm}:*", *packages, *package_groups],
+            ),
+            allow(
+                "UseStudio",
+                [
+                    "sagemaker:CreateApp",
+                    "sagemaker:CreatePresignedDomainUrl",
+                    "sagemaker:DeleteApp",
+                    "sagemaker:DescribeApp",
+                    "sagemaker:DescribeDomain",
+                    "sagemaker:DescribeUserProfile",
+                ],
+                [f"{sm}:domain/*", f"{sm}:user-profile/*", f"{sm}:app/*"],
+            ),
+            read_registry,
+            job_logs,
+            pass_execution,
+            deny("SodAuthorsCannotApprove", APPROVAL_ACTIONS),
+            register_pending_only,
+            deny("SodAuthorsCannotDeploy", DEPLOY_ACTIONS),
+        ],
+        "approver": [
+            read_registry,
+            allow("ApproveOrReject", APPROVAL_ACTIONS, packages),
+            allow(
+                "ReadModelCards", ["s3:GetObject", "s3:ListBucket"], [g.artifacts_bucket, *objects(g.artifacts_bucket)]
+            ),
+            allow("ReadEvidence", ["s3:GetObject", "s3:ListBucket"], [g.evidence_bucket, *objects(g.evidence_bucket)]),
+            allow("DecryptForReview", ["kms:Decrypt", "kms:DescribeKey"], [g.artifacts_key, g.audit_key]),
+            allow(
+                "UseStudio",
+                [
+                    "sagemaker:CreateApp",
+                    "sagemaker:CreatePresignedDomainUrl",
+                    "sagemaker:DescribeApp",
+                    "sagemaker:DescribeDomain",
+                    "sagemaker:DescribeUserProfile",
+                ],
+                [f"{sm}:domain/*", f"{sm}:user-profile/*", f"{sm}:app/*"],
+            ),
+            deny("SodApproversCannotBuild", BUILD_ACTIONS),
+            deny("SodApproversCannotDeploy", DEPLOY_ACTIONS),
+        ],
+        "deployer": [
+            read_registry,
+            pass_execution,
+            allow(
+                "Release",
+                [
+                    *DEPLOY_ACTIONS,
+                    "sagemaker:AddTags",
+                    "sagemaker:DescribeEndpoint",
+                    "sagemaker:DescribeEndpointConfig",
+                    "sagemaker:DescribeModel",
+                ],
+                [f"{sm}:model/*", f"{sm}:endpoint-config/*", f"{sm}:endpoint/*"],
+            ),
+            allow(
+                "WatchAlarms",
+                ["cloudwatch:DescribeAlarmHistory", "cloudwatch:DescribeAlarms", "cloudwatch:SetAlarmState"],
+                f"arn:aws:cloudwatch:{region}:{acct}:alarm:clinops-*",
+            ),
+            allow(
+                "RecordEvidence",
+                ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
+                [g.evidence_bucket, *objects(g.evidence_bucket)],
+            ),
+            allow("EncryptEvidence", ["kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*"], [g.audit_key]),
+            allow(
+                "GrantEndpointKeys",
+                ["kms:CreateGrant", "kms:DescribeKey"],
+                [g.artifacts_key, g.phi_key],
+                Condition={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            ),
+            allow(
+                "ReleasePins",
+                ["ssm:GetParameter", "ssm:PutParameter"],
+                f"arn:aws:ssm:{region}:{acct}:parameter/clinops/{platform.config.stack}/*",
+            ),
+            deny("SodDeployersCannotApprove", APPROVAL_ACTIONS),
+            deny("SodDeployersCannotBuild", BUILD_ACTIONS),
+        ],
+    }

@@ -1,0 +1,184 @@
+"""Customer-managed KMS keys, one per purpose, rotated yearly, with key policies that name every user.
+
+The account root may administer a key but not use it: usage is granted here, in the key policy, to the
+exact roles and service principals (with conditions) that need it, so no IAM policy can widen it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.base import Platform, Statement, policy_document
+
+ADMIN_ACTIONS = [
+    "kms:CancelKeyDeletion",
+    "kms:Create*",
+    "kms:Delete*",
+    "kms:Describe*",
+    "kms:Disable*",
+    "kms:Enable*",
+    "kms:Get*",
+    "kms:List*",
+    "kms:Put*",
+    "kms:Revoke*",
+    "kms:RotateKeyOnDemand",
+    "kms:ScheduleKeyDeletion",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:Update*",
+]
+USE_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
+
+
+@dataclass(frozen=True)
+class KeyUsers:
+    """Role ARNs (strings: known before the roles' policies exist) that use each key."""
+
+    execution: str
+    author: str
+    approver: str
+    deployer: str
+    reader_accounts: list[str] = field(default_factory=list)
+
+
+class Keys(pulumi.ComponentResource):
+    """Four keys: PHI data, model artifacts, logs, audit/evidence."""
+
+    def __init__(
+        self,
+        name: str,
+        platform: Platform,
+        users: KeyUsers,
+        after: list[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        """`after`: the roles the key policies name — KMS rejects a policy whose principal does not exist."""
+        super().__init__("clinops:infra:Keys", name, None, opts)
+        self._platform = platform
+        acct, region = platform.account, platform.region
+        s3_via = {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}
+        aws_resource = {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+        documents: dict[str, list[Statement]] = {
+            "phi": [
+                _use("DataScienceAndJobs", [users.execution, users.author]),
+                _grant("SageMakerVolumesAndCapture", [users.execution, users.deployer], aws_resource),
+            ],
+            "artifacts": [
+                _use("BuildAndReview", [users.execution, users.author, users.approver, users.deployer]),
+                _grant("SageMakerModels", [users.execution, users.deployer], aws_resource),
+                *(
+                    [
+                        _stmt(
+                            "PromotionAccountsReadArtifacts",
+                            {"AWS": [f"arn:aws:iam::{a}:root" for a in users.reader_accounts]},
+                            ["kms:Decrypt", "kms:DescribeKey"],
+                            s3_via,
+                        )
+                    ]
+                    if users.reader_accounts
+                    else []
+                ),
+            ],
+            "logs": [
+                _stmt(
+                    "CloudWatchLogs",
+                    {"Service": f"logs.{region}.amazonaws.com"},
+                    ["kms:Decrypt*", "kms:Describe*", "kms:Encrypt*", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
+                    {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{region}:{acct}:log-group:*"}},
+                ),
+                _stmt(
+                    "AlarmNotifications",
+                    {"Service": "cloudwatch.amazonaws.com"},
+                    ["kms:Decrypt", "kms:GenerateDataKey*"],
+                    {"StringEquals": {"aws:SourceAccount": acct}},
+                ),
+            ],
+            "audit": [
+                _stmt(
+                    "CloudTrailEncrypt",
+                    {"Service": "cloudtrail.amazonaws.com"},
+                    ["kms:GenerateDataKey*"],
+                    {
+                        "StringEquals": {
+                            "aws:SourceArn": f"arn:aws:cloudtrail:{region}:{acct}:trail/{platform.prefix}-trail"
+                        },
+                        "StringLike": {
+                            "kms:EncryptionContext:aws:cloudtrail:arn": f"arn:aws:cloudtrail:*:{acct}:trail/*"
+                        },
+                    },
+                ),
+                _stmt(
+                    "CloudTrailDescribe",
+                    {"Service": "cloudtrail.amazonaws.com"},
+                    ["kms:DescribeKey"],
+                    {"StringEquals": {"aws:SourceAccount": acct}},
+                ),
+                _stmt(
+                    "EvidenceWriters",
+                    {"AWS": sorted([users.execution, users.deployer])},
+                    ["kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*"],
+                    s3_via,
+                ),
+                _stmt(
+                    "EvidenceReaders",
+                    {"AWS": sorted([users.approver, users.deployer])},
+                    ["kms:Decrypt", "kms:DescribeKey"],
+                    s3_via,
+                ),
+            ],
+        }
+        descriptions = {
+            "phi": "PHI at rest: training data, inference data capture, Studio volumes",
+            "artifacts": "Model artifacts, model cards, evaluation reports",
+            "logs": "CloudWatch Logs and alarm notifications",
+            "audit": "CloudTrail and the Object Lock evidence store",
+        }
+        self.keys: dict[str, aws.kms.Key] = {}
+        for purpose, statements in documents.items():
+            key = aws.kms.Key(
+                f"{purpose}-key",
+                description=f"clinops {platform.config.stack}: {descriptions[purpose]}",
+                enable_key_rotation=True,
+                rotation_period_in_days=365,
+                deletion_window_in_days=30 if platform.config.retain_on_delete else 7,
+                policy=policy_document(
+                    _stmt("KeyAdministration", {"AWS": platform.account_root}, ADMIN_ACTIONS), *statements
+                ),
+                tags=platform.tags(**{"clinops:purpose": purpose}),
+                opts=platform.child(self, stateful=True, depends_on=after),
+            )
+            aws.kms.Alias(
+                f"{purpose}-key-alias",
+                name=f"alias/{platform.prefix}-{purpose}",
+                target_key_id=key.key_id,
+                opts=platform.child(self),
+            )
+            self.keys[purpose] = key
+        self.register_outputs({p: k.arn for p, k in self.keys.items()})
+
+    def arn(self, purpose: str) -> pulumi.Output[str]:
+        return self.keys[purpose].arn
+
+
+def _stmt(sid: str, principal: dict[str, object], actions: list[str], condition: dict | None = None) -> Statement:
+    statement: Statement = {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": principal,
+        "Action": sorted(actions),
+        "Resource": "*",
+    }
+    if condition:
+        statement["Condition"] = condition
+    return statement
+
+
+def _use(sid: str, roles: list[str]) -> Statement:
+    return _stmt(sid, {"AWS": sorted(set(roles))}, USE_ACTIONS)
+
+
+def _grant(sid: str, roles: list[str], condition: dict) -> Statement:
+    return _stmt(sid, {"AWS": sorted(set(roles))}, ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"], condition)

@@ -1,0 +1,245 @@
+"""An isolated VPC: private subnets only, no internet or NAT gateway, AWS APIs through VPC endpoints."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from clinops.config import INTERFACE_ENDPOINT_SERVICES
+from infra.base import Platform, policy_document, service_trust
+
+# ECR serves image layers from this AWS-owned bucket; without it no container starts in a VPC with no NAT.
+ECR_LAYER_BUCKET = "prod-{region}-starport-layer-bucket"
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    logs_key: aws.kms.Key
+    bucket_arns: list[pulumi.Output[str]]  # the platform's buckets: the only S3 the VPC may reach
+    extra_bucket_arns: list[str]  # e.g. the build account's artifact bucket, for promoted models
+    boundary_arn: pulumi.Output[str]
+
+
+class Network(pulumi.ComponentResource):
+    def __init__(
+        self, name: str, platform: Platform, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("clinops:infra:Network", name, None, opts)
+        cfg, child = platform.config, platform.child(self)
+        self.vpc = aws.ec2.Vpc(
+            "vpc",
+            cidr_block=cfg.vpc_cidr,
+            enable_dns_support=True,
+            enable_dns_hostnames=True,
+            tags=platform.tags(Name=f"{platform.prefix}-vpc"),
+            opts=child,
+        )
+        # The default security group of a VPC allows all traffic between its members: take every rule away.
+        aws.ec2.DefaultSecurityGroup(
+            "default-security-group",
+            vpc_id=self.vpc.id,
+            ingress=[],
+            egress=[],
+            tags=platform.tags(Name=f"{platform.prefix}-default-deny"),
+            opts=child,
+        )
+        zones = aws.get_availability_zones_output(state="available")
+        cidrs = subnet_cidrs(cfg.vpc_cidr, cfg.availability_zones)
+        self.route_table = aws.ec2.RouteTable(
+            "private-routes",
+            vpc_id=self.vpc.id,
+            routes=[],
+            tags=platform.tags(Name=f"{platform.prefix}-private"),
+            opts=child,
+        )
+        self.subnets: list[aws.ec2.Subnet] = []
+        for i, cidr in enumerate(cidrs):
+            subnet = aws.ec2.Subnet(
+                f"private-{i + 1}",
+                vpc_id=self.vpc.id,
+                cidr_block=cidr,
+                availability_zone=zones.names[i],
+                map_public_ip_on_launch=False,
+                tags=platform.tags(Name=f"{platform.prefix}-private-{i + 1}", tier="private"),
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"private-{i + 1}-routes", subnet_id=subnet.id, route_table_id=self.route_table.id, opts=child
+            )
+            self.subnets.append(subnet)
+        subnet_ids = [s.id for s in self.subnets]
+
+        self.endpoint_sg = aws.ec2.SecurityGroup(
+            "endpoint-security-group",
+            vpc_id=self.vpc.id,
+            description="HTTPS to AWS APIs from inside the VPC only",
+            ingress=[
+                {
+                    "description": "TLS from the VPC",
+                    "protocol": "tcp",
+                    "from_port": 443,
+                    "to_port": 443,
+                    "cidr_blocks": [cfg.vpc_cidr],
+                }
+            ],
+            egress=[],
+            tags=platform.tags(Name=f"{platform.prefix}-endpoints"),
+            opts=child,
+        )
+        self.workload_sg = aws.ec2.SecurityGroup(
+            "workload-security-group",
+            vpc_id=self.vpc.id,
+            description="SageMaker jobs, endpoints and Studio: talk to each other and to VPC endpoints only",
+            ingress=[
+                {
+                    "description": "between workload members (distributed training, Studio EFS)",
+                    "protocol": "-1",
+                    "from_port": 0,
+                    "to_port": 0,
+                    "self": True,
+                }
+            ],
+            egress=[
+                {
+                    "description": "between workload members",
+                    "protocol": "-1",
+                    "from_port": 0,
+                    "to_port": 0,
+                    "self": True,
+                },
+                {
+                    "description": "TLS to AWS APIs inside the VPC",
+                    "protocol": "tcp",
+                    "from_port": 443,
+                    "to_port": 443,
+                    "cidr_blocks": [cfg.vpc_cidr],
+                },
+            ],
+            tags=platform.tags(Name=f"{platform.prefix}-workloads"),
+            opts=child,
+        )
+
+        s3_resources = [
+            *args.bucket_arns,
+            *args.extra_bucket_arns,
+            f"arn:aws:s3:::{ECR_LAYER_BUCKET.format(region=cfg.region)}",
+        ]
+        s3_objects = [pulumi.Output.from_input(a).apply(lambda x: f"{x}/*") for a in s3_resources]
+        self.s3_endpoint = aws.ec2.VpcEndpoint(
+            "s3-gateway-endpoint",
+            vpc_id=self.vpc.id,
+            service_name=f"com.amazonaws.{cfg.region}.s3",
+            vpc_endpoint_type="Gateway",
+            route_table_ids=[self.route_table.id],
+            policy=policy_document(
+                {
+                    "Sid": "PlatformBucketsOnly",
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": [*s3_resources, *s3_objects],
+                }
+            ),
+            tags=platform.tags(Name=f"{platform.prefix}-s3"),
+            opts=child,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            "workload-to-s3",
+            security_group_id=self.workload_sg.id,
+            description="TLS to S3 through the gateway endpoint",
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            prefix_list_id=self.s3_endpoint.prefix_list_id,
+            opts=child,
+        )
+        # Data perimeter: only principals of this account (and the registry account) may use the endpoints.
+        perimeter = sorted({platform.account, cfg.registry_account})
+        endpoint_policy = policy_document(
+            {
+                "Sid": "OwnAccountsOnly",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "*",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"aws:PrincipalAccount": perimeter}},
+            }
+        )
+        self.interface_endpoints: dict[str, aws.ec2.VpcEndpoint] = {}
+        for service in INTERFACE_ENDPOINT_SERVICES:
+            service_name = service.format(region=cfg.region)
+            short = service_name.removeprefix(f"com.amazonaws.{cfg.region}.").removeprefix("aws.").replace(".", "-")
+            self.interface_endpoints[service] = aws.ec2.VpcEndpoint(
+                f"endpoint-{short.replace(f'-{cfg.region}', '')}",
+                vpc_id=self.vpc.id,
+                service_name=service_name,
+                vpc_endpoint_type="Interface",
+                private_dns_enabled=True,
+                subnet_ids=subnet_ids,
+                security_group_ids=[self.endpoint_sg.id],
+                policy=endpoint_policy,
+                tags=platform.tags(Name=f"{platform.prefix}-{short}"),
+                opts=child,
+            )
+
+        self.flow_log_group = aws.cloudwatch.LogGroup(
+            "flow-logs",
+            name=f"/clinops/{cfg.stack}/vpc-flow-logs",
+            retention_in_days=cfg.log_retention_days,
+            kms_key_id=args.logs_key.arn,
+            deletion_protection_enabled=cfg.retain_on_delete,
+            tags=platform.tags(),
+            opts=platform.child(self, stateful=True),
+        )
+        flow_role = aws.iam.Role(
+            "flow-logs-role",
+            name=f"{platform.prefix}-flow-logs",
+            assume_role_policy=service_trust(
+                "vpc-flow-logs.amazonaws.com",
+                platform.account,
+                f"arn:aws:ec2:{cfg.region}:{platform.account}:vpc-flow-log/*",
+            ),
+            permissions_boundary=args.boundary_arn,
+            tags=platform.tags(),
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            "flow-logs-delivery",
+            role=flow_role.id,
+            policy=policy_document(
+                {
+                    "Sid": "DeliverFlowLogs",
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+                    "Resource": [self.flow_log_group.arn, self.flow_log_group.arn.apply(lambda a: f"{a}:*")],
+                }
+            ),
+            opts=child,
+        )
+        self.flow_log = aws.ec2.FlowLog(
+            "vpc-flow-log",
+            vpc_id=self.vpc.id,
+            traffic_type="ALL",
+            log_destination_type="cloud-watch-logs",
+            log_destination=self.flow_log_group.arn,
+            iam_role_arn=flow_role.arn,
+            max_aggregation_interval=60,
+            tags=platform.tags(),
+            opts=child,
+        )
+        self.register_outputs(
+            {"vpcId": self.vpc.id, "subnetIds": subnet_ids, "workloadSecurityGroupId": self.workload_sg.id}
+        )
+
+    @property
+    def subnet_ids(self) -> list[pulumi.Output[str]]:
+        return [s.id for s in self.subnets]
+
+
+def subnet_cidrs(vpc_cidr: str, count: int) -> list[str]:
+    """Equal private subnets, one per AZ, leaving room to add AZs later (4 slots)."""
+    net = ipaddress.IPv4Network(vpc_cidr)
+    return [str(s) for s in list(net.subnets(prefixlen_diff=2))[:count]]

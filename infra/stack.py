@@ -1,0 +1,98 @@
+"""The stack program: wires the platform components together. Each concern lives in its own component."""
+
+from __future__ import annotations
+
+import pulumi
+
+from clinops.config import StackConfig
+from infra.audit import Audit, AuditArgs
+from infra.base import Platform
+from infra.identity import Grants, Identity
+from infra.keys import Keys, KeyUsers
+from infra.network import Network, NetworkArgs
+from infra.registry import Registry
+from infra.storage import Storage, StorageKeys
+from infra.studio import Studio, StudioArgs
+
+
+def build_platform(config: StackConfig) -> None:
+    platform = Platform(config)
+    identity = Identity("identity", platform)
+    keys = Keys(
+        "keys",
+        platform,
+        KeyUsers(
+            execution=identity.role_arn("execution"),
+            author=identity.role_arn("author"),
+            approver=identity.role_arn("approver"),
+            deployer=identity.role_arn("deployer"),
+            reader_accounts=config.reader_accounts,
+        ),
+        after=list(identity.roles.values()),
+    )
+    storage = Storage(
+        "storage",
+        platform,
+        StorageKeys(phi=keys.keys["phi"], artifacts=keys.keys["artifacts"], audit=keys.keys["audit"]),
+    )
+    registry_artifacts = []
+    if config.registry_account != config.account_id:  # promoted models are read from the build account
+        registry_artifacts = [f"arn:aws:s3:::{platform.bucket_name('model-artifacts', config.registry_account, 'dev')}"]
+    network = Network(
+        "network",
+        platform,
+        NetworkArgs(
+            logs_key=keys.keys["logs"],
+            bucket_arns=[b.bucket.arn for b in storage.buckets.values()],
+            extra_bucket_arns=registry_artifacts,
+            boundary_arn=identity.boundary.arn,
+        ),
+    )
+    evidence = storage.buckets["evidence"]
+    Audit(
+        "audit",
+        platform,
+        AuditArgs(
+            audit_key=keys.keys["audit"],
+            logs_key=keys.keys["logs"],
+            evidence_bucket=evidence.bucket,
+            evidence_policy=evidence.policy,
+            data_event_buckets=[storage.arn("phi-data"), storage.arn("model-artifacts"), storage.arn("data-capture")],
+            boundary_arn=identity.boundary.arn,
+        ),
+    )
+    registry = Registry("registry", platform) if config.registry_account == config.account_id else None
+    identity.grant(
+        Grants(
+            phi_bucket=storage.arn("phi-data"),
+            artifacts_bucket=storage.arn("model-artifacts"),
+            capture_bucket=storage.arn("data-capture"),
+            evidence_bucket=storage.arn("evidence"),
+            phi_key=keys.arn("phi"),
+            artifacts_key=keys.arn("artifacts"),
+            audit_key=keys.arn("audit"),
+        ),
+        model_groups=[m.name for m in config.models],
+    )
+    Studio(
+        "studio",
+        platform,
+        StudioArgs(
+            vpc_id=network.vpc.id,
+            subnet_ids=network.subnet_ids,
+            security_group_id=network.workload_sg.id,
+            phi_key=keys.keys["phi"],
+            persona_roles={
+                "data-scientist": identity.roles["author"].arn,
+                "clinical-approver": identity.roles["approver"].arn,
+            },
+        ),
+    )
+
+    pulumi.export("vpcId", network.vpc.id)
+    pulumi.export("privateSubnetIds", network.subnet_ids)
+    pulumi.export("workloadSecurityGroupId", network.workload_sg.id)
+    pulumi.export("buckets", {p: b.bucket.bucket for p, b in sorted(storage.buckets.items())})
+    pulumi.export("keys", {p: k.arn for p, k in sorted(keys.keys.items())})
+    pulumi.export("roles", {p: r.arn for p, r in sorted(identity.roles.items())})
+    pulumi.export("modelPackageGroups", {n: g.arn for n, g in sorted((registry.groups if registry else {}).items())})

@@ -1,0 +1,258 @@
+"""Locked-down S3: one `SecureBucket` recipe, five buckets with their own keys and lifecycles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.base import Platform, Statement, policy_document
+
+# S3 server access logging cannot deliver to a bucket whose default encryption is SSE-KMS (AWS S3 User
+# Guide, "Enabling Amazon S3 server access logging"), so the access-log bucket alone uses SSE-S3. It holds
+# request metadata (no object contents); the gate lists this as a reviewed exception.
+ACCESS_LOG_SSE = "AES256"
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    purpose: str
+    key: aws.kms.Key | None  # None only for the access-log bucket (see ACCESS_LOG_SSE)
+    expire_current_days: int | None = None  # PHI-minimisation: captured requests do not live forever
+    noncurrent_days: int = 90
+    archive_after_days: int | None = None
+    object_lock_days: int | None = None
+    readers: list[str] = field(default_factory=list)  # other accounts allowed to read (promotion)
+    service_writers: list[Statement] = field(default_factory=list)
+
+
+class SecureBucket(pulumi.ComponentResource):
+    """A bucket with SSE-KMS (own key, bucket keys), versioning, public access block, owner-enforced
+    ownership, TLS-only and right-key-only policy, access logging, lifecycle and optional Object Lock."""
+
+    def __init__(
+        self,
+        name: str,
+        platform: Platform,
+        spec: BucketSpec,
+        log_bucket: aws.s3.Bucket | None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("clinops:infra:SecureBucket", name, None, opts)
+        child = platform.child(self)
+        self.bucket = aws.s3.Bucket(
+            name,
+            bucket=platform.bucket_name(spec.purpose),
+            object_lock_enabled=spec.object_lock_days is not None,
+            force_destroy=False,
+            tags=platform.tags(**{"clinops:purpose": spec.purpose}),
+            opts=platform.child(self, stateful=True),
+        )
+        bucket_id = self.bucket.id
+        if spec.key is not None:
+            sse = {"sse_algorithm": "aws:kms", "kms_master_key_id": spec.key.arn}
+        else:
+            sse = {"sse_algorithm": ACCESS_LOG_SSE}
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-encryption",
+            bucket=bucket_id,
+            rules=[{"apply_server_side_encryption_by_default": sse, "bucket_key_enabled": spec.key is not None}],
+            opts=child,
+        )
+        versioning = aws.s3.BucketVersioning(
+            f"{name}-versioning", bucket=bucket_id, versioning_configuration={"status": "Enabled"}, opts=child
+        )
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-public-access-block",
+            bucket=bucket_id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        aws.s3.BucketOwnershipControls(
+            f"{name}-ownership", bucket=bucket_id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=child
+        )
+        self.policy = aws.s3.BucketPolicy(
+            f"{name}-policy", bucket=bucket_id, policy=bucket_policy(self.bucket.arn, spec), opts=child
+        )
+        if log_bucket is not None:
+            aws.s3.BucketLogging(
+                f"{name}-access-logging",
+                bucket=bucket_id,
+                target_bucket=log_bucket.id,
+                target_prefix=f"{spec.purpose}/",
+                target_object_key_format={"partitioned_prefix": {"partition_date_source": "EventTime"}},
+                opts=child,
+            )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-lifecycle",
+            bucket=bucket_id,
+            rules=lifecycle_rules(spec),
+            opts=platform.child(self, depends_on=[versioning]),
+        )
+        if spec.object_lock_days is not None:
+            aws.s3.BucketObjectLockConfiguration(
+                f"{name}-object-lock",
+                bucket=bucket_id,
+                rule={"default_retention": {"mode": "COMPLIANCE", "days": spec.object_lock_days}},
+                opts=platform.child(self, depends_on=[versioning]),
+            )
+        self.register_outputs({"bucket": self.bucket.bucket, "arn": self.bucket.arn})
+
+
+def bucket_policy(bucket_arn: pulumi.Output[str], spec: BucketSpec) -> pulumi.Output[str]:
+    objects = bucket_arn.apply(lambda a: f"{a}/*")
+    statements: list[Statement] = [
+        {
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [bucket_arn, objects],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        },
+        {
+            "Sid": "DenyOutdatedTls",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [bucket_arn, objects],
+            "Condition": {"NumericLessThan": {"s3:TlsVersion": "1.2"}},
+        },
+    ]
+    if spec.key is not None:
+        # Uploads without headers get the default key; uploads naming another key or algorithm are refused.
+        statements += [
+            {
+                "Sid": "DenyOtherEncryption",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": objects,
+                "Condition": {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}},
+            },
+            {
+                "Sid": "DenyOtherKmsKey",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": objects,
+                "Condition": {
+                    "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": spec.key.arn}
+                },
+            },
+        ]
+    if spec.readers:
+        statements.append(
+            {
+                "Sid": "PromotionAccountsRead",
+                "Effect": "Allow",
+                "Principal": {"AWS": [f"arn:aws:iam::{a}:root" for a in spec.readers]},
+                "Action": ["s3:GetObject", "s3:ListBucket"],
+                "Resource": [bucket_arn, objects],
+            }
+        )
+    statements += [{**s, "Resource": s.get("Resource", objects)} for s in spec.service_writers]
+    return policy_document(*statements)
+
+
+def lifecycle_rules(spec: BucketSpec) -> list[dict[str, Any]]:
+    rule: dict[str, Any] = {
+        "id": f"{spec.purpose}-retention",
+        "status": "Enabled",
+        "filter": {"prefix": ""},
+        "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
+    }
+    if spec.object_lock_days is None:  # locked evidence is never expired by lifecycle
+        rule["noncurrent_version_expiration"] = {"noncurrent_days": spec.noncurrent_days}
+    if spec.expire_current_days:
+        rule["expiration"] = {"days": spec.expire_current_days}
+    if spec.archive_after_days:
+        rule["transitions"] = [{"days": spec.archive_after_days, "storage_class": "GLACIER_IR"}]
+    return [rule]
+
+
+@dataclass(frozen=True)
+class StorageKeys:
+    phi: aws.kms.Key
+    artifacts: aws.kms.Key
+    audit: aws.kms.Key
+
+
+class Storage(pulumi.ComponentResource):
+    """PHI data, model artifacts, inference data capture, evidence (Object Lock) and access logs."""
+
+    def __init__(
+        self, name: str, platform: Platform, keys: StorageKeys, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("clinops:infra:Storage", name, None, opts)
+        cfg = platform.config
+        evidence_arn = f"arn:aws:s3:::{platform.bucket_name('evidence')}"
+        trail_arn = f"arn:aws:cloudtrail:{platform.region}:{platform.account}:trail/{platform.prefix}-trail"
+        self.access_logs = SecureBucket(
+            "access-logs",
+            platform,
+            BucketSpec(
+                "access-logs",
+                key=None,
+                expire_current_days=cfg.log_retention_days,
+                service_writers=[
+                    {
+                        "Sid": "S3ServerAccessLogs",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "logging.s3.amazonaws.com"},
+                        "Action": "s3:PutObject",
+                        "Condition": {"StringEquals": {"aws:SourceAccount": platform.account}},
+                    }
+                ],
+            ),
+            log_bucket=None,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        log_bucket = self.access_logs.bucket
+        specs = [
+            BucketSpec("phi-data", key=keys.phi, noncurrent_days=30),
+            BucketSpec("model-artifacts", key=keys.artifacts, noncurrent_days=365, readers=cfg.reader_accounts),
+            BucketSpec(
+                "data-capture", key=keys.phi, expire_current_days=max(cfg.log_retention_days, 90), noncurrent_days=7
+            ),
+            BucketSpec(
+                "evidence",
+                key=keys.audit,
+                object_lock_days=cfg.evidence_retention_days,
+                archive_after_days=90,
+                service_writers=[
+                    {
+                        "Sid": "CloudTrailAclCheck",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "cloudtrail.amazonaws.com"},
+                        "Action": "s3:GetBucketAcl",
+                        "Resource": evidence_arn,
+                        "Condition": {"StringEquals": {"aws:SourceArn": trail_arn}},
+                    },
+                    {
+                        "Sid": "CloudTrailWrite",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "cloudtrail.amazonaws.com"},
+                        "Action": "s3:PutObject",
+                        "Resource": f"{evidence_arn}/cloudtrail/AWSLogs/{platform.account}/*",
+                        "Condition": {
+                            "StringEquals": {"aws:SourceArn": trail_arn, "s3:x-amz-acl": "bucket-owner-full-control"}
+                        },
+                    },
+                ],
+            ),
+        ]
+        self.buckets: dict[str, SecureBucket] = {
+            s.purpose: SecureBucket(s.purpose, platform, s, log_bucket, opts=pulumi.ResourceOptions(parent=self))
+            for s in specs
+        }
+        self.buckets["access-logs"] = self.access_logs
+        self.register_outputs({p: b.bucket.bucket for p, b in self.buckets.items()})
+
+    def arn(self, purpose: str) -> pulumi.Output[str]:
+        return self.buckets[purpose].bucket.arn
