@@ -1,0 +1,30 @@
+"""Shared fixtures: every stack rendered once per test session (rendering costs ~1 s per stack warm)."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("CKV_SKIP_PACKAGE_UPDATE_CHECK", "True")
+os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+_PLANS: dict[str, dict] = {}
+
+
+def rendered(stack: str) -> dict:
+    """A deep copy of the stack's rendered plan, so a test may break it freely."""
+    if stack not in _PLANS:
+        from clinops.render import render
+
+        _PLANS[stack] = render(stack)
+    return copy.deepcopy(_PLANS[stack])
+
+
+@pytest.fixture(params=["dev", "staging", "prod"])
+def stack_plan(request: pytest.FixtureRequest) -> tuple[str, dict]:
+    return request.param, rendered(request.param)
