@@ -87,5 +87,64 @@ def demo_cmd(out_dir: Path = typer.Option(Path("out"), "--out-dir")) -> None:
         print_summary(stack, plan, out_dir / f"{stack}.json")
 
 
+def _gate_plan(plan_doc: dict, text: str, out_dir: Path | None, engines: list[str]) -> bool:
+    from policies.bundle import write_bundle
+    from policies.exceptions import ExceptionsFileError
+    from policies.gate import run_gate
+    from policies.plan import parse_plan
+    from policies.view import print_verdict
+
+    plan = parse_plan(plan_doc)
+    try:
+        verdict = run_gate(plan, text, engines=engines)
+    except ExceptionsFileError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(EXIT_UNUSABLE) from None
+    print_verdict(console, verdict)
+    if out_dir is not None:
+        paths = write_bundle(verdict, out_dir)
+        console.print(f"evidence bundle: {out_dir}/ ({', '.join(p.name for p in paths)})")
+    return verdict.passed
+
+
+@app.command("gate")
+def gate_cmd(
+    stack: str | None = typer.Argument(None, help="render this stack and gate it"),
+    plan_file: Path | None = typer.Option(
+        None, "--plan", help="gate a plan file (clinops render or pulumi preview --json)"
+    ),
+    out: Path | None = typer.Option(None, "--out", help="write the evidence bundle to this directory"),
+    engine: list[str] = typer.Option(["clinops", "checkov", "cdk-nag"], "--engine", help="engines to run"),
+) -> None:
+    """Judge a plan with our rules, checkov and cdk-nag; exit 0 clean, 1 mandatory failure, 2 unusable input."""
+    import json
+
+    from clinops.render import dumps, render
+    from policies.gate import ENGINES
+    from policies.plan import PlanError, load_plan
+
+    unknown = sorted(set(engine) - set(ENGINES))
+    if unknown or (stack is None) == (plan_file is None):
+        err.print(
+            "[bold red]error:[/] give exactly one of STACK or --plan FILE, and engines from "
+            f"{', '.join(ENGINES)}" + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+        )
+        raise typer.Exit(EXIT_UNUSABLE)
+    try:
+        if plan_file is not None:
+            _, text = load_plan(plan_file)  # validates the shape before any engine runs
+            doc = json.loads(text)
+        else:
+            doc = render(stack)
+            text = dumps(doc)
+    except ConfigError as exc:
+        raise _config_failure(exc) from None
+    except PlanError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(EXIT_UNUSABLE) from None
+    passed = _gate_plan(doc, text, out, engine)
+    raise typer.Exit(EXIT_OK if passed else EXIT_FAILED)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
