@@ -15,11 +15,15 @@ from policies.model import SEVERITY_ORDER
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 # Where a finding points in the repository: the file that declares the component (for code scanning).
 _COMPONENT_FILES = {
-    "clinops:infra:Network": "infra/network.py", "clinops:infra:Keys": "infra/keys.py",
-    "clinops:infra:Storage": "infra/storage.py", "clinops:infra:SecureBucket": "infra/storage.py",
-    "clinops:infra:Audit": "infra/audit.py", "clinops:infra:Identity": "infra/identity.py",
-    "clinops:infra:Studio": "infra/studio.py", "clinops:infra:Registry": "infra/registry.py",
-}  # fmt: skip
+    "clinops:infra:Network": "infra/network.py",
+    "clinops:infra:Keys": "infra/keys.py",
+    "clinops:infra:Storage": "infra/storage.py",
+    "clinops:infra:SecureBucket": "infra/storage.py",
+    "clinops:infra:Audit": "infra/audit.py",
+    "clinops:infra:Identity": "infra/identity.py",
+    "clinops:infra:Studio": "infra/studio.py",
+    "clinops:infra:Registry": "infra/registry.py",
+}
 
 
 def source_file(urn: str) -> str:
@@ -56,13 +60,13 @@ def findings_json(v: Verdict) -> dict[str, Any]:
                 "notes": r.notes,
             }
             for r in v.reports
-        ],  # fmt: skip
+        ],
         "exceptionsInForce": [w.to_json() for w in v.waivers_in_force],
         "unusedExceptions": [w.to_json() for w in v.unused_waivers],
         "results": [
             {**j.result.to_json(), "verdict": verdict_label(j), "exception": j.waiver.to_json() if j.waiver else None}
             for j in v.judged
-        ],  # fmt: skip
+        ],
     }
 
 
@@ -81,32 +85,47 @@ def sarif(v: Verdict) -> dict[str, Any]:
         results = []
         for j in judged:
             r = j.result
-            rules.setdefault(r.rule_id, {
-                "id": r.rule_id, "name": r.rule_id.replace("-", "").replace(".", ""),
-                "shortDescription": {"text": r.title or r.rule_id},
-                "help": {"text": r.fix or r.title or r.rule_id},
-                "properties": {"tags": list(r.controls), "severity": r.severity},
-            })  # fmt: skip
+            rules.setdefault(
+                r.rule_id,
+                {
+                    "id": r.rule_id,
+                    "name": r.rule_id.replace("-", "").replace(".", ""),
+                    "shortDescription": {"text": r.title or r.rule_id},
+                    "help": {"text": r.fix or r.title or r.rule_id},
+                    "properties": {"tags": list(r.controls), "severity": r.severity},
+                },
+            )
             result: dict[str, Any] = {
                 "ruleId": r.rule_id,
                 "level": "error" if j.blocking else ("note" if j.waiver else "warning"),
                 "message": {"text": f"{r.message or r.title} [{r.urn}]"},
-                "locations": [{
-                    "physicalLocation": {"artifactLocation": {"uri": source_file(r.urn)},
-                                         "region": {"startLine": 1}},
-                    "logicalLocations": [{"fullyQualifiedName": r.urn, "kind": "resource"}],
-                }],
+                "locations": [
+                    {
+                        "physicalLocation": {
+                            "artifactLocation": {"uri": source_file(r.urn)},
+                            "region": {"startLine": 1},
+                        },
+                        "logicalLocations": [{"fullyQualifiedName": r.urn, "kind": "resource"}],
+                    }
+                ],
                 "partialFingerprints": {"clinopsFinding/v1": f"{v.stack}|{r.rule_id}|{r.urn}"},
-            }  # fmt: skip
+            }
             if j.waiver:
                 result["suppressions"] = [{"kind": "external", "justification": j.waiver.reason}]
             results.append(result)
-        runs.append({
-            "tool": {"driver": {"name": f"clinops-gate/{report.engine}", "informationUri":
-                                "https://github.com/clinops/clinops", "rules": list(rules.values())}},
-            "results": results,
-            "properties": {"stack": v.stack, "planHash": v.plan_hash},
-        })  # fmt: skip
+        runs.append(
+            {
+                "tool": {
+                    "driver": {
+                        "name": f"clinops-gate/{report.engine}",
+                        "informationUri": "https://github.com/clinops/clinops",
+                        "rules": list(rules.values()),
+                    }
+                },
+                "results": results,
+                "properties": {"stack": v.stack, "planHash": v.plan_hash},
+            }
+        )
     return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": runs}
 
 
@@ -114,9 +133,15 @@ def junit(v: Verdict) -> str:
     suites = ET.Element("testsuites", name=f"clinops gate {v.stack}")
     for report in v.reports:
         judged = [j for j in v.judged if j.result.engine == report.engine]
-        suite = ET.SubElement(suites, "testsuite", name=f"{v.stack}.{report.engine}", tests=str(len(judged)),
-                              failures=str(sum(j.blocking for j in judged)),
-                              skipped=str(sum(1 for j in judged if j.waiver)), time=f"{report.seconds:.3f}")  # fmt: skip
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            name=f"{v.stack}.{report.engine}",
+            tests=str(len(judged)),
+            failures=str(sum(j.blocking for j in judged)),
+            skipped=str(sum(1 for j in judged if j.waiver)),
+            time=f"{report.seconds:.3f}",
+        )
         for j in judged:
             case = ET.SubElement(suite, "testcase", classname=f"{report.engine}.{j.result.rule_id}", name=j.result.urn)
             if j.blocking:
@@ -154,28 +179,36 @@ def report_md(v: Verdict) -> str:
             continue
         for (engine, rule), js in sorted(checks.items()):
             labels = [verdict_label(j) for j in js]
-            lines.append(f"| {title} | {rule} | {engine} | {labels.count('pass')} | {labels.count('excepted')} | "
-                         f"{labels.count('FAIL') + labels.count('advisory')} |")  # fmt: skip
+            lines.append(
+                f"| {title} | {rule} | {engine} | {labels.count('pass')} | {labels.count('excepted')} | "
+                f"{labels.count('FAIL') + labels.count('advisory')} |"
+            )
     failed = [j for j in v.judged if j.result.status == "failed" and not j.waiver]
     lines += ["", "## Failed checks", ""]
     if not failed:
         lines.append("None.")
     for j in sorted(failed, key=lambda j: (SEVERITY_ORDER[j.result.severity], j.result.rule_id, j.result.urn)):
         r = j.result
-        lines.append(f"- **{r.severity}** `{r.rule_id}` ({r.engine}, {', '.join(r.controls)}) on `{r.urn}`: "
-                     f"{r.message or r.title} — fix: {r.fix}")  # fmt: skip
+        lines.append(
+            f"- **{r.severity}** `{r.rule_id}` ({r.engine}, {', '.join(r.controls)}) on `{r.urn}`: "
+            f"{r.message or r.title} — fix: {r.fix}"
+        )
     lines += ["", "## Exceptions in force", ""]
-    lines += [f"- {w.engine}/{w.rule_id} on `{w.resource}` — {w.reason} (owner {w.owner}, expires {w.expires})"
-              for w in v.waivers_in_force] or ["None."]  # fmt: skip
+    lines += [
+        f"- {w.engine}/{w.rule_id} on `{w.resource}` — {w.reason} (owner {w.owner}, expires {w.expires})"
+        for w in v.waivers_in_force
+    ] or ["None."]
     lines += ["", "## Unused exceptions (review and remove)", ""]
     lines += [f"- {w.label()}" for w in v.unused_waivers] or ["None."]
     lines += ["", "## What each engine saw", ""]
     for report in v.reports:
         seen = sorted(t for t, s in report.coverage.items() if s == "seen")
         unseen = sorted(t for t, s in report.coverage.items() if s != "seen")
-        lines.append(f"- **{report.engine}** ({report.seconds:.2f} s): {len(report.results)} results; "
-                     f"judged {len(seen)} resource types; could not see {len(unseen)}"
-                     + (f": {', '.join(f'`{t}`' for t in unseen)}" if unseen else ""))  # fmt: skip
+        lines.append(
+            f"- **{report.engine}** ({report.seconds:.2f} s): {len(report.results)} results; "
+            f"judged {len(seen)} resource types; could not see {len(unseen)}"
+            + (f": {', '.join(f'`{t}`' for t in unseen)}" if unseen else "")
+        )
         lines += [f"  - note: {n}" for n in report.notes]
     return "\n".join(lines) + "\n"
 

@@ -107,6 +107,6 @@ def load(path: Path = DEFAULT_PATH, today: dt.date | None = None) -> tuple[list[
                 str(entry["owner"]),
                 expires,
                 tuple(stacks),
-            )  # fmt: skip
+            )
         )
     return waivers, problems

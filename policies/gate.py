@@ -69,8 +69,13 @@ def plan_hash(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def run_gate(plan: Plan, plan_text: str, engines: Sequence[str] = tuple(ENGINES),
-             exceptions_path: Path = DEFAULT_PATH, today: dt.date | None = None) -> Verdict:  # fmt: skip
+def run_gate(
+    plan: Plan,
+    plan_text: str,
+    engines: Sequence[str] = tuple(ENGINES),
+    exceptions_path: Path = DEFAULT_PATH,
+    today: dt.date | None = None,
+) -> Verdict:
     waivers, problems = load(exceptions_path, today)
     reports = [ENGINES[name](plan) for name in engines]
     stack_urn = plan.stack_urn()
@@ -80,16 +85,29 @@ def run_gate(plan: Plan, plan_text: str, engines: Sequence[str] = tuple(ENGINES)
         for result in report.results:
             waiver = None
             if result.status == "failed":
-                waiver = next((w for w in waivers if w.matches(result.engine, result.rule_id, result.urn, plan.stack)),
-                              None)  # fmt: skip
+                waiver = next(
+                    (w for w in waivers if w.matches(result.engine, result.rule_id, result.urn, plan.stack)), None
+                )
                 if waiver:
                     used.add(waiver.index)
             judged.append(Judged(result, waiver))
     for problem in problems:  # a broken exception fails the gate like any other finding
-        judged.append(Judged(CheckResult(
-            engine="clinops", rule_id=EXCEPTION_RULE, title="Exceptions are accountable and current",
-            severity="high", controls=(controls.ACTIVITY_REVIEW,), urn=stack_urn, resource_type="policies/exceptions.yaml",
-            status="failed", message=problem, fix="Give every exception a reason, an owner and a future expiry date.")))  # fmt: skip
+        judged.append(
+            Judged(
+                CheckResult(
+                    engine="clinops",
+                    rule_id=EXCEPTION_RULE,
+                    title="Exceptions are accountable and current",
+                    severity="high",
+                    controls=(controls.ACTIVITY_REVIEW,),
+                    urn=stack_urn,
+                    resource_type="policies/exceptions.yaml",
+                    status="failed",
+                    message=problem,
+                    fix="Give every exception a reason, an owner and a future expiry date.",
+                )
+            )
+        )
     judged.sort(key=lambda j: j.result.sort_key())
     in_scope = [w for w in waivers if not w.stacks or plan.stack in w.stacks]
     return Verdict(

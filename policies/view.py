@@ -19,9 +19,16 @@ def print_verdict(console: Console, v: Verdict) -> None:
         js = [j for j in v.judged if j.result.engine == report.engine]
         labels = [verdict_label(j) for j in js]
         seen = sum(1 for s in report.coverage.values() if s == "seen")
-        engines.add_row(report.engine, str(len(js)), str(labels.count("pass")),
-                        str(labels.count("FAIL") + labels.count("advisory")), str(labels.count("excepted")),
-                        str(seen), str(len(report.coverage) - seen), f"{report.seconds:.2f}")  # fmt: skip
+        engines.add_row(
+            report.engine,
+            str(len(js)),
+            str(labels.count("pass")),
+            str(labels.count("FAIL") + labels.count("advisory")),
+            str(labels.count("excepted")),
+            str(seen),
+            str(len(report.coverage) - seen),
+            f"{report.seconds:.2f}",
+        )
     console.print(engines)
     failed = [j for j in v.judged if j.result.status == "failed" and not j.waiver]
     if failed:
@@ -33,8 +40,13 @@ def print_verdict(console: Console, v: Verdict) -> None:
             r = j.result
             control = ", ".join(f"§{c} {controls.TITLES.get(c, '')}" for c in r.controls)
             label = r.severity + ("" if r.mandatory else " (advisory)")
-            table.add_row(control, label, f"{r.urn.split('::')[-1]} ({r.resource_type})",
-                          f"{r.engine} {r.rule_id}\n{r.message}", r.fix)  # fmt: skip
+            table.add_row(
+                control,
+                label,
+                f"{r.urn.split('::')[-1]} ({r.resource_type})",
+                f"{r.engine} {r.rule_id}\n{r.message}",
+                r.fix,
+            )
         console.print(table)
     if v.waivers_in_force:
         console.print(f"{len(v.waivers_in_force)} exceptions in force (listed in the evidence bundle)")
