@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from clinops.models import ModelConfig, StrictModel
 
 NAMESPACE = "clinops"
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -75,9 +77,7 @@ INTERFACE_ENDPOINT_SERVICES = (
 
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
 _PRINCIPAL_RE = re.compile(r"^arn:aws[a-z-]*:(iam::\d{12}:(role|user)/[\w+=,.@/-]+|iam::\d{12}:root)$")
-_MODEL_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
-_PACKAGE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/[\w-]+/\d+$")
 
 
 class ConfigError(Exception):
@@ -89,13 +89,7 @@ class ConfigError(Exception):
         super().__init__(f"stack '{stack}' configuration is invalid:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True, str_strip_whitespace=True
-    )
-
-
-class Principals(_Strict):
+class Principals(StrictModel):
     """Who may assume each persona role. Segregation of duties starts here: the lists must not overlap."""
 
     approvers: list[str] = Field(default_factory=list, description="clinical governance (approve packages)")
@@ -127,41 +121,13 @@ class Principals(_Strict):
         return self
 
 
-class Tags(_Strict):
+class Tags(StrictModel):
     owner: str = Field(min_length=3, description="team or mailbox accountable for the stack")
     data_classification: Literal["phi", "deidentified", "synthetic"]
     cost_center: str | None = None
 
 
-class ModelConfig(_Strict):
-    """One model of the mesh. Each gets a registry group; later a pipeline and an endpoint."""
-
-    name: str = Field(description="lower-case slug, used in every resource name of the model")
-    description: str = Field(min_length=10, description="intended use, for the registry and the model card")
-    package_arn: str | None = Field(default=None, description="the approved model package pinned for release")
-
-    @field_validator("name")
-    @classmethod
-    def _slug(cls, v: str) -> str:
-        if not _MODEL_NAME_RE.match(v):
-            raise ValueError(
-                f"'{v}' is not a model slug; fix: 3-32 characters, lower-case letters, digits and '-', "
-                "starting with a letter (e.g. readmission-risk)"
-            )
-        return v
-
-    @field_validator("package_arn")
-    @classmethod
-    def _package(cls, v: str | None) -> str | None:
-        if v is not None and not _PACKAGE_ARN_RE.match(v):
-            raise ValueError(
-                f"'{v}' is not a versioned model package ARN; "
-                "fix: arn:aws:sagemaker:REGION:ACCOUNT:model-package/GROUP/VERSION"
-            )
-        return v
-
-
-class Accounts(_Strict):
+class Accounts(StrictModel):
     """AWS account of each environment. The registry lives in `dev` (the build account)."""
 
     dev: str | None = None
@@ -176,7 +142,7 @@ class Accounts(_Strict):
         return v
 
 
-class StackConfig(_Strict):
+class StackConfig(StrictModel):
     """Everything a stack may configure under the `clinops:` namespace (camelCase in Pulumi.<stack>.yaml)."""
 
     stack: str = Field(description="the Pulumi stack name (set by the loader, not by the user)")
@@ -272,6 +238,21 @@ class StackConfig(_Strict):
                     "tags.dataClassification",
                     self.tags.data_classification,
                     "prod serves patients and holds PHI; fix: set it to phi",
+                )
+        for model in self.models:
+            if self.environment == "prod" and model.serving.release.strategy == "ALL_AT_ONCE":
+                raise _keyed(
+                    f"models[{model.name}].serving.release.strategy",
+                    "ALL_AT_ONCE",
+                    "prod shifts traffic gradually so alarms can roll a bad model back; fix: use CANARY or LINEAR",
+                )
+            detect = model.serving.release.detection_seconds
+            if detect > self.rollback_slo_seconds:
+                raise _keyed(
+                    f"models[{model.name}].serving.release",
+                    f"detection {detect} s",
+                    f"exceeds clinops:rollbackSloSeconds {self.rollback_slo_seconds}; "
+                    "fix: shorter alarm periods / fewer evaluation periods, or a longer SLO",
                 )
         names = [m.name for m in self.models]
         dupes = sorted({n for n in names if names.count(n) > 1})

@@ -18,7 +18,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from clinops.config import StackConfig, parse_pulumi_values, read_stack_file, validate
+from clinops.config import StackConfig, parse_pulumi_values, project_root, read_stack_file, validate
 
 PROJECT = "clinops"
 STACK_TYPE = "pulumi:pulumi:Stack"
@@ -28,6 +28,8 @@ _SIG = "4dabf18193072939515e22adb298388d"
 _SIG_SECRET = "1b47061264138c4ac30d75fd1eb44270"
 _SIG_RESOURCE_REF = "5cf8f73096256a8f31e491e813e4eb8e"
 _SIG_OUTPUT = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
+_SIG_ASSET = "c44067f5952c0a294b673a41bacd8c17"
+_SIG_ARCHIVE = "0def7320c3a5731c473e5ecbe6d01bc7"
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
 
@@ -41,12 +43,29 @@ def normalize(value: Any) -> Any:
             return SECRET if value.get("secret") else normalize(value.get("value", UNKNOWN))
         if sig == _SIG_RESOURCE_REF:
             return value.get("id") or value.get("urn")
+        if sig == _SIG_ASSET:
+            return {"asset": _asset(value)}
+        if sig == _SIG_ARCHIVE:
+            return {"archive": {k: normalize(v) for k, v in sorted(value.get("assets", {}).items())}}
         return {k: normalize(v) for k, v in sorted(value.items())}
     if isinstance(value, list):
         return [normalize(v) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def _asset(value: dict[str, Any]) -> dict[str, Any]:
+    """File assets by repository-relative path and content hash: the same bytes on every clone."""
+    if "path" not in value:
+        return {k: v for k, v in sorted(value.items()) if k != _SIG}
+    path = Path(value["path"])
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    try:
+        shown = str(path.resolve().relative_to(project_root()))
+    except ValueError:
+        shown = path.name
+    return {"path": shown, "sha256": digest}
 
 
 def qualified_type(urn: str) -> str:

@@ -47,7 +47,8 @@ class Platform:
     def child(self, parent: pulumi.Resource, *, stateful: bool = False, **kwargs: Any) -> pulumi.ResourceOptions:
         """Options for a child resource. Stateful resources are protected and retained where config says so."""
         keep = stateful and self.config.retain_on_delete
-        return pulumi.ResourceOptions(parent=parent, protect=keep, retain_on_delete=keep, **kwargs)
+        retain = kwargs.pop("retain_on_delete", keep)
+        return pulumi.ResourceOptions(parent=parent, protect=keep, retain_on_delete=retain, **kwargs)
 
 
 def policy_document(*statements: Statement) -> pulumi.Output[str]:

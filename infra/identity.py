@@ -326,7 +326,7 @@ def persona_statements(
             allow(
                 "PullImages",
                 ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                f"arn:aws:ecr:{region}:{acct}:repository/clinops-*",
+                f"arn:aws:ecr:{region}:{platform.config.registry_account}:repository/clinops-*",
             ),
             allow("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
             allow(

@@ -75,7 +75,12 @@ class Keys(pulumi.ComponentResource):
                             "PromotionAccountsReadArtifacts",
                             {"AWS": [f"arn:aws:iam::{a}:root" for a in users.reader_accounts]},
                             ["kms:Decrypt", "kms:DescribeKey"],
-                            s3_via,
+                            # promoted models: artifacts from S3, the inference image from ECR
+                            {
+                                "StringEquals": {
+                                    "kms:ViaService": [f"s3.{region}.amazonaws.com", f"ecr.{region}.amazonaws.com"]
+                                }
+                            },
                         )
                     ]
                     if users.reader_accounts
@@ -89,9 +94,20 @@ class Keys(pulumi.ComponentResource):
                     ["kms:Decrypt*", "kms:Describe*", "kms:Encrypt*", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
                     {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{region}:{acct}:log-group:*"}},
                 ),
+                # Platform Lambdas (canary, circuit breaker) are created after the keys, so the statement names
+                # them by ARN pattern in a condition rather than as principals (KMS requires principals to exist).
+                _stmt(
+                    "PlatformLambdaEnvironment",
+                    {"AWS": "*"},
+                    ["kms:Decrypt"],
+                    {
+                        "StringEquals": {"kms:ViaService": f"lambda.{region}.amazonaws.com", "kms:CallerAccount": acct},
+                        "ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{acct}:role/{platform.prefix}-*"},
+                    },
+                ),
                 _stmt(
                     "AlarmNotifications",
-                    {"Service": "cloudwatch.amazonaws.com"},
+                    {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
                     ["kms:Decrypt", "kms:GenerateDataKey*"],
                     {"StringEquals": {"aws:SourceAccount": acct}},
                 ),

@@ -2,18 +2,75 @@
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 import pulumi_aws as aws
 
 from infra.base import Platform, policy_document
 
+INFERENCE_REPOSITORY = "clinops-inference"
+
+
+def image_uri(registry_account: str, region: str, tag: str) -> str:
+    return f"{registry_account}.dkr.ecr.{region}.amazonaws.com/{INFERENCE_REPOSITORY}:{tag}"
+
 
 class Registry(pulumi.ComponentResource):
     """Created only in the registry (build) account; other environments read it across accounts."""
 
-    def __init__(self, name: str, platform: Platform, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, platform: Platform, artifacts_key: aws.kms.Key, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__("clinops:infra:Registry", name, None, opts)
         cfg = platform.config
+        # One inference image serves every model (it loads the artifact its model package names).
+        self.repository = aws.ecr.Repository(
+            "inference-images",
+            name=INFERENCE_REPOSITORY,
+            image_tag_mutability="IMMUTABLE",
+            image_scanning_configuration={"scan_on_push": True},
+            encryption_configurations=[{"encryption_type": "KMS", "kms_key": artifacts_key.arn}],
+            force_delete=False,
+            tags=platform.tags(),
+            opts=platform.child(self, stateful=True),
+        )
+        aws.ecr.LifecyclePolicy(
+            "inference-images-lifecycle",
+            repository=self.repository.name,
+            policy=json.dumps(
+                {
+                    "rules": [
+                        {
+                            "rulePriority": 1,
+                            "description": "keep the 50 newest release images",
+                            "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 50},
+                            "action": {"type": "expire"},
+                        }
+                    ]
+                },
+                sort_keys=True,
+            ),
+            opts=platform.child(self),
+        )
+        if cfg.reader_accounts:
+            aws.ecr.RepositoryPolicy(
+                "inference-images-policy",
+                repository=self.repository.name,
+                policy=policy_document(
+                    {
+                        "Sid": "PromotionAccountsPull",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": [f"arn:aws:iam::{a}:root" for a in cfg.reader_accounts]},
+                        "Action": [
+                            "ecr:BatchCheckLayerAvailability",
+                            "ecr:BatchGetImage",
+                            "ecr:GetDownloadUrlForLayer",
+                        ],
+                    }
+                ),
+                opts=platform.child(self),
+            )
         self.groups: dict[str, aws.sagemaker.ModelPackageGroup] = {}
         for model in cfg.models:
             group = aws.sagemaker.ModelPackageGroup(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from clinops.config import StackConfig
+from infra.alerts import Alerts
 from infra.audit import Audit, AuditArgs
 from infra.base import Platform
 from infra.identity import Grants, Identity
@@ -13,6 +14,7 @@ from infra.network import Network, NetworkArgs
 from infra.registry import Registry
 from infra.storage import Storage, StorageKeys
 from infra.studio import Studio, StudioArgs
+from serving.endpoint import EndpointArgs, ModelEndpoint
 
 
 def build_platform(config: StackConfig) -> None:
@@ -61,7 +63,9 @@ def build_platform(config: StackConfig) -> None:
             boundary_arn=identity.boundary.arn,
         ),
     )
-    registry = Registry("registry", platform) if config.registry_account == config.account_id else None
+    registry = (
+        Registry("registry", platform, keys.keys["artifacts"]) if config.registry_account == config.account_id else None
+    )
     identity.grant(
         Grants(
             phi_bucket=storage.arn("phi-data"),
@@ -89,7 +93,35 @@ def build_platform(config: StackConfig) -> None:
         ),
     )
 
+    alerts = Alerts("alerts", platform, keys.keys["logs"])
+    endpoints: dict[str, pulumi.Input[str]] = {}
+    for model in config.models:
+        if not model.package_arn:
+            # First deploy: the model has no approved package yet. Deploy everything else and say so.
+            pulumi.log.info(f"model {model.name}: no package pinned, no endpoint deployed (clinops release pins one)")
+            endpoints[model.name] = "not deployed: no package pinned"
+            continue
+        endpoint = ModelEndpoint(
+            model.name,
+            platform,
+            EndpointArgs(
+                model=model,
+                execution_role_arn=identity.roles["execution"].arn,
+                subnet_ids=network.subnet_ids,
+                security_group_id=network.workload_sg.id,
+                volume_key=keys.keys["artifacts"],
+                capture_key=keys.keys["phi"],
+                logs_key=keys.keys["logs"],
+                capture_bucket=storage.buckets["data-capture"].bucket.bucket,
+                alert_topic_arn=alerts.topic.arn,
+                boundary_arn=identity.boundary.arn,
+            ),
+        )
+        endpoints[model.name] = endpoint.endpoint.name
+
     pulumi.export("vpcId", network.vpc.id)
+    pulumi.export("endpoints", endpoints)
+    pulumi.export("alertTopicArn", alerts.topic.arn)
     pulumi.export("privateSubnetIds", network.subnet_ids)
     pulumi.export("workloadSecurityGroupId", network.workload_sg.id)
     pulumi.export("buckets", {p: b.bucket.bucket for p, b in sorted(storage.buckets.items())})

@@ -359,6 +359,9 @@ def test_key_usage_names_exact_principals_not_the_account() -> None:
         for s in json.loads(key["inputs"]["policy"])["Statement"]:
             if s["Sid"] == "KeyAdministration":
                 assert not any(a in s["Action"] for a in ("kms:Decrypt", "kms:Encrypt", "kms:*"))
+            elif s["Principal"].get("AWS") == "*":  # only through Lambda, only for this platform's roles
+                assert s["Condition"]["StringEquals"]["kms:ViaService"].startswith("lambda.")
+                assert ":role/clinops-prod-" in s["Condition"]["ArnLike"]["aws:PrincipalArn"]
             elif "AWS" in s["Principal"]:
                 assert all(
                     ":role/" in p or (p.endswith(":root") and "333333333333" not in p)

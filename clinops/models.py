@@ -1,0 +1,171 @@
+"""Per-model configuration of the model mesh: serving, blue/green release and its rollback alarms.
+
+SageMaker's documented limits live here too, so the config, the program and the gate agree on them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+MODEL_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
+PACKAGE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sagemaker:([a-z0-9-]+):(\d{12}):model-package/([\w-]+)/(\d+)$")
+
+# SageMaker API reference, BlueGreenUpdatePolicy / TrafficRoutingConfig / AutoRollbackConfig.
+WAIT_INTERVAL_MAX = 3600  # WaitIntervalInSeconds: 0..3600
+TERMINATION_WAIT_MAX = 3600  # TerminationWaitInSeconds: 0..3600
+EXECUTION_TIMEOUT_MIN, EXECUTION_TIMEOUT_MAX = 600, 28800  # MaximumExecutionTimeoutInSeconds
+ROLLBACK_ALARMS_MAX = 10  # AutoRollbackConfiguration.Alarms: 1..10
+# Time to launch and health-check the new (green) fleet before the first traffic shift. SageMaker does not
+# document it; 10 minutes covers CPU instances with a container the size of ours.
+FLEET_PROVISIONING_SECONDS = 600
+# SageMaker endpoint metrics are emitted every 60 s; CloudWatch evaluates them after they land, which can
+# take up to about two more periods. The gate adds this to period x evaluation periods.
+METRIC_PUBLISHING_DELAY_SECONDS = 120
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True, str_strip_whitespace=True
+    )
+
+
+def package_version(arn: str) -> int:
+    match = PACKAGE_ARN_RE.match(arn)
+    if not match:
+        raise ValueError(f"not a versioned model package ARN: {arn}")
+    return int(match.group(4))
+
+
+class ReleasePolicy(StrictModel):
+    """How traffic moves to a new model version, and the alarms that roll it back."""
+
+    strategy: Literal["CANARY", "LINEAR", "ALL_AT_ONCE"] = "CANARY"
+    canary_percent: int = Field(default=10, ge=1, le=50, description="share of capacity in the canary step")
+    linear_step_percent: int = Field(default=25, ge=5, le=50, description="share moved per LINEAR step")
+    wait_seconds: int = Field(default=600, ge=0, le=WAIT_INTERVAL_MAX, description="bake time per step")
+    termination_wait_seconds: int = Field(default=300, ge=0, le=TERMINATION_WAIT_MAX)
+    alarm_period_seconds: Literal[10, 30, 60, 300] = 60
+    alarm_evaluation_periods: int = Field(default=3, ge=1, le=10)
+    alarm_datapoints: int = Field(default=2, ge=1, le=10, description="breaching datapoints out of the periods")
+    latency_p99_ms: int = Field(default=500, ge=10, le=60000, description="ModelLatency p99 SLO")
+    max_error_rate_percent: float = Field(default=1.0, gt=0, le=50)
+    min_invocations: int = Field(default=20, ge=1, description="below this, judge by error count, not rate")
+    max_invalid_score_percent: float = Field(default=1.0, gt=0, le=50)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReleasePolicy:
+        if self.alarm_datapoints > self.alarm_evaluation_periods:
+            raise ValueError(
+                f"alarmDatapoints {self.alarm_datapoints} exceeds alarmEvaluationPeriods "
+                f"{self.alarm_evaluation_periods}; fix: make it at most the number of periods"
+            )
+        if self.strategy != "ALL_AT_ONCE" and self.wait_seconds < self.detection_seconds:
+            raise ValueError(
+                f"waitSeconds {self.wait_seconds} is shorter than the alarms' worst-case detection time "
+                f"{self.detection_seconds} s, so traffic would move on before a bad model can be caught; "
+                f"fix: raise waitSeconds to at least {self.detection_seconds} or tighten the alarms"
+            )
+        if self.execution_timeout_seconds > EXECUTION_TIMEOUT_MAX:
+            raise ValueError(
+                f"the deployment would need {self.execution_timeout_seconds} s, above SageMaker's "
+                f"{EXECUTION_TIMEOUT_MAX} s limit; fix: fewer LINEAR steps or shorter waits"
+            )
+        return self
+
+    @property
+    def detection_seconds(self) -> int:
+        """Worst case from the first bad datapoint to ALARM."""
+        return self.alarm_period_seconds * self.alarm_evaluation_periods + METRIC_PUBLISHING_DELAY_SECONDS
+
+    @property
+    def shift_steps(self) -> int:
+        if self.strategy == "CANARY":
+            return 2
+        if self.strategy == "LINEAR":
+            return math.ceil(100 / self.linear_step_percent)
+        return 1
+
+    @property
+    def total_wait_seconds(self) -> int:
+        """Bake time SageMaker spends between shifts plus the wait before the old fleet goes away."""
+        bakes = 0 if self.strategy == "ALL_AT_ONCE" else self.shift_steps * self.wait_seconds
+        return bakes + self.termination_wait_seconds
+
+    @property
+    def execution_timeout_seconds(self) -> int:
+        return max(EXECUTION_TIMEOUT_MIN, FLEET_PROVISIONING_SECONDS + self.total_wait_seconds)
+
+
+class ServingConfig(StrictModel):
+    instance_type: str = Field(default="ml.m5.large", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    min_instances: int = Field(default=1, ge=1, le=20)
+    max_instances: int = Field(default=2, ge=1, le=40)
+    target_invocations_per_instance: int = Field(default=200, ge=1, description="per minute, for autoscaling")
+    data_capture_percent: int = Field(default=100, ge=1, le=100)
+    image_tag: str = Field(default="1.0.0", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    release: ReleasePolicy = Field(default_factory=ReleasePolicy)
+    shadow_package_arn: str | None = Field(default=None, description="candidate served as a shadow variant")
+    shadow_percent: int = Field(default=50, ge=1, le=100, description="share of requests copied to the shadow")
+
+    @model_validator(mode="after")
+    def _capacity(self) -> ServingConfig:
+        if self.max_instances < self.min_instances:
+            raise ValueError(
+                f"maxInstances {self.max_instances} < minInstances {self.min_instances}; fix: raise maxInstances"
+            )
+        return self
+
+
+class ModelConfig(StrictModel):
+    """One model of the mesh: a registry group, a training pipeline, and an endpoint once a package is pinned."""
+
+    name: str = Field(description="lower-case slug, used in every resource name of the model")
+    description: str = Field(min_length=10, description="intended use, for the registry and the model card")
+    package_arn: str | None = Field(default=None, description="the approved model package pinned for release")
+    last_known_good_package_arn: str | None = Field(
+        default=None, description="the previous verified package: kept deployable as the rollback target"
+    )
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not MODEL_NAME_RE.match(v):
+            raise ValueError(
+                f"'{v}' is not a model slug; fix: 3-32 characters, lower-case letters, digits and '-', "
+                "starting with a letter (e.g. readmission-risk)"
+            )
+        return v
+
+    @field_validator("package_arn", "last_known_good_package_arn")
+    @classmethod
+    def _package(cls, v: str | None) -> str | None:
+        if v is not None and not PACKAGE_ARN_RE.match(v):
+            raise ValueError(
+                f"'{v}' is not a versioned model package ARN; "
+                "fix: arn:aws:sagemaker:REGION:ACCOUNT:model-package/GROUP/VERSION"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _packages_belong_to_model(self) -> ModelConfig:
+        pins = {
+            "packageArn": self.package_arn,
+            "lastKnownGoodPackageArn": self.last_known_good_package_arn,
+            "serving.shadowPackageArn": self.serving.shadow_package_arn,
+        }
+        for field, arn in pins.items():
+            if arn and f"model-package/{self.name}/" not in arn:
+                raise ValueError(
+                    f"{field} '{arn}' belongs to another model's group; fix: pin a package of group {self.name}"
+                )
+        if self.last_known_good_package_arn and not self.package_arn:
+            raise ValueError("lastKnownGoodPackageArn without packageArn; fix: pin the current package too")
+        if self.package_arn and self.package_arn == self.last_known_good_package_arn:
+            raise ValueError("lastKnownGoodPackageArn equals packageArn; fix: remove it (nothing to roll back to)")
+        return self

@@ -1,0 +1,155 @@
+"""Run the CrossGuard rules offline: a plan file in, an `EngineReport` out, through the very functions that
+`pulumi preview --policy-pack policies` runs.
+
+The plan's resources become `pulumi_policy.PolicyResource` objects (parent, dependencies and property
+dependencies resolved to objects, props behind CrossGuard's unknown-checking proxy), each rule gets
+`StackValidationArgs` with the policy config CrossGuard would give it, and every `report_violation` call is
+recorded. Results: one per (rule, resource of the rule's types), failed where a violation named it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pulumi_policy import PolicyCustomTimeouts, PolicyResource, PolicyResourceOptions, StackValidationArgs
+from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
+
+from clinops.config import ENVIRONMENTS, RETENTION_FLOORS, StackConfig
+from policies.model import CheckResult, EngineReport
+from policies.plan import STACK_TYPE, Plan
+from policies.rules import ALL_RULES, Rule
+from policies.rules.base import CONFIG_SCHEMA, NotKnownAtPreview
+
+ENGINE = "clinops"
+CONFIG_DIR = Path(__file__).parent / "config"
+
+
+def _facts(environment: Any, classification: Any, rollback_slo: Any, region: Any) -> dict[str, Any]:
+    """Platform facts; anything missing or malformed falls back to the strictest default."""
+    defaults = {key: schema["default"] for key, schema in CONFIG_SCHEMA.items()}
+    floors = RETENTION_FLOORS.get(str(classification), RETENTION_FLOORS["phi"])
+    try:
+        slo = int(rollback_slo)
+    except (TypeError, ValueError):
+        slo = defaults["rollbackSloSeconds"]
+    return {
+        **defaults,
+        "environment": environment if environment in ENVIRONMENTS else defaults["environment"],
+        "logRetentionFloorDays": floors["log"],
+        "evidenceRetentionFloorDays": floors["evidence"],
+        "rollbackSloSeconds": slo,
+        "region": region if isinstance(region, str) else "",
+    }
+
+
+def _per_rule(facts: Mapping[str, Any], rules: Sequence[Rule] = ALL_RULES) -> dict[str, dict[str, Any]]:
+    """CrossGuard configures each policy separately: give each rule the facts it declares it reads."""
+    return {r.id: {key: facts[key] for key in r.config_keys} for r in rules if r.config_keys}
+
+
+def policy_config_for(stack_config: StackConfig) -> dict[str, dict[str, Any]]:
+    """The `--policy-pack-config` document for a stack (what `policies/config/<stack>.json` holds)."""
+    facts = _facts(stack_config.environment, stack_config.tags.data_classification,
+                   stack_config.rollback_slo_seconds, stack_config.region)  # fmt: skip
+    return _per_rule(facts)
+
+
+def policy_config_from_plan(plan: Plan) -> dict[str, dict[str, Any]]:
+    """The same document, derived from the stack config a plan carries (no validation: secure defaults)."""
+    values = plan.platform_config()
+    tags = values.get("tags") if isinstance(values.get("tags"), dict) else {}
+    facts = _facts(values.get("environment"), tags.get("dataClassification"), values.get("rollbackSloSeconds"),
+                   plan.config.get("aws:region"))  # fmt: skip
+    return _per_rule(facts)
+
+
+def write_policy_configs(stacks: Sequence[str] = ENVIRONMENTS, root: Path | None = None) -> list[Path]:
+    """Regenerate `policies/config/<stack>.json` from the stack files (run after changing a stack file)."""
+    from clinops.config import load_from_stack_file
+
+    written = []
+    for stack in stacks:
+        path = CONFIG_DIR / f"{stack}.json"
+        config = policy_config_for(load_from_stack_file(stack, root))
+        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        written.append(path)
+    return written
+
+
+def policy_resources(plan: Plan) -> list[PolicyResource]:
+    """The plan as CrossGuard presents a stack to a stack validation."""
+    options = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
+    resources = {
+        r.urn: PolicyResource(r.type, unknown_checking_proxy(r.inputs), r.urn, r.name, options, None, None, [], {})
+        for r in plan.resources
+    }
+    for r in plan.resources:
+        resource = resources[r.urn]
+        resource.parent = resources.get(r.parent)
+        resource.dependencies = [resources[u] for u in r.dependencies if u in resources]
+        resource.property_dependencies = {
+            prop: [resources[u] for u in urns if u in resources] for prop, urns in r.property_dependencies.items()
+        }
+    return [resources[urn] for urn in sorted(resources)]
+
+
+def _run(rule: Rule, args: StackValidationArgs, stack_urn: str) -> dict[str, list[str]]:
+    """Violations of one rule, by URN (stack-level ones on the stack URN)."""
+    violations: dict[str, list[str]] = defaultdict(list)
+
+    def report_violation(message: str, urn: str | None = None) -> None:
+        violations[urn or stack_urn].append(message)
+
+    try:
+        outcome = rule.validate(args, report_violation)
+        if inspect.isawaitable(outcome):
+            asyncio.run(_await(outcome))
+    except NotKnownAtPreview as exc:
+        # Offline there is no later `pulumi up` run to judge these: what cannot be verified fails.
+        for urn, path in exc.unknowns:
+            violations[urn].append(f"{path} is unknown until apply, so it cannot be verified")
+    except UnknownValueError as exc:
+        violations[stack_urn].append(f"cannot be verified: {exc.message}")
+    return violations
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def evaluate(plan: Plan, rules: Sequence[Rule] = ALL_RULES) -> EngineReport:
+    started = time.perf_counter()
+    resources = policy_resources(plan)
+    types = {r.urn: r.resource_type for r in resources}
+    stack_urn = plan.stack_urn()
+    types.setdefault(stack_urn, STACK_TYPE)
+    config = policy_config_from_plan(plan)
+    results: list[CheckResult] = []
+    for rule in rules:
+        violations = _run(rule, StackValidationArgs(resources, config=config.get(rule.id, {})), stack_urn)
+        judged = {r.urn for r in resources if r.resource_type in rule.resource_types} | set(violations)
+        for urn in judged:
+            messages = list(dict.fromkeys(violations.get(urn, [])))
+            results.append(CheckResult(
+                engine=ENGINE, rule_id=rule.id, title=rule.title, severity=rule.severity, controls=rule.controls,
+                urn=urn, resource_type=types.get(urn, ""), status="failed" if messages else "passed",
+                message="; ".join(messages), fix=rule.fix if messages else "", mandatory=rule.mandatory,
+            ))  # fmt: skip
+    judged_types = {t for rule in rules for t in (*rule.resource_types, *rule.reads)}
+    coverage = {r.type: "seen" if r.type in judged_types else "unseen"
+                for r in plan.resources if r.custom and not r.type.startswith("pulumi:providers:")}  # fmt: skip
+    facts = {key: value for entry in config.values() for key, value in entry.items()}
+    return EngineReport(
+        engine=ENGINE,
+        results=sorted(results, key=CheckResult.sort_key),
+        coverage=dict(sorted(coverage.items())),
+        seconds=round(time.perf_counter() - started, 3),
+        notes=[f"policy config: {json.dumps(facts, sort_keys=True)}"],
+    )

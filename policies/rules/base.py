@@ -1,0 +1,231 @@
+"""What a rule is, and the small toolkit every rule uses to read a stack without tripping over unknowns.
+
+A rule is one CrossGuard stack validation: `validate(args: StackValidationArgs, report_violation)`. The same
+function runs inside `pulumi preview --policy-pack policies` and, through `policies.crossguard`, over a plan
+file offline. Rules read resource properties through `StackView.props`, which turns values that are unknown
+until apply into `UNKNOWN` instead of raising; a rule that meets one records it with `Findings.unknown`, and
+after judging everything it can the rule raises `NotKnownAtPreview` (a CrossGuard `UnknownValueError`), which
+CrossGuard reports as an advisory "can't run during preview" and the offline gate reports as a failure.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pulumi_policy import PolicyResource, ReportViolation, StackValidation, StackValidationArgs
+from pulumi_policy.proxy import (
+    UNKNOWN_ARCHIVE_VALUE,
+    UNKNOWN_ARRAY_VALUE,
+    UNKNOWN_ASSET_VALUE,
+    UNKNOWN_BOOLEAN_VALUE,
+    UNKNOWN_NUMBER_VALUE,
+    UNKNOWN_OBJECT_VALUE,
+    UNKNOWN_STRING_VALUE,
+    UnknownValueError,
+)
+
+from clinops.config import RETENTION_FLOORS, StackConfig
+from policies.model import Severity
+
+KMS_KEY_TYPES = ("aws:kms/key:Key", "aws:kms/replicaKey:ReplicaKey")
+
+# Endpoints a SageMaker workload needs when the VPC has no route out ({region} is filled in from config).
+# S3 may be a gateway endpoint; every other service needs an interface endpoint with private DNS so the
+# SDKs' default hostnames resolve inside the VPC.
+REQUIRED_ENDPOINT_SERVICES = (
+    "com.amazonaws.{region}.sagemaker.api", "com.amazonaws.{region}.sagemaker.runtime",
+    "com.amazonaws.{region}.sts", "com.amazonaws.{region}.logs", "com.amazonaws.{region}.monitoring",
+    "com.amazonaws.{region}.kms", "com.amazonaws.{region}.ecr.api", "com.amazonaws.{region}.ecr.dkr",
+    "com.amazonaws.{region}.s3",
+)  # fmt: skip
+PERSONAS = ("author", "approver", "deployer")
+
+# The platform facts rules read from policy config, as JSON schema. Defaults are prod with PHI floors (the
+# rollback SLO: the stack config's own default), so a pack run without `--policy-pack-config` errs on the
+# safe side.
+CONFIG_SCHEMA: dict[str, dict[str, Any]] = {
+    "environment": {"type": "string", "enum": ["dev", "staging", "prod"], "default": "prod"},
+    "logRetentionFloorDays": {"type": "integer", "minimum": 1, "default": RETENTION_FLOORS["phi"]["log"]},
+    "evidenceRetentionFloorDays": {"type": "integer", "minimum": 1, "default": RETENTION_FLOORS["phi"]["evidence"]},
+    "rollbackSloSeconds": {"type": "integer", "minimum": 60,
+                           "default": StackConfig.model_fields["rollback_slo_seconds"].default},
+    "region": {"type": "string", "default": "", "description": "empty: endpoints may be in any region"},
+    "requiredEndpointServices": {"type": "array", "items": {"type": "string"},
+                                 "default": list(REQUIRED_ENDPOINT_SERVICES)},
+    "personas": {"type": "array", "items": {"type": "string", "enum": list(PERSONAS)}, "default": list(PERSONAS)},
+}  # fmt: skip
+
+
+class _Unknown:
+    """A value that is computed during apply (e.g. the ARN of a key created in the same update)."""
+
+    def __repr__(self) -> str:
+        return "<unknown until apply>"
+
+
+UNKNOWN: Any = _Unknown()
+_SENTINELS = frozenset({UNKNOWN_BOOLEAN_VALUE, UNKNOWN_NUMBER_VALUE, UNKNOWN_STRING_VALUE, UNKNOWN_ARRAY_VALUE,
+                        UNKNOWN_ASSET_VALUE, UNKNOWN_ARCHIVE_VALUE, UNKNOWN_OBJECT_VALUE})  # fmt: skip
+
+
+def plain(value: Any) -> Any:
+    """Copy CrossGuard's unknown-checking proxies into plain dicts and lists, unknowns as `UNKNOWN`.
+
+    Integral floats become ints: protobuf carries every number as a double, and messages should say 30 days.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        return UNKNOWN if value in _SENTINELS else value
+    if isinstance(value, Mapping):
+        return {key: plain(_item(value, key)) for key in value}
+    if isinstance(value, Sequence) and not isinstance(value, bytes):
+        return [plain(_item(value, i)) for i in range(len(value))]
+    return value
+
+
+def _item(container: Any, key: Any) -> Any:
+    try:
+        return container[key]
+    except UnknownValueError:
+        return UNKNOWN
+
+
+def dig(value: Any, *path: str | int) -> Any:
+    """`value[p0][p1]...`, or None where a step is missing; UNKNOWN if a step is unknown."""
+    for step in path:
+        if value is UNKNOWN:
+            return UNKNOWN
+        if isinstance(step, int):
+            value = value[step] if isinstance(value, list) and -len(value) <= step < len(value) else None
+        else:
+            value = value.get(step) if isinstance(value, dict) else None
+    return value
+
+
+class NotKnownAtPreview(UnknownValueError):
+    """Raised after a rule has judged everything it could; lists what only apply will know."""
+
+    def __init__(self, unknowns: list[tuple[str, str]]) -> None:
+        super().__init__(UNKNOWN_STRING_VALUE, [])
+        self.unknowns = unknowns
+        self.message = "unknown until apply, judged again by `pulumi up`: " + "; ".join(
+            f"{urn.split('::')[-1]}.{path}" for urn, path in unknowns
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Findings:
+    """Wraps CrossGuard's `report_violation` so rules speak in resources, not URN strings."""
+
+    def __init__(self, report_violation: ReportViolation) -> None:
+        self._report = report_violation
+        self._unknowns: list[tuple[str, str]] = []
+
+    def fail(self, resource: PolicyResource | None, message: str) -> None:
+        """A violation on `resource`, or on the stack as a whole when None."""
+        self._report(message, resource.urn if resource is not None else None)
+
+    def unknown(self, resource: PolicyResource, path: str) -> None:
+        self._unknowns.append((resource.urn, path))
+
+    @property
+    def unknown_count(self) -> int:
+        return len(self._unknowns)
+
+    def finish(self) -> None:
+        if self._unknowns:
+            raise NotKnownAtPreview(self._unknowns)
+
+
+class StackView:
+    """The stack a rule judges: resources in URN order, props as plain data, links via propertyDependencies."""
+
+    def __init__(self, args: StackValidationArgs) -> None:
+        self.resources = sorted(args.resources, key=lambda r: r.urn)
+        defaults = {key: schema["default"] for key, schema in CONFIG_SCHEMA.items()}
+        self.config: dict[str, Any] = {**defaults, **dict(args.get_config() or {})}
+        self._props: dict[str, dict[str, Any]] = {}
+
+    def of_type(self, *types: str) -> list[PolicyResource]:
+        return [r for r in self.resources if r.resource_type in types]
+
+    def props(self, resource: PolicyResource) -> dict[str, Any]:
+        if resource.urn not in self._props:
+            self._props[resource.urn] = plain(resource.props)
+        return self._props[resource.urn]
+
+    def refs(self, resource: PolicyResource, prop: str, *types: str) -> list[PolicyResource]:
+        """Resources (of `types`, any if none) the input `prop` of `resource` was computed from."""
+        found = resource.property_dependencies.get(prop) or []
+        return [r for r in found if not types or r.resource_type in types]
+
+    def referencing(self, target: PolicyResource, prop: str, *types: str) -> list[PolicyResource]:
+        """Resources of `types` whose input `prop` was computed from `target` (e.g. flow logs of a VPC)."""
+        return [r for r in self.of_type(*types) if any(d.urn == target.urn for d in self.refs(r, prop))]
+
+    def uses_stack_key(self, resource: PolicyResource, prop: str) -> bool:
+        """True when input `prop` was computed from a customer-managed KMS key declared in this stack."""
+        return bool(self.refs(resource, prop, *KMS_KEY_TYPES))
+
+    def number(self, key: str) -> int:
+        """A numeric config fact (policy config arrives through protobuf, so integers come as floats)."""
+        return int(self.config[key])
+
+
+Check = Callable[[StackView, Findings], None]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    severity: Severity
+    controls: tuple[str, ...]
+    fix: str
+    resource_types: tuple[str, ...]
+    validate: StackValidation
+    mandatory: bool = True
+    config_keys: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()  # types consulted to judge `resource_types` (counted as coverage, not results)
+
+
+def rule(*, id: str, title: str, severity: Severity, controls: tuple[str, ...], fix: str, types: tuple[str, ...],
+         mandatory: bool = True, config: tuple[str, ...] = (), reads: tuple[str, ...] = ()
+         ) -> Callable[[Check], Rule]:  # fmt: skip
+    """Turn a `check(stack, findings)` function into a `Rule` whose `validate` has CrossGuard's signature."""
+
+    def build(check: Check) -> Rule:
+        def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+            findings = Findings(report_violation)
+            check(StackView(args), findings)
+            findings.finish()
+
+        validate.__name__ = validate.__qualname__ = check.__name__
+        validate.__doc__ = check.__doc__
+        return Rule(id=id, title=title, severity=severity, controls=controls, fix=fix, resource_types=types,
+                    validate=validate, mandatory=mandatory, config_keys=config, reads=reads)  # fmt: skip
+
+    return build
+
+
+def is_cidr_everywhere(cidr: Any) -> bool:
+    """0.0.0.0/0 or ::/0 (in any spelling): a prefix of length zero covers the whole internet."""
+    if not isinstance(cidr, str):
+        return False
+    try:
+        return ipaddress.ip_network(cidr.strip(), strict=False).prefixlen == 0
+    except ValueError:
+        return False
+
+
+def as_list(value: Any) -> list[Any]:
+    """IAM and AWS APIs accept a scalar where a list is meant; None means an empty list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]

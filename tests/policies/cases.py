@@ -1,0 +1,214 @@
+"""One way (or a few) to break each rule, applied to the compliant baseline, and the resource that must be
+blamed for it. `also` lists other rules the same change legitimately breaks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tests.policies.baseline import ALARM_NAME
+from tests.policies.planbuilder import DELETE, PlanBuilder
+
+Mutation = Callable[[PlanBuilder], None]
+ROUTING = "deploymentConfig.blueGreenUpdatePolicy.trafficRoutingConfiguration"
+BLUE_GREEN = "deploymentConfig.blueGreenUpdatePolicy"
+
+
+@dataclass(frozen=True)
+class Case:
+    rule_id: str
+    label: str
+    mutate: Mutation
+    culprit: str | None  # resource name; None: the stack as a whole
+    also: frozenset[str] = frozenset()
+
+
+def _pipeline(edit: Callable[[dict[str, Any]], None]) -> Mutation:
+    return lambda b: b.edit_json("readmission-pipeline", "pipelineDefinition", lambda d: edit(d["Steps"]))
+
+
+def _statements(name: str, edit: Callable[[list[dict[str, Any]]], None]) -> Mutation:
+    return lambda b: b.edit_json(name, "policy", lambda d: edit(d["Statement"]))
+
+
+def _steps(*mutations: Mutation) -> Mutation:
+    def run(b: PlanBuilder) -> None:
+        for mutation in mutations:
+            mutation(b)
+
+    return run
+
+
+def _extra_alarms(b: PlanBuilder, count: int) -> None:
+    for i in range(count):
+        b.add("aws:cloudwatch/metricAlarm:MetricAlarm", f"extra-{i}", {
+            "name": f"extra-{i}", "dimensions": {"EndpointName": "clinops-prod-readmission"}, "period": 60,
+            "evaluationPeriods": 1})  # fmt: skip
+    b.set("readmission", "deploymentConfig.autoRollbackConfiguration.alarms",
+          [{"alarmName": ALARM_NAME}] + [{"alarmName": f"extra-{i}"} for i in range(count)])  # fmt: skip
+
+
+# fmt: off
+FAILING: list[Case] = [
+    Case("CLIN-NET-001", "internet gateway", lambda b: b.add("aws:ec2/internetGateway:InternetGateway", "igw", {},
+         {"vpcId": ["vpc"]}), "igw"),
+    Case("CLIN-NET-001", "NAT gateway", lambda b: b.add("aws:ec2/natGateway:NatGateway", "nat", {}), "nat"),
+    Case("CLIN-NET-002", "route to 0.0.0.0/0", lambda b: b.set("peering-route", "destinationCidrBlock", "0.0.0.0/0"),
+         "peering-route"),
+    Case("CLIN-NET-002", "inline route to ::/0", lambda b: b.set("private-routes", "routes",
+         [{"ipv6CidrBlock": "::/0", "gatewayId": "igw-1"}]), "private-routes"),
+    Case("CLIN-NET-003", "inline ingress from anywhere", lambda b: b.set("workload-sg", "ingress.0.cidrBlocks",
+         ["0.0.0.0/0"]), "workload-sg"),
+    Case("CLIN-NET-003", "ingress rule from ::/0", lambda b: b.set("endpoint-https", "cidrIpv6", "::/0"),
+         "endpoint-https"),
+    Case("CLIN-NET-004", "no flow log", lambda b: b.remove("vpc-flow-log"), "vpc"),
+    Case("CLIN-NET-004", "rejected traffic only", lambda b: b.set("vpc-flow-log", "trafficType", "REJECT"), "vpc"),
+    Case("CLIN-NET-005", "public internet", lambda b: b.set("studio", "appNetworkAccessType", "PublicInternetOnly"),
+         "studio"),
+    Case("CLIN-NET-005", "AWS default", lambda b: b.set("studio", "appNetworkAccessType", DELETE), "studio"),
+    Case("CLIN-NET-006", "missing runtime endpoint", lambda b: b.remove("endpoint-sagemaker-runtime"), "vpc"),
+    Case("CLIN-NET-006", "private DNS off", lambda b: b.set("endpoint-sts", "privateDnsEnabled", False),
+         "endpoint-sts"),
+    Case("CLIN-ENC-001", "rotation off", lambda b: b.set("data-key", "enableKeyRotation", False), "data-key"),
+    Case("CLIN-ENC-001", "rotation every two years", lambda b: b.set("data-key", "rotationPeriodInDays", 730),
+         "data-key"),
+    Case("CLIN-ENC-002", "SSE-S3", lambda b: b.set("phi-data-encryption",
+         "rules.0.applyServerSideEncryptionByDefault", {"sseAlgorithm": "AES256"}), "phi-data"),
+    Case("CLIN-ENC-002", "AWS-managed key", _steps(
+        lambda b: b.set("phi-data-encryption", "rules.0.applyServerSideEncryptionByDefault.kmsMasterKeyId",
+                        "alias/aws/s3"),
+        lambda b: b.unlink("phi-data-encryption", "rules")), "phi-data"),
+    Case("CLIN-ENC-002", "no encryption resource", lambda b: b.remove("phi-data-encryption"), "phi-data"),
+    Case("CLIN-ENC-003", "log group without key", _steps(lambda b: b.set("flow-logs", "kmsKeyId", DELETE),
+         lambda b: b.unlink("flow-logs", "kmsKeyId")), "flow-logs"),
+    Case("CLIN-ENC-004", "topic on the AWS-managed key", _steps(
+        lambda b: b.set("alerts", "kmsMasterKeyId", "alias/aws/sns"), lambda b: b.unlink("alerts", "kmsMasterKeyId")),
+        "alerts"),
+    Case("CLIN-ENC-005", "domain key from another stack", lambda b: b.unlink("studio", "kmsKeyId"), "studio"),
+    Case("CLIN-ENC-006", "no storage key", lambda b: b.set("readmission-config", "kmsKeyArn", DELETE),
+         "readmission-config"),
+    Case("CLIN-ENC-006", "data capture without key", lambda b: b.set("readmission-config",
+         "dataCaptureConfig.kmsKeyId", DELETE), "readmission-config"),
+    Case("CLIN-ENC-007", "training volume unencrypted",
+         _pipeline(lambda s: s[1]["Arguments"]["ResourceConfig"].pop("VolumeKmsKeyId")), "readmission-pipeline"),
+    Case("CLIN-ENC-007", "processing output key from a parameter", _pipeline(
+        lambda s: s[0]["Arguments"]["ProcessingOutputConfig"].update(KmsKeyId={"Get": "Parameters.OutputKey"})),
+        "readmission-pipeline"),
+    Case("CLIN-TLS-001", "policy without TLS deny", _statements("phi-data-policy", lambda s: s[0]["Condition"].update(
+        Bool={"aws:SecureTransport": "true"})), "phi-data"),
+    Case("CLIN-TLS-001", "no bucket policy", lambda b: b.remove("evidence-policy"), "evidence"),
+    Case("CLIN-TLS-002", "plaintext between training workers", _pipeline(
+        lambda s: s[1]["Arguments"].update(EnableInterContainerTrafficEncryption=False)), "readmission-pipeline"),
+    Case("CLIN-TLS-002", "processing default", _pipeline(
+        lambda s: s[0]["Arguments"]["NetworkConfig"].pop("EnableInterContainerTrafficEncryption")),
+        "readmission-pipeline"),
+    Case("CLIN-AUD-001", "single region", lambda b: b.set("trail", "isMultiRegionTrail", False), "trail"),
+    Case("CLIN-AUD-001", "no log-file validation", lambda b: b.set("trail", "enableLogFileValidation", False),
+         "trail"),
+    Case("CLIN-AUD-001", "not encrypted", _steps(lambda b: b.set("trail", "kmsKeyId", DELETE),
+         lambda b: b.unlink("trail", "kmsKeyId")), "trail"),
+    Case("CLIN-AUD-002", "management events only", lambda b: b.set("trail", "advancedEventSelectors.1", DELETE),
+         "trail"),
+    Case("CLIN-AUD-002", "object writes only", lambda b: b.set("trail", "advancedEventSelectors.1.fieldSelectors.2",
+         {"field": "readOnly", "equals": ["false"]}), "trail"),
+    Case("CLIN-AUD-003", "30-day logs for PHI", lambda b: b.set("flow-logs", "retentionInDays", 30), "flow-logs"),
+    Case("CLIN-AUD-004", "governance mode", lambda b: b.set("evidence-lock", "rule.defaultRetention.mode",
+         "GOVERNANCE"), "evidence-lock"),
+    Case("CLIN-AUD-004", "one year for PHI", lambda b: b.set("evidence-lock", "rule.defaultRetention.days", 365),
+         "evidence-lock"),
+    Case("CLIN-AUD-004", "no evidence lock at all", lambda b: b.remove("evidence-lock"), None),
+    Case("CLIN-IAM-001", "Action * on Resource *", _statements("execution-permissions",
+         lambda s: s.append({"Effect": "Allow", "Action": "*", "Resource": "*"})), "execution-permissions"),
+    Case("CLIN-IAM-001", "NotAction on every resource", _statements("boundary",
+         lambda s: s.append({"Effect": "Allow", "NotAction": ["iam:*"], "Resource": "*"})), "boundary"),
+    Case("CLIN-IAM-001", "AdministratorAccess attached", lambda b: b.add(
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment", "admin",
+        {"policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}, {"role": ["deployer-role"]}), "admin"),
+    Case("CLIN-IAM-002", "author may approve", _statements("author-permissions", lambda s: s.pop()), "author-role"),
+    Case("CLIN-IAM-002", "approver deny is conditional", _statements("approver-permissions",
+         lambda s: s[-1].update(Condition={"StringEquals": {"aws:RequestedRegion": "us-east-1"}})),
+         "approver-role"),
+    Case("CLIN-IAM-002", "no deployer persona", lambda b: b.set("deployer-role", "tags", {}), None),
+    Case("CLIN-IAM-003", "role without boundary", _steps(lambda b: b.set("execution-role", "permissionsBoundary",
+         DELETE), lambda b: b.unlink("execution-role", "permissionsBoundary")), "execution-role"),
+    Case("CLIN-SM-001", "model outside the VPC", lambda b: b.set("readmission-model", "vpcConfig", DELETE),
+         "readmission-model"),
+    Case("CLIN-SM-001", "model network isolation off", lambda b: b.set("readmission-model",
+         "enableNetworkIsolation", False), "readmission-model"),
+    Case("CLIN-SM-002", "training outside the VPC", _pipeline(lambda s: s[1]["Arguments"].pop("VpcConfig")),
+         "readmission-pipeline"),
+    Case("CLIN-SM-002", "processing isolation from a parameter", _pipeline(
+        lambda s: s[0]["Arguments"]["NetworkConfig"].update(EnableNetworkIsolation={"Get": "Parameters.Isolate"})),
+        "readmission-pipeline"),
+    Case("CLIN-SM-003", "registers as Approved", _pipeline(
+        lambda s: s[2]["Arguments"]["IfSteps"][0]["Arguments"].update(ModelApprovalStatus="Approved")),
+        "readmission-pipeline"),
+    Case("CLIN-SM-003", "approval status from a parameter", _pipeline(
+        lambda s: s[2]["Arguments"]["IfSteps"][0]["Arguments"].update(
+            ModelApprovalStatus={"Get": "Parameters.ApprovalStatus"})), "readmission-pipeline"),
+    Case("CLIN-SM-004", "variant serves an outside model", _steps(
+        lambda b: b.set("readmission-config", "productionVariants.0.modelName", "somebody-elses-model"),
+        lambda b: b.unlink("readmission-config", "productionVariants")), "readmission-config"),
+    Case("CLIN-DEP-001", "all at once in prod", lambda b: b.set("readmission", f"{ROUTING}.type", "ALL_AT_ONCE"),
+         "readmission"),
+    Case("CLIN-DEP-001", "no deployment config in prod", lambda b: b.set("readmission", "deploymentConfig", DELETE),
+         "readmission", frozenset({"CLIN-DEP-002"})),
+    Case("CLIN-DEP-001", "canary without a size", lambda b: b.set("readmission", f"{ROUTING}.canarySize", DELETE),
+         "readmission"),
+    Case("CLIN-DEP-002", "no rollback alarms in prod", lambda b: b.set("readmission",
+         "deploymentConfig.autoRollbackConfiguration", DELETE), "readmission"),
+    Case("CLIN-DEP-002", "alarm not in the stack", lambda b: b.set("readmission",
+         "deploymentConfig.autoRollbackConfiguration.alarms.0.alarmName", "made-up-alarm"), "readmission"),
+    Case("CLIN-DEP-002", "alarm watches another endpoint", lambda b: b.set("readmission-errors",
+         "dimensions.EndpointName", "clinops-prod-sepsis"), "readmission"),
+    Case("CLIN-DEP-002", "eleven alarms", lambda b: _extra_alarms(b, 10), "readmission"),
+    Case("CLIN-DEP-003", "wait over an hour", lambda b: b.set("readmission", f"{ROUTING}.waitIntervalInSeconds", 4000),
+         "readmission"),
+    Case("CLIN-DEP-003", "timeout below the waits", lambda b: b.set("readmission",
+         f"{BLUE_GREEN}.maximumExecutionTimeoutInSeconds", 1200), "readmission"),
+    Case("CLIN-DEP-003", "timeout above eight hours", lambda b: b.set("readmission",
+         f"{BLUE_GREEN}.maximumExecutionTimeoutInSeconds", 30000), "readmission"),
+    Case("CLIN-DEP-003", "linear steps outlast the timeout", _steps(
+        lambda b: b.set("readmission", ROUTING, {"type": "LINEAR", "waitIntervalInSeconds": 600,
+                                                 "linearStepSize": {"type": "CAPACITY_PERCENT", "value": 10}}),
+        lambda b: b.set("readmission", f"{BLUE_GREEN}.maximumExecutionTimeoutInSeconds", 5400)), "readmission"),
+    Case("CLIN-DEP-004", "five-minute alarm periods", lambda b: b.set("readmission-errors", "period", 300),
+         "readmission-errors", frozenset({"CLIN-DEP-005"})),
+    Case("CLIN-DEP-005", "canary bakes two minutes", lambda b: b.set("readmission",
+         f"{ROUTING}.waitIntervalInSeconds", 120), "readmission"),
+]
+# fmt: on
+
+# Variations that must still pass: the rule reads these as compliant, not as gaps.
+# fmt: off
+PASSING: list[Case] = [
+    Case("CLIN-DEP-001", "all at once is allowed in dev", lambda b: (
+        b.config.update({"clinops:environment": "dev"}), b.set("readmission", f"{ROUTING}.type", "ALL_AT_ONCE")),
+        None),
+    Case("CLIN-DEP-002", "dev may deploy without rollback alarms", lambda b: (
+        b.config.update({"clinops:environment": "dev"}),
+        b.set("readmission", "deploymentConfig.autoRollbackConfiguration", DELETE)), None),
+    Case("CLIN-AUD-003", "never-expiring logs satisfy the floor", lambda b: b.set("flow-logs", "retentionInDays", 0),
+         None),
+    Case("CLIN-AUD-003", "30-day logs are enough for synthetic data", lambda b: (
+        b.config.update({"clinops:tags": '{"dataClassification": "synthetic"}'}),
+        b.set("flow-logs", "retentionInDays", 30)), None),
+    Case("CLIN-DEP-004", "a slower alarm fits a wider SLO", lambda b: (
+        b.config.update({"clinops:rollbackSloSeconds": "1200"}), b.set("readmission-errors", "period", 300),
+        b.set("readmission", f"{ROUTING}.waitIntervalInSeconds", 1200)), None),
+    Case("CLIN-DEP-002", "alarm name known only after apply, linked by dependency", lambda b: (
+        b.set("readmission", "deploymentConfig.autoRollbackConfiguration.alarms.0.alarmName",
+              "04da6b54-80e4-46f7-96ec-b56ff0331ba9"),
+        b.link("readmission", "deploymentConfig", "readmission-errors")), None),
+    Case("CLIN-ENC-003", "key ARN unknown until apply, linked by dependency", lambda b: b.set(
+        "flow-logs", "kmsKeyId", "04da6b54-80e4-46f7-96ec-b56ff0331ba9"), None),
+    Case("CLIN-TLS-001", "BoolIfExists and an AWS principal wildcard", _statements("phi-data-policy",
+         lambda s: s[0].update(Principal={"AWS": "*"}, Condition={"BoolIfExists": {"aws:SecureTransport": False}})),
+         None),
+    Case("CLIN-IAM-002", "deny inherited from the permissions boundary", _steps(
+        _statements("author-permissions", lambda s: s.pop()),
+        _statements("boundary", lambda s: s.append({"Effect": "Deny", "Action": "sagemaker:UpdateModelPackage",
+                                                    "Resource": "*"}))), None),
+]
+# fmt: on
