@@ -158,7 +158,17 @@ class StackConfig(StrictModel):
     accounts: Accounts = Field(default_factory=Accounts)
     retain_on_delete: bool = Field(default=False, description="keep stateful resources if the stack is destroyed")
     rollback_slo_seconds: int = Field(default=900, ge=60, le=3600, description="failure-to-rollback budget")
+    release_role_arn: str | None = Field(
+        default=None, description="role `clinops release/verify` assume in this stack's account (cross-account)"
+    )
     models: list[ModelConfig] = Field(default_factory=list)
+
+    @field_validator("release_role_arn")
+    @classmethod
+    def _release_role(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$", v):
+            raise ValueError(f"'{v}' is not an IAM role ARN; fix: arn:aws:iam::ACCOUNT:role/NAME")
+        return v
 
     @field_validator("account_id")
     @classmethod

@@ -121,6 +121,14 @@ class ServingConfig(StrictModel):
         return self
 
 
+class QualityGate(StrictModel):
+    """What a package's registered metrics must show before it may be released to this stack."""
+
+    min_auc: float = Field(default=0.70, ge=0.5, le=1.0)
+    max_subgroup_auc_gap: float = Field(default=0.10, ge=0.0, le=1.0)
+    max_brier: float = Field(default=0.25, gt=0.0, le=1.0)
+
+
 class ModelConfig(StrictModel):
     """One model of the mesh: a registry group, a training pipeline, and an endpoint once a package is pinned."""
 
@@ -131,6 +139,7 @@ class ModelConfig(StrictModel):
         default=None, description="the previous verified package: kept deployable as the rollback target"
     )
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    quality: QualityGate = Field(default_factory=QualityGate)
 
     @field_validator("name")
     @classmethod
