@@ -73,6 +73,7 @@ INTERFACE_ENDPOINT_SERVICES = (
     "com.amazonaws.{region}.ssm",
     "com.amazonaws.{region}.sns",
     "com.amazonaws.{region}.lambda",
+    "aws.sagemaker.{region}.experiments",  # SageMaker-managed MLflow
 )
 
 _ACCOUNT_RE = re.compile(r"^\d{12}$")

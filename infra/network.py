@@ -171,9 +171,14 @@ class Network(pulumi.ComponentResource):
         self.interface_endpoints: dict[str, aws.ec2.VpcEndpoint] = {}
         for service in INTERFACE_ENDPOINT_SERVICES:
             service_name = service.format(region=cfg.region)
-            short = service_name.removeprefix(f"com.amazonaws.{cfg.region}.").removeprefix("aws.").replace(".", "-")
+            short = (
+                service_name.removeprefix(f"com.amazonaws.{cfg.region}.")
+                .removeprefix("aws.")
+                .replace(f".{cfg.region}", "")
+                .replace(".", "-")
+            )
             self.interface_endpoints[service] = aws.ec2.VpcEndpoint(
-                f"endpoint-{short.replace(f'-{cfg.region}', '')}",
+                f"endpoint-{short}",
                 vpc_id=self.vpc.id,
                 service_name=service_name,
                 vpc_endpoint_type="Interface",

@@ -14,6 +14,7 @@ from infra.network import Network, NetworkArgs
 from infra.registry import Registry
 from infra.storage import Storage, StorageKeys
 from infra.studio import Studio, StudioArgs
+from infra.tracking import Tracking
 from serving.endpoint import EndpointArgs, ModelEndpoint
 
 
@@ -93,6 +94,7 @@ def build_platform(config: StackConfig) -> None:
         ),
     )
 
+    Tracking("tracking", platform, storage.buckets["model-artifacts"].bucket.bucket, identity.roles["execution"].arn)
     alerts = Alerts("alerts", platform, keys.keys["logs"])
     endpoints: dict[str, pulumi.Input[str]] = {}
     for model in config.models:
