@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.base import Platform, policy_document, service_trust
+from infra.base import Platform
+from infra.logs import delivery_role, encrypted_log_group
 
 
 @dataclass(frozen=True)
@@ -25,41 +26,25 @@ class Audit(pulumi.ComponentResource):
         self, name: str, platform: Platform, args: AuditArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("clinops:infra:Audit", name, None, opts)
-        cfg, child = platform.config, platform.child(self)
+        cfg = platform.config
         trail_name = f"{platform.prefix}-trail"
-        self.log_group = aws.cloudwatch.LogGroup(
-            "cloudtrail-logs",
-            name=f"/clinops/{cfg.stack}/cloudtrail",
-            retention_in_days=cfg.log_retention_days,
-            kms_key_id=args.logs_key.arn,
-            deletion_protection_enabled=cfg.retain_on_delete,
-            tags=platform.tags(),
-            opts=platform.child(self, stateful=True),
+        self.log_group = encrypted_log_group(
+            "cloudtrail-logs", platform, self, f"/clinops/{cfg.stack}/cloudtrail", args.logs_key
         )
-        delivery_role = aws.iam.Role(
-            "cloudtrail-delivery-role",
-            name=f"{platform.prefix}-cloudtrail-logs",
-            assume_role_policy=service_trust(
-                "cloudtrail.amazonaws.com",
-                platform.account,
-                f"arn:aws:cloudtrail:{cfg.region}:{platform.account}:trail/{trail_name}",
-            ),
-            permissions_boundary=args.boundary_arn,
-            tags=platform.tags(),
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            "cloudtrail-delivery",
-            role=delivery_role.id,
-            policy=policy_document(
-                {
-                    "Sid": "DeliverTrailToLogs",
-                    "Effect": "Allow",
-                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                    "Resource": self.log_group.arn.apply(lambda a: f"{a}:log-stream:*"),
-                }
-            ),
-            opts=child,
+        delivery = delivery_role(
+            "cloudtrail",
+            platform,
+            self,
+            role_name=f"{platform.prefix}-cloudtrail-logs",
+            service="cloudtrail.amazonaws.com",
+            source_arn=f"arn:aws:cloudtrail:{cfg.region}:{platform.account}:trail/{trail_name}",
+            boundary_arn=args.boundary_arn,
+            statement={
+                "Sid": "DeliverTrailToLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": self.log_group.arn.apply(lambda a: f"{a}:log-stream:*"),
+            },
         )
         objects = [arn.apply(lambda a: f"{a}/") for arn in args.data_event_buckets]
         self.trail = aws.cloudtrail.Trail(
@@ -73,7 +58,7 @@ class Audit(pulumi.ComponentResource):
             enable_logging=True,
             kms_key_id=args.audit_key.arn,
             cloud_watch_logs_group_arn=self.log_group.arn.apply(lambda a: f"{a}:*"),
-            cloud_watch_logs_role_arn=delivery_role.arn,
+            cloud_watch_logs_role_arn=delivery.arn,
             advanced_event_selectors=[
                 {
                     "name": "Management events",

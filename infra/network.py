@@ -9,7 +9,8 @@ import pulumi
 import pulumi_aws as aws
 
 from clinops.config import INTERFACE_ENDPOINT_SERVICES
-from infra.base import Platform, policy_document, service_trust
+from infra.base import Platform, policy_document
+from infra.logs import delivery_role, encrypted_log_group
 
 # ECR serves image layers from this AWS-owned bucket; without it no container starts in a VPC with no NAT.
 ECR_LAYER_BUCKET = "prod-{region}-starport-layer-bucket"
@@ -190,39 +191,23 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
 
-        self.flow_log_group = aws.cloudwatch.LogGroup(
+        self.flow_log_group = encrypted_log_group(
+            "flow-logs", platform, self, f"/clinops/{cfg.stack}/vpc-flow-logs", args.logs_key
+        )
+        flow_role = delivery_role(
             "flow-logs",
-            name=f"/clinops/{cfg.stack}/vpc-flow-logs",
-            retention_in_days=cfg.log_retention_days,
-            kms_key_id=args.logs_key.arn,
-            deletion_protection_enabled=cfg.retain_on_delete,
-            tags=platform.tags(),
-            opts=platform.child(self, stateful=True),
-        )
-        flow_role = aws.iam.Role(
-            "flow-logs-role",
-            name=f"{platform.prefix}-flow-logs",
-            assume_role_policy=service_trust(
-                "vpc-flow-logs.amazonaws.com",
-                platform.account,
-                f"arn:aws:ec2:{cfg.region}:{platform.account}:vpc-flow-log/*",
-            ),
-            permissions_boundary=args.boundary_arn,
-            tags=platform.tags(),
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            "flow-logs-delivery",
-            role=flow_role.id,
-            policy=policy_document(
-                {
-                    "Sid": "DeliverFlowLogs",
-                    "Effect": "Allow",
-                    "Action": ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
-                    "Resource": [self.flow_log_group.arn, self.flow_log_group.arn.apply(lambda a: f"{a}:*")],
-                }
-            ),
-            opts=child,
+            platform,
+            self,
+            role_name=f"{platform.prefix}-flow-logs",
+            service="vpc-flow-logs.amazonaws.com",
+            source_arn=f"arn:aws:ec2:{cfg.region}:{platform.account}:vpc-flow-log/*",
+            boundary_arn=args.boundary_arn,
+            statement={
+                "Sid": "DeliverFlowLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+                "Resource": [self.flow_log_group.arn, self.flow_log_group.arn.apply(lambda a: f"{a}:*")],
+            },
         )
         self.flow_log = aws.ec2.FlowLog(
             "vpc-flow-log",

@@ -14,6 +14,7 @@ import pulumi_aws as aws
 
 from clinops.models import ModelConfig, package_version
 from infra.base import Platform
+from infra.logs import encrypted_log_group
 from serving.alarms import RollbackAlarms
 from serving.canary.component import SyntheticTrafficCanary
 
@@ -63,13 +64,13 @@ class ModelEndpoint(pulumi.ComponentResource):
         )
 
         # SageMaker would create this log group itself, unencrypted and kept forever: create it first.
-        self.log_group = aws.cloudwatch.LogGroup(
+        self.log_group = encrypted_log_group(
             f"{model.name}-endpoint-logs",
-            name=f"/aws/sagemaker/Endpoints/{self.endpoint_name}",
-            retention_in_days=platform.config.log_retention_days,
-            kms_key_id=args.logs_key.arn,
-            tags=tags,
-            opts=platform.child(self, stateful=True),
+            platform,
+            self,
+            f"/aws/sagemaker/Endpoints/{self.endpoint_name}",
+            args.logs_key,
+            **{"clinops:model": model.name},
         )
         self.alarms = RollbackAlarms(
             f"{model.name}-alarms",

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.base import Platform, allow, policy_document, service_trust
+from infra.logs import encrypted_log_group
 from serving.canary.payload import canary_payload_csv
 
 HANDLER_DIR = Path(__file__).resolve().parent
@@ -28,15 +29,10 @@ class SyntheticTrafficCanary(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("clinops:serving:SyntheticTrafficCanary", name, None, opts)
-        cfg, child = platform.config, platform.child(self)
+        child = platform.child(self)
         function_name = f"{platform.prefix}-{model}-canary"
-        log_group = aws.cloudwatch.LogGroup(
-            f"{model}-canary-logs",
-            name=f"/aws/lambda/{function_name}",
-            retention_in_days=cfg.log_retention_days,
-            kms_key_id=logs_key.arn,
-            tags=platform.tags(),
-            opts=child,
+        log_group = encrypted_log_group(
+            f"{model}-canary-logs", platform, self, f"/aws/lambda/{function_name}", logs_key
         )
         role = aws.iam.Role(
             f"{model}-canary-role",
