@@ -80,3 +80,34 @@ def service_trust(service: str, account: str, source_arn: str | None = None) -> 
     return policy_document(
         {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole", "Condition": condition}
     )
+
+
+def vpc_network_interface_statements(platform: Platform) -> list[Statement]:
+    """What a VPC-attached job or Lambda needs for its ENIs: writes scoped to this account's network
+    resources; the Describe calls, which IAM cannot scope to a resource, on "*"."""
+    where = f"arn:aws:ec2:{platform.region}:{platform.account}"
+    return [
+        allow(
+            "ManageOwnNetworkInterfaces",
+            [
+                "ec2:AssignPrivateIpAddresses",
+                "ec2:CreateNetworkInterface",
+                "ec2:CreateNetworkInterfacePermission",
+                "ec2:DeleteNetworkInterface",
+                "ec2:DeleteNetworkInterfacePermission",
+                "ec2:UnassignPrivateIpAddresses",
+            ],
+            [f"{where}:network-interface/*", f"{where}:subnet/*", f"{where}:security-group/*"],
+        ),
+        allow(
+            "DescribeNetwork",
+            [
+                "ec2:DescribeDhcpOptions",
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeSecurityGroups",
+                "ec2:DescribeSubnets",
+                "ec2:DescribeVpcs",
+            ],
+            "*",
+        ),
+    ]

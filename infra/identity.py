@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.base import Platform, Statement, allow, deny, policy_document
+from infra.base import Platform, Statement, allow, deny, policy_document, vpc_network_interface_statements
 
 # Approval is a change of a model package's status: only the approver persona may make it.
 APPROVAL_ACTIONS = ["sagemaker:UpdateModelPackage"]
@@ -329,21 +329,7 @@ def persona_statements(
                 f"arn:aws:ecr:{region}:{platform.config.registry_account}:repository/clinops-*",
             ),
             allow("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
-            allow(
-                "VpcNetworkInterfaces",
-                [
-                    "ec2:CreateNetworkInterface",
-                    "ec2:CreateNetworkInterfacePermission",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:DeleteNetworkInterfacePermission",
-                    "ec2:DescribeDhcpOptions",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeSecurityGroups",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeVpcs",
-                ],
-                "*",
-            ),
+            *vpc_network_interface_statements(platform),
             cannot_approve,
             register_pending_only,
         ],

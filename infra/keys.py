@@ -106,6 +106,12 @@ class Keys(pulumi.ComponentResource):
                     },
                 ),
                 _stmt(
+                    "S3ServerAccessLogs",
+                    {"Service": "logging.s3.amazonaws.com"},
+                    ["kms:GenerateDataKey*"],
+                    {"StringEquals": {"aws:SourceAccount": acct}},
+                ),
+                _stmt(
                     "AlarmNotifications",
                     {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
                     ["kms:Decrypt", "kms:GenerateDataKey*"],

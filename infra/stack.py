@@ -36,7 +36,9 @@ def build_platform(config: StackConfig) -> None:
     storage = Storage(
         "storage",
         platform,
-        StorageKeys(phi=keys.keys["phi"], artifacts=keys.keys["artifacts"], audit=keys.keys["audit"]),
+        StorageKeys(
+            logs=keys.keys["logs"], phi=keys.keys["phi"], artifacts=keys.keys["artifacts"], audit=keys.keys["audit"]
+        ),
     )
     registry_artifacts = []
     if config.registry_account != config.account_id:  # promoted models are read from the build account

@@ -10,16 +10,11 @@ import pulumi_aws as aws
 
 from infra.base import Platform, Statement, policy_document
 
-# S3 server access logging cannot deliver to a bucket whose default encryption is SSE-KMS (AWS S3 User
-# Guide, "Enabling Amazon S3 server access logging"), so the access-log bucket alone uses SSE-S3. It holds
-# request metadata (no object contents); the gate lists this as a reviewed exception.
-ACCESS_LOG_SSE = "AES256"
-
 
 @dataclass(frozen=True)
 class BucketSpec:
     purpose: str
-    key: aws.kms.Key | None  # None only for the access-log bucket (see ACCESS_LOG_SSE)
+    key: aws.kms.Key
     expire_current_days: int | None = None  # PHI-minimisation: captured requests do not live forever
     noncurrent_days: int = 90
     archive_after_days: int | None = None
@@ -51,14 +46,11 @@ class SecureBucket(pulumi.ComponentResource):
             opts=platform.child(self, stateful=True),
         )
         bucket_id = self.bucket.id
-        if spec.key is not None:
-            sse = {"sse_algorithm": "aws:kms", "kms_master_key_id": spec.key.arn}
-        else:
-            sse = {"sse_algorithm": ACCESS_LOG_SSE}
+        sse = {"sse_algorithm": "aws:kms", "kms_master_key_id": spec.key.arn}
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption",
             bucket=bucket_id,
-            rules=[{"apply_server_side_encryption_by_default": sse, "bucket_key_enabled": spec.key is not None}],
+            rules=[{"apply_server_side_encryption_by_default": sse, "bucket_key_enabled": True}],
             opts=child,
         )
         versioning = aws.s3.BucketVersioning(
@@ -124,28 +116,25 @@ def bucket_policy(bucket_arn: pulumi.Output[str], spec: BucketSpec) -> pulumi.Ou
             "Condition": {"NumericLessThan": {"s3:TlsVersion": "1.2"}},
         },
     ]
-    if spec.key is not None:
-        # Uploads without headers get the default key; uploads naming another key or algorithm are refused.
-        statements += [
-            {
-                "Sid": "DenyOtherEncryption",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:PutObject",
-                "Resource": objects,
-                "Condition": {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}},
-            },
-            {
-                "Sid": "DenyOtherKmsKey",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:PutObject",
-                "Resource": objects,
-                "Condition": {
-                    "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": spec.key.arn}
-                },
-            },
-        ]
+    # Uploads without headers get the default key; uploads naming another key or algorithm are refused.
+    statements += [
+        {
+            "Sid": "DenyOtherEncryption",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:PutObject",
+            "Resource": objects,
+            "Condition": {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}},
+        },
+        {
+            "Sid": "DenyOtherKmsKey",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:PutObject",
+            "Resource": objects,
+            "Condition": {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": spec.key.arn}},
+        },
+    ]
     if spec.readers:
         statements.append(
             {
@@ -178,6 +167,7 @@ def lifecycle_rules(spec: BucketSpec) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class StorageKeys:
+    logs: aws.kms.Key
     phi: aws.kms.Key
     artifacts: aws.kms.Key
     audit: aws.kms.Key
@@ -198,7 +188,8 @@ class Storage(pulumi.ComponentResource):
             platform,
             BucketSpec(
                 "access-logs",
-                key=None,
+                # S3 delivers access logs as logging.s3.amazonaws.com; the logs key's policy lets it encrypt.
+                key=keys.logs,
                 expire_current_days=cfg.log_retention_days,
                 service_writers=[
                     {

@@ -38,20 +38,18 @@ def buckets_encrypted_with_their_key(plan: Plan) -> list[str]:
         "model-artifacts": "artifacts-key",
         "data-capture": "phi-key",
         "evidence": "audit-key",
+        "access-logs": "logs-key",
     }
     bad = []
     for sse in states(plan, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"):
         bucket = sse["propertyDependencies"]["bucket"][0].split("::")[-1]
         rule = sse["inputs"]["rules"][0]["applyServerSideEncryptionByDefault"]
-        if bucket == "access-logs":  # SSE-S3 by necessity: S3 access logging cannot target SSE-KMS
-            ok = rule["sseAlgorithm"] == "AES256"
-        else:
-            keys = [u.split("::")[-1] for u in sse["propertyDependencies"].get("rules", [])]
-            ok = (
-                rule["sseAlgorithm"] == "aws:kms"
-                and keys == [expected[bucket]]
-                and sse["inputs"]["rules"][0]["bucketKeyEnabled"]
-            )
+        keys = [u.split("::")[-1] for u in sse["propertyDependencies"].get("rules", [])]
+        ok = (
+            rule["sseAlgorithm"] == "aws:kms"
+            and keys == [expected[bucket]]
+            and sse["inputs"]["rules"][0]["bucketKeyEnabled"]
+        )
         bad += [] if ok else [sse["urn"]]
     return bad if len(states(plan, "aws:s3/bucket:Bucket")) == 5 else ["bucket count"]
 

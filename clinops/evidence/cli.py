@@ -27,8 +27,6 @@ from clinops.evidence.log import EvidenceLog, select_history
 from clinops.evidence.report import VerifyReport
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-console = Console()
-err = Console(stderr=True)
 
 EXIT_OK, EXIT_TAMPERED, EXIT_UNUSABLE = 0, 1, 2
 DEFAULT_LOG = Path("out/evidence")
@@ -38,8 +36,16 @@ S3_OPTION = typer.Option(None, "--s3", help="evidence in S3: s3://BUCKET/PREFIX 
 STACK_OPTION = typer.Option(None, "--stack", help="stack whose log to read (required with --s3)")
 
 
+def _stdout() -> Console:
+    return Console()  # per call: rich reads the terminal width (COLUMNS) when a console is made
+
+
+def _stderr() -> Console:
+    return Console(stderr=True)
+
+
 def _unusable(message: str) -> NoReturn:
-    err.print(Text.assemble(("error: ", "bold red"), message))
+    _stderr().print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
     raise typer.Exit(EXIT_UNUSABLE)
 
 
@@ -72,22 +78,26 @@ def _location(report: VerifyReport) -> str:
     return str(where.get("path"))
 
 
-def print_report(report: VerifyReport) -> None:
-    console.print(Text(f"evidence log: {_location(report)}"))
+def print_report(report: VerifyReport, console: Console) -> None:
+    def _line(text: Text) -> None:
+        # Never wrap report lines: paths and hashes must survive copy and paste (and grep) intact.
+        console.print(text, soft_wrap=True)
+
+    _line(Text(f"evidence log: {_location(report)}"))
     if report.location.get("backend") == "s3":
         lock = report.location.get("object_lock")
-        console.print(Text(f"object lock:  {json.dumps(lock, sort_keys=True) if lock else 'unreadable or absent'}"))
-    console.print(Text(f"entries:      {report.entries}, head {report.head or 'none (empty or damaged)'}"))
+        _line(Text(f"object lock:  {json.dumps(lock, sort_keys=True) if lock else 'unreadable or absent'}"))
+    _line(Text(f"entries:      {report.entries}, head {report.head or 'none (empty or damaged)'}"))
     if report.expected_head is not None:
-        console.print(Text(f"anchor:       {report.expected_head}"))
+        _line(Text(f"anchor:       {report.expected_head}"))
     for warning in report.warnings:
-        console.print(Text.assemble(("warning: ", "yellow"), warning))
+        _line(Text.assemble(("warning: ", "yellow"), warning))
     if report.ok:
-        console.print(Text("INTACT: every hash, link and seq checks out", style="bold green"))
+        _line(Text("INTACT: every hash, link and seq checks out", style="bold green"))
         return
-    console.print(Text(f"TAMPERED: {len(report.problems)} problem(s)", style="bold red"))
+    _line(Text(f"TAMPERED: {len(report.problems)} problem(s)", style="bold red"))
     for problem in report.problems:
-        console.print(Text(f"  {problem}"))
+        _line(Text(f"  {problem}"))
 
 
 @app.command("verify")
@@ -115,7 +125,7 @@ def verify_cmd(
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
     else:
-        print_report(report)
+        print_report(report, _stdout())
     raise typer.Exit(EXIT_OK if report.ok else EXIT_TAMPERED)
 
 
@@ -154,16 +164,15 @@ def show_cmd(
         _unusable(str(exc))
     entries = select_history([e for _, e in sorted(chain.trusted.items())], model, version)
     subject = model if version is None else f"{model} version {version}"
+    console = _stdout()
     if entries:
         console.print(history_table(f"evidence for {subject} ({len(entries)} entries) in {_location(report)}", entries))
     else:
-        console.print(Text(f"no evidence for {subject} in {_location(report)}"))
+        console.print(Text(f"no evidence for {subject} in {_location(report)}"), soft_wrap=True)
     if not report.ok:
-        err.print(
-            Text(
-                f"the log does not verify ({len(report.problems)} problem(s)): this history may be incomplete; "
-                "run `clinops evidence verify`",
-                style="bold red",
-            )
+        warning = (
+            f"the log does not verify ({len(report.problems)} problem(s)): this history may be incomplete; "
+            "run `clinops evidence verify`"
         )
+        _stderr().print(Text(warning, style="bold red"), soft_wrap=True)
         raise typer.Exit(EXIT_TAMPERED)

@@ -49,6 +49,7 @@ class EvidenceKind(StrEnum):
     APPROVAL = "approval"
     RELEASE = "release"
     VERIFICATION = "verification"
+    SHADOW = "shadow"  # a shadow-variant comparison report: prod canaries require a passing one
     ROLLBACK = "rollback"
     DRILL = "drill"
     DRIFT = "drift"

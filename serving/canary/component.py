@@ -7,7 +7,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from infra.base import Platform, allow, policy_document, service_trust
+from infra.base import Platform, allow, policy_document, service_trust, vpc_network_interface_statements
 from infra.logs import encrypted_log_group
 from serving.canary.payload import canary_payload_csv
 
@@ -54,17 +54,7 @@ class SyntheticTrafficCanary(pulumi.ComponentResource):
                     ["logs:CreateLogStream", "logs:PutLogEvents"],
                     log_group.arn.apply(lambda a: f"{a}:*"),
                 ),
-                allow(
-                    "VpcNetworkInterfaces",
-                    [
-                        "ec2:AssignPrivateIpAddresses",
-                        "ec2:CreateNetworkInterface",
-                        "ec2:DeleteNetworkInterface",
-                        "ec2:DescribeNetworkInterfaces",
-                        "ec2:UnassignPrivateIpAddresses",
-                    ],
-                    "*",
-                ),
+                *vpc_network_interface_statements(platform),
             ),
             opts=child,
         )
