@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from clinops.config import ENVIRONMENTS, ConfigError
+from clinops.config import ConfigError
 
 # No phone-home from any library we drive, before any of them is imported.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -78,13 +78,14 @@ def render_cmd(
 
 @app.command("demo")
 def demo_cmd(out_dir: Path = typer.Option(Path("out"), "--out-dir")) -> None:
-    """The main job on embedded defaults: render every stack and print the summaries."""
-    for stack in ENVIRONMENTS:
-        try:
-            plan = render_to_file(stack, out_dir / f"{stack}.json")
-        except ConfigError as exc:
-            raise _config_failure(exc) from None
-        print_summary(stack, plan, out_dir / f"{stack}.json")
+    """The main job on embedded defaults: render and gate every stack, then the release path, offline."""
+    from clinops.demo import render_and_gate
+
+    try:
+        passed = render_and_gate(out_dir, console)
+    except ConfigError as exc:
+        raise _config_failure(exc) from None
+    raise typer.Exit(EXIT_OK if passed else EXIT_FAILED)
 
 
 def _gate_plan(plan_doc: dict, text: str, out_dir: Path | None, engines: list[str]) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,28 +14,29 @@ from policies.exceptions import DEFAULT_PATH, Waiver, load
 from policies.model import CheckResult, EngineReport
 from policies.plan import Plan
 
-EngineFn = Callable[[Plan], EngineReport]
+EnginesFn = Callable[[list[Plan]], list[EngineReport]]
 
 
-def _clinops(plan: Plan) -> EngineReport:
+def _clinops(plans: list[Plan]) -> list[EngineReport]:
     from policies.crossguard import evaluate
 
-    return evaluate(plan)
+    return [evaluate(plan) for plan in plans]
 
 
-def _checkov(plan: Plan) -> EngineReport:
-    from policies.engines.checkov_engine import scan
+def _checkov(plans: list[Plan]) -> list[EngineReport]:
+    from policies.engines.checkov_engine import scan_plans
 
-    return scan(plan)
-
-
-def _cdk_nag(plan: Plan) -> EngineReport:
-    from policies.engines.cdknag_engine import scan
-
-    return scan(plan)
+    return scan_plans(plans)
 
 
-ENGINES: dict[str, EngineFn] = {"clinops": _clinops, "checkov": _checkov, "cdk-nag": _cdk_nag}
+def _cdk_nag(plans: list[Plan]) -> list[EngineReport]:
+    from policies.engines.cdknag_engine import scan_plans
+
+    return scan_plans(plans)
+
+
+# Each engine judges a batch of plans at once: checkov and cdk-nag pay their start-up once per gate run.
+ENGINES: dict[str, EnginesFn] = {"clinops": _clinops, "checkov": _checkov, "cdk-nag": _cdk_nag}
 EXCEPTION_RULE = "CLIN-GATE-001"
 
 
@@ -76,8 +78,32 @@ def run_gate(
     exceptions_path: Path = DEFAULT_PATH,
     today: dt.date | None = None,
 ) -> Verdict:
+    return run_gates([(plan, plan_text)], engines, exceptions_path, today)[0]
+
+
+def run_gates(
+    plans: Sequence[tuple[Plan, str]],
+    engines: Sequence[str] = tuple(ENGINES),
+    exceptions_path: Path = DEFAULT_PATH,
+    today: dt.date | None = None,
+) -> list[Verdict]:
+    """Gate several plans in one run. cdk-nag works mostly inside its Node process, so it runs in a thread
+    beside checkov and our rules: on two cores the engines overlap instead of queueing."""
     waivers, problems = load(exceptions_path, today)
-    reports = [ENGINES[name](plan) for name in engines]
+    batch = [plan for plan, _ in plans]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        background = {name: pool.submit(ENGINES[name], batch) for name in engines if name == "cdk-nag"}
+        by_engine = {name: ENGINES[name](batch) for name in engines if name not in background}
+        by_engine.update({name: future.result() for name, future in background.items()})
+    return [
+        _verdict(plan, text, [by_engine[name][i] for name in engines], waivers, problems)
+        for i, (plan, text) in enumerate(plans)
+    ]
+
+
+def _verdict(
+    plan: Plan, plan_text: str, reports: list[EngineReport], waivers: list[Waiver], problems: list[str]
+) -> Verdict:
     stack_urn = plan.stack_urn()
     judged: list[Judged] = []
     used: set[int] = set()
