@@ -406,6 +406,13 @@ def persona_statements(
                 ["cloudwatch:DescribeAlarmHistory", "cloudwatch:DescribeAlarms", "cloudwatch:SetAlarmState"],
                 f"arn:aws:cloudwatch:{region}:{acct}:alarm:clinops-*",
             ),
+            # GetMetricData cannot be scoped to a resource; shadow reports read latency and error rates.
+            allow("ReadMetrics", ["cloudwatch:GetMetricData"], "*"),
+            allow(
+                "ReadCaptureForShadowReports",
+                ["s3:GetObject", "s3:ListBucket"],
+                [g.capture_bucket, *objects(g.capture_bucket)],
+            ),
             allow(
                 "RecordEvidence",
                 ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],

@@ -65,6 +65,8 @@ class Keys(pulumi.ComponentResource):
             "phi": [
                 _use("DataScienceAndJobs", [users.execution, users.author]),
                 _grant("SageMakerVolumesAndCapture", [users.execution, users.deployer], aws_resource),
+                # shadow reports compare both variants' captured responses (read only, through S3 only)
+                _stmt("ReleaseReadsCapture", {"AWS": users.deployer}, ["kms:Decrypt", "kms:DescribeKey"], s3_via),
             ],
             "artifacts": [
                 _use("BuildAndReview", [users.execution, users.author, users.approver, users.deployer]),

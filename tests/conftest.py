@@ -12,6 +12,9 @@ os.environ.setdefault("CKV_SKIP_PACKAGE_UPDATE_CHECK", "True")
 os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# rich wraps at the terminal width, which differs between a terminal, xdist workers and CI: fix it wide so
+# assertions on CLI output do not depend on where the tests run.
+os.environ["COLUMNS"] = "200"
 
 _PLANS: dict[str, dict] = {}
 
