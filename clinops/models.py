@@ -129,6 +129,22 @@ class QualityGate(StrictModel):
     max_brier: float = Field(default=0.25, gt=0.0, le=1.0)
 
 
+class MonitoringConfig(StrictModel):
+    """After the bake: when drift and quality decay trip the circuit breaker and open a retraining request."""
+
+    schedule: str = Field(
+        default="cron(0 6 * * ? *)",
+        pattern=r"^(cron|rate)\(.+\)$",
+        description="EventBridge Scheduler expression for the drift job (UTC)",
+    )
+    drifted_features_alarm: int = Field(default=3, ge=1, description="drifted features that count as drift")
+    score_psi_alarm: float = Field(default=0.25, gt=0, le=5, description="score PSI that counts as drift")
+    min_auc_alarm: float = Field(default=0.65, ge=0.5, le=1.0, description="rolling AUC on adjudicated outcomes")
+    sustained_runs: int = Field(default=2, ge=1, le=7, description="consecutive daily results before acting")
+    drift_instances: int = Field(default=1, ge=1, le=20, description="processing instances, sharded by capture key")
+    drift_instance_type: str = Field(default="ml.m5.xlarge", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+
+
 class ModelConfig(StrictModel):
     """One model of the mesh: a registry group, a training pipeline, and an endpoint once a package is pinned."""
 
@@ -140,6 +156,7 @@ class ModelConfig(StrictModel):
     )
     serving: ServingConfig = Field(default_factory=ServingConfig)
     quality: QualityGate = Field(default_factory=QualityGate)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     @field_validator("name")
     @classmethod

@@ -16,6 +16,7 @@ from infra.storage import Storage, StorageKeys
 from infra.studio import Studio, StudioArgs
 from infra.tracking import Tracking
 from serving.endpoint import EndpointArgs, ModelEndpoint
+from serving.monitoring import ModelMonitoring
 
 
 def build_platform(config: StackConfig) -> None:
@@ -121,6 +122,7 @@ def build_platform(config: StackConfig) -> None:
                 boundary_arn=identity.boundary.arn,
             ),
         )
+        ModelMonitoring(f"{model.name}-monitoring", platform, model, alerts.topic.arn, endpoint.alarms.alarms)
         endpoints[model.name] = endpoint.endpoint.name
 
     pulumi.export("vpcId", network.vpc.id)
