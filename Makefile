@@ -9,7 +9,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export AWS_DEFAULT_REGION ?= us-east-1
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench clean lambda-layer
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,6 +36,15 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/render.py
+
+# The guardrail Lambdas' dependency layer (pydantic, for the evidence log), built for the Lambda runtime
+# (CPython 3.11, x86_64 manylinux wheels). `pulumi up` needs it; the offline render only names it.
+lambda-layer: $(STAMP)
+	rm -rf build/lambda-layer && mkdir -p build/lambda-layer/python
+	$(PY) -m pip install --quiet --only-binary=:all: --platform manylinux2014_x86_64 --python-version 3.11 \
+		--implementation cp --target build/lambda-layer/python 'pydantic>=2.7,<3'
+	cd build/lambda-layer && rm -f ../lambda-deps.zip && $(PY) -m zipfile -c ../lambda-deps.zip python
+	@echo "build/lambda-deps.zip"
 
 clean:
 	rm -rf $(VENV) out mlruns

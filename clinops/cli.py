@@ -154,12 +154,16 @@ def main() -> None:  # pragma: no cover - console entry point
 def _mount_subcommands() -> None:
     """The release path's commands live beside their code; the CLI only mounts them."""
     from clinops.evidence.cli import app as evidence_app
+    from serving.drift.cli import app as drift_app
+    from serving.quality.cli import app as quality_app
     from serving.release.cli import release_app, shadow_app, verify_app
 
     app.add_typer(release_app)  # clinops release
     app.add_typer(verify_app)  # clinops verify
     app.add_typer(shadow_app, name="shadow")  # clinops shadow report
     app.add_typer(evidence_app, name="evidence", help="Verify and show the hash-chained evidence log.")
+    app.add_typer(drift_app, name="drift", help="Drift of captured inferences against the training baseline.")
+    app.add_typer(quality_app, name="quality", help="Model quality on delayed (adjudicated) outcomes.")
 
 
 _mount_subcommands()

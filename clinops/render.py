@@ -46,6 +46,8 @@ def normalize(value: Any) -> Any:
         if sig == _SIG_ASSET:
             return {"asset": _asset(value)}
         if sig == _SIG_ARCHIVE:
+            if "path" in value:  # a built file (e.g. a Lambda layer zip): named, not hashed — it may not exist yet
+                return {"archive": {"path": _relative(Path(value["path"]))}}
             return {"archive": {k: normalize(v) for k, v in sorted(value.get("assets", {}).items())}}
         return {k: normalize(v) for k, v in sorted(value.items())}
     if isinstance(value, list):
@@ -61,11 +63,14 @@ def _asset(value: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in sorted(value.items()) if k != _SIG}
     path = Path(value["path"])
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return {"path": _relative(path), "sha256": digest}
+
+
+def _relative(path: Path) -> str:
     try:
-        shown = str(path.resolve().relative_to(project_root()))
+        return str(path.resolve().relative_to(project_root()))
     except ValueError:
-        shown = path.name
-    return {"path": shown, "sha256": digest}
+        return path.name
 
 
 def qualified_type(urn: str) -> str:

@@ -99,11 +99,14 @@ class Keys(pulumi.ComponentResource):
                 # Platform Lambdas (canary, circuit breaker) are created after the keys, so the statement names
                 # them by ARN pattern in a condition rather than as principals (KMS requires principals to exist).
                 _stmt(
-                    "PlatformLambdaEnvironment",
+                    "PlatformLambdaEnvironmentAndQueues",
                     {"AWS": "*"},
-                    ["kms:Decrypt"],
+                    ["kms:Decrypt", "kms:GenerateDataKey"],
                     {
-                        "StringEquals": {"kms:ViaService": f"lambda.{region}.amazonaws.com", "kms:CallerAccount": acct},
+                        "StringEquals": {
+                            "kms:ViaService": [f"lambda.{region}.amazonaws.com", f"sqs.{region}.amazonaws.com"],
+                            "kms:CallerAccount": acct,
+                        },
                         "ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{acct}:role/{platform.prefix}-*"},
                     },
                 ),

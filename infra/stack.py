@@ -16,6 +16,7 @@ from infra.storage import Storage, StorageKeys
 from infra.studio import Studio, StudioArgs
 from infra.tracking import Tracking
 from serving.endpoint import EndpointArgs, ModelEndpoint
+from serving.guardrails import GuardrailArgs, Guardrails
 from serving.monitoring import ModelMonitoring
 
 
@@ -124,6 +125,21 @@ def build_platform(config: StackConfig) -> None:
         )
         ModelMonitoring(f"{model.name}-monitoring", platform, model, alerts.topic.arn, endpoint.alarms.alarms)
         endpoints[model.name] = endpoint.endpoint.name
+
+    Guardrails(
+        "guardrails",
+        platform,
+        GuardrailArgs(
+            subnet_ids=network.subnet_ids,
+            security_group_id=network.workload_sg.id,
+            boundary_arn=identity.boundary.arn,
+            topic_arn=alerts.topic.arn,
+            evidence_bucket=storage.buckets["evidence"].bucket.bucket,
+            keys=keys.keys,
+            models=[m.name for m in config.models if m.package_arn],
+            all_models=[m.name for m in config.models],
+        ),
+    )
 
     pulumi.export("vpcId", network.vpc.id)
     pulumi.export("endpoints", endpoints)
