@@ -43,7 +43,7 @@ lambda-layer: $(STAMP)
 	rm -rf build/lambda-layer && mkdir -p build/lambda-layer/python
 	$(PY) -m pip install --quiet --only-binary=:all: --platform manylinux2014_x86_64 --python-version 3.11 \
 		--implementation cp --target build/lambda-layer/python 'pydantic>=2.7,<3'
-	cd build/lambda-layer && rm -f ../lambda-deps.zip && $(PY) -m zipfile -c ../lambda-deps.zip python
+	rm -f build/lambda-deps.zip && cd build/lambda-layer && $(abspath $(PY)) -m zipfile -c ../lambda-deps.zip python
 	@echo "build/lambda-deps.zip"
 
 clean:
