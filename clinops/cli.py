@@ -157,6 +157,7 @@ def _mount_subcommands() -> None:
     from serving.drift.cli import app as drift_app
     from serving.quality.cli import app as quality_app
     from serving.release.cli import release_app, shadow_app, verify_app
+    from serving.rollback.cli import drill_app, retrain_app, rollback_app
 
     app.add_typer(release_app)  # clinops release
     app.add_typer(verify_app)  # clinops verify
@@ -164,6 +165,9 @@ def _mount_subcommands() -> None:
     app.add_typer(evidence_app, name="evidence", help="Verify and show the hash-chained evidence log.")
     app.add_typer(drift_app, name="drift", help="Drift of captured inferences against the training baseline.")
     app.add_typer(quality_app, name="quality", help="Model quality on delayed (adjudicated) outcomes.")
+    app.add_typer(drill_app, name="drill")  # clinops drill rollback
+    app.add_typer(rollback_app, name="rollback")  # clinops rollback reconcile [--check]
+    app.add_typer(retrain_app, name="retrain")  # clinops retrain request
 
 
 _mount_subcommands()
