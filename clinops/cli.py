@@ -79,13 +79,19 @@ def render_cmd(
 @app.command("demo")
 def demo_cmd(out_dir: Path = typer.Option(Path("out"), "--out-dir")) -> None:
     """The main job on embedded defaults: render and gate every stack, then the release path, offline."""
-    from clinops.demo import render_and_gate
+    from clinops.demo import drift_demo, render_and_gate, serve_and_ask, train_locally
 
     try:
-        passed = render_and_gate(out_dir, console)
+        results = {"gate": render_and_gate(out_dir, console)}
     except ConfigError as exc:
         raise _config_failure(exc) from None
-    raise typer.Exit(EXIT_OK if passed else EXIT_FAILED)
+    results["pipeline"] = train_locally(console)
+    results["serve"] = results["pipeline"] and serve_and_ask(console)
+    results["drift"] = drift_demo(out_dir, console)
+    console.rule("demo")
+    for step, ok in results.items():
+        console.print(f"{step:<9} {'[green]ok[/]' if ok else '[red]FAILED[/]'}")
+    raise typer.Exit(EXIT_OK if all(results.values()) else EXIT_FAILED)
 
 
 def _gate_plan(plan_doc: dict, text: str, out_dir: Path | None, engines: list[str]) -> bool:
@@ -154,11 +160,15 @@ def main() -> None:  # pragma: no cover - console entry point
 def _mount_subcommands() -> None:
     """The release path's commands live beside their code; the CLI only mounts them."""
     from clinops.evidence.cli import app as evidence_app
+    from pipelines.cli import app as pipeline_app
+    from serving.container.cli import app as serve_app
     from serving.drift.cli import app as drift_app
     from serving.quality.cli import app as quality_app
     from serving.release.cli import release_app, shadow_app, verify_app
     from serving.rollback.cli import drill_app, retrain_app, rollback_app
 
+    app.add_typer(pipeline_app, name="pipeline", help="Train, evaluate and register a model (locally or in SageMaker).")
+    app.add_typer(serve_app)  # clinops serve --local MODEL
     app.add_typer(release_app)  # clinops release
     app.add_typer(verify_app)  # clinops verify
     app.add_typer(shadow_app, name="shadow")  # clinops shadow report

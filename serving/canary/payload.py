@@ -26,7 +26,8 @@ def synthetic_rows(contract: Contract, rows: int = 5, seed: int = 7) -> list[dic
                 record[name] = rng.choice([0, 1])
             else:
                 low, high = spec.range or (0.0, 1.0)
-                value = rng.uniform(low, high)
+                # skewed toward the low end of the physiological range, where most patients are
+                value = rng.triangular(low, high, low + (high - low) * 0.2)
                 record[name] = round(value) if spec.dtype == "integer" else round(value, 2)
         out.append(record)
     return out

@@ -1,0 +1,246 @@
+"""/invocations latency and throughput: the clinops inference server beside `mlflow models serve`, same model,
+same run, same machine, on loopback. Target: p99 <= 5 ms for one row, and more throughput than MLflow's server.
+
+Model: a pipeline run's bundle for clinops, and the model that run logged to MLflow (sklearn flavor, served
+by `mlflow models serve --env-manager local`, one uvicorn worker, its default). MODEL is what
+`clinops serve --local` takes; by default the newest local run of readmission-risk (one is trained first if
+OUT holds none). Both servers run as their own processes; before timing, both score the same 100 rows and must
+agree (MLflow's pyfunc returns `predict`, the class at 0.5; ours returns the probability).
+
+Client: Python `http.client` with one keep-alive connection per worker thread, in this process. Latency is
+per request from send to last byte, client overhead included. Cases: single row at concurrency 1, 4 and 16
+(2,000 requests each) and a batch of 100 rows (200 requests) at concurrency 1 and 4, after 200 warm-up
+requests per server. Every case stops at its request count or its time cap, whichever comes first.
+
+    .venv/bin/python bench/serving.py [--model MODEL] [--out out] [--requests 2000] [--time-cap 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from pipelines.contracts import load_contract  # noqa: E402 - the repo root goes on sys.path first
+from serving.canary.payload import synthetic_rows  # noqa: E402
+from serving.container.locate import LocateError, locate, tracking_uri_for  # noqa: E402
+
+CLIENT = "Python http.client, one keep-alive connection per worker thread (client overhead included)"
+WARMUP = 200
+BATCH_ROWS = 100
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    single: bytes
+    batch: bytes
+
+
+@dataclass
+class CaseResult:
+    latencies_ms: np.ndarray
+    wall_seconds: float
+    errors: int
+
+    def summary(self, rows_per_request: int) -> dict[str, float]:
+        done = len(self.latencies_ms)
+        p50, p99 = np.percentile(self.latencies_ms, [50, 99]) if done else (float("nan"), float("nan"))
+        per_second = done / self.wall_seconds
+        return {"requests": done, "errors": self.errors, "p50_ms": float(p50), "p99_ms": float(p99),
+                "req_per_s": per_second, "rows_per_s": per_second * rows_per_request}  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(target: Target, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if target.process.poll() is not None:
+            raise SystemExit(f"{target.name} exited with {target.process.returncode} before it was ready")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", target.port, timeout=2)
+            connection.request("GET", "/ping")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise SystemExit(f"{target.name} was not ready after {timeout:.0f} s")
+
+
+def post(connection: http.client.HTTPConnection, body: bytes) -> tuple[int, bytes]:
+    connection.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    return response.status, response.read()
+
+
+def run_case(port: int, body: bytes, requests: int, concurrency: int, time_cap: float) -> CaseResult:
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    errors = [0] * concurrency
+    budget = [requests // concurrency + (1 if i < requests % concurrency else 0) for i in range(concurrency)]
+    start_gate = threading.Barrier(concurrency + 1)
+    deadline: list[float] = [0.0]
+
+    def worker(index: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        start_gate.wait()
+        for _ in range(budget[index]):
+            if time.perf_counter() > deadline[0]:
+                break
+            began = time.perf_counter()
+            status, _ = post(connection, body)
+            latencies[index].append((time.perf_counter() - began) * 1000)
+            errors[index] += status != 200
+        connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    began = time.perf_counter()
+    deadline[0] = began + time_cap
+    start_gate.wait()
+    for thread in threads:
+        thread.join()
+    return CaseResult(np.array([x for part in latencies for x in part]), time.perf_counter() - began, sum(errors))
+
+
+def logged_model_uri(model: str, bundle: Path, tracking_uri: str) -> str:
+    """The MLflow model the pipeline logged in the run that wrote `bundle` (or MODEL itself if it is models:/)."""
+    if model.startswith("models:/"):
+        return model
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    name = json.loads((bundle / "metadata.json").read_text())["model_name"]
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{bundle.parent.name}'") \
+        if experiment else []  # fmt: skip
+    if not runs:
+        raise SystemExit(f"no MLflow run named {bundle.parent.name} in {tracking_uri}; pass --model models:/NAME/VER")
+    mlflow.set_tracking_uri(tracking_uri)
+    logged = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list",
+                                         filter_string=f"source_run_id = '{runs[0].info.run_id}'")  # fmt: skip
+    if not logged:
+        raise SystemExit(f"MLflow run {runs[0].info.run_id} logged no model")
+    return str(logged[0].model_uri)
+
+
+def ensure_local_run(model: str, out_dir: Path) -> None:
+    if model.startswith("models:/") or Path(model).is_dir() or (out_dir / "pipeline" / model).is_dir():
+        return
+    from pipelines.local import run_local
+
+    print(f"no local run of {model} under {out_dir}: training one (20,000 synthetic rows) ...", flush=True)
+    run_local(model=model, out_dir=out_dir, rows=20_000)
+
+
+def start_targets(
+    bundle: Path, mlflow_uri: str, tracking_uri: str, single: list[Any], batch: list[Any]
+) -> list[Target]:
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MLFLOW_TRACKING_URI": tracking_uri}  # fmt: skip
+    ours_port, mlflow_port = free_port(), free_port()
+    ours_command = [sys.executable, "-m", "serving.container.cli", "serve", "--local", str(bundle),
+                    "--port", str(ours_port)]  # fmt: skip
+    mlflow_command = [shutil.which("mlflow", path=env["PATH"]) or "mlflow", "models", "serve", "-m", mlflow_uri,
+                      "--env-manager", "local", "-h", "127.0.0.1", "-p", str(mlflow_port)]  # fmt: skip
+    ours, theirs = (subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    for command in (ours_command, mlflow_command))  # fmt: skip
+    return [
+        Target("clinops", ours_port, ours, json.dumps(single[0]).encode(), json.dumps({"instances": batch}).encode()),
+        Target("mlflow", mlflow_port, theirs, json.dumps({"dataframe_records": single}).encode(),
+               json.dumps({"dataframe_records": batch}).encode()),
+    ]  # fmt: skip
+
+
+def check_agreement(targets: list[Target], batch: list[Any]) -> str:
+    ours, theirs = targets
+    probabilities = json.loads(post(http.client.HTTPConnection("127.0.0.1", ours.port), ours.batch)[1])["scores"]
+    labels = json.loads(post(http.client.HTTPConnection("127.0.0.1", theirs.port), theirs.batch)[1])["predictions"]
+    agree = sum(int(p >= 0.5) == int(label) for p, label in zip(probabilities, labels, strict=True))
+    if agree != len(batch):
+        raise SystemExit(f"the servers disagree on {len(batch) - agree} of {len(batch)} rows: not the same model")
+    return f"both servers agree on all {len(batch)} rows (probability >= 0.5 <=> MLflow's predicted class)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="readmission-risk")
+    parser.add_argument("--out", type=Path, default=Path("out"))
+    parser.add_argument("--tracking-uri", default=None)
+    parser.add_argument("--requests", type=int, default=2000, help="single-row requests per concurrency level")
+    parser.add_argument("--batch-requests", type=int, default=200)
+    parser.add_argument("--time-cap", type=float, default=60.0, help="seconds per case per server, at most")
+    args = parser.parse_args()
+    ensure_local_run(args.model, args.out)
+    scratch = Path(tempfile.mkdtemp(prefix="clinops-bench-"))
+    try:
+        located = locate(args.model, out_dir=args.out, tracking_uri=args.tracking_uri, scratch=scratch)
+        tracking_uri = tracking_uri_for(args.out, args.tracking_uri)
+    except LocateError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    mlflow_uri = logged_model_uri(args.model, located.path, tracking_uri)
+    rows = synthetic_rows(load_contract(located.path / "contract.yaml"), rows=BATCH_ROWS, seed=11)
+    targets = start_targets(located.path, mlflow_uri, tracking_uri, rows[:1], rows)
+    try:
+        for target in targets:
+            wait_ready(target)
+        agreement = check_agreement(targets, rows)
+        for target in targets:
+            run_case(target.port, target.single, WARMUP, 1, args.time_cap)
+        report(targets, args, located.source, mlflow_uri, agreement)
+    finally:
+        for target in targets:
+            target.process.terminate()
+            target.process.wait(timeout=30)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def report(targets: list[Target], args: argparse.Namespace, source: str, mlflow_uri: str, agreement: str) -> None:
+    cases = [("single row", "single", 1, c, args.requests) for c in (1, 4, 16)]
+    cases += [(f"batch of {BATCH_ROWS}", "batch", BATCH_ROWS, c, args.batch_requests) for c in (1, 4)]
+    print(f"model: {source}\nMLflow model: {mlflow_uri}\n{agreement}\nclient: {CLIENT}")
+    print(f"machine: {os.cpu_count()} CPUs, load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    header = f"{'case':<16}{'conc.':>6}  {'server':<8}{'requests':>9}{'errors':>7}{'p50 ms':>9}{'p99 ms':>9}" \
+             f"{'req/s':>9}{'rows/s':>10}"  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    for label, payload, rows, concurrency, requests in cases:
+        for target in targets:  # interleaved, so a change in machine load hits both servers alike
+            result = run_case(target.port, getattr(target, payload), requests, concurrency, args.time_cap)
+            s = result.summary(rows)
+            print(
+                f"{label:<16}{concurrency:>6}  {target.name:<8}{s['requests']:>9.0f}{s['errors']:>7.0f}"
+                f"{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}{s['req_per_s']:>9.0f}{s['rows_per_s']:>10.0f}",
+                flush=True,
+            )
+    print(f"\nload average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Synthetic clinical datasets (readmission, sepsis) with knobs that inject real-world defects."""

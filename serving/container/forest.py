@@ -1,0 +1,138 @@
+"""Score a fitted HistGradientBoosting model without scikit-learn's per-call overhead.
+
+scikit-learn walks each tree in its own OpenMP call: ~10 µs a tree however few the rows, so ~1 ms for one
+row of a 90-tree model. For a few rows, walking the trees in plain Python over lists is ~10x faster (about
+a dozen node visits per tree); for larger batches scikit-learn's compiled per-tree predictors are faster
+and are called directly, skipping the input validation around them. Node semantics are scikit-learn's
+`_predict_one_from_raw_data`: NaN follows the node's missing direction; a categorical split sends a value
+left when it is in the node's left bitset, right when it is a known category, and treats anything else
+(unseen, negative) as missing; a numeric split goes left when `value <= threshold`.
+
+Only a model that `scoring.compile_scorer` has checked against scikit-learn's own predictions is served
+this way; anything this module does not recognise raises `Unsupported` and is served by scikit-learn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+WALK_MAX_ROWS = 16  # measured crossover: up to here the Python walk wins, beyond it scikit-learn's per-tree calls
+CATEGORY_SLOTS = 256  # scikit-learn bins categories into at most 255 values (uint8)
+_CODES = np.arange(CATEGORY_SLOTS)
+
+
+class Unsupported(Exception):
+    """The estimator is not a shape this module can evaluate; the caller falls back to scikit-learn."""
+
+
+def _bitset_members(bitset: np.ndarray) -> np.ndarray:
+    """(256,) bool: which category codes a scikit-learn bitset (8 x uint32) contains."""
+    words = bitset.astype(np.uint64)[_CODES // 32]
+    return ((words >> (_CODES % 32).astype(np.uint64)) & 1).astype(bool)
+
+
+@dataclass(frozen=True)
+class TreeWalk:
+    """All trees as flat Python lists (node i of the ensemble at index i), for walking one row at a time."""
+
+    roots: list[int]
+    is_leaf: list[bool]
+    feature: list[int]
+    threshold: list[float]
+    missing_left: list[bool]
+    left: list[int]
+    right: list[int]
+    value: list[float]
+    categorical: list[list[bool] | None]  # per node: does category code c go left? (None: a numeric split)
+    baseline: float
+
+    def raw_one(self, row: list[float]) -> float:
+        """The decision function for one row (a list in the booster's input order)."""
+        is_leaf, feature, threshold, categorical = self.is_leaf, self.feature, self.threshold, self.categorical
+        missing_left, left, right = self.missing_left, self.left, self.right
+        total = self.baseline
+        for node in self.roots:
+            while not is_leaf[node]:
+                value = row[feature[node]]
+                table = categorical[node]
+                if value != value:  # NaN
+                    go_left = missing_left[node]
+                elif table is not None:
+                    go_left = table[int(value)] if 0 <= value < CATEGORY_SLOTS else missing_left[node]
+                else:
+                    go_left = value <= threshold[node]
+                node = left[node] if go_left else right[node]
+            total += self.value[node]
+        return total
+
+
+def _category_table(missing_left: bool, left_bitset: np.ndarray, known_bitset: np.ndarray) -> list[bool]:
+    # left when in the left bitset; right when known; a category never seen in training goes where missing goes
+    known = _bitset_members(known_bitset)
+    return (_bitset_members(left_bitset) | (~known & missing_left)).tolist()
+
+
+def compile_walk(booster: Any) -> TreeWalk:
+    """Flatten a fitted binary `HistGradientBoostingClassifier` (its predictors' node arrays) into a `TreeWalk`."""
+    predictors = getattr(booster, "_predictors", None)
+    if predictors is None or getattr(booster, "n_trees_per_iteration_", None) != 1:
+        raise Unsupported("not a fitted binary HistGradientBoostingClassifier")
+    known_bitsets, feature_to_bitset = booster._bin_mapper.make_known_categories_bitsets()
+    baseline = np.asarray(booster._baseline_prediction, dtype=np.float64).ravel()
+    if baseline.size != 1:
+        raise Unsupported("more than one baseline value")
+    walk = TreeWalk([], [], [], [], [], [], [], [], [], float(baseline[0]))
+    for (predictor,) in predictors:
+        nodes, offset = predictor.nodes, len(walk.is_leaf)
+        walk.roots.append(offset)
+        for node in nodes:
+            leaf = bool(node["is_leaf"])
+            walk.is_leaf.append(leaf)
+            walk.feature.append(int(node["feature_idx"]))
+            walk.threshold.append(float(node["num_threshold"]))
+            walk.missing_left.append(bool(node["missing_go_to_left"]))
+            walk.left.append(int(node["left"]) + offset)
+            walk.right.append(int(node["right"]) + offset)
+            walk.value.append(float(node["value"]))
+            if node["is_categorical"] and not leaf:
+                known = known_bitsets[feature_to_bitset[node["feature_idx"]]]
+                left_bitset = predictor.raw_left_cat_bitsets[node["bitset_idx"]]
+                walk.categorical.append(_category_table(bool(node["missing_go_to_left"]), left_bitset, known))
+            else:
+                walk.categorical.append(None)
+    if not walk.roots:
+        raise Unsupported("the model has no trees")
+    return walk
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """A boosted ensemble scored by whichever of two exact methods is faster for the batch size."""
+
+    walk: TreeWalk
+    predictors: tuple[Any, ...]
+    known_bitsets: np.ndarray
+    feature_to_bitset: np.ndarray
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[0] <= WALK_MAX_ROWS:
+            return np.array([self.walk.raw_one(row) for row in x.tolist()], dtype=np.float64)
+        return self.per_tree_raw(x)
+
+    def per_tree_raw(self, x: np.ndarray) -> np.ndarray:
+        """scikit-learn's own compiled tree walk, one call per tree, one thread."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        total = np.full(x.shape[0], self.walk.baseline)
+        for predictor in self.predictors:
+            total += predictor.predict(x, self.known_bitsets, self.feature_to_bitset, 1)
+        return total
+
+
+def compile_ensemble(booster: Any) -> Ensemble:
+    walk = compile_walk(booster)
+    known_bitsets, feature_to_bitset = booster._bin_mapper.make_known_categories_bitsets()
+    predictors = tuple(predictor for (predictor,) in booster._predictors)
+    return Ensemble(walk, predictors, known_bitsets, feature_to_bitset)

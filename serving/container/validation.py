@@ -1,0 +1,226 @@
+"""The feature contract, enforced per request: records or CSV rows in, a feature matrix or a list of problems out.
+
+The matrix has one column per contract feature, in contract order: numbers as floats, booleans as 0/1,
+categories as their index in the contract's category list, missing as NaN. A problem names the row (0-based;
+None for the whole body) and the field, and says what is wrong and what is allowed - never the submitted
+value, which may be PHI. A client-supplied field name is repeated only when it looks like a column name.
+
+Rules, per feature column of the contract:
+- present: a required column must appear in every record (CSV: in the header); an optional one may be absent.
+- missing: null (CSV: an empty cell, NA, NaN or null) is allowed only where the contract allows missing
+  values (`max_missing` > 0). The fraction itself is a property of a dataset, watched by drift monitoring.
+- type: JSON numbers for integer/float (integers may be written 5 or 5.0), true/false or 0/1 for boolean,
+  strings for category; CSV cells are read as text with the same rules.
+- range and categories: as declared (inclusive; categories compared after trimming spaces).
+- other fields: rejected, including contract columns that are not model inputs (identifiers, the label),
+  unless the contract sets `allow_extra_columns`, in which case they are ignored.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipelines.contracts import ColumnSpec, Contract
+from pipelines.contracts.validate import safe_example
+
+ABSENT = object()
+CSV_MISSING = frozenset({"", "NA", "NaN", "null"})  # what the pipeline reads as missing in a CSV extract
+CSV_BOOLEAN = {"true": 1.0, "t": 1.0, "yes": 1.0, "y": 1.0, "1": 1.0,
+               "false": 0.0, "f": 0.0, "no": 0.0, "n": 0.0, "0": 0.0}  # fmt: skip
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+WITHHELD = "[withheld]"
+
+
+@dataclass(frozen=True)
+class Problem:
+    row: int | None
+    field: str | None
+    problem: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"row": self.row, "field": self.field, "problem": self.problem}
+
+
+def shown_name(name: object) -> str:
+    """A client's field name, repeated only if it looks like a column name and not like an identifier."""
+    if isinstance(name, str) and _FIELD_NAME.match(name) and safe_example(name) == name:
+        return name
+    return WITHHELD
+
+
+def json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+class FieldRule:
+    """How one feature column's values are read and checked; returns (value, problem or None)."""
+
+    def __init__(self, name: str, spec: ColumnSpec) -> None:
+        self.name = name
+        self.dtype = spec.dtype
+        self.required = spec.required
+        self.nullable = spec.max_missing > 0
+        self.low, self.high = spec.range if spec.range is not None else (-math.inf, math.inf)
+        self.codes = {category: float(i) for i, category in enumerate(spec.categories or [])}
+        unit = f" {spec.unit}" if spec.unit else ""
+        self.out_of_range = f"out of range: allowed [{self.low:g}, {self.high:g}]{unit}"
+        self.unknown_category = "unknown category: allowed " + ", ".join(spec.categories or [])
+        self.missing = "missing: a value is required" + ("" if self.required else " when the field is sent")
+        expected = {"integer": "an integer", "float": "a number", "boolean": "true or false",
+                    "category": "a string (one of the categories)"}[spec.dtype]  # fmt: skip
+        self.expected = f"wrong type: expected {expected}"
+
+    def from_json(self, value: object) -> tuple[float, str | None]:
+        if value is None:
+            return math.nan, None if self.nullable else self.missing
+        kind = type(value)
+        if self.dtype == "category":
+            if kind is not str:
+                return math.nan, f"{self.expected}, got {json_type(value)}"
+            code = self.codes.get(value) if value in self.codes else self.codes.get(value.strip())
+            return (code, None) if code is not None else (math.nan, self.unknown_category)
+        if self.dtype == "boolean":
+            if kind is bool or (kind is int and value in (0, 1)):
+                return float(value), None
+            return math.nan, f"{self.expected} (or 0/1), got {json_type(value)}"
+        if kind is not int and kind is not float:
+            return math.nan, f"{self.expected}, got {json_type(value)}"
+        return self._number(value)
+
+    def from_text(self, text: str) -> tuple[float, str | None]:
+        text = text.strip()
+        if text in CSV_MISSING:
+            return math.nan, None if self.nullable else self.missing
+        if self.dtype == "category":
+            code = self.codes.get(text)
+            return (code, None) if code is not None else (math.nan, self.unknown_category)
+        if self.dtype == "boolean":
+            flag = CSV_BOOLEAN.get(text.lower())
+            return (flag, None) if flag is not None else (math.nan, f"{self.expected} (or 1/0, yes/no)")
+        if not _NUMBER.match(text):
+            return math.nan, f"{self.expected}, got text that is not a number"
+        return self._number(float(text))
+
+    def _number(self, value: int | float) -> tuple[float, str | None]:
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float range
+            return math.nan, self.out_of_range
+        if not math.isfinite(number):
+            return math.nan, "not a finite number"
+        if self.dtype == "integer" and not number.is_integer():
+            return math.nan, f"{self.expected}, got a number with a fraction"
+        if number < self.low or number > self.high:
+            return math.nan, self.out_of_range
+        return number, None
+
+
+class RequestSchema:
+    """The contract's feature columns as request rules; builds the feature matrix or lists the problems."""
+
+    def __init__(self, contract: Contract) -> None:
+        self.columns = contract.feature_columns
+        self.rules = [FieldRule(name, contract.columns[name]) for name in self.columns]
+        self.names = frozenset(self.columns)
+        self.not_inputs = frozenset(contract.columns) - self.names
+        self.ignore_extra = contract.allow_extra_columns
+
+    def from_records(self, records: list[Any]) -> tuple[np.ndarray | None, list[Problem]]:
+        problems: list[Problem] = []
+        matrix: list[list[float]] = []
+        for row, record in enumerate(records):
+            if not isinstance(record, dict):
+                problems.append(Problem(row, None, f"a record must be a JSON object of field: value, got "
+                                                   f"{json_type(record)}"))  # fmt: skip
+                continue
+            values: list[float] = []
+            for rule in self.rules:
+                value = record.get(rule.name, ABSENT)
+                if value is ABSENT:
+                    if rule.required:
+                        problems.append(Problem(row, rule.name, "missing: required field"))
+                    values.append(math.nan)
+                    continue
+                number, problem = rule.from_json(value)
+                if problem is not None:
+                    problems.append(Problem(row, rule.name, problem))
+                values.append(number)
+            if not self.ignore_extra and not record.keys() <= self.names:
+                problems.extend(Problem(row, shown_name(key), self._extra(key)) for key in record
+                                if key not in self.names)  # fmt: skip
+            matrix.append(values)
+        return self._result(matrix, problems)
+
+    def from_csv(self, header: list[str], rows: list[list[str]]) -> tuple[np.ndarray | None, list[Problem]]:
+        names = [cell.strip() for cell in header]
+        if not self.names & set(names):
+            return None, [Problem(None, None, "CSV needs a header row naming the fields; the first line names "
+                                              "none of the contract's feature columns")]  # fmt: skip
+        problems = self._header_problems(names)
+        if problems:
+            return None, problems
+        positions = [(names.index(rule.name) if rule.name in names else None, rule) for rule in self.rules]
+        matrix: list[list[float]] = []
+        for row, cells in enumerate(rows):
+            if len(cells) != len(names):
+                problems.append(Problem(row, None, f"the row has {len(cells)} cells, the header has {len(names)}"))
+                continue
+            values: list[float] = []
+            for position, rule in positions:
+                if position is None:  # an optional column the header leaves out
+                    values.append(math.nan)
+                    continue
+                number, problem = rule.from_text(cells[position])
+                if problem is not None:
+                    problems.append(Problem(row, rule.name, problem))
+                values.append(number)
+            matrix.append(values)
+        return self._result(matrix, problems)
+
+    def _header_problems(self, names: list[str]) -> list[Problem]:
+        problems = [Problem(None, shown_name(name), "duplicate column in the header")
+                    for i, name in enumerate(names) if name in names[:i]]  # fmt: skip
+        problems += [Problem(None, rule.name, "missing: required column") for rule in self.rules
+                     if rule.required and rule.name not in names]  # fmt: skip
+        if not self.ignore_extra:
+            problems += [Problem(None, shown_name(name), self._extra(name)) for name in names
+                         if name not in self.names]  # fmt: skip
+        return problems
+
+    def _extra(self, name: str) -> str:
+        if name in self.not_inputs:
+            return "not a model input: the contract declares it but the model never uses it; do not send it"
+        return "unknown field: not in the feature contract"
+
+    def _result(self, matrix: list[list[float]], problems: list[Problem]) -> tuple[np.ndarray | None, list[Problem]]:
+        if problems:
+            return None, problems
+        return np.array(matrix, dtype=np.float64).reshape(len(matrix), len(self.rules)), problems
+
+    def example_record(self) -> dict[str, Any]:
+        """A valid synthetic record (mid-range numbers, first categories) for the health self-check."""
+        record: dict[str, Any] = {}
+        for rule in self.rules:
+            if rule.dtype == "category":
+                record[rule.name] = next(iter(rule.codes))
+            elif rule.dtype == "boolean":
+                record[rule.name] = False
+            else:
+                low, high = max(rule.low, -1e6), min(rule.high, 1e6)
+                middle = (low + high) / 2
+                record[rule.name] = math.floor(middle) if rule.dtype == "integer" else middle
+        return record
