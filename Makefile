@@ -36,6 +36,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/render.py
+	$(PY) bench/gate.py
+	$(PY) bench/pipeline.py
+	$(PY) bench/serving.py
+	$(PY) bench/drift.py
 
 # The guardrail Lambdas' dependency layer (pydantic, for the evidence log), built for the Lambda runtime
 # (CPython 3.11, x86_64 manylinux wheels). `pulumi up` needs it; the offline render only names it.

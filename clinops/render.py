@@ -73,6 +73,25 @@ def _relative(path: Path) -> str:
         return path.name
 
 
+# EC2 IDs carry a type prefix that AWS validates (and pipeline definitions check): keep the shape.
+_EC2_ID_PREFIX = {
+    "vpc": "vpc",
+    "subnet": "subnet",
+    "securitygroup": "sg",
+    "routetable": "rtb",
+    "vpcendpoint": "vpce",
+    "flowlog": "fl",
+    "defaultsecuritygroup": "sg",
+}
+
+
+def _physical_id(kind: str, logical: str) -> str:
+    prefix = _EC2_ID_PREFIX.get(kind)
+    if prefix is None:
+        return f"{logical}-id"
+    return f"{prefix}-{hashlib.sha256(logical.encode()).hexdigest()[:17]}"
+
+
 def qualified_type(urn: str) -> str:
     return urn.split("::")[2]
 
@@ -115,7 +134,7 @@ def _mock_classes() -> tuple[type, type]:
                 outputs["keyId"] = f"{args.name}-key-id"
             if kind == "vpcendpoint" and inputs.get("vpcEndpointType") == "Gateway":
                 outputs["prefixListId"] = f"pl-{args.name}"
-            resource_id = str(physical) if module in ("s3", "iam") else f"{args.name}-id"
+            resource_id = str(physical) if module in ("s3", "iam") else _physical_id(kind, args.name)
             return resource_id, outputs
 
         def _arn(self, module: str, kind: str, physical: str, logical: str) -> str:

@@ -284,10 +284,12 @@ def persona_statements(
     )
     return {
         "execution": [
+            allow("ReadCapture", ["s3:GetObject", "s3:ListBucket"], [g.capture_bucket, *objects(g.capture_bucket)]),
+            # pipeline steps write patient-level intermediates (validated table, splits, test scores) here
             allow(
-                "ReadTrainingData",
-                ["s3:GetObject", "s3:ListBucket"],
-                [g.phi_bucket, g.capture_bucket, *objects(g.phi_bucket, g.capture_bucket)],
+                "ReadWriteTrainingData",
+                ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
+                [g.phi_bucket, *objects(g.phi_bucket)],
             ),
             allow(
                 "WriteArtifacts",

@@ -10,10 +10,11 @@ import pulumi_aws as aws
 from infra.base import Platform, policy_document
 
 INFERENCE_REPOSITORY = "clinops-inference"
+STEPS_REPOSITORY = "clinops-pipeline-steps"
 
 
-def image_uri(registry_account: str, region: str, tag: str) -> str:
-    return f"{registry_account}.dkr.ecr.{region}.amazonaws.com/{INFERENCE_REPOSITORY}:{tag}"
+def image_uri(registry_account: str, region: str, tag: str, repository: str = INFERENCE_REPOSITORY) -> str:
+    return f"{registry_account}.dkr.ecr.{region}.amazonaws.com/{repository}:{tag}"
 
 
 class Registry(pulumi.ComponentResource):
@@ -24,53 +25,12 @@ class Registry(pulumi.ComponentResource):
     ) -> None:
         super().__init__("clinops:infra:Registry", name, None, opts)
         cfg = platform.config
-        # One inference image serves every model (it loads the artifact its model package names).
-        self.repository = aws.ecr.Repository(
-            "inference-images",
-            name=INFERENCE_REPOSITORY,
-            image_tag_mutability="IMMUTABLE",
-            image_scanning_configuration={"scan_on_push": True},
-            encryption_configurations=[{"encryption_type": "KMS", "kms_key": artifacts_key.arn}],
-            force_delete=False,
-            tags=platform.tags(),
-            opts=platform.child(self, stateful=True),
-        )
-        aws.ecr.LifecyclePolicy(
-            "inference-images-lifecycle",
-            repository=self.repository.name,
-            policy=json.dumps(
-                {
-                    "rules": [
-                        {
-                            "rulePriority": 1,
-                            "description": "keep the 50 newest release images",
-                            "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 50},
-                            "action": {"type": "expire"},
-                        }
-                    ]
-                },
-                sort_keys=True,
-            ),
-            opts=platform.child(self),
-        )
-        if cfg.reader_accounts:
-            aws.ecr.RepositoryPolicy(
-                "inference-images-policy",
-                repository=self.repository.name,
-                policy=policy_document(
-                    {
-                        "Sid": "PromotionAccountsPull",
-                        "Effect": "Allow",
-                        "Principal": {"AWS": [f"arn:aws:iam::{a}:root" for a in cfg.reader_accounts]},
-                        "Action": [
-                            "ecr:BatchCheckLayerAvailability",
-                            "ecr:BatchGetImage",
-                            "ecr:GetDownloadUrlForLayer",
-                        ],
-                    }
-                ),
-                opts=platform.child(self),
-            )
+        # One inference image serves every model (it loads the artifact its model package names); one step
+        # image runs every pipeline step. Only promoted inference images are pulled by other accounts.
+        self.repositories = {
+            repo: self._repository(platform, repo, artifacts_key, shared=repo == INFERENCE_REPOSITORY)
+            for repo in (INFERENCE_REPOSITORY, STEPS_REPOSITORY)
+        }
         self.groups: dict[str, aws.sagemaker.ModelPackageGroup] = {}
         for model in cfg.models:
             group = aws.sagemaker.ModelPackageGroup(
@@ -105,3 +65,52 @@ class Registry(pulumi.ComponentResource):
                     opts=platform.child(self),
                 )
         self.register_outputs({name: g.arn for name, g in self.groups.items()})
+
+    def _repository(self, platform: Platform, name: str, key: aws.kms.Key, shared: bool) -> aws.ecr.Repository:
+        repository = aws.ecr.Repository(
+            name,
+            name=name,
+            image_tag_mutability="IMMUTABLE",
+            image_scanning_configuration={"scan_on_push": True},
+            encryption_configurations=[{"encryption_type": "KMS", "kms_key": key.arn}],
+            force_delete=False,
+            tags=platform.tags(),
+            opts=platform.child(self, stateful=True),
+        )
+        aws.ecr.LifecyclePolicy(
+            f"{name}-lifecycle",
+            repository=repository.name,
+            policy=json.dumps(
+                {
+                    "rules": [
+                        {
+                            "rulePriority": 1,
+                            "description": "keep the 50 newest images",
+                            "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 50},
+                            "action": {"type": "expire"},
+                        }
+                    ]
+                },
+                sort_keys=True,
+            ),
+            opts=platform.child(self),
+        )
+        if shared and platform.config.reader_accounts:
+            aws.ecr.RepositoryPolicy(
+                f"{name}-policy",
+                repository=repository.name,
+                policy=policy_document(
+                    {
+                        "Sid": "PromotionAccountsPull",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": [f"arn:aws:iam::{a}:root" for a in platform.config.reader_accounts]},
+                        "Action": [
+                            "ecr:BatchCheckLayerAvailability",
+                            "ecr:BatchGetImage",
+                            "ecr:GetDownloadUrlForLayer",
+                        ],
+                    }
+                ),
+                opts=platform.child(self),
+            )
+        return repository

@@ -11,13 +11,17 @@ from infra.base import Platform
 from infra.identity import Grants, Identity
 from infra.keys import Keys, KeyUsers
 from infra.network import Network, NetworkArgs
-from infra.registry import Registry
+from infra.registry import STEPS_REPOSITORY, Registry, image_uri
 from infra.storage import Storage, StorageKeys
 from infra.studio import Studio, StudioArgs
 from infra.tracking import Tracking
+from pipelines.cloud import PipelineArgs, TrainingPipelines
 from serving.endpoint import EndpointArgs, ModelEndpoint
 from serving.guardrails import GuardrailArgs, Guardrails
 from serving.monitoring import ModelMonitoring
+
+# Image tag of the step and inference images built by CI for this revision (immutable tags).
+PIPELINE_IMAGE_TAG = "1.0.0"
 
 
 def build_platform(config: StackConfig) -> None:
@@ -98,6 +102,23 @@ def build_platform(config: StackConfig) -> None:
         ),
     )
 
+    if registry is not None:  # pipelines register into the groups, so they live beside them
+        TrainingPipelines(
+            "training",
+            platform,
+            list(config.models),
+            PipelineArgs(
+                role_arn=identity.roles["execution"].arn,
+                subnet_ids=network.subnet_ids,
+                security_group_id=network.workload_sg.id,
+                phi_key=keys.keys["phi"],
+                artifacts_key=keys.keys["artifacts"],
+                data_bucket=storage.buckets["phi-data"].bucket.bucket,
+                artifact_bucket=storage.buckets["model-artifacts"].bucket.bucket,
+                step_image_uri=image_uri(config.registry_account, config.region, PIPELINE_IMAGE_TAG, STEPS_REPOSITORY),
+                inference_image_uri=image_uri(config.registry_account, config.region, PIPELINE_IMAGE_TAG),
+            ),
+        )
     Tracking("tracking", platform, storage.buckets["model-artifacts"].bucket.bucket, identity.roles["execution"].arn)
     alerts = Alerts("alerts", platform, keys.keys["logs"])
     endpoints: dict[str, pulumi.Input[str]] = {}
