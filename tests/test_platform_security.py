@@ -358,7 +358,10 @@ def test_key_usage_names_exact_principals_not_the_account() -> None:
             if s["Sid"] == "KeyAdministration":
                 assert not any(a in s["Action"] for a in ("kms:Decrypt", "kms:Encrypt", "kms:*"))
             elif s["Principal"].get("AWS") == "*":  # only through Lambda, only for this platform's roles
-                assert s["Condition"]["StringEquals"]["kms:ViaService"].startswith("lambda.")
+                assert set(s["Condition"]["StringEquals"]["kms:ViaService"]) == {
+                    "lambda.us-east-1.amazonaws.com",
+                    "sqs.us-east-1.amazonaws.com",
+                }
                 assert ":role/clinops-prod-" in s["Condition"]["ArnLike"]["aws:PrincipalArn"]
             elif "AWS" in s["Principal"]:
                 assert all(
