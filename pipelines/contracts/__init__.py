@@ -2,7 +2,17 @@
 
 from pipelines.contracts.loader import builtin_contract_path, contract_fingerprint, contract_yaml, load_contract
 from pipelines.contracts.model import ColumnSpec, Contract
-from pipelines.contracts.validate import ContractReport, Issue, validate_frame
+
+_VALIDATION = ("ContractReport", "Issue", "validate_frame")
+
+
+def __getattr__(name: str) -> object:
+    # The validator needs pandas (~1 s to import); the Pulumi program only reads contracts, so load it on use.
+    if name in _VALIDATION:
+        from pipelines.contracts import validate
+
+        return getattr(validate, name)
+    raise AttributeError(f"module 'pipelines.contracts' has no attribute {name!r}")
 
 __all__ = [
     "ColumnSpec",
