@@ -117,6 +117,12 @@ class Keys(pulumi.ComponentResource):
                     {"StringEquals": {"aws:SourceAccount": acct}},
                 ),
                 _stmt(
+                    "SchedulerSchedules",
+                    {"Service": "scheduler.amazonaws.com"},
+                    ["kms:Decrypt"],
+                    {"StringEquals": {"aws:SourceAccount": acct}},
+                ),
+                _stmt(
                     "AlarmNotifications",
                     {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
                     ["kms:Decrypt", "kms:GenerateDataKey*"],

@@ -16,6 +16,7 @@ from infra.storage import Storage, StorageKeys
 from infra.studio import Studio, StudioArgs
 from infra.tracking import Tracking
 from pipelines.cloud import PipelineArgs, TrainingPipelines
+from serving.drift.cloud import DriftMonitoring, DriftMonitoringArgs
 from serving.endpoint import EndpointArgs, ModelEndpoint
 from serving.guardrails import GuardrailArgs, Guardrails
 from serving.monitoring import ModelMonitoring
@@ -145,6 +146,23 @@ def build_platform(config: StackConfig) -> None:
             ),
         )
         ModelMonitoring(f"{model.name}-monitoring", platform, model, alerts.topic.arn, endpoint.alarms.alarms)
+        DriftMonitoring(
+            f"{model.name}-drift",
+            platform,
+            model,
+            DriftMonitoringArgs(
+                role_arn=identity.roles["execution"].arn,
+                image_uri=image_uri(config.registry_account, config.region, PIPELINE_IMAGE_TAG, STEPS_REPOSITORY),
+                subnet_ids=network.subnet_ids,
+                security_group_id=network.workload_sg.id,
+                phi_key=keys.keys["phi"],
+                capture_bucket=storage.buckets["data-capture"].bucket.bucket,
+                artifact_bucket=storage.buckets["model-artifacts"].bucket.bucket,
+                data_bucket=storage.buckets["phi-data"].bucket.bucket,
+                boundary_arn=identity.boundary.arn,
+                schedule_key=keys.keys["logs"],
+            ),
+        )
         endpoints[model.name] = endpoint.endpoint.name
 
     Guardrails(
