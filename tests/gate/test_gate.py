@@ -25,6 +25,7 @@ SARIF_SCHEMA = Path(sys.prefix) / "share" / "sarif" / "sarif-2.1.0.json"
 
 
 def exceptions_file(tmp_path: Path, **changes: object) -> Path:
+    """One test exception (changed as asked) plus the shipped clinops exceptions that apply to prod."""
     entry = {
         "engine": "clinops",
         "rule": "CLIN-ENC-002",
@@ -34,8 +35,10 @@ def exceptions_file(tmp_path: Path, **changes: object) -> Path:
         "expires": "2099-01-01",
         **changes,
     }
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[2] / "policies" / "exceptions.yaml").read_text())
+    prod_clinops = [e for e in shipped["exceptions"] if e["engine"] == "clinops" and "dev" not in e.get("stacks", [])]
     path = tmp_path / "exceptions.yaml"
-    path.write_text(yaml.safe_dump({"exceptions": [entry]}))
+    path.write_text(yaml.safe_dump({"exceptions": [entry, *prod_clinops]}, default_flow_style=False))
     return path
 
 
@@ -56,14 +59,12 @@ def gate(doc: dict, exceptions: Path) -> object:
 def test_exception_waives_the_finding_and_is_listed(tmp_path: Path) -> None:
     verdict = gate(weakened(), exceptions_file(tmp_path))
     assert verdict.passed
-    assert [w.rule_id for w in verdict.waivers_in_force] == ["CLIN-ENC-002"]
+    assert [w.rule_id for w in verdict.waivers_in_force] == ["CLIN-ENC-002", "CLIN-SM-002"]
     assert not verdict.unused_waivers
 
 
 def test_without_the_exception_the_access_log_bucket_fails(tmp_path: Path) -> None:
-    empty = tmp_path / "none.yaml"
-    empty.write_text("exceptions: []\n")
-    verdict = gate(weakened(), empty)
+    verdict = gate(weakened(), exceptions_file(tmp_path, rule="CLIN-NET-999"))
     assert not verdict.passed
     assert [j.result.urn.split("::")[-1] for j in verdict.blocking()] == ["access-logs"]
 
