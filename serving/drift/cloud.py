@@ -5,6 +5,11 @@ EventBridge Scheduler.
    (`ShardedByS3Key`), write mergeable per-feature counts (`clinops drift partial`), network-isolated.
 2. `DriftMerge` — one instance merges the counts, judges drift and publishes `clinops/drift` metrics
    (`clinops drift merge --publish`); it needs the CloudWatch API, reached through the VPC endpoint only.
+3. `QualityBacktest` — beside them, joins adjudicated outcomes to captured inferences and publishes the
+   rolling `clinops/quality` metrics (`clinops quality run --publish`); same network needs as the merge.
+
+A run that finds drift or decay publishes first, then ends Failed (the CLIs exit 1), so it shows in SageMaker
+as well as in the alarms.
 
 The definition is plain pipeline JSON, checked against botocore's CreateProcessingJob shape before use.
 """
@@ -41,13 +46,19 @@ class DriftJobSettings:
 
 
 def _job(
-    s: DriftJobSettings, count: int, command: list[str], inputs: list[dict], outputs: list[dict], isolated: bool
+    s: DriftJobSettings,
+    count: int,
+    command: list[str],
+    inputs: list[dict],
+    outputs: list[dict],
+    isolated: bool,
+    module: str = "serving.drift.cli",
 ) -> dict[str, Any]:
     return {
         "RoleArn": s.role_arn,
         "AppSpecification": {
             "ImageUri": s.image_uri,
-            "ContainerEntrypoint": ["python3", "-m", "serving.drift.cli", *command],
+            "ContainerEntrypoint": ["python3", "-m", module, *command],
         },
         "ProcessingResources": {
             "ClusterConfig": {
@@ -85,6 +96,7 @@ def monitoring_definition(s: DriftJobSettings) -> str:
     run = {"Get": "Execution.PipelineExecutionId"}
     partials = {"Std:Join": {"On": "/", "Values": [f"s3://{s.data_bucket}/{s.model}/drift", run, "partials"]}}
     report = {"Std:Join": {"On": "/", "Values": [f"s3://{s.artifact_bucket}/{s.model}/drift", run, "report"]}}
+    quality_report = {"Std:Join": {"On": "/", "Values": [f"s3://{s.artifact_bucket}/{s.model}/quality", run, "report"]}}
     baseline = f"s3://{s.artifact_bucket}/{s.model}/baseline/"
     shards = _job(
         s,
@@ -139,10 +151,43 @@ def monitoring_definition(s: DriftJobSettings) -> str:
         ],
         isolated=False,
     )
+    quality = _job(
+        s,
+        1,
+        [
+            "run",
+            "--baseline",
+            f"{PROCESSING}/baseline",
+            "--capture",
+            f"{PROCESSING}/capture",
+            "--outcomes",
+            f"{PROCESSING}/outcomes",
+            "--out",
+            f"{PROCESSING}/quality",
+            "--publish",
+        ],
+        [
+            _s3_input("baseline", baseline, "FullyReplicated"),
+            _s3_input("capture", {"Get": "Parameters.CaptureUri"}, "FullyReplicated"),
+            _s3_input("outcomes", {"Get": "Parameters.OutcomesUri"}, "FullyReplicated"),
+        ],
+        [
+            {
+                "OutputName": "quality",
+                "S3Output": {"S3Uri": quality_report, "LocalPath": f"{PROCESSING}/quality", "S3UploadMode": "EndOfJob"},
+            }
+        ],
+        isolated=False,
+        module="serving.quality.cli",
+    )
     definition = {
         "Version": "2020-12-01",
         "Metadata": {},
-        "Parameters": [{"Name": "CaptureUri", "Type": "String", "DefaultValue": f"s3://{s.capture_bucket}/{s.model}/"}],
+        "Parameters": [
+            {"Name": "CaptureUri", "Type": "String", "DefaultValue": f"s3://{s.capture_bucket}/{s.model}/"},
+            # adjudicated outcomes (inference_id, outcome, outcome_time) land here from the hospital's feed
+            {"Name": "OutcomesUri", "Type": "String", "DefaultValue": f"s3://{s.data_bucket}/{s.model}/outcomes/"},
+        ],
         "PipelineExperimentConfig": {
             "ExperimentName": {"Get": "Execution.PipelineName"},
             "TrialName": {"Get": "Execution.PipelineExecutionId"},
@@ -150,6 +195,7 @@ def monitoring_definition(s: DriftJobSettings) -> str:
         "Steps": [
             {"Name": "DriftShards", "Type": "Processing", "Arguments": shards},
             {"Name": "DriftMerge", "Type": "Processing", "Arguments": merge, "DependsOn": ["DriftShards"]},
+            {"Name": "QualityBacktest", "Type": "Processing", "Arguments": quality},
         ],
     }
     validate_against_service_model(definition)
@@ -211,7 +257,7 @@ class DriftMonitoring(pulumi.ComponentResource):
             f"{model.name}-drift-pipeline",
             pipeline_name=pipeline_name,
             pipeline_display_name=pipeline_name,
-            pipeline_description=f"Daily drift of {model.name}'s captured inferences against its training baseline",
+            pipeline_description=f"Daily drift and outcome backtest of {model.name}'s captured inferences",
             role_arn=args.role_arn,
             pipeline_definition=definition,
             tags=platform.tags(**{"clinops:model": model.name}),

@@ -27,11 +27,13 @@ SETTINGS = DriftJobSettings(
 
 def test_definition_shards_capture_and_keeps_security_settings() -> None:
     steps = {s["Name"]: s["Arguments"] for s in json.loads(monitoring_definition(SETTINGS))["Steps"]}
-    shards, merge = steps["DriftShards"], steps["DriftMerge"]
+    shards, merge, quality = steps["DriftShards"], steps["DriftMerge"], steps["QualityBacktest"]
+    assert quality["AppSpecification"]["ContainerEntrypoint"][:4] == ["python3", "-m", "serving.quality.cli", "run"]
+    assert "--publish" in quality["AppSpecification"]["ContainerEntrypoint"]
     assert shards["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 4
     capture = next(i for i in shards["ProcessingInputs"] if i["InputName"] == "capture")
     assert capture["S3Input"]["S3DataDistributionType"] == "ShardedByS3Key"
-    for job in (shards, merge):
+    for job in (shards, merge, quality):
         assert job["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == SETTINGS.phi_key_arn
         assert job["ProcessingOutputConfig"]["KmsKeyId"] == SETTINGS.phi_key_arn
         assert job["NetworkConfig"]["VpcConfig"]["Subnets"] == ["subnet-0a", "subnet-0b"]
