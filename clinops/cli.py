@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
 import typer
+import typer.main
 from rich.console import Console
 from rich.table import Table
+from typer import _click as click
+from typer.core import TyperGroup
 
 from clinops.config import ConfigError
 
@@ -18,7 +22,26 @@ os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+class LazyCommands(TyperGroup):
+    """The root command group: adds the LAZY_COMMANDS groups, importing each only when it is looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in LAZY_COMMANDS if n not in self.commands)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            module, attribute, as_group, help_text = LAZY_COMMANDS[cmd_name]
+            sub = getattr(importlib.import_module(module), attribute)
+            command = typer.main.get_group(sub) if as_group else typer.main.get_command(sub)
+            command.name = cmd_name
+            if help_text:
+                command.help = help_text
+            self.commands[cmd_name] = command
+        return super().get_command(ctx, cmd_name)
+
+
+app = typer.Typer(cls=LazyCommands, no_args_is_help=True, add_completion=False, help=__doc__)
 console = Console()
 err = Console(stderr=True)
 
@@ -157,27 +180,19 @@ def main() -> None:  # pragma: no cover - console entry point
     app()
 
 
-def _mount_subcommands() -> None:
-    """The release path's commands live beside their code; the CLI only mounts them."""
-    from clinops.evidence.cli import app as evidence_app
-    from pipelines.cli import app as pipeline_app
-    from serving.container.cli import app as serve_app
-    from serving.drift.cli import app as drift_app
-    from serving.quality.cli import app as quality_app
-    from serving.release.cli import release_app, shadow_app, verify_app
-    from serving.rollback.cli import drill_app, retrain_app, rollback_app
-
-    app.add_typer(pipeline_app, name="pipeline", help="Train, evaluate and register a model (locally or in SageMaker).")
-    app.add_typer(serve_app)  # clinops serve --local MODEL
-    app.add_typer(release_app)  # clinops release
-    app.add_typer(verify_app)  # clinops verify
-    app.add_typer(shadow_app, name="shadow")  # clinops shadow report
-    app.add_typer(evidence_app, name="evidence", help="Verify and show the hash-chained evidence log.")
-    app.add_typer(drift_app, name="drift", help="Drift of captured inferences against the training baseline.")
-    app.add_typer(quality_app, name="quality", help="Model quality on delayed (adjudicated) outcomes.")
-    app.add_typer(drill_app, name="drill")  # clinops drill rollback
-    app.add_typer(rollback_app, name="rollback")  # clinops rollback reconcile [--check]
-    app.add_typer(retrain_app, name="retrain")  # clinops retrain request
-
-
-_mount_subcommands()
+# The release path's commands live beside their code; the CLI mounts them by name and imports a group only
+# when it is used, so `clinops render` or `gate` never pays for pandas, scikit-learn or boto3 at start-up.
+# name -> (module, Typer attribute, mounted as a group, help)
+LAZY_COMMANDS: dict[str, tuple[str, str, bool, str | None]] = {
+    "pipeline": ("pipelines.cli", "app", True, "Train, evaluate and register a model (locally or in SageMaker)."),
+    "serve": ("serving.container.cli", "app", False, None),
+    "release": ("serving.release.cli", "release_app", False, None),
+    "verify": ("serving.release.cli", "verify_app", False, None),
+    "shadow": ("serving.release.cli", "shadow_app", True, None),
+    "evidence": ("clinops.evidence.cli", "app", True, "Verify and show the hash-chained evidence log."),
+    "drift": ("serving.drift.cli", "app", True, "Drift of captured inferences against the training baseline."),
+    "quality": ("serving.quality.cli", "app", True, "Model quality on delayed (adjudicated) outcomes."),
+    "drill": ("serving.rollback.cli", "drill_app", True, None),
+    "rollback": ("serving.rollback.cli", "rollback_app", True, None),
+    "retrain": ("serving.rollback.cli", "retrain_app", True, None),
+}
