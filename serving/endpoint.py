@@ -17,8 +17,8 @@ from infra.base import Platform
 from infra.logs import encrypted_log_group
 from serving.alarms import RollbackAlarms
 from serving.canary.component import SyntheticTrafficCanary
+from serving.rollback.names import VARIANT, config_name, endpoint_name, parameter
 
-VARIANT = "AllTraffic"
 SHADOW_VARIANT = "Shadow"
 
 
@@ -36,14 +36,6 @@ class EndpointArgs:
     boundary_arn: pulumi.Input[str]
 
 
-def endpoint_name(platform: Platform, model: str) -> str:
-    return f"clinops-{platform.config.stack}-{model}"
-
-
-def config_name(platform: Platform, model: str, package_arn: str) -> str:
-    return f"{endpoint_name(platform, model)}-v{package_version(package_arn)}"
-
-
 class ModelEndpoint(pulumi.ComponentResource):
     def __init__(
         self, name: str, platform: Platform, args: EndpointArgs, opts: pulumi.ResourceOptions | None = None
@@ -52,7 +44,7 @@ class ModelEndpoint(pulumi.ComponentResource):
         model, serving = args.model, args.model.serving
         assert model.package_arn, "ModelEndpoint needs a pinned package"
         release = serving.release
-        self.endpoint_name = endpoint_name(platform, model.name)
+        self.endpoint_name = endpoint_name(platform.config.stack, model.name)
         self._platform, self._args = platform, args
         tags = platform.tags(**{"clinops:model": model.name})
 
@@ -132,7 +124,7 @@ class ModelEndpoint(pulumi.ComponentResource):
                     "initial_variant_weight": serving.shadow_percent / 100,
                 }
             ]
-        name = config_name(platform, model.name, package_arn)
+        name = config_name(platform.config.stack, model.name, package_arn)
         return aws.sagemaker.EndpointConfiguration(
             f"{model.name}-config-v{package_version(package_arn)}",
             name=name,
@@ -170,11 +162,14 @@ class ModelEndpoint(pulumi.ComponentResource):
         version = package_version(package_arn)
         return aws.sagemaker.Model(
             f"{model.name}-model-v{version}",
-            name=f"{endpoint_name(platform, model.name)}-v{version}",
+            name=config_name(platform.config.stack, model.name, package_arn),  # a model per package version
             # The container names its endpoint in every log line, so metric filters can dimension by it.
             primary_container={
                 "model_package_name": package_arn,
-                "environment": {"CLINOPS_ENDPOINT": endpoint_name(platform, model.name), "CLINOPS_MODEL": model.name},
+                "environment": {
+                    "CLINOPS_ENDPOINT": endpoint_name(platform.config.stack, model.name),
+                    "CLINOPS_MODEL": model.name,
+                },
             },
             execution_role_arn=args.execution_role_arn,
             vpc_config={"subnets": args.subnet_ids, "security_group_ids": [args.security_group_id]},
@@ -216,7 +211,7 @@ class ModelEndpoint(pulumi.ComponentResource):
         platform, model = self._platform, self._args.model
         aws.ssm.Parameter(
             f"{model.name}-{key}",
-            name=f"/clinops/{platform.config.stack}/{model.name}/{key}",
+            name=parameter(platform.config.stack, model.name, key),
             type="String",
             value=value,
             description=description,

@@ -15,10 +15,9 @@ import pulumi_aws as aws
 from clinops.models import ModelConfig
 from infra.base import Platform
 from serving.alarms import SERVING_NAMESPACE
-from serving.rollback.names import alarm_name, endpoint_name
+from serving.rollback.names import VARIANT, alarm_name, endpoint_name
 
 DAY = 86400
-VARIANT = "AllTraffic"
 
 
 class ModelMonitoring(pulumi.ComponentResource):

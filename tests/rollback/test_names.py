@@ -6,20 +6,22 @@ from serving.rollback import names
 from tests.rollback.conftest import MODEL, STACK, package
 
 
-def test_endpoint_configuration_and_alarm_names_match_the_pulumi_components() -> None:
-    import inspect
-    from types import SimpleNamespace
+def test_names_match_what_the_rendered_stack_declares() -> None:
+    """The Lambdas cannot import Pulumi, so they hold the names themselves: check them against a real render."""
+    from tests.conftest import rendered
 
-    import serving.alarms
-    import serving.endpoint
-
-    platform = SimpleNamespace(config=SimpleNamespace(stack=STACK))
-    assert names.endpoint_name(STACK, MODEL) == serving.endpoint.endpoint_name(platform, MODEL)
-    assert names.config_name(STACK, MODEL, package(7)) == serving.endpoint.config_name(platform, MODEL, package(7))
-    assert names.VARIANT == serving.endpoint.VARIANT
-    source = inspect.getsource(serving.alarms.RollbackAlarms)
-    for suffix in names.ROLLBACK_ALARM_SUFFIXES:
-        assert f'f"{{endpoint}}-{suffix}"' in source  # the alarm the component names with this suffix
+    states = [s["newState"] for s in rendered("prod")["steps"]]
+    declared = {(s["type"].split(":")[-1], s["inputs"].get("name")) for s in states}
+    model, pin, lkg = "readmission-risk", package(2), package(1)
+    assert ("Endpoint", names.endpoint_name("prod", model)) in declared
+    for arn in (pin, lkg):
+        assert ("EndpointConfiguration", names.config_name("prod", model, arn)) in declared
+    for suffix in (*names.ROLLBACK_ALARM_SUFFIXES, *names.BREAKER_ALARM_SUFFIXES):
+        assert ("MetricAlarm", names.alarm_name("prod", model, suffix)) in declared
+    assert ("Parameter", names.pinned_parameter("prod", model)) in declared
+    assert ("Parameter", names.last_known_good_parameter("prod", model)) in declared
+    variants = next(s for s in states if s["type"].endswith("EndpointConfiguration"))["inputs"]["productionVariants"]
+    assert variants[0]["variantName"] == names.VARIANT
 
 
 def test_the_training_pipeline_name_matches_the_pipeline_definition() -> None:
