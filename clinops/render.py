@@ -304,10 +304,6 @@ def dumps(plan: dict[str, Any]) -> str:
     return json.dumps(plan, indent=2, sort_keys=True) + "\n"
 
 
-def plan_hash(text: str) -> str:
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-
-
 def summarize(plan: dict[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
     """Resources counted by top-level component (`Type::name`) and by type."""
     by_component: dict[str, int] = defaultdict(int)

@@ -20,6 +20,15 @@ SERVING_NAMESPACE = "clinops/serving"
 ERRORS_WHEN_QUIET = 3  # below min invocations, this many 5XX in a period still trips the alarm
 
 
+def metric_query(qid: str, namespace: str, metric: str, dims: dict[str, str], period: int, stat: str) -> dict:
+    """One input of a metric-math alarm (not returned: the expression is what the alarm judges)."""
+    return {
+        "id": qid,
+        "return_data": False,
+        "metric": {"namespace": namespace, "metric_name": metric, "dimensions": dims, "period": period, "stat": stat},
+    }
+
+
 class RollbackAlarms(pulumi.ComponentResource):
     def __init__(
         self,
@@ -38,17 +47,7 @@ class RollbackAlarms(pulumi.ComponentResource):
         period = release.alarm_period_seconds
 
         def sagemaker_metric(qid: str, metric: str, stat: str = "Sum") -> dict:
-            return {
-                "id": qid,
-                "return_data": False,
-                "metric": {
-                    "namespace": "AWS/SageMaker",
-                    "metric_name": metric,
-                    "dimensions": dims,
-                    "period": period,
-                    "stat": stat,
-                },
-            }
+            return metric_query(qid, "AWS/SageMaker", metric, dims, period, stat)
 
         guard = release.min_invocations
         error_rate = self._alarm(
@@ -90,17 +89,7 @@ class RollbackAlarms(pulumi.ComponentResource):
             )
 
         def own_metric(qid: str, metric: str) -> dict:
-            return {
-                "id": qid,
-                "return_data": False,
-                "metric": {
-                    "namespace": SERVING_NAMESPACE,
-                    "metric_name": metric,
-                    "dimensions": {"EndpointName": endpoint},
-                    "period": period,
-                    "stat": "Sum",
-                },
-            }
+            return metric_query(qid, SERVING_NAMESPACE, metric, {"EndpointName": endpoint}, period, "Sum")
 
         invalid = self._alarm(
             f"{endpoint}-invalid-scores",
