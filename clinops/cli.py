@@ -9,7 +9,6 @@ from pathlib import Path
 import typer
 import typer.main
 from rich.console import Console
-from rich.table import Table
 from typer import _click as click
 from typer.core import TyperGroup
 
@@ -53,36 +52,6 @@ def _config_failure(exc: ConfigError) -> typer.Exit:
     return typer.Exit(EXIT_UNUSABLE)
 
 
-def render_to_file(stack: str, out: Path) -> dict:
-    """Render `stack` and write the plan; nothing is written when the config is invalid."""
-    from clinops.render import dumps, render
-
-    plan = render(stack)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(dumps(plan))
-    tmp.replace(out)  # atomic: a reader never sees half a plan
-    return plan
-
-
-def print_summary(stack: str, plan: dict, out: Path | None) -> None:
-    from clinops.render import summarize
-
-    by_component, by_type = summarize(plan)
-    table = Table(title=f"stack {stack}: {sum(by_type.values())} resources" + (f" -> {out}" if out else ""))
-    table.add_column("component")
-    table.add_column("resources", justify="right")
-    for component, count in by_component.items():
-        table.add_row(component, str(count))
-    console.print(table)
-    types = Table(show_header=True, box=None, pad_edge=False)
-    types.add_column("type", style="dim")
-    types.add_column("n", justify="right")
-    for type_, count in by_type.items():
-        types.add_row(type_, str(count))
-    console.print(types)
-
-
 @app.command("render")
 def render_cmd(
     stack: str = typer.Argument(..., help="dev, staging or prod (any Pulumi.<stack>.yaml)"),
@@ -90,13 +59,15 @@ def render_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="no summary"),
 ) -> None:
     """Run the Pulumi program under the mock runtime and write a `pulumi preview --json`-shaped plan."""
+    from clinops.plans import print_summary, render_to_file
+
     target = out or Path("out") / f"{stack}.json"
     try:
         plan = render_to_file(stack, target)
     except ConfigError as exc:
         raise _config_failure(exc) from None
     if not quiet:
-        print_summary(stack, plan, target)
+        print_summary(console, stack, plan, target)
 
 
 @app.command("demo")

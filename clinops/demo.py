@@ -17,8 +17,8 @@ from rich.console import Console
 
 
 def render_and_gate(out_dir: Path, console: Console) -> bool:
-    from clinops.cli import print_summary, render_to_file
     from clinops.config import ENVIRONMENTS
+    from clinops.plans import print_summary, render_to_file
     from clinops.render import dumps
     from policies.bundle import write_bundle
     from policies.gate import run_gates
@@ -27,7 +27,7 @@ def render_and_gate(out_dir: Path, console: Console) -> bool:
 
     docs = {stack: render_to_file(stack, out_dir / f"{stack}.json") for stack in ENVIRONMENTS}
     for stack, doc in docs.items():
-        print_summary(stack, doc, out_dir / f"{stack}.json")
+        print_summary(console, stack, doc, out_dir / f"{stack}.json")
     verdicts = run_gates([(parse_plan(doc), dumps(doc)) for doc in docs.values()])
     for verdict in verdicts:
         print_verdict(console, verdict)
