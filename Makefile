@@ -9,16 +9,26 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export AWS_DEFAULT_REGION ?= us-east-1
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: venv demo test lint bench clean lambda-layer
+.PHONY: venv demo test lint bench clean lambda-layer lock exports
 
-$(STAMP): pyproject.toml
+# uv itself is pinned here and in pyproject.toml ([tool.uv] required-version); it lives in its own small venv so
+# that `uv sync` may make the project venv exactly the lock.
+UV_VERSION := 0.13.9
+UV_VENV := .venv-uv
+UV := $(UV_VENV)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Artefacts built from subsets of the lock: requirements file <- dependency group (pyproject.toml).
+EXPORTS := serving/container/requirements.txt:inference-image serving/rollback/layer-requirements.txt:guardrail-layer
+
+$(UV):
+	python3 -m venv $(UV_VENV)
+	$(UV_VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+# Installs exactly uv.lock: --locked refuses to run if the lock no longer matches pyproject.toml (run `make lock`).
+$(STAMP): pyproject.toml uv.lock | $(UV)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip uv
-	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e '.[dev]'
-	# SARIF 2.1.0 JSON schema, to validate the gate's code-scanning output offline (shipped in an npm package).
-	mkdir -p $(VENV)/share/sarif && cd $(VENV)/share/sarif && npm pack --silent @microsoft/jest-sarif@1.0.0-beta.0 >/dev/null \
-		&& tar xzf microsoft-jest-sarif-1.0.0-beta.0.tgz package/lib/schemas/sarif-2.1.0-rtm.5.json \
-		&& mv package/lib/schemas/sarif-2.1.0-rtm.5.json sarif-2.1.0.json && rm -rf package *.tgz
+	$(UV) sync --locked --extra dev --compile-bytecode --python $(PY) --quiet
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -26,13 +36,25 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/clinops demo
 
-test: $(STAMP)
-	$(VENV)/bin/ruff check .
+test: lint
 	$(PY) -m pytest -n 2
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The one deliberate way to move versions: re-resolve (UPGRADE=1 takes the newest allowed releases), then
+# re-export the image and layer requirements from the new lock. Commit uv.lock and the exports together.
+lock: $(UV)
+	$(UV) lock $(if $(UPGRADE),--upgrade,)
+	$(MAKE) exports
+
+exports: $(UV)
+	@for pair in $(EXPORTS); do \
+		file=$${pair%%:*}; group=$${pair##*:}; \
+		$(UV) export --frozen --quiet --only-group $$group --no-emit-project --output-file $$file; \
+		echo "$$file <- uv.lock [$$group]"; \
+	done
 
 bench: $(STAMP)
 	$(PY) bench/render.py
@@ -41,14 +63,14 @@ bench: $(STAMP)
 	$(PY) bench/serving.py
 	$(PY) bench/drift.py
 
-# The guardrail Lambdas' dependency layer (pydantic, for the evidence log), built for the Lambda runtime
-# (CPython 3.11, x86_64 manylinux wheels). `pulumi up` needs it; the offline render only names it.
+# The guardrail Lambdas' dependency layer (the lock's guardrail-layer group, hash-checked), built for the Lambda
+# runtime (CPython 3.11, x86_64 manylinux wheels). `pulumi up` needs it; the offline render only names it.
 lambda-layer: $(STAMP)
 	rm -rf build/lambda-layer && mkdir -p build/lambda-layer/python
-	$(PY) -m pip install --quiet --only-binary=:all: --platform manylinux2014_x86_64 --python-version 3.11 \
-		--implementation cp --target build/lambda-layer/python 'pydantic>=2.7,<3'
+	$(UV) pip install --quiet --no-deps --require-hashes --only-binary :all: --python-platform x86_64-manylinux2014 \
+		--python-version 3.11 --compile-bytecode --target build/lambda-layer/python -r serving/rollback/layer-requirements.txt
 	rm -f build/lambda-deps.zip && cd build/lambda-layer && $(abspath $(PY)) -m zipfile -c ../lambda-deps.zip python
 	@echo "build/lambda-deps.zip"
 
 clean:
-	rm -rf $(VENV) out mlruns
+	rm -rf $(VENV) $(UV_VENV) out mlruns

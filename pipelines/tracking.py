@@ -8,10 +8,12 @@ no patient-level row ever reaches the tracking store. The embedded default is a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,17 @@ def ready(tracking_uri: str) -> None:
         _prepare(tracking_uri)
 
 
+@contextlib.contextmanager
+def scoped(tracking_uri: str) -> Iterator[None]:
+    """MLflow's fluent API (log_model) and the registry's resolution of a `models:/m-...` source read a
+    process-wide URI, which MLflow mirrors into os.environ["MLFLOW_TRACKING_URI"]. Set it only for the call and
+    restore both afterwards, so nothing else in the process (another run, a test) inherits this store."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with _use_tracking_uri(tracking_uri):
+        yield
+
+
 def client(tracking_uri: str) -> Any:
     import mlflow
 
@@ -146,9 +159,11 @@ def log_run(
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    mlflow.set_tracking_uri(tracking_uri)
     model_uri = None
-    with mlflow.start_run(experiment_id=experiment_id(tracking_uri, experiment), run_name=run_name) as run:
+    with (
+        scoped(tracking_uri),
+        mlflow.start_run(experiment_id=experiment_id(tracking_uri, experiment), run_name=run_name) as run,
+    ):
         mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
         mlflow.log_metrics(metrics)
         mlflow.set_tags(tags)

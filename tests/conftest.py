@@ -19,6 +19,16 @@ os.environ["COLUMNS"] = "200"
 _PLANS: dict[str, dict] = {}
 
 
+@pytest.fixture(autouse=True)
+def _restore_environment() -> object:
+    """Whatever a test (or the code it drives) writes into os.environ is undone, so test order never matters."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def rendered(stack: str) -> dict:
     """A deep copy of the stack's rendered plan, so a test may break it freely."""
     if stack not in _PLANS:

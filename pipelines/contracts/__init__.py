@@ -14,6 +14,7 @@ def __getattr__(name: str) -> object:
         return getattr(validate, name)
     raise AttributeError(f"module 'pipelines.contracts' has no attribute {name!r}")
 
+
 __all__ = [
     "ColumnSpec",
     "Contract",

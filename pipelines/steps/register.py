@@ -43,11 +43,14 @@ def _load_registered(tracking_uri: str, model_name: str, version: str) -> Any:
     import mlflow.artifacts
     import skops.io
 
-    from pipelines.tracking import SKOPS_TRUSTED_TYPES
+    from pipelines.tracking import SKOPS_TRUSTED_TYPES, scoped
 
-    local = Path(
-        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version}", tracking_uri=tracking_uri)
-    )
+    with scoped(tracking_uri):  # `models:/name/version` resolves through the process-wide registry URI
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{model_name}/{version}", tracking_uri=tracking_uri
+            )
+        )
     return skops.io.load(local / "model.skops", trusted=SKOPS_TRUSTED_TYPES)
 
 
@@ -82,9 +85,12 @@ def register(
         mlflow_client.get_registered_model(model_name)
     except Exception:
         mlflow_client.create_registered_model(model_name, description="clinops clinical model (see model cards)")
-    version = mlflow_client.create_model_version(
-        model_name, model_uri, run_id=run_id, tags={**tags, APPROVAL_TAG: PENDING}
-    )
+    from pipelines.tracking import scoped
+
+    with scoped(mlflow_client.tracking_uri):  # a `models:/m-...` source resolves through the process-wide URI
+        version = mlflow_client.create_model_version(
+            model_name, model_uri, run_id=run_id, tags={**tags, APPROVAL_TAG: PENDING}
+        )
     log.info("registered %s version %s as %s", model_name, version.version, PENDING)
     return str(version.version)
 

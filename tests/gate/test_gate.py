@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -21,7 +20,7 @@ from policies.plan import parse_plan
 from tests.conftest import rendered
 
 ACCESS_LOGS = "*$aws:s3/bucket:Bucket::access-logs"
-SARIF_SCHEMA = Path(sys.prefix) / "share" / "sarif" / "sarif-2.1.0.json"
+SARIF_SCHEMA = Path(__file__).resolve().parents[1] / "data" / "sarif" / "sarif-2.1.0-rtm.5.json"
 
 
 def exceptions_file(tmp_path: Path, **changes: object) -> Path:

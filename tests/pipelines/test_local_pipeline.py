@@ -67,7 +67,8 @@ def test_honest_run_registers_and_identifiers_never_leave_validation(out_dir: Pa
     assert artifacts >= {"card", "evaluation", "fairness", "decision", "report", "bundle"}
     import mlflow.models
 
-    signature = mlflow.models.get_model_info(f"models:/readmission-risk/{result.registered_version}").signature
+    with tracking.scoped(result.tracking_uri):
+        signature = mlflow.models.get_model_info(f"models:/readmission-risk/{result.registered_version}").signature
     assert signature.inputs.input_names() == result.contract.feature_columns
 
     card = result.card_path.read_text()

@@ -1,14 +1,18 @@
-"""The image cannot be built here (no Docker engine), so its recipe is checked statically: base, user, entry
-point, that every COPY source exists, that the files it copies are every first-party module the server imports,
-and that requirements.txt covers every third-party import and pins what the bundle was trained with."""
+"""The image cannot be built here (no Docker engine), so its recipe is checked statically: base pinned by digest,
+user, entry point, that every COPY source exists and passes .dockerignore, that the files it copies are every
+first-party module the server imports, and that requirements.txt covers every third-party import and is exactly
+the lock's versions (with hashes), so the image runs the scikit-learn that trained the bundle."""
 
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import re
+import shutil
+import subprocess
 import sys
-from importlib.metadata import version
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -18,7 +22,11 @@ from serving.container.__main__ import main
 REPO = Path(__file__).resolve().parents[2]
 CONTAINER = REPO / "serving" / "container"
 FIRST_PARTY = {"pipelines", "serving", "clinops", "infra", "policies"}
-DISTRIBUTIONS = {"sklearn": "scikit-learn", "yaml": "PyYAML"}
+DISTRIBUTIONS = {"sklearn": "scikit-learn", "yaml": "pyyaml"}
+EXPORTS = {
+    "serving/container/requirements.txt": "inference-image",
+    "serving/rollback/layer-requirements.txt": "guardrail-layer",
+}
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -40,7 +48,7 @@ def copied_paths() -> list[Path]:
 def test_base_user_and_entry_point() -> None:
     steps = instructions()
     names = [name for name, _ in steps]
-    assert steps[0] == ("FROM", "python:3.11-slim")
+    assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", steps[0][1]), "base not pinned by digest"
     user = [args for name, args in steps if name == "USER"]
     assert user and user[-1] not in ("root", "0") and not user[-1].startswith("0:")
     assert names.index("USER") < names.index("ENTRYPOINT")
@@ -108,23 +116,84 @@ def test_the_image_holds_every_module_the_server_imports() -> None:
     assert REPO / "pipelines" / "contracts" / "loader.py" in files  # the closure really follows imports
 
 
-def requirements() -> dict[str, str]:
-    pins = {}
-    for line in (CONTAINER / "requirements.txt").read_text().splitlines():
+def requirements(path: Path) -> dict[str, set[str]]:
+    """name -> pinned versions (one per Python-version marker), from a hash-checked requirements file."""
+    pins: dict[str, set[str]] = {}
+    logical = re.sub(r"\\\n", " ", path.read_text())
+    for line in logical.splitlines():
         line = line.split("#")[0].strip()
         if line:
-            name, _, pinned = line.partition("==")
+            requirement = line.split(";")[0].split("--hash")[0].strip()
+            name, _, pinned = requirement.partition("==")
             assert pinned, f"unpinned requirement {line}"
-            pins[name] = pinned
+            assert "--hash=sha256:" in line, f"{name} has no hash: the image installs with --require-hashes"
+            pins.setdefault(name.lower(), set()).add(pinned.strip())
     return pins
 
 
-def test_requirements_cover_every_third_party_import_and_match_this_environment() -> None:
+def lock_versions() -> dict[str, set[str]]:
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    versions: dict[str, set[str]] = {}
+    for package in lock["package"]:
+        versions.setdefault(package["name"], set()).add(package["version"])
+    return versions
+
+
+def test_requirements_cover_every_third_party_import_and_are_the_lock() -> None:
     _, third_party = import_closure(CONTAINER / "__main__.py")
-    pins = requirements()
+    pins = requirements(CONTAINER / "requirements.txt")
     assert {DISTRIBUTIONS.get(name, name) for name in third_party} <= set(pins)
     assert {"typer", "mlflow", "fastapi", "uvicorn"}.isdisjoint(pins)  # the image carries the server only
-    assert {name: version(name) for name in pins} == pins
+    locked = lock_versions()
+    assert {name: versions - locked.get(name, set()) for name, versions in pins.items()} == {n: set() for n in pins}
+
+
+@pytest.mark.parametrize("path", sorted(EXPORTS))
+def test_exported_requirements_are_current_with_the_lock(path: str, tmp_path: Path) -> None:
+    """What `make exports` would write now is what is committed: an edited lock without re-export fails here."""
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent))
+    assert uv, "uv is a locked dev dependency; the venv must have it"
+    out = tmp_path / "requirements.txt"
+    subprocess.run(
+        [uv, "export", "--frozen", "--quiet", "--only-group", EXPORTS[path], "--no-emit-project",
+         "--output-file", str(out), "--project", str(REPO)],
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "UV_NO_CONFIG": "1", "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert out.read_text().splitlines()[2:] == (REPO / path).read_text().splitlines()[2:]  # past the header
+    assert requirements(REPO / path)
+
+
+def test_libraries_are_byte_compiled_and_installed_without_resolution() -> None:
+    installs = [args for name, args in instructions() if name == "RUN" and "pip install" in args]
+    assert installs and all("--require-hashes" in a and "--no-deps" in a and "--compile" in a.split() for a in installs)
+    assert not any("--no-compile" in a for a in installs)
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last matching pattern wins; `!` re-includes."""
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        body = pattern.removeprefix("!").rstrip("/")
+        if fnmatch.fnmatch(path, body) or fnmatch.fnmatch(path, body + "/*") or path.startswith(body + "/"):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerignore_keeps_data_and_environments_out_of_the_context() -> None:
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for secret in (".venv/bin/python", "out/data/train.csv", "out/mlflow/mlflow.db", "mlruns/0/meta.yaml", ".git/HEAD",
+                   "out/evidence/prod/log.jsonl", "tests/data/x.csv", "Pulumi.prod.yaml"):  # fmt: skip
+        assert _ignored(secret, patterns), f"{secret} would enter the build context"
+    for source in copied_paths():
+        relative = str(source.relative_to(REPO))
+        files = [str(f.relative_to(REPO)) for f in source.rglob("*.py")] if source.is_dir() else [relative]
+        assert not [f for f in files if _ignored(f, patterns)], f"{relative} is copied but ignored"
 
 
 @pytest.mark.parametrize("argv", [["train"], ["serve", "extra"]])
