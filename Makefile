@@ -26,9 +26,10 @@ $(UV):
 	$(UV_VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
 # Installs exactly uv.lock: --locked refuses to run if the lock no longer matches pyproject.toml (run `make lock`).
-$(STAMP): pyproject.toml uv.lock | $(UV)
+$(STAMP): pyproject.toml uv.lock policies/engines/iam/package-lock.json | $(UV)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(UV) sync --locked --extra dev --compile-bytecode --python $(PY) --quiet
+	npm ci --prefix policies/engines/iam --no-audit --no-fund --silent
 	touch $(STAMP)
 
 venv: $(STAMP)

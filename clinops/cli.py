@@ -115,9 +115,10 @@ def gate_cmd(
         None, "--plan", help="gate a plan file (clinops render or pulumi preview --json)"
     ),
     out: Path | None = typer.Option(None, "--out", help="write the evidence bundle to this directory"),
-    engine: list[str] = typer.Option(["clinops", "checkov", "cdk-nag"], "--engine", help="engines to run"),
+    engine: list[str] = typer.Option(["clinops", "checkov", "cdk-nag", "access"], "--engine", help="engines to run"),
 ) -> None:
-    """Judge a plan with our rules, checkov and cdk-nag; exit 0 clean, 1 mandatory failure, 2 unusable input."""
+    """Judge a plan with our rules, checkov, cdk-nag and the access engine (every flow allowed, nothing else);
+    exit 0 clean, 1 mandatory failure, 2 unusable input."""
     import json
 
     from clinops.render import dumps, render

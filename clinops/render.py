@@ -127,7 +127,7 @@ def _mock_classes() -> tuple[type, type]:
             inputs = dict(args.inputs)
             module = args.typ.split(":")[1].split("/")[0]
             kind = args.typ.split(":")[-1].lower()
-            physical = inputs.get("bucket") or inputs.get("name") or args.name
+            physical = inputs.get("bucket") or inputs.get("name") or inputs.get("pipelineName") or args.name
             arn = self._arn(module, kind, str(physical), args.name)
             outputs = {"arn": arn, **inputs}
             if module == "kms" and kind == "key":
@@ -148,6 +148,9 @@ def _mock_classes() -> tuple[type, type]:
                 ("kms", "alias"): f"arn:aws:kms:{where}:{physical}",
                 ("sns", "topic"): f"arn:aws:sns:{where}:{physical}",
                 ("cloudtrail", "trail"): f"arn:aws:cloudtrail:{where}:trail/{physical}",
+                ("sqs", "queue"): f"arn:aws:sqs:{where}:{physical}",
+                ("lambda", "function"): f"arn:aws:lambda:{where}:function:{physical}",
+                ("cloudwatch", "eventrule"): f"arn:aws:events:{where}:rule/{physical}",
             }
             if (module, kind) in special:
                 return special[(module, kind)]

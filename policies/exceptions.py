@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "exceptions.yaml"
-ENGINES = ("clinops", "checkov", "cdk-nag")
+ENGINES = ("clinops", "checkov", "cdk-nag", "access")
 
 
 @dataclass(frozen=True)

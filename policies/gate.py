@@ -35,8 +35,16 @@ def _cdk_nag(plans: list[Plan]) -> list[EngineReport]:
     return scan_plans(plans)
 
 
+def _access(plans: list[Plan]) -> list[EngineReport]:
+    from policies.engines.access_engine import scan_plans
+
+    return scan_plans(plans)
+
+
 # Each engine judges a batch of plans at once: checkov and cdk-nag pay their start-up once per gate run.
-ENGINES: dict[str, EnginesFn] = {"clinops": _clinops, "checkov": _checkov, "cdk-nag": _cdk_nag}
+ENGINES: dict[str, EnginesFn] = {"clinops": _clinops, "checkov": _checkov, "cdk-nag": _cdk_nag, "access": _access}
+# Engines that work mostly in a Node process: they run in threads beside the Python engines.
+BACKGROUND = ("cdk-nag", "access")
 EXCEPTION_RULE = "CLIN-GATE-001"
 
 
@@ -87,12 +95,12 @@ def run_gates(
     exceptions_path: Path = DEFAULT_PATH,
     today: dt.date | None = None,
 ) -> list[Verdict]:
-    """Gate several plans in one run. cdk-nag works mostly inside its Node process, so it runs in a thread
-    beside checkov and our rules: on two cores the engines overlap instead of queueing."""
+    """Gate several plans in one run. cdk-nag and the access engine work mostly inside their Node processes, so
+    they run in threads beside checkov and our rules: on two cores the engines overlap instead of queueing."""
     waivers, problems = load(exceptions_path, today)
     batch = [plan for plan, _ in plans]
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        background = {name: pool.submit(ENGINES[name], batch) for name in engines if name == "cdk-nag"}
+    with ThreadPoolExecutor(max_workers=len(BACKGROUND)) as pool:
+        background = {name: pool.submit(ENGINES[name], batch) for name in engines if name in BACKGROUND}
         by_engine = {name: ENGINES[name](batch) for name in engines if name not in background}
         by_engine.update({name: future.result() for name, future in background.items()})
     return [
