@@ -16,6 +16,7 @@ go to a bucket S3 can deliver them to (SSE-S3).
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -106,7 +107,7 @@ class Catalogue:
     principals: dict[str, dict[str, Any]]
     intents: list[Intent]
     perimeter: dict[str, str]
-    endpoint_probe: str
+    endpoint_probe: tuple[str, str]  # action, resource
     external_sources: list[str]
 
 
@@ -208,9 +209,17 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
         principals=principals,
         intents=intents,
         perimeter=dict(perimeter.get("actions") or {}),
-        endpoint_probe=str(perimeter.get("endpoint_probe") or "sts:GetCallerIdentity"),
+        endpoint_probe=_probe(perimeter.get("endpoint_probe"), path),
         external_sources=list(doc.get("external_sources") or []),
     )
+
+
+def _probe(raw: Any, path: Path) -> tuple[str, str]:
+    if raw is None:  # an outsider reading its own bucket: only an endpoint policy can stop that
+        return "s3:GetObject", f"arn:aws:s3:::outsider-{OUTSIDER_ACCOUNT}/probe"
+    if not isinstance(raw, dict) or not isinstance(raw.get("action"), str) or not isinstance(raw.get("resource"), str):
+        raise CatalogueError(f"{path.name}: perimeter.endpoint_probe needs 'action' and 'resource' strings")
+    return raw["action"], raw["resource"].replace("{outsider_account}", OUTSIDER_ACCOUNT)
 
 
 # ----------------------------------------------------------------------------------------------- expansion
@@ -235,6 +244,7 @@ class Check:
     layer: str | None = None
     problem: str | None = None  # decided without simulation (e.g. no endpoint, unresolved reference)
     note: str | None = None
+    subject: str = ""  # what the intent was expanded for (a model, a function, a pipeline step)
     simulation: dict[str, Any] | None = None
 
 
@@ -486,6 +496,7 @@ def _check(
     urn = (role or boundary).urn if (role or boundary) is not None else None
     urn = urn or _resource_urn(model, batch, resource, resolve) or stack_urn
     check = Check(
+        subject=_subject(values),
         flow=intent.flow,
         expect=intent.expect,
         principal=principal,
@@ -512,6 +523,13 @@ def _check(
             return check
     check.simulation = _simulation(check, model, batch, resolve)
     return check
+
+
+SUBJECT_KEYS = ("io_step", "function", "contract_object", "logged_bucket", "key_purpose", "platform_role", "model")
+
+
+def _subject(values: dict[str, str]) -> str:
+    return next((values[k] for k in SUBJECT_KEYS if values.get(k)), "")
 
 
 def _principal(
@@ -654,7 +672,7 @@ def perimeter_checks(catalogue: Catalogue, model: AccessModel) -> list[Check]:
         doc = model.document(endpoint, "policy")
         if endpoint.inputs.get("vpcEndpointType") != "Interface":
             continue
-        probe = catalogue.endpoint_probe
+        probe, probe_resource = catalogue.endpoint_probe
         context = {
             "aws:PrincipalArn": outsider,
             "aws:PrincipalAccount": OUTSIDER_ACCOUNT,
@@ -664,7 +682,7 @@ def perimeter_checks(catalogue: Catalogue, model: AccessModel) -> list[Check]:
             "request": {
                 "principal": outsider,
                 "action": probe,
-                "resource": {"resource": "*", "accountId": OUTSIDER_ACCOUNT},
+                "resource": {"resource": probe_resource, "accountId": OUTSIDER_ACCOUNT},
                 "contextVariables": context,
             },
             "identityPolicies": [{"name": "administrator", "policy": ADMIN_POLICY}],
@@ -688,7 +706,7 @@ def perimeter_checks(catalogue: Catalogue, model: AccessModel) -> list[Check]:
                 principal=outsider,
                 principal_kind="admin",
                 action=probe,
-                resource=str(endpoint.inputs.get("serviceName")),
+                resource=f"{probe_resource} through {endpoint.inputs.get('serviceName')}",
                 context=context,
                 urn=endpoint.urn,
                 fix="give the endpoint a data-perimeter policy (aws:PrincipalAccount in the platform accounts)",
@@ -723,6 +741,49 @@ def ordering_results(model: AccessModel) -> list[CheckResult]:
                 f"deploy: {fn.inputs.get('name')} does not depend on {', '.join(missing)}: CreateFunction checks the "
                 "role's ENI and dead-letter permissions at creation, so the first deploy fails intermittently",
                 "add the role's RolePolicy resources to the function's depends_on",
+            )
+        )
+    return results
+
+
+SG_RULE_TYPES = {
+    "egress": (
+        "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+        "aws:ec2/securityGroupRule:SecurityGroupRule",
+    ),
+    "ingress": (
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+        "aws:ec2/securityGroupRule:SecurityGroupRule",
+    ),
+}
+
+
+def security_group_results(model: AccessModel) -> list[CheckResult]:
+    """A security group with inline rules must not also have separate rule resources: Pulumi documents that the
+    combination overwrites rules, so after a refresh the next `up` strips the separate ones (e.g. the S3 egress
+    every call through the gateway endpoint needs)."""
+    results = []
+    for group in model.plan.of_type("aws:ec2/securityGroup:SecurityGroup"):
+        clashes = []
+        for direction, types in SG_RULE_TYPES.items():
+            if not group.inputs.get(direction):
+                continue
+            for rule in model.plan.of_type(*types):
+                if group.urn in rule.refs("securityGroupId") and (
+                    rule.type != types[1] or rule.inputs.get("type") == direction
+                ):
+                    clashes.append(f"{rule.name} ({direction})")
+        results.append(
+            _result(
+                "CLIN-ACCESS-SG-RULES",
+                "Security group rules are declared one way only",
+                "high",
+                (controls.TRANSMISSION,),
+                group,
+                not clashes,
+                f"calls: {group.name} has inline rules and separate rule resources {', '.join(sorted(clashes))}; "
+                "Pulumi overwrites one with the other, so after a refresh `up` removes the separate rules",
+                "move every rule of the group into separate rule resources (or all inline)",
             )
         )
     return results
@@ -904,7 +965,7 @@ def judge(check: Check, decision: iam_evaluator.Decision | None) -> CheckResult:
     rule = f"CLIN-{'ACCESS' if check.expect == 'allow' else 'DENY'}-{check.flow.upper()}"
     title = f"{check.flow}: {check.why}" if check.why else check.flow
     who = check.principal if check.principal_kind != "role" else check.principal.rsplit("/", 1)[-1]
-    what = f"{who} {check.action} on {check.resource}"
+    what = f"{who} {check.action} on {check.resource}" + (f" (for {check.subject})" if check.subject else "")
     note = f" [{check.note}]" if check.note else ""
     if check.problem is not None:
         ok, message = False, f"{check.flow}: {what}: {check.problem}"
@@ -963,16 +1024,22 @@ def judge_plans(plans: Sequence[Plan], catalogue: Catalogue | None = None) -> tu
     per_plan = [expand(catalogue, m, batch) + perimeter_checks(catalogue, m) for m in models]
     flat = [(i, c) for i, checks in enumerate(per_plan) for c in checks if c.simulation is not None]
     started = time.perf_counter()
-    decisions = iam_evaluator.evaluate([c.simulation for _, c in flat])  # type: ignore[misc]
+    # identical requests (the same key call made for several functions) are evaluated once
+    unique: dict[str, int] = {}
+    keys = [json.dumps(c.simulation, sort_keys=True) for _, c in flat]
+    for key in keys:
+        unique.setdefault(key, len(unique))
+    answers = iam_evaluator.evaluate([json.loads(k) for k in unique])
+    decisions = [answers[unique[k]] for k in keys]
     simulate_seconds = time.perf_counter() - started
     by_check = {id(c): d for (_, c), d in zip(flat, decisions, strict=True)}
     judgements = []
     for model, checks in zip(models, per_plan, strict=True):
         ds = [by_check.get(id(c)) for c in checks]
         results = [judge(c, d) for c, d in zip(checks, ds, strict=True)]
-        results += ordering_results(model) + data_flow_results(catalogue, model)
+        results += ordering_results(model) + security_group_results(model) + data_flow_results(catalogue, model)
         judgements.append(Judgement(checks, ds, results))
-    return judgements, simulate_seconds, len(flat)
+    return judgements, simulate_seconds, len(unique)
 
 
 def scan_plans(plans: Sequence[Plan]) -> list[EngineReport]:

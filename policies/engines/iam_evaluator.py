@@ -47,8 +47,8 @@ def evaluate(simulations: list[dict[str, Any]]) -> list[Decision]:
         raise EvaluatorUnavailable("node is not on PATH; fix: install Node 20 (it also runs cdk-nag)")
     if not PACKAGE.is_dir():
         raise EvaluatorUnavailable(
-            f"{PACKAGE.relative_to(FOLDER.parent.parent.parent)} is missing; fix: `make venv` "
-            f"(runs `npm ci` in {FOLDER.name}/) or `npm ci --prefix policies/engines/iam`"
+            f"the IAM evaluator is not installed ({PACKAGE} is missing); fix: `make venv`, which runs "
+            "`npm ci --prefix policies/engines/iam`"
         )
     done = subprocess.run(
         [node, str(SCRIPT)],

