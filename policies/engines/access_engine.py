@@ -145,7 +145,7 @@ EACH = (
 
 def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise CatalogueError(f"{path}: cannot read the intents catalogue ({exc})") from None
     if not isinstance(doc, dict):
@@ -1019,6 +1019,7 @@ class Judgement:
 
 def judge_plans(plans: Sequence[Plan], catalogue: Catalogue | None = None) -> tuple[list[Judgement], float, int]:
     catalogue = catalogue or load_catalogue()
+    evaluator = iam_evaluator.Evaluator()  # Node loads the evaluator while the intents are expanded here
     models = [build_model(p) for p in plans]
     batch = {m.account: m for m in models}
     per_plan = [expand(catalogue, m, batch) + perimeter_checks(catalogue, m) for m in models]
@@ -1029,7 +1030,7 @@ def judge_plans(plans: Sequence[Plan], catalogue: Catalogue | None = None) -> tu
     keys = [json.dumps(c.simulation, sort_keys=True) for _, c in flat]
     for key in keys:
         unique.setdefault(key, len(unique))
-    answers = iam_evaluator.evaluate([json.loads(k) for k in unique])
+    answers = evaluator.evaluate([json.loads(k) for k in unique])
     decisions = [answers[unique[k]] for k in keys]
     simulate_seconds = time.perf_counter() - started
     by_check = {id(c): d for (_, c), d in zip(flat, decisions, strict=True)}

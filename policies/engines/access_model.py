@@ -53,6 +53,7 @@ class AccessModel:
     models: list[str]
     served_models: list[str]
     unreadable: list[str] = field(default_factory=list)  # policies that could not be read, with why
+    _arns: dict[tuple[str, str], str | None] = field(default_factory=dict, repr=False)
 
     @property
     def stack(self) -> str:
@@ -83,6 +84,11 @@ class AccessModel:
     def arn_of(self, target: PlanResource, service: str) -> str | None:
         """The ARN other resources use for `target`: strings in inputs computed from it, preferring properties
         computed from it alone. None when nothing in the plan names it."""
+        if (target.urn, service) not in self._arns:
+            self._arns[(target.urn, service)] = self._find_arn(target, service)
+        return self._arns[(target.urn, service)]
+
+    def _find_arn(self, target: PlanResource, service: str) -> str | None:
         sole: Counter[str] = Counter()
         shared: Counter[str] = Counter()
         for r in self.plan.resources:

@@ -38,40 +38,54 @@ class Decision:
         return self.result == "Allowed"
 
 
+class Evaluator:
+    """One evaluator process, started at construction so that Node loads while the caller prepares the batch."""
+
+    def __init__(self) -> None:
+        node = shutil.which("node")
+        if node is None:
+            raise EvaluatorUnavailable("node is not on PATH; fix: install Node 20 (it also runs cdk-nag)")
+        if not PACKAGE.is_dir():
+            raise EvaluatorUnavailable(
+                f"the IAM evaluator is not installed ({PACKAGE} is missing); fix: `make venv`, which runs "
+                "`npm ci --prefix policies/engines/iam`"
+            )
+        self._process = subprocess.Popen(
+            [node, str(SCRIPT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=FOLDER,
+        )
+
+    def evaluate(self, simulations: list[dict[str, Any]]) -> list[Decision]:
+        """One decision per simulation, in order; the process answers once and exits."""
+        try:
+            out, err = self._process.communicate(json.dumps(simulations), timeout=TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            raise EvaluatorUnavailable(f"the IAM evaluator did not answer within {TIMEOUT_SECONDS} s") from None
+        if self._process.returncode != 0:
+            raise EvaluatorUnavailable(
+                f"the IAM evaluator failed (exit {self._process.returncode}): {err.strip()[-800:]}"
+            )
+        answers = json.loads(out)
+        if len(answers) != len(simulations):
+            raise EvaluatorUnavailable(f"the IAM evaluator answered {len(answers)} of {len(simulations)} simulations")
+        return [
+            Decision(
+                result=a["result"],
+                layers=dict(a.get("layers") or {}),
+                allow=tuple(a.get("allow") or ()),
+                deny=tuple(a.get("deny") or ()),
+                errors=a.get("errors"),
+                ignored=tuple(a.get("ignored") or ()),
+            )
+            for a in answers
+        ]
+
+
 def evaluate(simulations: list[dict[str, Any]]) -> list[Decision]:
     """One decision per simulation, in order. Raises EvaluatorUnavailable when it cannot run at all."""
-    if not simulations:
-        return []
-    node = shutil.which("node")
-    if node is None:
-        raise EvaluatorUnavailable("node is not on PATH; fix: install Node 20 (it also runs cdk-nag)")
-    if not PACKAGE.is_dir():
-        raise EvaluatorUnavailable(
-            f"the IAM evaluator is not installed ({PACKAGE} is missing); fix: `make venv`, which runs "
-            "`npm ci --prefix policies/engines/iam`"
-        )
-    done = subprocess.run(
-        [node, str(SCRIPT)],
-        input=json.dumps(simulations),
-        capture_output=True,
-        text=True,
-        cwd=FOLDER,
-        timeout=TIMEOUT_SECONDS,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise EvaluatorUnavailable(f"the IAM evaluator failed (exit {done.returncode}): {done.stderr.strip()[-800:]}")
-    answers = json.loads(done.stdout)
-    if len(answers) != len(simulations):
-        raise EvaluatorUnavailable(f"the IAM evaluator answered {len(answers)} of {len(simulations)} simulations")
-    return [
-        Decision(
-            result=a["result"],
-            layers=dict(a.get("layers") or {}),
-            allow=tuple(a.get("allow") or ()),
-            deny=tuple(a.get("deny") or ()),
-            errors=a.get("errors"),
-            ignored=tuple(a.get("ignored") or ()),
-        )
-        for a in answers
-    ]
+    return Evaluator().evaluate(simulations)
