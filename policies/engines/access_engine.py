@@ -1020,6 +1020,15 @@ class Judgement:
 def judge_plans(plans: Sequence[Plan], catalogue: Catalogue | None = None) -> tuple[list[Judgement], float, int]:
     catalogue = catalogue or load_catalogue()
     evaluator = iam_evaluator.Evaluator()  # Node loads the evaluator while the intents are expanded here
+    try:
+        return _judge(plans, catalogue, evaluator)
+    finally:
+        evaluator.close()
+
+
+def _judge(
+    plans: Sequence[Plan], catalogue: Catalogue, evaluator: iam_evaluator.Evaluator
+) -> tuple[list[Judgement], float, int]:
     models = [build_model(p) for p in plans]
     batch = {m.account: m for m in models}
     per_plan = [expand(catalogue, m, batch) + perimeter_checks(catalogue, m) for m in models]

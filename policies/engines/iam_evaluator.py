@@ -85,6 +85,12 @@ class Evaluator:
             for a in answers
         ]
 
+    def close(self) -> None:
+        """Stop the process if it is still waiting (the caller failed before sending the batch)."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.communicate()
+
 
 def evaluate(simulations: list[dict[str, Any]]) -> list[Decision]:
     """One decision per simulation, in order. Raises EvaluatorUnavailable when it cannot run at all."""
