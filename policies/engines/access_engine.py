@@ -108,7 +108,7 @@ class Catalogue:
     intents: list[Intent]
     perimeter: dict[str, str]
     endpoint_probe: tuple[str, str]  # action, resource
-    external_sources: list[str]
+    sources: list[tuple[str, str]]  # S3 URI template, who writes it
 
 
 _INTENT_KEYS = {
@@ -210,8 +210,17 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
         intents=intents,
         perimeter=dict(perimeter.get("actions") or {}),
         endpoint_probe=_probe(perimeter.get("endpoint_probe"), path),
-        external_sources=list(doc.get("external_sources") or []),
+        sources=_sources(doc.get("sources"), path),
     )
+
+
+def _sources(raw: Any, path: Path) -> list[tuple[str, str]]:
+    out = []
+    for i, entry in enumerate(raw or []):
+        if not isinstance(entry, dict) or not entry.get("uri") or not entry.get("producer"):
+            raise CatalogueError(f"{path.name}: sources[{i}] needs 'uri' and 'producer' (who writes that prefix)")
+        out.append((str(entry["uri"]), str(entry["producer"])))
+    return out
 
 
 def _probe(raw: Any, path: Path) -> tuple[str, str]:
@@ -284,6 +293,8 @@ class Resolver:
         }
         if ref in simple:
             return simple[ref]
+        if ref == "deploy_identity":
+            return m.deploy_identity
         kind, _, arg = ref.partition(":")
         if kind == "bucket":
             name = m.bucket_name(arg)
@@ -330,6 +341,12 @@ class Resolver:
             if group is None:
                 raise Unresolved(f"the plan has no log group '{arg}'")
             return f"arn:aws:logs:{m.region}:{m.account}:log-group:{group.inputs.get('name')}"
+        if kind == "schedule":
+            schedule = m.resource("aws:scheduler/schedule:Schedule", arg)
+            if schedule is None:
+                raise Unresolved(f"the plan has no schedule '{arg}'")
+            group = schedule.inputs.get("groupName") or "default"
+            return f"arn:aws:scheduler:{m.region}:{m.account}:schedule/{group}/{schedule.inputs.get('name')}"
         if kind == "trail":
             trail = next(iter(m.plan.of_type("aws:cloudtrail/trail:Trail")), None)
             if trail is None:
@@ -475,7 +492,8 @@ def _check(
         context.setdefault("s3:TlsVersion", "1.3")
     if intent.kms_via:
         context["kms:ViaService"] = f"{intent.kms_via}.{model.region}.amazonaws.com"
-        context.setdefault("kms:CallerAccount", account)
+    if action.startswith("kms:") and kind != "service":
+        context.setdefault("kms:CallerAccount", account)  # KMS sets it on every request
     boundary = None
     if kind == "admin" and catalogue.principals[intent.principal].get("boundary"):
         boundary = model.resource("aws:iam/policy:Policy", str(catalogue.principals[intent.principal]["boundary"]))
@@ -588,6 +606,11 @@ def _simulation(check: Check, model: AccessModel, batch: dict[str, AccessModel],
     if owner is not None:
         found = owner.resource_policy(check.resource) if check.resource.startswith("arn:") else None
         resource_policy = found[1] if found else None
+        if found and found[0].type == "aws:kms/key:Key":
+            # KMS puts the key's aliases in every request on it (kms:ResourceAliases)
+            aliases = owner.aliases(found[0])
+            if aliases:
+                check.context.setdefault("kms:ResourceAliases", aliases)
     elif resource_account != principal_account and resource_account != OUTSIDER_ACCOUNT:
         # The owning plan is not in this gate run: judge the caller's side alone and say so.
         resource_policy = {
@@ -849,7 +872,7 @@ def data_flow_results(catalogue: Catalogue, model: AccessModel) -> list[CheckRes
         for o in plan.of_type("aws:s3/bucketObjectv2:BucketObjectv2")
     ]
     for model_name in model.models:
-        for source in catalogue.external_sources:
+        for source, _producer in catalogue.sources:
             try:
                 producers.append(Resolver(model, {model.account: model}, {"model": model_name})(source))
             except Unresolved:
@@ -872,7 +895,7 @@ def data_flow_results(catalogue: Catalogue, model: AccessModel) -> list[CheckRes
                 bool(produced),
                 f"data flow: {io.pipeline}/{io.step} reads {io.uri}, but nothing in the platform writes there",
                 "publish it from the flow that owns it (e.g. release publishes the drift baseline), or declare the "
-                "external feed in policies/intents.yaml external_sources",
+                "writer in policies/intents.yaml sources (with an intent proving it may write there)",
             )
         )
     # S3 server access logs: S3 documents SSE-KMS as unsupported for the target bucket

@@ -64,6 +64,15 @@ class AccessModel:
         return f"clinops-{self.plan.stack}"
 
     @property
+    def deploy_identity(self) -> str:
+        """Who runs `pulumi up`: the first configured deployer, else a role of this account (not a persona)."""
+        principals = self.plan.platform_config().get("principals")
+        deployers = principals.get("deployers") if isinstance(principals, dict) else None
+        if isinstance(deployers, list) and deployers and isinstance(deployers[0], str):
+            return deployers[0]
+        return f"arn:aws:iam::{self.account}:role/clinops-pulumi-deploy"
+
+    @property
     def is_registry(self) -> bool:
         return self.registry_account == self.account
 
@@ -103,6 +112,13 @@ class AccessModel:
     def key_arn(self, purpose: str) -> str | None:
         key = self.resource(KEY, f"{purpose}-key")
         return self.arn_of(key, "kms") if key else None
+
+    def aliases(self, key: PlanResource) -> list[str]:
+        return sorted(
+            str(a.inputs.get("name"))
+            for a in self.plan.of_type("aws:kms/alias:Alias")
+            if key.urn in a.refs("targetKeyId") and a.inputs.get("name")
+        )
 
     # ----- policies -----
     def document(self, resource: PlanResource, prop: str) -> dict[str, Any] | None:
