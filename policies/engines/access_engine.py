@@ -263,6 +263,8 @@ class Resolver:
     def __init__(self, model: AccessModel, batch: dict[str, AccessModel], values: dict[str, str]) -> None:
         self.model, self.batch, self.values = model, batch, values
         self.accounts_of_buckets: dict[str, str] = {}
+        # keys of a registry plan not in this run: aliases by the platform's naming (alias/<prefix>-<purpose>)
+        self.assumed_aliases: dict[str, list[str]] = {}
 
     def __call__(self, text: str) -> str:
         previous = None
@@ -316,7 +318,11 @@ class Resolver:
             return arn
         if kind == "registry_key":
             reg = self.registry()
-            arn = reg.key_arn(arg) if reg else f"arn:aws:kms:{m.region}:{m.registry_account}:key/{arg}-key"
+            if reg is None:
+                arn = f"arn:aws:kms:{m.region}:{m.registry_account}:key/{arg}-key"
+                self.assumed_aliases[arn] = [f"alias/clinops-dev-{arg}"]
+                return arn
+            arn = reg.key_arn(arg)
             if arn is None:
                 raise Unresolved(f"the registry plan has no key '{arg}-key'")
             return arn
@@ -626,6 +632,8 @@ def _simulation(check: Check, model: AccessModel, batch: dict[str, AccessModel],
             ],
         }
         check.note = f"resource policy in account {resource_account} not in this gate run: caller side only"
+        if check.resource in resolve.assumed_aliases:
+            check.context.setdefault("kms:ResourceAliases", resolve.assumed_aliases[check.resource])
     simulation: dict[str, Any] = {
         "request": {
             "principal": check.principal,

@@ -380,22 +380,23 @@ def test_cross_account_promotion_needs_both_sides() -> None:
     def promotion_decrypt(results: list[CheckResult]) -> list[CheckResult]:
         return [r for r in failed(results) if r.rule_id == "CLIN-ACCESS-PROMOTION" and " kms:Decrypt " in r.message]
 
-    def unconditional(policy: dict) -> None:
-        next(s for s in policy["Statement"] if s["Sid"] == "ReadPromoted").pop("Condition")
-
     staging = grant_caller_side(rendered("staging"))
     both = judge(rendered("dev"), staging)["staging"]
     assert not promotion_get(both) and not promotion_decrypt(both)
     dev = edit_policy(rendered("dev"), "BucketPolicy::model-artifacts-policy", drop_statement("PromotionAccountsRead"))
     assert promotion_get(judge(dev, staging)["staging"])
-    # alone, staging's side is judged and the result says the other side was not seen (the key's aliases too:
-    # an alias-conditioned grant cannot be proven without the registry plan)
+    # alone (CI gates one stack per job), staging's side is judged, the key's aliases taken from the platform's
+    # naming, and the report says the other side was not seen
     alone = judge(grant_caller_side(rendered("staging")))["staging"]
-    assert not promotion_get(alone) and promotion_decrypt(alone)
-    alone = judge(
-        edit_policy(grant_caller_side(rendered("staging")), "RolePolicy::execution-permissions", unconditional)
+    assert not promotion_get(alone) and not promotion_decrypt(alone)
+    other_alias = edit_policy(
+        grant_caller_side(rendered("staging")),
+        "RolePolicy::execution-permissions",
+        lambda p: p["Statement"][-1]["Condition"]["ForAnyValue:StringEquals"].update(
+            {"kms:ResourceAliases": "alias/clinops-dev-phi"}
+        ),
     )
-    assert not promotion_decrypt(alone["staging"])
+    assert promotion_decrypt(judge(other_alias)["staging"])
     report = access_engine.scan_plans([parse_plan(grant_caller_side(rendered("staging")))])[0]
     assert any("caller side only" in note for note in report.notes)
 
