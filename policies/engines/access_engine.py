@@ -70,6 +70,20 @@ JUDGED_TYPES = (
     "aws:s3/bucketObjectv2:BucketObjectv2",
     "aws:sagemaker/endpointConfiguration:EndpointConfiguration",
     "aws:cloudtrail/trail:Trail",
+    # read to resolve ARNs, aliases, names and rules the intents and plan checks use
+    "aws:s3/bucket:Bucket",
+    BUCKET_SSE,
+    "aws:kms/alias:Alias",
+    "aws:sqs/queue:Queue",
+    TOPIC,
+    ENDPOINT,
+    LOG_GROUP,
+    "aws:scheduler/schedule:Schedule",
+    "aws:lambda/permission:Permission",
+    "aws:ec2/securityGroup:SecurityGroup",
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+    "aws:sagemaker/modelPackageGroup:ModelPackageGroup",
+    "aws:ecr/repository:Repository",
 )
 
 
