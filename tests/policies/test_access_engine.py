@@ -169,13 +169,30 @@ def test_every_flow_of_the_issue_and_every_must_deny_is_in_the_catalogue() -> No
     catalogue = access_engine.load_catalogue()
     flows = {i.flow for i in catalogue.intents if i.expect == "allow"}
     assert {
-        "deploy", "training-pipeline", "promotion", "endpoint", "release", "circuit-breaker", "approval-recorder",
-        "retraining", "retraining-forwarder", "drift-pipeline", "scheduler", "cloudtrail", "s3-access-logging",
-        "flow-logs", "canary",
-    } <= flows  # fmt: skip
+        "deploy",
+        "training-pipeline",
+        "promotion",
+        "endpoint",
+        "release",
+        "circuit-breaker",
+        "approval-recorder",
+        "retraining",
+        "retraining-forwarder",
+        "drift-pipeline",
+        "scheduler",
+        "cloudtrail",
+        "s3-access-logging",
+        "flow-logs",
+        "canary",
+    } <= flows
     denies = {i.flow for i in catalogue.intents if i.expect == "deny"}
-    assert {"segregation-of-duties", "phi-stays-inside", "keys-are-used-only-by-their-users",
-            "evidence-is-immutable", "permissions-boundary"} <= denies  # fmt: skip
+    assert {
+        "segregation-of-duties",
+        "phi-stays-inside",
+        "keys-are-used-only-by-their-users",
+        "evidence-is-immutable",
+        "permissions-boundary",
+    } <= denies
     assert set(catalogue.perimeter) >= {"s3", "kms", "sns", "sqs", "ecr", "sagemaker", "events"}
 
 
@@ -268,28 +285,68 @@ RP, CANARY = "RolePolicy::", "readmission-risk-canary-permissions"
 GRANT_REMOVALS = [
     # (stack, flow, action the finding names, resource to change, change; None removes the resource)
     ("dev", "training-pipeline", "s3:GetObject", f"{RP}execution-permissions", drop_statement("ReadWriteTrainingData")),
-    ("dev", "training-pipeline", "sagemaker:CreateModelPackage", f"{RP}execution-permissions",
-     drop_action("RunPipelineSteps", "sagemaker:CreateModelPackage")),
-    ("staging", "circuit-breaker", "sagemaker:UpdateEndpoint", f"{RP}circuit-breaker-permissions",
-     drop_statement("Grant0")),
-    ("prod", "canary", "sagemaker:InvokeEndpoint", f"{RP}{CANARY}",
-     drop_action("WatchAndExerciseEndpoint", "sagemaker:InvokeEndpoint")),
+    (
+        "dev",
+        "training-pipeline",
+        "sagemaker:CreateModelPackage",
+        f"{RP}execution-permissions",
+        drop_action("RunPipelineSteps", "sagemaker:CreateModelPackage"),
+    ),
+    (
+        "staging",
+        "circuit-breaker",
+        "sagemaker:UpdateEndpoint",
+        f"{RP}circuit-breaker-permissions",
+        drop_statement("Grant0"),
+    ),
+    (
+        "prod",
+        "canary",
+        "sagemaker:InvokeEndpoint",
+        f"{RP}{CANARY}",
+        drop_action("WatchAndExerciseEndpoint", "sagemaker:InvokeEndpoint"),
+    ),
     ("prod", "canary", "sagemaker:InvokeEndpoint", "VpcEndpoint::endpoint-sagemaker-runtime", None),
-    ("dev", "release", "sagemaker:UpdateEndpoint", f"{RP}deployer-permissions",
-     drop_action("Release", "sagemaker:UpdateEndpoint")),
+    (
+        "dev",
+        "release",
+        "sagemaker:UpdateEndpoint",
+        f"{RP}deployer-permissions",
+        drop_action("Release", "sagemaker:UpdateEndpoint"),
+    ),
     ("prod", "cloudtrail", "s3:PutObject", "BucketPolicy::evidence-policy", drop_statement("CloudTrailWrite")),
     ("dev", "retraining", "sagemaker:StartPipelineExecution", f"{RP}retraining-permissions", drop_statement("Grant0")),
-    ("staging", "retraining-forwarder", "events:PutEvents", f"{RP}retraining-forwarder-permissions",
-     drop_statement("ForwardToRegistryBus")),
+    (
+        "staging",
+        "retraining-forwarder",
+        "events:PutEvents",
+        f"{RP}retraining-forwarder-permissions",
+        drop_statement("ForwardToRegistryBus"),
+    ),
     ("dev", "flow-logs", "logs:PutLogEvents", f"{RP}flow-logs-delivery", drop_statement("DeliverFlowLogs")),
-    ("staging", "drift-pipeline", "s3:GetObject", "VpcEndpoint::s3-gateway-endpoint",
-     drop_resource("PlatformBucketsOnly", "data-capture")),
+    (
+        "staging",
+        "drift-pipeline",
+        "s3:GetObject",
+        "VpcEndpoint::s3-gateway-endpoint",
+        drop_resource("PlatformBucketsOnly", "data-capture"),
+    ),
     ("prod", "drift-pipeline", "kms:Decrypt", "Key::phi-key", drop_statement("DataScienceAndJobs")),
-    ("prod", "circuit-breaker", "sns:Publish", "Policy::permissions-boundary",
-     drop_action("PlatformServices", "sns:Publish")),
-    ("dev", "scheduler", "sagemaker:StartPipelineExecution", f"{RP}readmission-risk-drift-scheduler-permissions",
-     drop_statement("StartDriftPipeline")),
-]  # fmt: skip
+    (
+        "prod",
+        "circuit-breaker",
+        "sns:Publish",
+        "Policy::permissions-boundary",
+        drop_action("PlatformServices", "sns:Publish"),
+    ),
+    (
+        "dev",
+        "scheduler",
+        "sagemaker:StartPipelineExecution",
+        f"{RP}readmission-risk-drift-scheduler-permissions",
+        drop_statement("StartDriftPipeline"),
+    ),
+]
 
 
 @pytest.mark.parametrize(("stack", "flow", "action", "target", "change"), GRANT_REMOVALS, ids=_ids)
@@ -306,41 +363,139 @@ def test_removing_a_grant_a_flow_needs_fails_naming_the_flow(
 
 OUTSIDER_ROOT = "arn:aws:iam::999999999999:root"
 MUST_DENY_BREAKS = [
-    ("dev", "segregation-of-duties", "author-role",
-     lambda d: edit_policy(d, "RolePolicy::author-permissions", flip_to_allow("SodAuthorsCannotApprove"))),
-    ("prod", "segregation-of-duties", "approver-role",
-     lambda d: edit_policy(d, "RolePolicy::approver-permissions", flip_to_allow("SodApproversCannotDeploy"))),
-    ("prod", "phi-stays-inside", "phi-data",
-     lambda d: edit_policy(d, "BucketPolicy::phi-data-policy", add_statement(
-         {"Sid": "Partner", "Effect": "Allow", "Principal": {"AWS": OUTSIDER_ROOT}, "Action": "s3:GetObject",
-          "Resource": "arn:aws:s3:::clinops-prod-333333333333-phi-data/*"}))),
-    ("staging", "phi-stays-inside", "phi-key",
-     lambda d: edit_policy(d, "Key::phi-key", add_statement(
-         {"Sid": "Partner", "Effect": "Allow", "Principal": {"AWS": OUTSIDER_ROOT}, "Action": "kms:Decrypt",
-          "Resource": "*"}))),
-    ("prod", "keys-are-used-only-by-their-users", "root",
-     lambda d: edit_policy(d, "Key::audit-key", add_statement(
-         {"Sid": "RootUse", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::333333333333:root"},
-          "Action": "kms:Decrypt", "Resource": "*"}))),
-    ("prod", "evidence-is-immutable", "deployer-role",
-     lambda d: edit_policy(d, "RolePolicy::deployer-permissions", add_statement(
-         {"Sid": "Tidy", "Effect": "Allow", "Action": "s3:DeleteObjectVersion",
-          "Resource": "arn:aws:s3:::clinops-prod-333333333333-evidence/*"}))),
-    ("prod", "perimeter", "anonymous",
-     lambda d: edit_policy(d, "BucketPolicy::data-capture-policy", add_statement(
-         {"Sid": "Public", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-          "Resource": "arn:aws:s3:::clinops-prod-333333333333-data-capture/*"}))),
-    ("dev", "perimeter", "outsider",
-     lambda d: edit_policy(d, "ModelPackageGroupPolicy::readmission-risk-group-policy", add_statement(
-         {"Sid": "Partner", "Effect": "Allow", "Principal": {"AWS": OUTSIDER_ROOT},
-          "Action": "sagemaker:DescribeModelPackage",
-          "Resource": "arn:aws:sagemaker:us-east-1:111111111111:model-package/readmission-risk/*"}),
-         prop="resourcePolicy")),
-    ("staging", "perimeter", "outsider",
-     lambda d: edit_policy(d, "VpcEndpoint::endpoint-sts", lambda p: p["Statement"][0].pop("Condition"))),
-    ("prod", "permissions-boundary", "iam:CreateRole",
-     lambda d: edit_policy(d, "Policy::permissions-boundary", flip_to_allow("DenyIamEscalation"))),
-]  # fmt: skip
+    (
+        "dev",
+        "segregation-of-duties",
+        "author-role",
+        lambda d: edit_policy(d, "RolePolicy::author-permissions", flip_to_allow("SodAuthorsCannotApprove")),
+    ),
+    (
+        "prod",
+        "segregation-of-duties",
+        "approver-role",
+        lambda d: edit_policy(d, "RolePolicy::approver-permissions", flip_to_allow("SodApproversCannotDeploy")),
+    ),
+    (
+        "prod",
+        "phi-stays-inside",
+        "phi-data",
+        lambda d: edit_policy(
+            d,
+            "BucketPolicy::phi-data-policy",
+            add_statement(
+                {
+                    "Sid": "Partner",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": OUTSIDER_ROOT},
+                    "Action": "s3:GetObject",
+                    "Resource": "arn:aws:s3:::clinops-prod-333333333333-phi-data/*",
+                }
+            ),
+        ),
+    ),
+    (
+        "staging",
+        "phi-stays-inside",
+        "phi-key",
+        lambda d: edit_policy(
+            d,
+            "Key::phi-key",
+            add_statement(
+                {
+                    "Sid": "Partner",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": OUTSIDER_ROOT},
+                    "Action": "kms:Decrypt",
+                    "Resource": "*",
+                }
+            ),
+        ),
+    ),
+    (
+        "prod",
+        "keys-are-used-only-by-their-users",
+        "root",
+        lambda d: edit_policy(
+            d,
+            "Key::audit-key",
+            add_statement(
+                {
+                    "Sid": "RootUse",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": "arn:aws:iam::333333333333:root"},
+                    "Action": "kms:Decrypt",
+                    "Resource": "*",
+                }
+            ),
+        ),
+    ),
+    (
+        "prod",
+        "evidence-is-immutable",
+        "deployer-role",
+        lambda d: edit_policy(
+            d,
+            "RolePolicy::deployer-permissions",
+            add_statement(
+                {
+                    "Sid": "Tidy",
+                    "Effect": "Allow",
+                    "Action": "s3:DeleteObjectVersion",
+                    "Resource": "arn:aws:s3:::clinops-prod-333333333333-evidence/*",
+                }
+            ),
+        ),
+    ),
+    (
+        "prod",
+        "perimeter",
+        "anonymous",
+        lambda d: edit_policy(
+            d,
+            "BucketPolicy::data-capture-policy",
+            add_statement(
+                {
+                    "Sid": "Public",
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "s3:GetObject",
+                    "Resource": "arn:aws:s3:::clinops-prod-333333333333-data-capture/*",
+                }
+            ),
+        ),
+    ),
+    (
+        "dev",
+        "perimeter",
+        "outsider",
+        lambda d: edit_policy(
+            d,
+            "ModelPackageGroupPolicy::readmission-risk-group-policy",
+            add_statement(
+                {
+                    "Sid": "Partner",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": OUTSIDER_ROOT},
+                    "Action": "sagemaker:DescribeModelPackage",
+                    "Resource": "arn:aws:sagemaker:us-east-1:111111111111:model-package/readmission-risk/*",
+                }
+            ),
+            prop="resourcePolicy",
+        ),
+    ),
+    (
+        "staging",
+        "perimeter",
+        "outsider",
+        lambda d: edit_policy(d, "VpcEndpoint::endpoint-sts", lambda p: p["Statement"][0].pop("Condition")),
+    ),
+    (
+        "prod",
+        "permissions-boundary",
+        "iam:CreateRole",
+        lambda d: edit_policy(d, "Policy::permissions-boundary", flip_to_allow("DenyIamEscalation")),
+    ),
+]
 
 
 @pytest.mark.parametrize(("stack", "flow", "who", "mutate"), MUST_DENY_BREAKS, ids=_ids)
@@ -370,9 +525,19 @@ def test_cross_account_promotion_needs_both_sides() -> None:
             ),
         )
         by_alias = {"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/clinops-dev-artifacts"}}
-        return edit_policy(doc, "RolePolicy::execution-permissions", add_statement(
-            {"Sid": "ReadPromoted", "Effect": "Allow", "Action": "kms:Decrypt",
-             "Resource": "arn:aws:kms:us-east-1:111111111111:key/*", "Condition": by_alias}))  # fmt: skip
+        return edit_policy(
+            doc,
+            "RolePolicy::execution-permissions",
+            add_statement(
+                {
+                    "Sid": "ReadPromoted",
+                    "Effect": "Allow",
+                    "Action": "kms:Decrypt",
+                    "Resource": "arn:aws:kms:us-east-1:111111111111:key/*",
+                    "Condition": by_alias,
+                }
+            ),
+        )
 
     def promotion_get(results: list[CheckResult]) -> list[CheckResult]:
         return [r for r in failed(results) if r.rule_id == "CLIN-ACCESS-PROMOTION" and " s3:GetObject " in r.message]
@@ -427,11 +592,20 @@ def test_data_flow_writer_key_and_producer_checks_follow_the_plan() -> None:
             )
     step["newState"]["inputs"]["pipelineDefinition"] = json.dumps(definition)
     doc["steps"].append(
-        {"op": "create", "urn": "urn:pulumi:prod::clinops::aws:s3/bucketObjectv2:BucketObjectv2::baseline",
-         "newState": {"type": "aws:s3/bucketObjectv2:BucketObjectv2", "custom": True, "inputs": {
-             "bucket": "clinops-prod-333333333333-model-artifacts", "key": "readmission-risk/baseline/baseline.json",
-             "kmsKeyId": "arn:aws:kms:us-east-1:333333333333:key/artifacts-key"}}}
-    )  # fmt: skip
+        {
+            "op": "create",
+            "urn": "urn:pulumi:prod::clinops::aws:s3/bucketObjectv2:BucketObjectv2::baseline",
+            "newState": {
+                "type": "aws:s3/bucketObjectv2:BucketObjectv2",
+                "custom": True,
+                "inputs": {
+                    "bucket": "clinops-prod-333333333333-model-artifacts",
+                    "key": "readmission-risk/baseline/baseline.json",
+                    "kmsKeyId": "arn:aws:kms:us-east-1:333333333333:key/artifacts-key",
+                },
+            },
+        }
+    )
     # without the catalogue's word that release publishes the baseline, only a plan object can produce it
     shipped_catalogue = access_engine.load_catalogue()
     catalogue = dataclasses.replace(
@@ -452,9 +626,13 @@ def test_lambda_order_and_security_group_checks_pass_once_fixed() -> None:
             role = state["inputs"]["role"].rsplit("/", 1)[-1]
             state["dependencies"] = sorted(
                 set(state.get("dependencies") or [])
-                | {s["urn"] for s in doc["steps"] if s["newState"]["type"] == "aws:iam/rolePolicy:RolePolicy"
-                   and s["newState"]["inputs"].get("role") == role}
-            )  # fmt: skip
+                | {
+                    s["urn"]
+                    for s in doc["steps"]
+                    if s["newState"]["type"] == "aws:iam/rolePolicy:RolePolicy"
+                    and s["newState"]["inputs"].get("role") == role
+                }
+            )
     _step(doc, "SecurityGroup::workload-security-group")["newState"]["inputs"]["egress"] = []
     model = build_model(parse_plan(doc))
     assert not failed(access_engine.ordering_results(model))
