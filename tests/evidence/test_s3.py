@@ -14,8 +14,16 @@ from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
-from clinops.evidence import EvidenceError, EvidenceLog, EvidenceUnavailable, S3Store, parse_s3_uri
-from tests.evidence.helpers import CI, MODEL, STORY, stepping_clock
+from clinops.evidence import (
+    EvidenceError,
+    EvidenceLog,
+    EvidenceUnavailable,
+    KmsMacKey,
+    S3Store,
+    SsmHeadStore,
+    parse_s3_uri,
+)
+from tests.evidence.helpers import CI, KEY, MODEL, STORY, stepping_clock
 
 PREFIX, STACK = "evidence", "prod"
 _buckets = itertools.count()
@@ -30,15 +38,19 @@ def listing(*seqs: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def moto_account() -> Iterator[str]:
-    """One emulated account per module (creating a KMS key costs up to a second); each test gets its own bucket."""
+def moto_account() -> Iterator[dict[str, str]]:
+    """One emulated account per module (creating a KMS key costs up to a second); each test gets its own bucket
+    and its own head parameter. Two keys, as the platform has: SSE-KMS for the objects, HMAC for the entries."""
     with mock_aws():
-        yield boto3.client("kms", region_name="us-east-1").create_key()["KeyMetadata"]["KeyId"]
+        kms = boto3.client("kms", region_name="us-east-1")
+        mac = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"]
+        yield {"key_id": kms.create_key()["KeyMetadata"]["KeyId"], "mac_key_id": mac}
 
 
 @pytest.fixture
-def aws(moto_account: str) -> dict[str, Any]:
-    bucket = f"clinops-prod-evidence-{next(_buckets)}"
+def aws(moto_account: dict[str, str]) -> dict[str, Any]:
+    number = next(_buckets)
+    bucket = f"clinops-prod-evidence-{number}"
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     s3.put_object_lock_configuration(
@@ -48,11 +60,21 @@ def aws(moto_account: str) -> dict[str, Any]:
             "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 2190}},
         },
     )
-    return {"s3": s3, "key_id": moto_account, "bucket": bucket}
+    return {
+        "s3": s3,
+        "kms": boto3.client("kms", region_name="us-east-1"),
+        "ssm": boto3.client("ssm", region_name="us-east-1"),
+        "bucket": bucket,
+        "head_parameter": f"/clinops/{STACK}/evidence/head-{number}",
+        **moto_account,
+    }
 
 
-def s3_log(aws: dict[str, Any], **options: Any) -> EvidenceLog:
-    return EvidenceLog.s3(aws["bucket"], PREFIX, STACK, kms_key_id=aws["key_id"], client=aws["s3"], **options)
+def s3_log(aws: dict[str, Any], bucket: str | None = None, **options: Any) -> EvidenceLog:
+    defaults = {"kms_key_id": aws["key_id"], "mac_key_id": aws["mac_key_id"], "client": aws["s3"],
+                "kms_client": aws["kms"], "ssm_client": aws["ssm"],
+                "head_parameter": aws["head_parameter"]}  # fmt: skip
+    return EvidenceLog.s3(bucket or aws["bucket"], PREFIX, STACK, **(defaults | options))
 
 
 def filled(aws: dict[str, Any]) -> EvidenceLog:
@@ -109,7 +131,10 @@ def test_a_delete_outside_clinops_is_reported(aws: dict[str, Any]) -> None:
 
 def test_a_bucket_without_object_lock_is_a_warning(aws: dict[str, Any]) -> None:
     aws["s3"].create_bucket(Bucket="clinops-scratch")
-    log = EvidenceLog.s3("clinops-scratch", "", STACK, kms_key_id=aws["key_id"], client=aws["s3"])
+    log = EvidenceLog.s3(
+        "clinops-scratch", "", STACK, kms_key_id=aws["key_id"], mac_key_id=aws["mac_key_id"], client=aws["s3"],
+        kms_client=aws["kms"], ssm_client=aws["ssm"], head_parameter=aws["head_parameter"],
+    )  # fmt: skip
     log.append("drill", model=MODEL, actor=CI, reason="rollback drill")
     report = log.verify()
     assert report.ok and report.location["object_lock"] is None
@@ -119,11 +144,11 @@ def test_a_bucket_without_object_lock_is_a_warning(aws: dict[str, Any]) -> None:
 
 def test_a_missing_bucket_is_unusable_input(aws: dict[str, Any]) -> None:
     with pytest.raises(EvidenceUnavailable, match=r"HeadBucket failed: (NoSuchBucket|404)"):
-        EvidenceLog.s3("no-such-bucket", PREFIX, STACK, client=aws["s3"]).verify()
+        s3_log(aws, bucket="no-such-bucket").verify()
 
 
 def test_writing_needs_the_kms_key(aws: dict[str, Any]) -> None:
-    log = EvidenceLog.s3(aws["bucket"], PREFIX, STACK, client=aws["s3"])
+    log = s3_log(aws, kms_key_id=None)
     with pytest.raises(EvidenceError, match="KMS key id"):
         log.append("drill", model=MODEL, actor=CI, reason="rollback drill")
 
@@ -164,7 +189,8 @@ def test_threads_appending_to_s3_build_one_contiguous_chain(aws: dict[str, Any])
     def writer(index: int) -> None:
         store = CountingS3Store(aws["bucket"], PREFIX, STACK, kms_key_id=aws["key_id"], client=boto3.client("s3"))
         stores.append(store)
-        log = EvidenceLog(store, STACK)
+        head = SsmHeadStore(aws["head_parameter"], boto3.client("ssm", region_name="us-east-1"))
+        log = EvidenceLog(store, STACK, key=KmsMacKey(aws["mac_key_id"], aws["kms"]), head_store=head)
         barrier.wait()
         try:
             for n in range(per_thread):
@@ -206,7 +232,7 @@ def test_precondition_failed_and_conflict_make_append_reread_the_head_and_retry(
     from clinops.evidence import GENESIS_HASH, EvidenceEntry
 
     def entry(seq: int, prev: str) -> EvidenceEntry:
-        return EvidenceEntry.seal(
+        return EvidenceEntry.seal(KEY,
             seq=seq, kind="gate", stack=STACK, model=MODEL, actor=CI, reason=f"rival {seq}",
             at=stepping_clock()(), prev_hash=prev,
         )  # fmt: skip
@@ -240,7 +266,10 @@ def test_precondition_failed_and_conflict_make_append_reread_the_head_and_retry(
         stub.add_response("get_object", {"Body": body(third.to_bytes())}, {"Bucket": BUCKET, "Key": key(2)})
         stub.add_response("put_object", {}, {**put, "Key": key(3)})
         naps: list[float] = []
-        log = EvidenceLog.s3(BUCKET, PREFIX, STACK, kms_key_id="alias/evidence", client=client, sleep=naps.append)
+        log = EvidenceLog.s3(
+            BUCKET, PREFIX, STACK, kms_key_id="alias/evidence", mac_key_id="unused", client=client, key=KEY,
+            head_store=None, sleep=naps.append,
+        )  # fmt: skip
         ours = log.append("release", model=MODEL, actor=CI, reason="ours")
         stub.assert_no_pending_responses()
     assert (ours.seq, ours.prev_hash) == (3, third.hash)
@@ -252,7 +281,10 @@ def test_other_put_errors_are_not_retried() -> None:
     with Stubber(client) as stub:
         stub.add_response("list_objects_v2", listing())
         stub.add_client_error("put_object", "AccessDenied", "Access Denied", http_status_code=403)
-        log = EvidenceLog.s3(BUCKET, PREFIX, STACK, kms_key_id="alias/evidence", client=client)
+        log = EvidenceLog.s3(
+            BUCKET, PREFIX, STACK, kms_key_id="alias/evidence", mac_key_id="unused", client=client, key=KEY,
+            head_store=None,
+        )  # fmt: skip
         with pytest.raises(EvidenceUnavailable, match=r"PutObject \S+ failed: AccessDenied"):
             log.append("release", model=MODEL, actor=CI, reason="ours")
         stub.assert_no_pending_responses()
