@@ -30,6 +30,9 @@ from clinops.evidence.report import Problem, ProblemKind
 from clinops.evidence.store import ENTRY_NAME, StoreInspection, entry_name
 
 CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+# The platform's evidence prefix: Lambdas write under it, the bucket policy makes it append-only and CloudTrail
+# records data events on it (the trail's own deliveries go to another prefix of the same bucket).
+EVIDENCE_PREFIX = "evidence"
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:

@@ -10,11 +10,14 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from clinops.evidence import (
+    DamagedLogError,
+    EvidenceEntry,
     EvidenceError,
     EvidenceLog,
     EvidenceUnavailable,
@@ -23,7 +26,7 @@ from clinops.evidence import (
     SsmHeadStore,
     parse_s3_uri,
 )
-from tests.evidence.helpers import CI, KEY, MODEL, STORY, stepping_clock
+from tests.evidence.helpers import CI, KEY, MODEL, STORY, reseal, stepping_clock
 
 PREFIX, STACK = "evidence", "prod"
 _buckets = itertools.count()
@@ -302,3 +305,70 @@ def test_s3_uris(uri: str, expected: tuple[str, str]) -> None:
 def test_bad_s3_uris(uri: str) -> None:
     with pytest.raises(ValueError, match="not an S3 location"):
         parse_s3_uri(uri)
+
+
+# -- the faults of issue 14, on S3: each found by a fresh verifier with no anchor kept by hand ------------------
+
+
+def test_a_deleted_last_entry_is_found_by_the_published_head(aws: dict[str, Any]) -> None:
+    filled(aws)
+    aws["s3"].delete_object(Bucket=aws["bucket"], Key=key(len(STORY) - 1))  # truncation: the tail is gone
+    assert kinds_and_seqs(s3_log(aws)) == [("deleted", 5), ("truncated", 5)]
+
+
+def test_a_rewritten_last_entry_is_found(aws: dict[str, Any]) -> None:
+    log = filled(aws)
+    last = log.entries()[-1]
+    rewritten = reseal(last.model_copy(update={"reason": "nothing happened"}), KEY)  # someone else's key
+    aws["s3"].put_object(Bucket=aws["bucket"], Key=key(last.seq), Body=rewritten.to_bytes())
+    report = s3_log(aws).verify()
+    assert [(str(p.kind), p.seq) for p in report.problems] == [
+        ("anchor-mismatch", 5),
+        ("bad-mac", 5),
+        ("overwritten", 5),
+    ]
+    overwritten = next(p for p in report.problems if p.kind == "overwritten")
+    assert "sealed version(s) ['" in overwritten.message  # the locked original is named and still verifies
+
+
+def test_a_forged_append_without_the_key_is_found(aws: dict[str, Any]) -> None:
+    log = filled(aws)
+    head = log.entries()[-1]
+    forged = EvidenceEntry.seal(
+        KEY, seq=head.seq + 1, kind="approval", stack=STACK, model=MODEL, actor=CI, reason="forged approval",
+        at=stepping_clock()(), prev_hash=head.hash,
+    )  # fmt: skip
+    aws["s3"].put_object(Bucket=aws["bucket"], Key=key(forged.seq), Body=forged.to_bytes())
+    assert kinds_and_seqs(s3_log(aws)) == [("bad-mac", 6)]
+    with pytest.raises(DamagedLogError, match="MAC"):
+        s3_log(aws).append("drill", model=MODEL, actor=CI, reason="rollback drill")
+
+
+def test_a_head_published_without_the_key_is_found(aws: dict[str, Any]) -> None:
+    log = filled(aws)
+    first = log.entries()[0]
+    aws["ssm"].put_parameter(
+        Name=aws["head_parameter"], Value=f"0:{first.hash}:{'A' * 43}=", Type="String", Overwrite=True
+    )
+    assert kinds_and_seqs(s3_log(aws)) == [("head-forged", 0)]
+
+
+def test_verify_without_the_rights_to_list_versions_or_read_the_lock_is_not_ok(aws: dict[str, Any]) -> None:
+    """What verify with the approver's or deployer's old rights looked like: a deleted entry reported as ok."""
+    filled(aws)
+    aws["s3"].delete_object(Bucket=aws["bucket"], Key=key(2))
+    client = boto3.client("s3", region_name="us-east-1")
+
+    def access_denied(**_: Any) -> tuple[Any, dict[str, Any]]:
+        error = {"Error": {"Code": "AccessDenied", "Message": "denied"}, "ResponseMetadata": {"HTTPStatusCode": 403}}
+        return AWSResponse("https://s3", 403, {}, None), error
+
+    client.meta.events.register("before-call.s3.ListObjectVersions", access_denied)
+    client.meta.events.register("before-call.s3.GetObjectLockConfiguration", access_denied)
+    report = s3_log(aws, client=client).verify()
+    assert not report.ok
+    assert [(str(p.kind), p.seq) for p in report.problems] == [
+        ("unverifiable", None),
+        ("unverifiable", None),
+        ("missing", 2),
+    ]
