@@ -33,6 +33,7 @@ _KEY_PATH = os.environ.setdefault(
     "CLINOPS_TEST_EVIDENCE_KEY", str(Path(tempfile.mkdtemp(prefix="clinops-evidence-key-")) / "test.mac-key")
 )
 KEY = LocalMacKey(_KEY_PATH, create=True)
+KEY.generate(b"")  # created now, so verifying with it never depends on test order
 
 
 def reseal(entry: EvidenceEntry, key: MacKey | None) -> EvidenceEntry:
