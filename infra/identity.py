@@ -313,7 +313,8 @@ def persona_statements(
                 ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
                 [g.artifacts_bucket, *objects(g.artifacts_bucket)],
             ),
-            allow("AppendEvidence", ["s3:PutObject"], objects(g.evidence_bucket)),
+            # no evidence rights: jobs record nothing in the evidence log (the writers are the deployer and the
+            # guardrail Lambdas, which hold the HMAC key)
             allow("UseKeys", [*KEY_USE], [g.phi_key, g.artifacts_key, g.audit_key]),
             allow(
                 "GrantKeysToSageMaker",

@@ -166,7 +166,7 @@ class Keys(pulumi.ComponentResource):
                 ),
                 _stmt(
                     "EvidenceWriters",
-                    {"AWS": sorted([users.execution, users.deployer])},
+                    {"AWS": [users.deployer]},
                     ["kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*"],
                     s3_via,
                 ),

@@ -312,3 +312,9 @@ def test_the_key_policy_names_exactly_the_writer_functions() -> None:
     assert sorted(named) == sorted(
         f"arn:aws:iam::{ACCOUNT}:role/clinops-{STACK}-{f}" for f in EVIDENCE_WRITER_FUNCTIONS
     )
+
+
+@pytest.mark.parametrize("persona", ["approver", "author", "execution"])
+def test_only_the_writers_may_put_evidence_objects(persona: str) -> None:
+    policy = document(rendered(STACK), f"aws:iam/rolePolicy:RolePolicy::{persona}-permissions")
+    assert not allows(policy, ("s3:PutObject", f"{BUCKET_ARN}/{EVIDENCE_PREFIX}/{STACK}/000000000009.json"))
