@@ -124,9 +124,17 @@ def run_clinops(reference_path: Path, current_path: Path) -> dict[str, Any]:
     read_seconds = time.perf_counter() - started
     result = detect_drift(baseline, current)
     total_seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    return {"tool": "clinops", "read_s": read_seconds, "compute_s": total_seconds - read_seconds,
-            "total_s": total_seconds, "cpu_s": cpu_seconds, "peak_rss_mb": _peak_mb(),
-            "flagged": sorted(result.drifted), "baseline_s": baseline_seconds, "verdict": result.verdict}  # fmt: skip
+    return {
+        "tool": "clinops",
+        "read_s": read_seconds,
+        "compute_s": total_seconds - read_seconds,
+        "total_s": total_seconds,
+        "cpu_s": cpu_seconds,
+        "peak_rss_mb": _peak_mb(),
+        "flagged": sorted(result.drifted),
+        "baseline_s": baseline_seconds,
+        "verdict": result.verdict,
+    }
 
 
 EVIDENTLY_SCRIPT = """
@@ -168,17 +176,25 @@ def ensure_bench_venv() -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
     probe = subprocess.run([str(python), "-c", "import evidently"], capture_output=True)
     if probe.returncode != 0:
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "evidently==0.7.*", "pandas<3", "pyarrow"],
-                       check=True)  # fmt: skip
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "evidently==0.7.*", "pandas<3", "pyarrow"], check=True
+        )
     return python
 
 
 def run_evidently(reference_path: Path, current_path: Path) -> dict[str, Any]:
     python = ensure_bench_venv()
-    version = subprocess.run([str(python), "-c", "import evidently; print(evidently.__version__)"],
-                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    done = subprocess.run([str(python), "-c", EVIDENTLY_SCRIPT, str(reference_path), str(current_path),
-                           json.dumps(list(CATEGORIES))], capture_output=True, text=True)  # fmt: skip
+    version = subprocess.run(
+        [str(python), "-c", "import evidently; print(evidently.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    done = subprocess.run(
+        [str(python), "-c", EVIDENTLY_SCRIPT, str(reference_path), str(current_path), json.dumps(list(CATEGORIES))],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"Evidently failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1]) | {"version": version}
@@ -188,8 +204,10 @@ def _row(r: dict[str, Any]) -> str:
     others = sorted(set(r["flagged"]) - SHIFTED)
     missed = sorted(SHIFTED - set(r["flagged"]))
     times = f"{r['total_s']:>9.2f} {r['compute_s']:>9.2f} {r['cpu_s']:>9.2f}"
-    return (f"{r['tool']:<10} {times} {r['peak_rss_mb']:>9.0f}   "
-            f"{len(r['flagged'])} flagged; missed {missed or 'none'}; false {others or 'none'}")  # fmt: skip
+    return (
+        f"{r['tool']:<10} {times} {r['peak_rss_mb']:>9.0f}   "
+        f"{len(r['flagged'])} flagged; missed {missed or 'none'}; false {others or 'none'}"
+    )
 
 
 def main() -> None:
@@ -213,18 +231,22 @@ def main() -> None:
         print(_row(r))
     clin = results[0]
     with_baseline = clin["total_s"] + clin["baseline_s"]
-    print(f"clinops read + detect {clin['total_s']:.2f} s; with the baseline build {with_baseline:.2f} s "
-          "(the build runs once per model at training time, but a one-off comparison pays it)")  # fmt: skip
+    print(
+        f"clinops read + detect {clin['total_s']:.2f} s; with the baseline build {with_baseline:.2f} s "
+        "(the build runs once per model at training time, but a one-off comparison pays it)"
+    )
     if len(results) == 2:
         evid = results[1]
-        print(f"Evidently {evid['version']} ({', '.join(evid['methods'])}) vs clinops: "
-              f"{evid['total_s'] / clin['total_s']:.1f}x the wall time without the baseline build (read + detect), "
-              f"{evid['total_s'] / with_baseline:.1f}x with it (read + baseline + detect), "
-              f"{evid['compute_s'] / clin['compute_s']:.1f}x detection alone, "
-              f"{evid['compute_s'] / (clin['compute_s'] + clin['baseline_s']):.1f}x detection + baseline build, "
-              f"{evid['cpu_s'] / clin['cpu_s']:.1f}x the CPU time (without the build), "
-              f"{evid['peak_rss_mb'] / clin['peak_rss_mb']:.1f}x the peak memory; "
-              f"same flagged columns: {clin['flagged'] == evid['flagged']}")  # fmt: skip
+        print(
+            f"Evidently {evid['version']} ({', '.join(evid['methods'])}) vs clinops: "
+            f"{evid['total_s'] / clin['total_s']:.1f}x the wall time without the baseline build (read + detect), "
+            f"{evid['total_s'] / with_baseline:.1f}x with it (read + baseline + detect), "
+            f"{evid['compute_s'] / clin['compute_s']:.1f}x detection alone, "
+            f"{evid['compute_s'] / (clin['compute_s'] + clin['baseline_s']):.1f}x detection + baseline build, "
+            f"{evid['cpu_s'] / clin['cpu_s']:.1f}x the CPU time (without the build), "
+            f"{evid['peak_rss_mb'] / clin['peak_rss_mb']:.1f}x the peak memory; "
+            f"same flagged columns: {clin['flagged'] == evid['flagged']}"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -21,8 +21,7 @@ SETTINGS = DriftSettings(epsilon=2e-4, js_base=np.e)  # not the defaults: the re
 
 def _data() -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(6)
-    reference = pd.DataFrame({"lab": rng.gamma(2.0, 3.0, 8000),
-                              "payer": rng.choice(LEVELS, 8000, p=[0.5, 0.3, 0.2])})  # fmt: skip
+    reference = pd.DataFrame({"lab": rng.gamma(2.0, 3.0, 8000), "payer": rng.choice(LEVELS, 8000, p=[0.5, 0.3, 0.2])})
     lab = rng.gamma(2.0, 3.3, 5000)
     lab[:40] = -1.0  # below the training minimum: counted in the first bin, once
     payer = rng.choice([*LEVELS, "Tricare"], 5000, p=[0.4, 0.3, 0.2, 0.1])
@@ -45,8 +44,9 @@ def _lab_bins(reference: pd.DataFrame, current: pd.DataFrame, edges: np.ndarray)
 
 def _payer_bins(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     ref = np.array([(reference["payer"] == lv).sum() for lv in LEVELS] + [0], dtype=float)
-    cur = np.array([(current["payer"] == lv).sum() for lv in LEVELS] + [(~current["payer"].isin(LEVELS)).sum()],
-                   dtype=float)  # fmt: skip
+    cur = np.array(
+        [(current["payer"] == lv).sum() for lv in LEVELS] + [(~current["payer"].isin(LEVELS)).sum()], dtype=float
+    )
     return ref, cur
 
 
@@ -57,16 +57,20 @@ def _smoothed(counts: np.ndarray) -> np.ndarray:
 
 def test_psi_is_scipy_symmetric_entropy_of_the_smoothed_bins() -> None:
     result, reference, current, edges = _result()
-    for name, (ref, cur) in {"lab": _lab_bins(reference, current, edges),
-                             "payer": _payer_bins(reference, current)}.items():  # fmt: skip
+    for name, (ref, cur) in {
+        "lab": _lab_bins(reference, current, edges),
+        "payer": _payer_bins(reference, current),
+    }.items():
         p, q = _smoothed(ref), _smoothed(cur)
         assert result.features[name].psi == pytest.approx(sps.entropy(q, p) + sps.entropy(p, q), rel=1e-9)
 
 
 def test_js_is_scipy_jensenshannon_in_the_configured_base() -> None:
     result, reference, current, edges = _result()
-    for name, (ref, cur) in {"lab": _lab_bins(reference, current, edges),
-                             "payer": _payer_bins(reference, current)}.items():  # fmt: skip
+    for name, (ref, cur) in {
+        "lab": _lab_bins(reference, current, edges),
+        "payer": _payer_bins(reference, current),
+    }.items():
         expected = jensenshannon(ref / ref.sum(), cur / cur.sum(), base=SETTINGS.js_base)
         assert result.features[name].js == pytest.approx(expected, rel=1e-9)
 
@@ -91,8 +95,10 @@ def test_total_variation_is_half_the_l1_distance() -> None:
 
 def test_chi_square_is_scipy_chi2_contingency_without_correction() -> None:
     result, reference, current, edges = _result()
-    for name, (ref, cur) in {"lab": _lab_bins(reference, current, edges),
-                             "payer": _payer_bins(reference, current)}.items():  # fmt: skip
+    for name, (ref, cur) in {
+        "lab": _lab_bins(reference, current, edges),
+        "payer": _payer_bins(reference, current),
+    }.items():
         table = np.vstack([ref, cur])[:, (ref + cur) > 0]
         assert result.features[name].pvalue == pytest.approx(
             sps.chi2_contingency(table, correction=False).pvalue, rel=1e-6, abs=1e-300

@@ -38,8 +38,10 @@ def key_arn(stack: str, name: str) -> str:
 
 def in_stack(calls: set[Call], stack: str) -> set[Call]:
     """The recorded prod calls as the same code makes them in another stack (names carry stack and account)."""
-    return {(a, r.replace(ACCOUNT, ACCOUNTS[stack]).replace(f"-{STACK}", f"-{stack}").replace(f"/{STACK}", f"/{stack}"))
-            for a, r in calls}  # fmt: skip
+    return {
+        (a, r.replace(ACCOUNT, ACCOUNTS[stack]).replace(f"-{STACK}", f"-{stack}").replace(f"/{STACK}", f"/{stack}"))
+        for a, r in calls
+    }
 
 
 def plan_state(plan: dict, suffix: str) -> dict:
@@ -169,9 +171,16 @@ def used() -> dict[str, set[Call]]:
                 key_arn(STACK, "audit-key"),
             )
             log = EvidenceLog.s3(
-                BUCKET, EVIDENCE_PREFIX, STACK, mac_key_id=mac_key, kms_key_id=sse_key, client=s3, kms_client=kms,
-                ssm_client=ssm, clock=stepping_clock(),
-            )  # fmt: skip
+                BUCKET,
+                EVIDENCE_PREFIX,
+                STACK,
+                mac_key_id=mac_key,
+                kms_key_id=sse_key,
+                client=s3,
+                kms_client=kms,
+                ssm_client=ssm,
+                clock=stepping_clock(),
+            )
             if phase == "append":
                 for event in STORY[:3]:
                     log.append(**event)

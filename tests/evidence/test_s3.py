@@ -74,9 +74,14 @@ def aws(moto_account: dict[str, str]) -> dict[str, Any]:
 
 
 def s3_log(aws: dict[str, Any], bucket: str | None = None, **options: Any) -> EvidenceLog:
-    defaults = {"kms_key_id": aws["key_id"], "mac_key_id": aws["mac_key_id"], "client": aws["s3"],
-                "kms_client": aws["kms"], "ssm_client": aws["ssm"],
-                "head_parameter": aws["head_parameter"]}  # fmt: skip
+    defaults = {
+        "kms_key_id": aws["key_id"],
+        "mac_key_id": aws["mac_key_id"],
+        "client": aws["s3"],
+        "kms_client": aws["kms"],
+        "ssm_client": aws["ssm"],
+        "head_parameter": aws["head_parameter"],
+    }
     return EvidenceLog.s3(bucket or aws["bucket"], PREFIX, STACK, **(defaults | options))
 
 
@@ -135,9 +140,16 @@ def test_a_delete_outside_clinops_is_reported(aws: dict[str, Any]) -> None:
 def test_a_bucket_without_object_lock_is_a_warning(aws: dict[str, Any]) -> None:
     aws["s3"].create_bucket(Bucket="clinops-scratch")
     log = EvidenceLog.s3(
-        "clinops-scratch", "", STACK, kms_key_id=aws["key_id"], mac_key_id=aws["mac_key_id"], client=aws["s3"],
-        kms_client=aws["kms"], ssm_client=aws["ssm"], head_parameter=aws["head_parameter"],
-    )  # fmt: skip
+        "clinops-scratch",
+        "",
+        STACK,
+        kms_key_id=aws["key_id"],
+        mac_key_id=aws["mac_key_id"],
+        client=aws["s3"],
+        kms_client=aws["kms"],
+        ssm_client=aws["ssm"],
+        head_parameter=aws["head_parameter"],
+    )
     log.append("drill", model=MODEL, actor=CI, reason="rollback drill")
     report = log.verify()
     assert report.ok and report.location["object_lock"] is None
@@ -235,10 +247,17 @@ def test_precondition_failed_and_conflict_make_append_reread_the_head_and_retry(
     from clinops.evidence import GENESIS_HASH, EvidenceEntry
 
     def entry(seq: int, prev: str) -> EvidenceEntry:
-        return EvidenceEntry.seal(KEY,
-            seq=seq, kind="gate", stack=STACK, model=MODEL, actor=CI, reason=f"rival {seq}",
-            at=stepping_clock()(), prev_hash=prev,
-        )  # fmt: skip
+        return EvidenceEntry.seal(
+            KEY,
+            seq=seq,
+            kind="gate",
+            stack=STACK,
+            model=MODEL,
+            actor=CI,
+            reason=f"rival {seq}",
+            at=stepping_clock()(),
+            prev_hash=prev,
+        )
 
     first = entry(0, GENESIS_HASH)
     second = entry(1, first.hash)
@@ -270,9 +289,16 @@ def test_precondition_failed_and_conflict_make_append_reread_the_head_and_retry(
         stub.add_response("put_object", {}, {**put, "Key": key(3)})
         naps: list[float] = []
         log = EvidenceLog.s3(
-            BUCKET, PREFIX, STACK, kms_key_id="alias/evidence", mac_key_id="unused", client=client, key=KEY,
-            head_store=None, sleep=naps.append,
-        )  # fmt: skip
+            BUCKET,
+            PREFIX,
+            STACK,
+            kms_key_id="alias/evidence",
+            mac_key_id="unused",
+            client=client,
+            key=KEY,
+            head_store=None,
+            sleep=naps.append,
+        )
         ours = log.append("release", model=MODEL, actor=CI, reason="ours")
         stub.assert_no_pending_responses()
     assert (ours.seq, ours.prev_hash) == (3, third.hash)
@@ -285,9 +311,15 @@ def test_other_put_errors_are_not_retried() -> None:
         stub.add_response("list_objects_v2", listing())
         stub.add_client_error("put_object", "AccessDenied", "Access Denied", http_status_code=403)
         log = EvidenceLog.s3(
-            BUCKET, PREFIX, STACK, kms_key_id="alias/evidence", mac_key_id="unused", client=client, key=KEY,
+            BUCKET,
+            PREFIX,
+            STACK,
+            kms_key_id="alias/evidence",
+            mac_key_id="unused",
+            client=client,
+            key=KEY,
             head_store=None,
-        )  # fmt: skip
+        )
         with pytest.raises(EvidenceUnavailable, match=r"PutObject \S+ failed: AccessDenied"):
             log.append("release", model=MODEL, actor=CI, reason="ours")
         stub.assert_no_pending_responses()
@@ -335,9 +367,16 @@ def test_a_forged_append_without_the_key_is_found(aws: dict[str, Any]) -> None:
     log = filled(aws)
     head = log.entries()[-1]
     forged = EvidenceEntry.seal(
-        KEY, seq=head.seq + 1, kind="approval", stack=STACK, model=MODEL, actor=CI, reason="forged approval",
-        at=stepping_clock()(), prev_hash=head.hash,
-    )  # fmt: skip
+        KEY,
+        seq=head.seq + 1,
+        kind="approval",
+        stack=STACK,
+        model=MODEL,
+        actor=CI,
+        reason="forged approval",
+        at=stepping_clock()(),
+        prev_hash=head.hash,
+    )
     aws["s3"].put_object(Bucket=aws["bucket"], Key=key(forged.seq), Body=forged.to_bytes())
     assert kinds_and_seqs(s3_log(aws)) == [("bad-mac", 6)]
     with pytest.raises(DamagedLogError, match="MAC"):

@@ -41,10 +41,18 @@ def root(log: EvidenceLog) -> Path:
 def forge(log: EvidenceLog, seq: int, prev_hash: str, stack: str = "prod", key: MacKey | None = None) -> EvidenceEntry:
     """An entry with a valid hash and MAC of its own. By default sealed with the log's own key - a writer that
     misbehaves, so the chain rules below are tested on their own; `key=KEY` is a reader with another key."""
-    return EvidenceEntry.seal(key or log.key,
-        seq=seq, kind="approval", stack=stack, model=MODEL, actor=CI, reason="forged approval",
-        at=stepping_clock()(), details={}, prev_hash=prev_hash,
-    )  # fmt: skip
+    return EvidenceEntry.seal(
+        key or log.key,
+        seq=seq,
+        kind="approval",
+        stack=stack,
+        model=MODEL,
+        actor=CI,
+        reason="forged approval",
+        at=stepping_clock()(),
+        details={},
+        prev_hash=prev_hash,
+    )
 
 
 def rewrite_fields(log: EvidenceLog, seq: int, *, rehash: bool, key: MacKey | None = None, **changes: object) -> None:
