@@ -1,6 +1,6 @@
 """Structured log lines on stdout (CloudWatch Logs on SageMaker), one JSON object per line.
 
-Invocation lines carry exactly the fields the endpoint's metric filters read (`serving.alarms`): counts,
+Invocation lines carry exactly the fields the endpoint's metric filters read (`infra.rollback_alarms`): counts,
 status, latency, model identity. Nothing from a request body - no feature value, no field name a client
 chose, no identifier - is ever passed here; callers hand over counts only.
 """
@@ -25,11 +25,26 @@ class EventLog:
             self.stream.write(line)
             self.stream.flush()
 
-    def invocation(self, *, model: str | None, model_version: str | None, status: int, rows: int,
-                   invalid_scores: int, latency_ms: float, problems: int | None = None) -> None:  # fmt: skip
-        fields: dict[str, Any] = {"endpoint": self.endpoint, "model": model, "model_version": model_version,
-                                  "status": status, "rows": rows, "invalid_scores": invalid_scores,
-                                  "latency_ms": round(latency_ms, 3)}  # fmt: skip
+    def invocation(
+        self,
+        *,
+        model: str | None,
+        model_version: str | None,
+        status: int,
+        rows: int,
+        invalid_scores: int,
+        latency_ms: float,
+        problems: int | None = None,
+    ) -> None:
+        fields: dict[str, Any] = {
+            "endpoint": self.endpoint,
+            "model": model,
+            "model_version": model_version,
+            "status": status,
+            "rows": rows,
+            "invalid_scores": invalid_scores,
+            "latency_ms": round(latency_ms, 3),
+        }
         if problems is not None:
             fields["problems"] = problems
         self.event("invocation", **fields)

@@ -1,6 +1,6 @@
 """A package's registered metrics against the stack's quality thresholds (`models[].quality`).
 
-Where the training pipeline puts them (`pipelines/definition_steps.py`, `_register_step`), read in this order:
+Where the training pipeline puts them (`pipelines/definitions/steps.py`, `_register_step`), read in this order:
 1. `CustomerMetadataProperties` (string values, travel with DescribeModelPackage, so cross-account releases
    need no bucket access): `auc`, `brier`, `max_subgroup_auc_gap`, `operating_threshold`;
 2. `ModelMetrics.ModelQuality.Statistics` (model-quality.json, SageMaker Model Monitor's binary-classification
@@ -18,9 +18,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from clinops.exitcodes import QualityBelowThreshold
 from clinops.models import QualityGate
 from serving.release.aws import StackAws, error_code
-from serving.release.errors import QualityBelowThreshold
 
 METADATA_KEYS = {
     "auc": "auc",

@@ -21,7 +21,7 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 
 from clinops.config import ConfigError, StackConfig, load_from_stack_file, stack_file
-from serving.release.errors import UnusableInput
+from clinops.exitcodes import UnusableInput
 
 MODELS_KEY = "clinops:models"
 

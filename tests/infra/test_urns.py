@@ -53,6 +53,8 @@ def test_every_stateful_urn_survives_the_move(stack: str) -> None:
 def test_the_check_notices_a_renamed_component_type() -> None:
     """What a move without kept type tokens (or aliases) would do: every child's URN changes."""
     plan = rendered("prod")
-    moved = {step["urn"].replace("clinops:serving:ModelEndpoint", "clinops:infra:ModelEndpoint") for step in plan["steps"]}
+    moved = {
+        step["urn"].replace("clinops:serving:ModelEndpoint", "clinops:infra:ModelEndpoint") for step in plan["steps"]
+    }
     endpoints = [u for u in SNAPSHOT["prod"] if resource_type(u) == "aws:sagemaker/endpoint:Endpoint"]
     assert endpoints and not any(u in moved for u in endpoints)
