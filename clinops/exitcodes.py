@@ -1,25 +1,28 @@
-"""Every way a release, verify or shadow report can end, as an exit code a CI job can branch on.
+"""One exit-code table for every clinops command and step entry point, one meaning per code.
 
-    0  OK                       released / verified / shadow report passed
-    1  (reserved)               an unexpected crash (a bug): never used on purpose
-    2  UNUSABLE_INPUT           unknown stack or model, malformed ARN or flag, unreadable file or capture
-    3  PACKAGE_NOT_RELEASABLE   the package is missing, not Approved (pending or rejected), or of another group
-    4  SEGREGATION_OF_DUTIES    approver = author, an unknown identity, or an approver who is not one
-    5  QUALITY_BELOW_THRESHOLD  registered metrics below the stack's `quality` thresholds, or missing
-    6  PROMOTION_ORDER          not verified in the previous environment, or a prod canary without a passing
-                                shadow report
-    7  GATE_FAILED              the policy gate failed on the pinned configuration (the stack file is restored)
+    0  OK                       done; the verdict passed
+    1  FAILED                   a verdict or mandatory check failed: the gate, drift or decay detected, a run
+                                rejected, the evidence log tampered, a drill that missed its objective
+    2  UNUSABLE_INPUT           unknown stack or model, malformed ARN, flag or plan, unreadable file or capture
+    3  PACKAGE_NOT_RELEASABLE   release: the package is missing, not Approved (pending or rejected), or of another group
+    4  SEGREGATION_OF_DUTIES    release: approver = author, an unknown identity, or an approver who is not one
+    5  QUALITY_BELOW_THRESHOLD  release: registered metrics below the stack's `quality` thresholds, or missing
+    6  PROMOTION_ORDER          release: not verified in the previous environment, or a prod canary without a
+                                passing shadow report
+    7  GATE_FAILED              release: the policy gate failed on the pinned configuration (the stack file is restored)
     8  ENDPOINT_BUSY            the endpoint is creating, updating or rolling back: try again later
     9  AWS_UNAVAILABLE          AWS refused or kept failing after bounded retries (throttling, access denied)
     10 ROLLED_BACK              verify: the endpoint does not serve the pinned configuration (rollback or drift)
     11 DEPLOYMENT_UNHEALTHY     verify: alarms, data capture, variants or status are not as configured
-    12 DEPLOY_FAILED            `pulumi up` failed (the stack file is restored)
+    12 DEPLOY_FAILED            release: `pulumi up` failed (the stack file is restored)
     13 SHADOW_FAILED            shadow report: the candidate disagrees with production beyond the criteria
     14 SHADOW_INCONCLUSIVE      shadow report: too few matched requests, or operational metrics unavailable
     15 EVIDENCE_UNAVAILABLE     the evidence log could not be read or written (nothing was released)
+    70 CRASH                    an unexpected error (a bug), never a verdict: `clinops` maps uncaught exceptions here
 
-A refusal (2-9, and 15 before `pulumi up`) changes nothing: no stack file edit survives and nothing is deployed.
-After a successful `pulumi up`, 15 means the deployment stands but its second evidence entry could not be written.
+A release refusal (2-9, and 15 before `pulumi up`) changes nothing: no stack file edit survives and nothing is
+deployed. After a successful `pulumi up`, 15 means the deployment stands but its second evidence entry could not
+be written. Each command's `--help` lists the codes it can end with (`epilog`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 
 class ExitCode(IntEnum):
     OK = 0
+    FAILED = 1
     UNUSABLE_INPUT = 2
     PACKAGE_NOT_RELEASABLE = 3
     SEGREGATION_OF_DUTIES = 4
@@ -44,6 +48,34 @@ class ExitCode(IntEnum):
     SHADOW_FAILED = 13
     SHADOW_INCONCLUSIVE = 14
     EVIDENCE_UNAVAILABLE = 15
+    CRASH = 70  # sysexits.h EX_SOFTWARE: Python's own traceback exit (1) would read as "a verdict failed"
+
+
+MEANING: dict[ExitCode, str] = {
+    ExitCode.OK: "done; the verdict passed",
+    ExitCode.FAILED: "a verdict or mandatory check failed (gate, drift, decay, rejected run, tampered log, drill)",
+    ExitCode.UNUSABLE_INPUT: "unusable input: unknown stack or model, malformed flag, ARN, plan, file or capture",
+    ExitCode.PACKAGE_NOT_RELEASABLE: "the package is missing, not Approved, or of another group",
+    ExitCode.SEGREGATION_OF_DUTIES: "approver = author, an unknown identity, or an approver who is not one",
+    ExitCode.QUALITY_BELOW_THRESHOLD: "registered metrics below the stack's quality thresholds, or missing",
+    ExitCode.PROMOTION_ORDER: "not verified in the previous environment, or a prod canary without a shadow report",
+    ExitCode.GATE_FAILED: "the policy gate failed on the pinned configuration (the stack file is restored)",
+    ExitCode.ENDPOINT_BUSY: "the endpoint is creating, updating or rolling back: try again later",
+    ExitCode.AWS_UNAVAILABLE: "AWS refused or kept failing after bounded retries",
+    ExitCode.ROLLED_BACK: "the endpoint does not serve the pinned configuration (rollback or drift)",
+    ExitCode.DEPLOYMENT_UNHEALTHY: "alarms, data capture, variants or status are not as configured",
+    ExitCode.DEPLOY_FAILED: "`pulumi up` failed (the stack file is restored)",
+    ExitCode.SHADOW_FAILED: "the candidate disagrees with production beyond the criteria",
+    ExitCode.SHADOW_INCONCLUSIVE: "too few matched requests, or operational metrics unavailable",
+    ExitCode.EVIDENCE_UNAVAILABLE: "the evidence log could not be read or written",
+    ExitCode.CRASH: "an unexpected error (a bug): report it with the traceback printed above",
+}
+
+
+def epilog(*codes: ExitCode) -> str:
+    """The exit codes a command can end with, for its --help (OK, FAILED, UNUSABLE_INPUT and CRASH always)."""
+    shown = sorted({ExitCode.OK, ExitCode.FAILED, ExitCode.UNUSABLE_INPUT, *codes, ExitCode.CRASH})
+    return "Exit codes: " + "; ".join(f"{int(code)} {MEANING[code]}" for code in shown) + "."
 
 
 class ReleaseError(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pulumi
@@ -22,7 +23,7 @@ class SyntheticTrafficCanary(pulumi.ComponentResource):
         platform: Platform,
         model: str,
         endpoint: aws.sagemaker.Endpoint,
-        subnet_ids: list[pulumi.Input[str]],
+        subnet_ids: Sequence[pulumi.Input[str]],
         security_group_id: pulumi.Input[str],
         logs_key: aws.kms.Key,
         boundary_arn: pulumi.Input[str],

@@ -7,6 +7,7 @@ breaker. Endpoint configurations are named by package version and are immutable:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -33,7 +34,7 @@ from infra.rollback_alarms import RollbackAlarms
 class EndpointArgs:
     model: ModelConfig
     execution_role_arn: pulumi.Input[str]
-    subnet_ids: list[pulumi.Input[str]]
+    subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
     volume_key: aws.kms.Key  # endpoint ML storage (model weights)
     capture_key: aws.kms.Key  # captured requests and responses are PHI

@@ -9,6 +9,7 @@ Least-privilege grants come from `serving.guardrails.permissions`, the same data
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ _CODE = (
 
 @dataclass(frozen=True)
 class GuardrailArgs:
-    subnet_ids: list[pulumi.Input[str]]
+    subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
     boundary_arn: pulumi.Input[str]
     topic_arn: pulumi.Input[str]

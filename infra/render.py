@@ -162,7 +162,7 @@ def _mock_classes() -> tuple[type, type]:
                 return f"arn:aws:sagemaker:{where}:{sm_kind}/{physical}"
             return f"arn:aws:{module}:{where}:{kind}/{physical}"
 
-        def call(self, args: Any) -> dict[str, Any]:
+        def call(self, args: Any) -> Any:  # a dict (Pulumi also accepts a (dict, dependencies) tuple)
             if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
                 names = self.zones[:6]
                 return {"names": names, "zoneIds": [f"az{i + 1}" for i in range(len(names))]}

@@ -7,16 +7,19 @@ cached by content: settings + the pipelines package's source + the SDK version. 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from clinops.config import project_root
 from clinops.models import ModelConfig
+from clinops.names import training_pipeline_name
 from infra.base import Platform
 from pipelines.definitions.settings import PipelineDefinitionSettings
 from pipelines.definitions.training import build_pipeline_definition
@@ -56,6 +59,28 @@ def cached_definition(settings: PipelineDefinitionSettings, root: Path | None = 
     return definition
 
 
+def _definition(resolved: dict[str, Any], model: str, gate: GateSettings, region: str, args: PipelineArgs) -> str:
+    """The pipeline definition once the platform's ARNs and names are known (inside Output.apply)."""
+    return cached_definition(
+        PipelineDefinitionSettings(
+            model_name=model,
+            region=region,
+            role_arn=resolved["role"],
+            subnet_ids=tuple(resolved["subnets"]),
+            security_group_ids=(resolved["sg"],),
+            volume_kms_key_arn=resolved["phi"],
+            data_kms_key_arn=resolved["phi"],
+            artifact_kms_key_arn=resolved["artifacts"],
+            data_bucket=resolved["data"],
+            artifact_bucket=resolved["artifact_bucket"],
+            model_package_group_name=model,
+            step_image_uri=args.step_image_uri,
+            inference_image_uri=args.inference_image_uri,
+            gate=gate,
+        )
+    )
+
+
 class TrainingPipelines(pulumi.ComponentResource):
     def __init__(
         self,
@@ -89,30 +114,11 @@ class TrainingPipelines(pulumi.ComponentResource):
                 artifacts=args.artifacts_key.arn,
                 data=args.data_bucket,
                 artifact_bucket=args.artifact_bucket,
-            ).apply(
-                lambda v, m=model.name, g=gate: cached_definition(
-                    PipelineDefinitionSettings(
-                        model_name=m,
-                        region=platform.region,
-                        role_arn=v["role"],
-                        subnet_ids=tuple(v["subnets"]),
-                        security_group_ids=(v["sg"],),
-                        volume_kms_key_arn=v["phi"],
-                        data_kms_key_arn=v["phi"],
-                        artifact_kms_key_arn=v["artifacts"],
-                        data_bucket=v["data"],
-                        artifact_bucket=v["artifact_bucket"],
-                        model_package_group_name=m,
-                        step_image_uri=args.step_image_uri,
-                        inference_image_uri=args.inference_image_uri,
-                        gate=g,
-                    )
-                )
-            )
+            ).apply(functools.partial(_definition, model=model.name, gate=gate, region=platform.region, args=args))
             self.pipelines[model.name] = aws.sagemaker.Pipeline(
                 f"{model.name}-training",
-                pipeline_name=f"clinops-{model.name}-training",
-                pipeline_display_name=f"clinops-{model.name}-training",
+                pipeline_name=training_pipeline_name(model.name),
+                pipeline_display_name=training_pipeline_name(model.name),
                 role_arn=args.role_arn,
                 pipeline_description=f"Train, evaluate, check fairness and register (pending approval): {model.name}",
                 pipeline_definition=definition,

@@ -13,6 +13,7 @@ from typer import _click as click
 from typer.core import TyperGroup
 
 from clinops.config import ConfigError
+from clinops.exitcodes import ExitCode, epilog
 
 # No phone-home from any library we drive, before any of them is imported.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -36,23 +37,29 @@ class LazyCommands(TyperGroup):
             command.name = cmd_name
             if help_text:
                 command.help = help_text
+            _set_epilog(command, epilog(*EXIT_CODES.get(cmd_name, ())))
             self.commands[cmd_name] = command
         return super().get_command(ctx, cmd_name)
+
+
+def _set_epilog(command: click.Command, text: str) -> None:
+    """Every command and subcommand's --help ends with the exit codes it can end with (one table: exitcodes)."""
+    command.epilog = text
+    for sub in getattr(command, "commands", {}).values():
+        _set_epilog(sub, text)
 
 
 app = typer.Typer(cls=LazyCommands, no_args_is_help=True, add_completion=False, help=__doc__)
 console = Console()
 err = Console(stderr=True)
 
-EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
-
 
 def _config_failure(exc: ConfigError) -> typer.Exit:
     err.print(f"[bold red]error:[/] {exc}")
-    return typer.Exit(EXIT_UNUSABLE)
+    return typer.Exit(ExitCode.UNUSABLE_INPUT)
 
 
-@app.command("render")
+@app.command("render", epilog=epilog())
 def render_cmd(
     stack: str = typer.Argument(..., help="dev, staging or prod (any Pulumi.<stack>.yaml)"),
     out: Path | None = typer.Option(None, "--out", help="plan file to write (default out/<stack>.json)"),
@@ -70,7 +77,7 @@ def render_cmd(
         print_summary(console, stack, plan, target)
 
 
-@app.command("demo")
+@app.command("demo", epilog=epilog())
 def demo_cmd(out_dir: Path = typer.Option(Path("out"), "--out-dir")) -> None:
     """The main job on embedded defaults: render and gate every stack, then the release path, offline."""
     from clinops.cli.demo import drift_demo, render_and_gate, serve_and_ask, train_locally
@@ -85,7 +92,7 @@ def demo_cmd(out_dir: Path = typer.Option(Path("out"), "--out-dir")) -> None:
     console.rule("demo")
     for step, ok in results.items():
         console.print(f"{step:<9} {'[green]ok[/]' if ok else '[red]FAILED[/]'}")
-    raise typer.Exit(EXIT_OK if all(results.values()) else EXIT_FAILED)
+    raise typer.Exit(ExitCode.OK if all(results.values()) else ExitCode.FAILED)
 
 
 def _gate_plan(plan_doc: dict, text: str, out_dir: Path | None, engines: list[str]) -> bool:
@@ -100,7 +107,7 @@ def _gate_plan(plan_doc: dict, text: str, out_dir: Path | None, engines: list[st
         verdict = run_gate(plan, text, engines=engines)
     except ExceptionsFileError as exc:
         err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(EXIT_UNUSABLE) from None
+        raise typer.Exit(ExitCode.UNUSABLE_INPUT) from None
     print_verdict(console, verdict)
     if out_dir is not None:
         paths = write_bundle(verdict, out_dir)
@@ -108,7 +115,7 @@ def _gate_plan(plan_doc: dict, text: str, out_dir: Path | None, engines: list[st
     return verdict.passed
 
 
-@app.command("gate")
+@app.command("gate", epilog=epilog())
 def gate_cmd(
     stack: str | None = typer.Argument(None, help="render this stack and gate it"),
     plan_file: Path | None = typer.Option(
@@ -130,26 +137,70 @@ def gate_cmd(
             "[bold red]error:[/] give exactly one of STACK or --plan FILE, and engines from "
             f"{', '.join(ENGINES)}" + (f" (unknown: {', '.join(unknown)})" if unknown else "")
         )
-        raise typer.Exit(EXIT_UNUSABLE)
+        raise typer.Exit(ExitCode.UNUSABLE_INPUT)
     try:
         if plan_file is not None:
             _, text = load_plan(plan_file)  # validates the shape before any engine runs
             doc = json.loads(text)
         else:
+            assert stack is not None  # exactly one of STACK or --plan was checked above
             doc = render(stack)
             text = dumps(doc)
     except ConfigError as exc:
         raise _config_failure(exc) from None
     except PlanError as exc:
         err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(EXIT_UNUSABLE) from None
+        raise typer.Exit(ExitCode.UNUSABLE_INPUT) from None
     passed = _gate_plan(doc, text, out, engine)
-    raise typer.Exit(EXIT_OK if passed else EXIT_FAILED)
+    raise typer.Exit(ExitCode.OK if passed else ExitCode.FAILED)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """The console entry point. An uncaught exception is a bug, not a verdict: it exits CRASH (70), never 1."""
+    import sys
+    import traceback
 
+    try:
+        app(args=argv, prog_name="clinops")
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception:
+        traceback.print_exc()
+        err.print(f"[bold red]clinops crashed[/] (exit {int(ExitCode.CRASH)}): {ExitCode.CRASH.name}; this is a bug")
+        sys.exit(ExitCode.CRASH)
+
+
+# Codes each mounted command can end with beside OK, FAILED, UNUSABLE_INPUT and CRASH.
+EXIT_CODES: dict[str, tuple[ExitCode, ...]] = {
+    "release": (
+        ExitCode.PACKAGE_NOT_RELEASABLE,
+        ExitCode.SEGREGATION_OF_DUTIES,
+        ExitCode.QUALITY_BELOW_THRESHOLD,
+        ExitCode.PROMOTION_ORDER,
+        ExitCode.GATE_FAILED,
+        ExitCode.ENDPOINT_BUSY,
+        ExitCode.AWS_UNAVAILABLE,
+        ExitCode.DEPLOY_FAILED,
+        ExitCode.EVIDENCE_UNAVAILABLE,
+    ),
+    "verify": (
+        ExitCode.ENDPOINT_BUSY,
+        ExitCode.AWS_UNAVAILABLE,
+        ExitCode.ROLLED_BACK,
+        ExitCode.DEPLOYMENT_UNHEALTHY,
+        ExitCode.EVIDENCE_UNAVAILABLE,
+    ),
+    "shadow": (
+        ExitCode.ENDPOINT_BUSY,
+        ExitCode.AWS_UNAVAILABLE,
+        ExitCode.SHADOW_FAILED,
+        ExitCode.SHADOW_INCONCLUSIVE,
+        ExitCode.EVIDENCE_UNAVAILABLE,
+    ),
+    "drill": (ExitCode.ENDPOINT_BUSY, ExitCode.AWS_UNAVAILABLE),
+    "rollback": (ExitCode.AWS_UNAVAILABLE,),
+    "retrain": (ExitCode.AWS_UNAVAILABLE,),
+}
 
 # The release path's commands live beside their code; the CLI mounts them by name and imports a group only
 # when it is used, so `clinops render` or `gate` never pays for pandas, scikit-learn or boto3 at start-up.

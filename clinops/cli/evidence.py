@@ -25,10 +25,10 @@ from clinops.evidence.entry import Anchor, EvidenceEntry
 from clinops.evidence.errors import EvidenceError
 from clinops.evidence.log import EvidenceLog, select_history
 from clinops.evidence.report import VerifyReport
+from clinops.exitcodes import ExitCode
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
-EXIT_OK, EXIT_TAMPERED, EXIT_UNUSABLE = 0, 1, 2
 DEFAULT_LOG = Path("out/evidence")
 
 LOG_OPTION = typer.Option(None, "--log", help=f"local evidence directory (default {DEFAULT_LOG})")
@@ -46,7 +46,7 @@ def _stderr() -> Console:
 
 def _unusable(message: str) -> NoReturn:
     _stderr().print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
-    raise typer.Exit(EXIT_UNUSABLE)
+    raise typer.Exit(ExitCode.UNUSABLE_INPUT)
 
 
 def open_log(log: Path | None, s3: str | None, stack: str | None) -> EvidenceLog:
@@ -126,7 +126,7 @@ def verify_cmd(
         typer.echo(report.model_dump_json(indent=2))
     else:
         print_report(report, _stdout())
-    raise typer.Exit(EXIT_OK if report.ok else EXIT_TAMPERED)
+    raise typer.Exit(ExitCode.OK if report.ok else ExitCode.FAILED)
 
 
 def history_table(title: str, entries: list[EvidenceEntry]) -> Table:
@@ -175,4 +175,4 @@ def show_cmd(
             "run `clinops evidence verify`"
         )
         _stderr().print(Text(warning, style="bold red"), soft_wrap=True)
-        raise typer.Exit(EXIT_TAMPERED)
+        raise typer.Exit(ExitCode.FAILED)

@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipelines.errors import EXIT_UNUSABLE_INPUT, InputError
+from clinops.exitcodes import ExitCode
+from pipelines.errors import InputError
 from pipelines.settings import GateSettings, PipelineSettings, TrainingSettings
 
 app = typer.Typer(help="Train, evaluate, judge and register clinical models.", no_args_is_help=True)
@@ -100,7 +101,7 @@ def run(
             "[red]error:[/] only --local runs start here; cloud runs are the SageMaker pipeline "
             "(pipelines.definitions.training). Add --local."
         )
-        raise typer.Exit(EXIT_UNUSABLE_INPUT)
+        raise typer.Exit(ExitCode.UNUSABLE_INPUT)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -118,7 +119,7 @@ def run(
         as_of_date = date.fromisoformat(as_of) if as_of else None
     except ValueError as exc:
         console.print(f"[red]error:[/] invalid option: {exc}")
-        raise typer.Exit(EXIT_UNUSABLE_INPUT) from None
+        raise typer.Exit(ExitCode.UNUSABLE_INPUT) from None
     from pipelines.local import STEPS, run_local  # heavy imports after argument parsing keep --help fast
 
     with Progress(
@@ -153,7 +154,7 @@ def run(
             )
         except InputError as exc:
             console.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(EXIT_UNUSABLE_INPUT) from None
+            raise typer.Exit(ExitCode.UNUSABLE_INPUT) from None
 
     console.print(
         f"\nVerdict: [{_VERDICT_STYLE.get(result.verdict, 'bold yellow')}]{result.verdict}[/]"

@@ -25,9 +25,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
 from clinops.config import ConfigError, StackConfig, load_from_stack_file, project_root
+from clinops.exitcodes import ExitCode
 from clinops.models import ModelConfig
 
-EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_AWS = 0, 1, 2, 9
 EVIDENCE_OPTION = typer.Option(
     "out/evidence",
     "--evidence",
@@ -98,7 +98,7 @@ def _aws_errors() -> Iterator[None]:
     try:
         yield
     except (ClientError, BotoCoreError) as exc:
-        _fail(EXIT_AWS, f"AWS call failed: {exc}")
+        _fail(ExitCode.AWS_UNAVAILABLE, f"AWS call failed: {exc}")
 
 
 def clock() -> datetime:
@@ -118,7 +118,7 @@ def _load(stack: str, root: Path | None) -> StackConfig:
     try:
         return load_from_stack_file(stack, root or project_root())
     except ConfigError as exc:
-        _fail(EXIT_REFUSED, str(exc))
+        _fail(ExitCode.UNUSABLE_INPUT, str(exc))
 
 
 def _model(config: StackConfig, name: str) -> ModelConfig:
@@ -126,7 +126,8 @@ def _model(config: StackConfig, name: str) -> ModelConfig:
         if model.name == name:
             return model
     _fail(
-        EXIT_REFUSED, f"stack {config.stack} has no model '{name}'; known: {', '.join(m.name for m in config.models)}"
+        ExitCode.UNUSABLE_INPUT,
+        f"stack {config.stack} has no model '{name}'; known: {', '.join(m.name for m in config.models)}",
     )
 
 
@@ -159,15 +160,21 @@ def drill_rollback(
     from serving.rollback.drill import DrillNotRecorded, DrillPlan, DrillRefused, DrillWindow, run_drill
 
     if now != (reason is not None):
-        _fail(EXIT_REFUSED, "--now and --reason go together: a drill outside its window needs a recorded reason")
+        _fail(
+            ExitCode.UNUSABLE_INPUT,
+            "--now and --reason go together: a drill outside its window needs a recorded reason",
+        )
     config = _load(stack, root)
     target = _model(config, model)
     if not target.last_known_good_package_arn:
-        _fail(EXIT_REFUSED, f"{model} pins no lastKnownGoodPackageArn in {stack}: there is nothing to fail over to")
+        _fail(
+            ExitCode.UNUSABLE_INPUT,
+            f"{model} pins no lastKnownGoodPackageArn in {stack}: there is nothing to fail over to",
+        )
     try:
         declared = DrillWindow.parse(window) if window else None
     except ValueError as exc:
-        _fail(EXIT_REFUSED, str(exc))
+        _fail(ExitCode.UNUSABLE_INPUT, str(exc))
     clients = _clients(config)
     plan = DrillPlan(
         stack=stack,
@@ -192,11 +199,14 @@ def drill_rollback(
             sleep=sleep,
         )
     except DrillRefused as exc:
-        _fail(EXIT_REFUSED, f"drill refused, nothing changed: {exc}")
+        _fail(ExitCode.UNUSABLE_INPUT, f"drill refused, nothing changed: {exc}")
     except DrillNotRecorded as exc:
-        _fail(EXIT_FAILED, f"{exc} - the drill does not count; the alarm is back to OK")
+        _fail(ExitCode.FAILED, f"{exc} - the drill does not count; the alarm is back to OK")
     except (ClientError, BotoCoreError) as exc:
-        _fail(EXIT_AWS, f"AWS call failed during the drill (the alarm was restored to OK if it was set): {exc}")
+        _fail(
+            ExitCode.AWS_UNAVAILABLE,
+            f"AWS call failed during the drill (the alarm was restored to OK if it was set): {exc}",
+        )
     colour = "green" if result.passed else "red"
     console.print(
         f"[{colour}]{result.outcome}[/]: {result.from_config} -> {result.to_config} in {result.seconds} s "
@@ -209,7 +219,7 @@ def drill_rollback(
         "--check --restore-reason TEXT, then pulumi up --refresh",
         highlight=False,
     )
-    raise typer.Exit(EXIT_OK if result.passed else EXIT_FAILED)
+    raise typer.Exit(ExitCode.OK if result.passed else ExitCode.FAILED)
 
 
 @rollback_app.command("reconcile")
@@ -234,7 +244,7 @@ def rollback_reconcile(
     )
 
     if not check and (model is None or restore_reason is not None):
-        _fail(EXIT_REFUSED, "reconcile needs --model; --restore-reason goes with --check")
+        _fail(ExitCode.UNUSABLE_INPUT, "reconcile needs --model; --restore-reason goes with --check")
     config = _load(stack, root)
     models = [_model(config, model)] if model else [m for m in config.models if m.package_arn]
     clients = _clients(config)
@@ -252,13 +262,13 @@ def rollback_reconcile(
                     clock=clock,
                 )
         except ReconcileRefused as exc:
-            _fail(EXIT_REFUSED, f"nothing changed: {exc}")
+            _fail(ExitCode.UNUSABLE_INPUT, f"nothing changed: {exc}")
         console.print(
             result.message
             + (f"; evidence seq {result.evidence_seq}; commit Pulumi.{stack}.yaml" if result.changed else ""),
             highlight=False,
         )
-        raise typer.Exit(EXIT_OK)
+        raise typer.Exit(ExitCode.OK)
     failed = False
     for target in models:
         with _aws_errors():
@@ -276,7 +286,7 @@ def rollback_reconcile(
                     clock=clock,
                 )
             except ReconcileRefused as exc:
-                _fail(EXIT_REFUSED, str(exc))
+                _fail(ExitCode.UNUSABLE_INPUT, str(exc))
             console.print(
                 f"ok  {target.name}: restore of {status.pinned_config} recorded (evidence seq {seq}); "
                 "deploy with pulumi up --refresh",
@@ -285,7 +295,7 @@ def rollback_reconcile(
         else:
             failed = True
             err.print(f"FAIL {target.name}: {status.message}", highlight=False)
-    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+    raise typer.Exit(ExitCode.FAILED if failed else ExitCode.OK)
 
 
 @retrain_app.command("request")
@@ -315,11 +325,11 @@ def retrain_request(
     )
 
     if trigger not in ("drift", "quality") or len(reason.strip()) < 10:
-        _fail(EXIT_REFUSED, "--trigger is drift or quality, and --reason needs at least 10 characters")
+        _fail(ExitCode.UNUSABLE_INPUT, "--trigger is drift or quality, and --reason needs at least 10 characters")
     try:
         validate_data_uri(data_uri)
     except ValueError as exc:
-        _fail(EXIT_REFUSED, str(exc))
+        _fail(ExitCode.UNUSABLE_INPUT, str(exc))
     config = _load(stack, root)
     _model(config, model)
     log = open_evidence(evidence, stack)
@@ -328,7 +338,7 @@ def retrain_request(
         try:
             docs = [json.loads(p.read_text()) for p in drift_result]
         except (OSError, ValueError) as exc:
-            _fail(EXIT_REFUSED, f"cannot read a drift result: {exc}")
+            _fail(ExitCode.UNUSABLE_INPUT, f"cannot read a drift result: {exc}")
         verdicts = verdicts_from_results(docs, model) if docs else verdicts_from_evidence(log.entries(), model)
         if not sustained_drift(verdicts, sustained):
             err.print(
@@ -336,7 +346,7 @@ def retrain_request(
                 f"{sustained} consecutive 'drift' are required; nothing started",
                 highlight=False,
             )
-            raise typer.Exit(EXIT_FAILED)
+            raise typer.Exit(ExitCode.FAILED)
         details = {"verdicts": verdicts[-max(sustained, 10) :], "required_consecutive": sustained}
     registry = _load(pipeline_stack, root) if pipeline_stack else _registry_stack(config, root or project_root())
     clients = _clients(registry)
@@ -354,7 +364,7 @@ def retrain_request(
         with _aws_errors():
             result = open_retraining_request(clients.sagemaker, log, request, clock=clock)
     except (EvidenceError, ValueError) as exc:  # the execution (if started) is in the log line above
-        _fail(EXIT_FAILED, f"retraining requested but not recorded: {exc}")
+        _fail(ExitCode.FAILED, f"retraining requested but not recorded: {exc}")
     console.print(
         f"{result.outcome}: {result.reason}; evidence seq {result.evidence_seq}. The candidate registers "
         "PendingManualApproval: a human approves it, nothing is deployed automatically",
@@ -375,5 +385,6 @@ def _registry_stack(config: StackConfig, root: Path) -> StackConfig:
         if other.account_id == config.registry_account:
             return other
     _fail(
-        EXIT_REFUSED, f"no stack in {root} is in the registry account {config.registry_account}; fix: --pipeline-stack"
+        ExitCode.UNUSABLE_INPUT,
+        f"no stack in {root} is in the registry account {config.registry_account}; fix: --pipeline-stack",
     )

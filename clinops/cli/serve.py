@@ -15,10 +15,10 @@ from typing import Annotated
 
 import typer
 
+from clinops.exitcodes import ExitCode
 from serving.container.locate import LocateError, locate
 from serving.container.settings import ServerSettings, SettingsError
 
-EXIT_UNUSABLE = 2
 app = typer.Typer(add_completion=False, help="Serve a model bundle behind SageMaker's container contract.")
 
 
@@ -45,7 +45,7 @@ def serve(
             "error: only --local MODEL serving starts here; on SageMaker the image's entrypoint serves /opt/ml/model",
             err=True,
         )
-        raise typer.Exit(EXIT_UNUSABLE)
+        raise typer.Exit(ExitCode.UNUSABLE_INPUT)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     scratch = Path(tempfile.mkdtemp(prefix="clinops-serve-"))
     try:
@@ -54,12 +54,12 @@ def serve(
     except (LocateError, SettingsError) as exc:
         shutil.rmtree(scratch, ignore_errors=True)
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_UNUSABLE) from None
+        raise typer.Exit(ExitCode.UNUSABLE_INPUT) from None
     from serving.container.app import InferenceServer
     from serving.container.app import serve as run_server  # heavy imports after argument checks keep --help fast
 
     def announce(server: InferenceServer) -> None:
-        host, bound = server.server_address[:2]
+        host, bound = (str(part) for part in server.server_address[:2])
         model, reason = server.service.model, server.service.unavailable_reason
         state = f"{model.name} {model.version}" if model else f"NO MODEL ({reason})"
         typer.echo(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.definitions.checks import validate_against_service_model
-from pipelines.definitions.settings import PROCESSING_ROOT as PROCESSING
+from pipelines.jobpaths import PROCESSING_ROOT as PROCESSING
 
 
 @dataclass(frozen=True)

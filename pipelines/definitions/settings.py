@@ -15,7 +15,6 @@ _ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _KMS = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[\w/-]+$")
 _IMAGE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$")
 NETWORK_ALLOWED_STEPS = frozenset({"DecideRelease"})  # reads the model registry to find the approved model
-PROCESSING_ROOT = "/opt/ml/processing"
 # What each job writes. "data": patient-level rows (de-identified, still about patients) - the data bucket and
 # key, never shared. "artifact": the model and aggregate evidence - the artifact bucket and key, which other
 # accounts may read to promote a model. No job writes both, because one job has one output key.

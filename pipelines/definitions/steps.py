@@ -25,7 +25,8 @@ from sagemaker.mlops.workflow import ConditionStep, FailStep, ModelStep, Pipelin
 from sagemaker.serve.model_builder import ModelBuilder
 from sagemaker.train.model_trainer import ModelTrainer
 
-from pipelines.definitions.settings import NETWORK_ALLOWED_STEPS, PROCESSING_ROOT, PipelineDefinitionSettings
+from pipelines.definitions.settings import NETWORK_ALLOWED_STEPS, PipelineDefinitionSettings
+from pipelines.jobpaths import PROCESSING_ROOT
 from pipelines.steps.decide import PENDING
 
 # Written by the card step (`registry_metadata`); the release step reads the first four.

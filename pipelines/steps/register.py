@@ -98,7 +98,7 @@ def register(
 def main(argv: list[str] | None = None) -> int:
     """Register an already-logged MLflow model from a finished run's decision file."""
     from pipelines import tracking
-    from pipelines.steps._io import read_json
+    from pipelines.jobio import read_json
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tracking-uri", required=True)

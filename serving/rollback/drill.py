@@ -57,6 +57,8 @@ class DrillWindow:
     def parse(cls, text: str) -> DrillWindow:
         """`2026-03-01T02:00Z/2026-03-01T04:00Z` (ISO 8601 interval, both ends with a time zone)."""
         first, _, second = text.partition("/")
+        start: datetime | None
+        end: datetime | None
         try:
             start, end = datetime.fromisoformat(first.strip()), datetime.fromisoformat(second.strip())
         except ValueError:

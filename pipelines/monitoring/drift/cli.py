@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from clinops.exitcodes import ExitCode
 from pipelines.errors import InputError
 from pipelines.monitoring.drift.baseline import Baseline, load_baseline
 from pipelines.monitoring.drift.detect import DriftResult, DriftSettings, compare
@@ -30,7 +31,6 @@ from pipelines.monitoring.drift.sources import (
 )
 from pipelines.monitoring.drift.summary import Summary
 
-EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_UNUSABLE = 0, 1, 2
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 console = Console()
 err = Console(stderr=True)
@@ -77,8 +77,8 @@ def _finish(results: list[DriftResult], baseline: Baseline, out: Path, publish: 
 
             console.print(f"published {send(result)} metrics to CloudWatch")
     if any(r.verdict == "insufficient-data" for r in results):
-        raise typer.Exit(EXIT_UNUSABLE)
-    raise typer.Exit(EXIT_DRIFT if any(r.verdict == "drift" for r in results) else EXIT_NO_DRIFT)
+        raise typer.Exit(ExitCode.UNUSABLE_INPUT)
+    raise typer.Exit(ExitCode.FAILED if any(r.verdict == "drift" for r in results) else ExitCode.OK)
 
 
 def _compare_all(
@@ -115,7 +115,7 @@ def run(
         results = _compare_all(baseline, summaries, batch.malformed, _settings(min_rows), variant)
     except InputError as exc:
         err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(EXIT_UNUSABLE) from None
+        raise typer.Exit(ExitCode.UNUSABLE_INPUT) from None
     _finish(results, baseline, out, publish)
 
 
@@ -132,7 +132,7 @@ def demo(
         console.print(f"[bold]{name}[/]: {result.verdict} - {headline(result)}")
         console.print(f"  report: {out / name / 'drift-report.html'}")
     caught = results["clean"].verdict == "no-drift" and "creatinine" in results["lab-unit-change"].drifted
-    raise typer.Exit(EXIT_NO_DRIFT if caught else EXIT_DRIFT)
+    raise typer.Exit(ExitCode.OK if caught else ExitCode.FAILED)
 
 
 @app.command("partial")
@@ -160,7 +160,7 @@ def partial(
             batch = read_capture_files(files, baseline.columns)
     except InputError as exc:
         err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(EXIT_UNUSABLE) from None
+        raise typer.Exit(ExitCode.UNUSABLE_INPUT) from None
     path = write_partial(summarize_batch(batch, baseline), batch.malformed, out, f"{host}-{index}")
     console.print(f"{batch.events} capture records summarised -> {path}")
 
@@ -181,5 +181,5 @@ def merge_cmd(
         results = _compare_all(baseline, summaries, malformed, _settings(min_rows), None)
     except InputError as exc:
         err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(EXIT_UNUSABLE) from None
+        raise typer.Exit(ExitCode.UNUSABLE_INPUT) from None
     _finish(results, baseline, out, publish)

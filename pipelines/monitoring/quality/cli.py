@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from clinops.exitcodes import ExitCode
 from pipelines.errors import InputError
 from pipelines.monitoring.drift.baseline import load_baseline
 from pipelines.monitoring.drift.report import json_safe
@@ -23,7 +24,6 @@ from pipelines.monitoring.quality.decay import QualityResult, ReferenceMetrics, 
 from pipelines.monitoring.quality.outcomes import clean_outcomes, join_outcomes, read_outcome_frames
 from pipelines.monitoring.quality.windows import QualitySettings, rolling_windows
 
-EXIT_NO_DECAY, EXIT_DECAY, EXIT_UNUSABLE = 0, 1, 2
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 console = Console()
 err = Console(stderr=True)
@@ -140,7 +140,7 @@ def run(
         ]
     except (InputError, ValueError) as exc:
         err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(EXIT_UNUSABLE) from None
+        raise typer.Exit(ExitCode.UNUSABLE_INPUT) from None
     for result in results:
         folder = out if len(results) == 1 else out / result.variant
         folder.mkdir(parents=True, exist_ok=True)
@@ -159,5 +159,5 @@ def run(
                 names = ensure_alarms(cloudwatch, alarm_specs(result.model, result.variant, alarm_action))
                 console.print(f"alarms: {', '.join(names)}")
     if any(r.verdict == "insufficient-data" for r in results):
-        raise typer.Exit(EXIT_UNUSABLE)
-    raise typer.Exit(EXIT_DECAY if any(r.verdict == "decay" for r in results) else EXIT_NO_DECAY)
+        raise typer.Exit(ExitCode.UNUSABLE_INPUT)
+    raise typer.Exit(ExitCode.FAILED if any(r.verdict == "decay" for r in results) else ExitCode.OK)

@@ -24,12 +24,13 @@ TEST_MAX_ROWS = 500
 
 def write_pipeline_bundle(directory: Path, work: Path) -> Path:
     """validate -> split -> train -> save, exactly as `pipelines.local` runs them, on a small synthetic extract."""
-    from pipelines.contracts import builtin_contract_path, load_contract, validate_frame
+    from pipelines.contracts import builtin_contract_path, load_contract
+    from pipelines.contracts.validate import validate_frame
     from pipelines.data.synthetic import generate_readmission
+    from pipelines.jobio import read_raw_table
     from pipelines.settings import TrainingSettings
     from pipelines.steps import split as split_step
     from pipelines.steps import train as train_step
-    from pipelines.steps._io import read_raw_table
 
     contract = load_contract(builtin_contract_path("readmission-risk"))
     extract = work / "extract.csv"

@@ -18,8 +18,9 @@ from typing import Any
 import pandas as pd
 
 from pipelines.errors import InputError
+from pipelines.jobpaths import PROCESSING_ROOT
 
-PROCESSING = Path("/opt/ml/processing")
+PROCESSING = Path(PROCESSING_ROOT)
 # SageMaker shows the content of this file as the job's FailureReason (processing: message, training: failure).
 FAILURE_FILES = (Path("/opt/ml/output/message"), Path("/opt/ml/output/failure"))
 TABLE_SUFFIXES = (".csv", ".parquet")
