@@ -26,6 +26,8 @@ from clinops.exitcodes import SegregationOfDuties
 
 _ASSUMED = re.compile(r"^arn:aws[a-z-]*:sts::(\d{12}):assumed-role/([\w+=,.@-]+)/(.+)$")
 _IAM = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):(user|role)/(?:[\w+=,.@-]+/)*([\w+=,.@-]+)$")
+# A role ARN as the platform's config and pipeline definitions accept it (paths allowed).
+ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _ROOT = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):root$")
 
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import re
 
+# The platform's IAM personas: the workload's execution role and the three people-facing roles, whose
+# separation (author != approver != deployer) is the segregation of duties.
+PERSONAS = ("execution", "author", "approver", "deployer")
+HUMAN_PERSONAS = PERSONAS[1:]
 NONE = "none"  # value of the last-known-good parameter when the stack pins no previous package
 VARIANT = "AllTraffic"
 SHADOW_VARIANT = "Shadow"

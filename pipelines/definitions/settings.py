@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from clinops.identity import ROLE_ARN
 from pipelines.settings import GateSettings, TrainingSettings
 
-_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+_ROLE = ROLE_ARN
 _KMS = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[\w/-]+$")
 _IMAGE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$")
 NETWORK_ALLOWED_STEPS = frozenset({"DecideRelease"})  # reads the model registry to find the approved model
