@@ -68,10 +68,10 @@ def _from_statistics(aws: StackAws, uri: str) -> float | None:
 def _from_fairness(aws: StackAws, uri: str) -> float | None:
     attributes = _s3_json(aws, uri).get("attributes") or {}
     gaps = [(a.get("gaps") or {}).get("auc") for a in attributes.values()]
-    if not gaps or any(g is None for g in gaps):
-        return None  # an attribute that could not be judged leaves the gap unknown
-    values = [_number(g.get("value")) for g in gaps]
-    return None if any(v is None for v in values) else max(values)  # type: ignore[type-var]
+    values = [None if g is None else _number(g.get("value")) for g in gaps]
+    known = [v for v in values if v is not None]
+    # an attribute that could not be judged leaves the gap unknown
+    return max(known) if gaps and len(known) == len(values) else None
 
 
 def read_metrics(package: dict[str, Any], aws: StackAws | None) -> PackageMetrics:

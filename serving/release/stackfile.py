@@ -50,7 +50,7 @@ class StackFileEdit:
     def _model(self, name: str) -> CommentedMap:
         models = (self._doc.get("config") or {}).get(MODELS_KEY) or []
         for entry in models:
-            if isinstance(entry, dict) and entry.get("name") == name:
+            if isinstance(entry, CommentedMap) and entry.get("name") == name:
                 return entry
         raise UnusableInput(f"stack {self.stack} has no model '{name}' in {self.path.name}")
 
