@@ -17,7 +17,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.base import Platform, Statement, policy_document
-from serving.guardrails import EVIDENCE_WRITER_FUNCTIONS
+from infra.guardrails import EVIDENCE_WRITER_FUNCTIONS
 
 ADMIN_ACTIONS = [
     "kms:CancelKeyDeletion",

@@ -41,7 +41,7 @@ from clinops.evidence.phi import check_no_phi
 
 GENESIS_HASH = "0" * 64
 _NO_MAC = "A" * 43 + "="  # a placeholder of the right shape while the hash is computed
-SCHEMA_VERSION = 2  # 2: keyed (mac_key, mac)
+SCHEMA_VERSION: Literal[2] = 2  # 2: keyed (mac_key, mac)
 MAX_ENTRY_BYTES = 64 * 1024  # evidence is a record of decisions, not a data dump
 
 _HEX64 = r"^[0-9a-f]{64}$"

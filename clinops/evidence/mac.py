@@ -35,7 +35,10 @@ LOCAL_KEY_ID_PREFIX = "local-dev:"
 
 
 class MacKey(Protocol):
-    key_id: str  # recorded in each entry (`mac_key`); verification always uses the configured key, not this
+    @property
+    def key_id(self) -> str:
+        """Recorded in each entry (`mac_key`); verification always uses the configured key, not this."""
+        ...
 
     def generate(self, message: bytes) -> bytes: ...
 

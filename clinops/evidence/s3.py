@@ -205,7 +205,8 @@ class S3Store:
 
     def _sealed_versions(self, seq: int, version_ids: list[str]) -> str:
         """Check every version of an overwritten key: which ones are sealed entries (hash and MAC verify)."""
-        sealed, other = [], []
+        sealed: list[str] = []
+        other: list[str] = []
         for version_id in version_ids:
             try:
                 with self._aws(f"GetObject {self.key(seq)} version {version_id}"):

@@ -81,7 +81,10 @@ def _parse(stored: Sequence[StoredEntry], problems: list[Problem], key: MacKey |
 
 
 def _expected_stack(sound: dict[int, EvidenceEntry], stack: str | None) -> str | None:
-    return stack or (Counter(e.stack for e in sound.values()).most_common(1) or [(None, 0)])[0][0]
+    if stack:
+        return stack
+    most_common = Counter(e.stack for e in sound.values()).most_common(1)
+    return most_common[0][0] if most_common else None
 
 
 def _place(sound: dict[int, EvidenceEntry], stack: str | None, problems: list[Problem]) -> dict[int, EvidenceEntry]:
