@@ -167,6 +167,7 @@ class Decision:
     to_config: str | None = None
     package_arn: str | None = None  # the last-known-good package, once verified
     reconsidered: bool = False  # a pending alarm judged again (not a new event)
+    attempt: int | None = None  # the UpdateEndpoint call this decision is about (1..MAX_SWITCH_ATTEMPTS)
     pending: tuple[str, ...] | None = None  # alarms left waiting, after this decision
     state_version: int | None = None
     evidence_seq: int | None = None
@@ -453,7 +454,7 @@ def _judge(
             until,
         )
     step = done(replace(base, outcome=Outcome.ROLLING_BACK, reason=f"switching {serving} -> verified {lkg}"))
-    decision = replace(step.decision, phase=REQUESTED, rollback_id=alarm.event_id)
+    decision = replace(step.decision, phase=REQUESTED, rollback_id=alarm.event_id, attempt=1)
     requested = replace(
         step.state,
         phase=REQUESTED,
@@ -506,6 +507,8 @@ def advance(
                 break
         else:
             decisions.append(_conclude(decision, clients, settings))
+            if decision.phase == UPDATING:
+                break  # seen deploying just now: the next invocation or the schedule looks again
     return decisions
 
 
@@ -556,6 +559,7 @@ def _progress(
                 base,
                 outcome=Outcome.ROLLING_BACK,
                 phase=REQUESTED,
+                attempt=state.attempts + 1,
                 reason=f"recovering an interrupted rollback: endpoint still serves {serving}; "
                 f"UpdateEndpoint attempt {state.attempts + 1} of {MAX_SWITCH_ATTEMPTS}",
             )
@@ -642,8 +646,9 @@ def _switch(
         decision,
         outcome=Outcome.ROLLING_BACK,
         phase=UPDATING,
-        reason=f"UpdateEndpoint accepted: switching {decision.from_config} -> verified last-known-good "
-        f"{decision.to_config} (all at once); rolled-back is recorded once it is InService there",
+        reason=f"UpdateEndpoint accepted (attempt {decision.attempt or 1} of {MAX_SWITCH_ATTEMPTS}): switching "
+        f"{decision.from_config} -> verified last-known-good {decision.to_config} (all at once); rolled-back is "
+        "recorded once it is InService there",
     )
     return [_record_answer(accepted, clients, store, clock, settings)]
 
