@@ -262,7 +262,7 @@ def rollback_reconcile(
     failed = False
     for target in models:
         with _aws_errors():
-            status = inspect_pin(config, target, clients.sagemaker)
+            status = inspect_pin(config, target, clients.sagemaker, clients.ssm)
         if status.state in PASSING:
             console.print(f"ok  {target.name}: {status.message}", highlight=False)
         elif status.state == ROLLED_BACK and restore_reason is not None:
