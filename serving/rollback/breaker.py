@@ -503,8 +503,8 @@ def advance(
         decision = replace(step.decision, state_version=snapshot.version + 1)
         if step.switch:
             decisions += _switch(decision, clients, store, clock, settings)
-            if decisions[-1].outcome is Outcome.INTERRUPTED:
-                break
+            if decisions[-1].outcome in (Outcome.INTERRUPTED, Outcome.FAILED):
+                break  # SageMaker unreachable or refusing: no second call in this invocation
         else:
             decisions.append(_conclude(decision, clients, settings))
             if decision.phase == UPDATING:
