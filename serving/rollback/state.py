@@ -30,8 +30,9 @@ key (alarm name, CloudWatch's state-change timestamp) is what a redelivery repea
 alarm the breaker obeys (6 per model: `names.ROLLBACK_ALARM_SUFFIXES` + `BREAKER_ALARM_SUFFIXES`), so it never
 evicts anything: it covers EventBridge's retry window (24 h, 185 attempts) and any later redelivery, at any event
 rate. (The first version kept the last 16 event ids: after 16 other events, a redelivered refusal was judged
-again.) Sizes: 6 seen (<= 110 B each) + 6 pending (<= 260 B each) + the rest (< 1 KB, `reason` shortened) stay
-under the 4 KB of an SSM standard parameter; a test fills every slot with the longest names.
+again.) Sizes at the longest names AWS allows: 6 seen (103 B each) + 6 pending (235 B each) + the other fields
+(1.06 KB) = 3.1 KB, under the 4 KB of an SSM standard parameter; `reason` (free text) is shortened to fit the
+remaining ~990 B. A test fills every slot.
 
 Each record is complete (carries the rollback, pending alarms and seen transitions forward), so only the newest
 valid record is ever needed. SSM keeps the latest 100 versions; readers page through at most two pages. A record
