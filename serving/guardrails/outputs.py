@@ -65,7 +65,7 @@ def log_line(event: str, fields: Mapping[str, Any]) -> None:
 def s3_evidence_from_env(stack: str, env: Mapping[str, str] | None = None) -> EvidenceSink:
     """The stack's S3 evidence log, from EVIDENCE_BUCKET / EVIDENCE_PREFIX / EVIDENCE_KMS_KEY_ID (SSE-KMS) /
     EVIDENCE_MAC_KEY_ID (the KMS HMAC key that seals entries; the head goes to the stack's SSM parameter). The
-    Lambda asset must bundle `clinops/evidence` and pydantic (infra/guardrails.py `_CODE` and the layer)."""
+    Lambda asset must bundle `clinops/evidence` and pydantic (see serving/guardrails/__init__.py)."""
     from clinops.evidence import EvidenceLog
     from clinops.evidence.s3 import EVIDENCE_PREFIX
 
