@@ -19,7 +19,13 @@ SHADOW_VARIANT = "Shadow"
 PINNED_PARAMETER = "pinned-endpoint-config"
 LAST_KNOWN_GOOD_PARAMETER = "last-known-good-endpoint-config"
 ROLLBACK_ALARM_SUFFIXES = ("5xx-rate", "latency-p99", "invalid-scores")  # infra.rollback_alarms.RollbackAlarms
-BREAKER_ALARM_SUFFIXES = ("drift", "score-drift", "quality")  # drift and quality alarms the breaker also obeys
+# Drift, quality and exhausted-error-budget alarms the breaker also obeys (the budget one only exists for models
+# whose SLO says exhaustedAction: breaker; see SLO_EXHAUSTED_SUFFIX).
+BREAKER_ALARM_SUFFIXES = ("drift", "score-drift", "quality", "slo-budget")
+# The exhausted-error-budget alarm's name says what it does: the breaker obeys `slo-budget`, `clinops release`
+# refuses while a `release-freeze` alarm is in ALARM, and `slo-budget-exhausted` only notifies.
+SLO_EXHAUSTED_SUFFIX = {"breaker": "slo-budget", "freeze": "release-freeze", "none": "slo-budget-exhausted"}
+FREEZE_ALARM_SUFFIX = SLO_EXHAUSTED_SUFFIX["freeze"]
 _PACKAGE_VERSION = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/([\w-]+)/(\d+)$")
 
 
