@@ -182,6 +182,7 @@ EXIT_CODES: dict[str, tuple[ExitCode, ...]] = {
         ExitCode.AWS_UNAVAILABLE,
         ExitCode.DEPLOY_FAILED,
         ExitCode.EVIDENCE_UNAVAILABLE,
+        ExitCode.RELEASES_FROZEN,
     ),
     "verify": (
         ExitCode.ENDPOINT_BUSY,
