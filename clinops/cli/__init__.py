@@ -214,6 +214,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, bool, str | None]] = {
         "Train, evaluate and register a model (locally or in SageMaker).",
     ),
     "serve": ("clinops.cli.serve", "app", False, None),
+    "cost": ("clinops.cli.cost", "app", False, None),
     "release": ("clinops.cli.release", "release_app", False, None),
     "verify": ("clinops.cli.release", "verify_app", False, None),
     "shadow": ("clinops.cli.release", "shadow_app", True, None),
