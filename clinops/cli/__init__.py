@@ -199,6 +199,7 @@ EXIT_CODES: dict[str, tuple[ExitCode, ...]] = {
         ExitCode.EVIDENCE_UNAVAILABLE,
     ),
     "drill": (ExitCode.ENDPOINT_BUSY, ExitCode.AWS_UNAVAILABLE),
+    "scorecard": (ExitCode.AWS_UNAVAILABLE,),
     "rollback": (ExitCode.AWS_UNAVAILABLE,),
     "retrain": (ExitCode.AWS_UNAVAILABLE,),
 }
@@ -215,6 +216,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, bool, str | None]] = {
     ),
     "serve": ("clinops.cli.serve", "app", False, None),
     "cost": ("clinops.cli.cost", "app", False, None),
+    "scorecard": ("clinops.cli.scorecard", "app", False, None),
     "release": ("clinops.cli.release", "release_app", False, None),
     "verify": ("clinops.cli.release", "verify_app", False, None),
     "shadow": ("clinops.cli.release", "shadow_app", True, None),
