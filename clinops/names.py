@@ -26,6 +26,8 @@ BREAKER_ALARM_SUFFIXES = ("drift", "score-drift", "quality", "slo-budget")
 # refuses while a `release-freeze` alarm is in ALARM, and `slo-budget-exhausted` only notifies.
 SLO_EXHAUSTED_SUFFIX = {"breaker": "slo-budget", "freeze": "release-freeze", "none": "slo-budget-exhausted"}
 FREEZE_ALARM_SUFFIX = SLO_EXHAUSTED_SUFFIX["freeze"]
+# CloudWatch alarm state changes as EventBridge delivers them (the guardrail rules match on these).
+ALARM_SOURCE, ALARM_DETAIL_TYPE = "aws.cloudwatch", "CloudWatch Alarm State Change"
 _PACKAGE_VERSION = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/([\w-]+)/(\d+)$")
 
 
@@ -88,6 +90,20 @@ def verified_parameter(stack: str, model: str, endpoint_config: str) -> str:
 def alarm_name(stack: str, model: str, signal: str) -> str:
     """`clinops-<stack>-<model>-<signal>`: every alarm the breaker obeys is named after its endpoint."""
     return f"{endpoint_name(stack, model)}-{signal}"
+
+
+def canary_function_name(stack: str, model: str) -> str:
+    """The synthetic-traffic canary's Lambda function, its IAM role and its schedule (infra.canary)."""
+    return f"{endpoint_name(stack, model)}-canary"
+
+
+def drift_pipeline_name(stack: str, model: str) -> str:
+    """The daily drift and outcome-backtest pipeline and its schedule (infra.drift_monitoring)."""
+    return f"{endpoint_name(stack, model)}-drift"
+
+
+def drift_scheduler_role_name(stack: str, model: str) -> str:
+    return f"{drift_pipeline_name(stack, model)}-scheduler"
 
 
 def training_pipeline_name(model: str) -> str:

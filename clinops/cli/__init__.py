@@ -55,7 +55,9 @@ err = Console(stderr=True)
 
 
 def _config_failure(exc: ConfigError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}")
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)  # keys like models[name] are not markup
     return typer.Exit(ExitCode.UNUSABLE_INPUT)
 
 

@@ -7,6 +7,7 @@ import json
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from clinops.config import ConfigError, load_from_stack_file
@@ -28,7 +29,7 @@ def cost(
         config = load_from_stack_file(stack)
         lines = fixed_monthly_cost(config, log_gb)
     except (ConfigError, PriceError) as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(ExitCode.UNUSABLE_INPUT) from None
     table = price_table(config.instance_prices)
     total = sum(line.monthly_usd for line in lines)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from clinops.config import ConfigError, load_from_stack_file
@@ -36,7 +37,7 @@ def scorecard(
         config = load_from_stack_file(stack)
         start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
     except ConfigError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(ExitCode.UNUSABLE_INPUT) from None
     except ValueError:
         err.print(f"[bold red]error:[/] --since '{since}' is not a date; fix: YYYY-MM-DD")
@@ -55,7 +56,7 @@ def scorecard(
     try:
         card = compute(config, EvidenceLog.local(where, stack), since=start, traffic=traffic)
     except ScorecardRefused as exc:
-        err.print(f"[bold red]refused:[/] {exc}")
+        err.print(f"[bold red]refused:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(ExitCode.FAILED) from None
     except (BotoCoreError, ClientError) as exc:
         err.print(f"[bold red]error:[/] CloudWatch unavailable ({exc}); fix: credentials, or run without --cloudwatch")
