@@ -323,6 +323,12 @@ class StackConfig(StrictModel):
         return "Medium" if self.environment == "prod" else "Small"
 
     @property
+    def retraining_stacks(self) -> list[str]:
+        """Stacks whose drift/quality alarms open retraining requests in the registry account (this one and
+        every environment with an account)."""
+        return sorted({self.stack, *[s for s in ENVIRONMENTS if getattr(self.accounts, s)]})
+
+    @property
     def registry_account(self) -> str:
         """The account holding the model registry: the build (dev) account if configured, else this one."""
         return self.accounts.dev or self.account_id

@@ -124,31 +124,18 @@ def _name_problems(config: StackConfig, model) -> list[str]:
     return problems
 
 
-def alarm_pattern_size(alarm_names: list[str]) -> int:
-    """Characters of an EventBridge rule matching these alarms entering ALARM by exact name, serialised as
-    infra.guardrails serialises it (json.dumps, sorted keys)."""
-    pattern = {
-        "source": [names.ALARM_SOURCE],
-        "detail-type": [names.ALARM_DETAIL_TYPE],
-        "detail": {"alarmName": sorted(alarm_names), "state": {"value": ["ALARM"]}},
-    }
-    return len(json.dumps(pattern, sort_keys=True))
-
-
 def _event_pattern_problems(config: StackConfig) -> list[str]:
-    deployed = [m.name for m in config.models if m.package_arn]
-    every = [m.name for m in config.models]
-    breaker = [names.alarm_name(config.stack, m, s) for m in deployed for s in names.BREAKER_ALARM_SUFFIXES]
-    stacks = sorted({config.stack, *[s for s in ("dev", "staging", "prod") if getattr(config.accounts, s)]})
-    retrain = [names.alarm_name(s, m, signal) for s in stacks for m in every for signal in ("drift", "quality")]
+    patterns = {
+        "circuit-breaker": names.alarm_state_pattern([config.stack], names.BREAKER_ALARM_SUFFIXES),
+        "retraining": names.alarm_state_pattern(config.retraining_stacks, ("drift", "quality")),
+    }
     problems = []
-    for rule, alarms in (("circuit-breaker", breaker), ("retraining", retrain)):
-        size = alarm_pattern_size(alarms)
+    for rule, pattern in patterns.items():
+        size = len(json.dumps(pattern, sort_keys=True))
         if size > EVENT_PATTERN_MAX:
             problems.append(
-                f"models: the {rule} EventBridge rule would list {len(alarms)} alarm names ({size} characters), over "
-                f"EventBridge's default {EVENT_PATTERN_MAX}-character event pattern quota, so the deploy would fail; "
-                "fix: fewer models per stack, or move infra/guardrails.py to wildcard alarm-name patterns "
-                f"(e.g. clinops-{config.stack}-*-drift) - the Lambdas already check model and signal themselves"
+                f"the {rule} EventBridge rule's pattern is {size} characters, over EventBridge's default "
+                f"{EVENT_PATTERN_MAX}-character quota, so the deploy would fail; fix: fewer stacks or signals, or "
+                "raise the 'Event pattern size' quota (up to 4096)"
             )
     return problems

@@ -124,3 +124,20 @@ def model_for_alarm(
         if alarm.startswith(prefix) and alarm[len(prefix) :] in suffixes:
             return model
     return None
+
+
+def alarm_state_pattern(stacks: list[str] | tuple[str, ...], signals: tuple[str, ...]) -> dict:
+    """EventBridge pattern: any model's alarm of these signals in these stacks entering ALARM, by wildcard
+    (`clinops-prod-*-drift`). Its size does not grow with the number of models (an exact-name list of a 50-model
+    mesh is ~9,000 characters, over EventBridge's 2,048 default); the Lambdas still accept only the models and
+    signals they serve (`model_for_alarm`)."""
+    return {
+        "source": [ALARM_SOURCE],
+        "detail-type": [ALARM_DETAIL_TYPE],
+        "detail": {
+            "alarmName": [
+                {"wildcard": f"{endpoint_name(stack, '*')}-{signal}"} for stack in stacks for signal in signals
+            ],
+            "state": {"value": ["ALARM"]},
+        },
+    }

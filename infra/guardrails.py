@@ -18,11 +18,12 @@ import pulumi
 import pulumi_aws as aws
 
 from clinops.config import project_root
-from clinops.names import BREAKER_ALARM_SUFFIXES
+from clinops.names import BREAKER_ALARM_SUFFIXES, alarm_state_pattern
 from infra.base import Platform, allow, policy_document, service_trust, vpc_network_interface_statements
 from infra.logs import encrypted_log_group
 from serving.guardrails import permissions
-from serving.guardrails.events import approval_event_pattern, retraining_event_pattern
+from serving.guardrails.events import approval_event_pattern
+from serving.guardrails.retrain import RETRAINING_SIGNALS
 
 RUNTIME = "python3.11"  # the layer's compiled wheels (pydantic-core) are built for CPython 3.11
 LAYER_ZIP = Path("build") / "lambda-deps.zip"
@@ -82,15 +83,9 @@ class Guardrails(pulumi.ComponentResource):
                 permissions.BREAKER,
                 {"MODELS": ",".join(args.models), "COOLDOWN_SECONDS": "1800"},
             )
-            self._on_events(
-                "circuit-breaker", retraining_event_pattern(cfg.stack, args.models, BREAKER_ALARM_SUFFIXES), breaker
-            )
+            self._on_events("circuit-breaker", alarm_state_pattern([cfg.stack], BREAKER_ALARM_SUFFIXES), breaker)
         # Drift/quality alarms of every environment open retraining requests where the pipelines live.
-        stacks = sorted({cfg.stack, *[s for s in ("dev", "staging", "prod") if getattr(cfg.accounts, s)]})
-        retrain_pattern = {**retraining_event_pattern(cfg.stack, args.all_models)}
-        retrain_pattern["detail"]["alarmName"] = sorted(
-            name for stack in stacks for name in retraining_event_pattern(stack, args.all_models)["detail"]["alarmName"]
-        )
+        retrain_pattern = alarm_state_pattern(cfg.retraining_stacks, RETRAINING_SIGNALS)
         if in_registry:
             recorder = self._function(
                 "approval-recorder", "serving.guardrails.recorder.handler", permissions.RECORDER, {}

@@ -3,6 +3,7 @@ problem names the model and the fix, and the CLI exits 2 within seconds."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import time
 from pathlib import Path
@@ -12,7 +13,8 @@ from typer.testing import CliRunner
 
 from clinops.cli import app
 from clinops.config import ConfigError, load_from_stack_file, validate
-from clinops.mesh import EVENT_PATTERN_MAX, alarm_pattern_size, check_mesh
+from clinops.mesh import EVENT_PATTERN_MAX, check_mesh
+from clinops.names import BREAKER_ALARM_SUFFIXES, alarm_name, alarm_state_pattern
 from tests.clinops.test_config import prod_values
 from tests.conftest import REPO, rendered
 
@@ -68,22 +70,28 @@ def test_derived_names_over_aws_limits() -> None:
     assert "fix: shorten the model name" in text
 
 
-def test_event_pattern_quota() -> None:
+def test_event_patterns_do_not_grow_with_the_mesh() -> None:
     values = prod_values()
-    values["models"] += [extra_model(f"readmission-risk-{i:02d}") for i in range(12)]
-    text = mesh_problems(validate("prod", values), REPO)
-    assert f"over EventBridge's default {EVENT_PATTERN_MAX}-character event pattern quota" in text
+    values["models"] += [extra_model(f"readmission-risk-{i:02d}") for i in range(48)]
+    config = validate("prod", values)
+    problems = mesh_problems(config, REPO)  # the extra models have no contracts: only those are reported
+    assert "EventBridge" not in problems and problems.count("no feature contract") == 48
+    pattern = alarm_state_pattern(["prod"], ("drift",))
+    assert len(json.dumps(pattern)) < EVENT_PATTERN_MAX
 
 
-def test_pattern_size_matches_the_rendered_rule() -> None:
+def test_breaker_rule_matches_every_models_breaker_alarms() -> None:
     rule = next(
         s["newState"]["inputs"]
         for s in rendered("prod")["steps"]
         if s["newState"]["type"] == "aws:cloudwatch/eventRule:EventRule"
         and s["newState"]["inputs"].get("name", "").endswith("circuit-breaker")
     )
-    pattern = json.loads(rule["eventPattern"])
-    assert alarm_pattern_size(pattern["detail"]["alarmName"]) == len(rule["eventPattern"])
+    wildcards = [m["wildcard"] for m in json.loads(rule["eventPattern"])["detail"]["alarmName"]]
+    for suffix in BREAKER_ALARM_SUFFIXES:
+        alarm = alarm_name("prod", "readmission-risk", suffix)
+        assert any(fnmatch.fnmatchcase(alarm, w) for w in wildcards), alarm
+    assert not any(fnmatch.fnmatchcase(alarm_name("staging", "readmission-risk", "drift"), w) for w in wildcards)
 
 
 def test_render_refuses_a_model_without_contract_fast(tmp_path: Path) -> None:
