@@ -69,10 +69,6 @@ def stacks() -> None:
     )
 
 
-if __name__ == "__main__":
-    main()
-
-
 CONTRACTS = ROOT / "pipelines" / "contracts"
 _MESH_RUN = """
 import json, sys, time
@@ -86,11 +82,11 @@ try:
     plan = render("prod", root=__import__("pathlib").Path(sys.argv[1]))
 except ConfigError as exc:
     print(json.dumps({"refused": time.perf_counter() - t0, "problems": exc.problems[:2]})); sys.exit(0)
-t2 = time.perf_counter()
+t2, c2 = time.perf_counter(), time.process_time()
 verdict = run_gate(parse_plan(plan), dumps(plan))
-t3 = time.perf_counter()
+t3, c3 = time.perf_counter(), time.process_time()
 print(json.dumps({"imports": t1 - t0, "render": t2 - t1, "gate": t3 - t2, "resources": len(plan["steps"]),
-                  "passed": verdict.passed}))
+                  "passed": verdict.passed, "cpu": c3}))
 """
 
 
@@ -130,7 +126,7 @@ def mesh(sizes: list[int]) -> None:
             path = CONTRACTS / f"mesh-model-{i:02d}.yaml"
             path.write_text(re.sub(r"(?m)^name: .*$", f"name: mesh-model-{i:02d}", template, count=1))
             written.append(path)
-        print(f"{'models':>6} {'resources':>9} {'render s':>9} {'gate s':>7} {'total s':>8} {'gate':>5}")
+        print(f"{'models':>6} {'resources':>9} {'render s':>9} {'gate s':>7} {'total s':>8} {'cpu s':>6} {'gate':>5}")
         with tempfile.TemporaryDirectory() as tmp:
             for count in sizes:
                 root = Path(tmp) / f"mesh-{count}"
@@ -158,3 +154,7 @@ def mesh(sizes: list[int]) -> None:
     finally:
         for path in written:
             path.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()
