@@ -15,7 +15,7 @@ import yaml
 
 from clinops import names
 from clinops.config import ConfigError, StackConfig, project_root
-from clinops.slo import WORKBOOK_TIERS
+from clinops.slo import WORKBOOK_TIERS, detection_seconds
 
 # AWS limits (API references: CreateEndpoint/CreateEndpointConfig/CreateModel EndpointName etc. max 63; IAM
 # CreateRole RoleName max 64; Lambda FunctionName max 64; SageMaker CreatePipeline PipelineName max 256;
@@ -58,12 +58,29 @@ def check_mesh(config: StackConfig, root: Path | None = None) -> None:
     for model in config.models:
         problems += _contract_problems(model.name, root)
         problems += _name_problems(config, model)
+        problems += _detection_problems(config, model)
         rollback = len(names.ROLLBACK_ALARM_SUFFIXES)
         if rollback > ROLLBACK_ALARMS_MAX:
             problems.append(f"models[{model.name}]: {rollback} auto-rollback alarms, SageMaker accepts 1-10")
     problems += _event_pattern_problems(config)
     if problems:
         raise ConfigError(config.stack, problems)
+
+
+def _detection_problems(config: StackConfig, model) -> list[str]:
+    """A total outage after the bake must page (fast burn tier) within the stack's rollback SLO, or the SLO
+    alarms would report an outage the release alarms already promised to catch sooner."""
+    slo = config.slo_for(model)
+    fast = WORKBOOK_TIERS[0]
+    seconds = detection_seconds(fast, slo.window_days, 1.0, slo.error_budget)
+    if seconds is None or seconds > config.rollback_slo_seconds:
+        return [
+            f"models[{model.name}]: a total outage would page after "
+            f"{'never' if seconds is None else f'{seconds:.0f}'} s (fast burn tier), beyond "
+            f"clinops:rollbackSloSeconds {config.rollback_slo_seconds}; fix: a stricter slo.availabilityPercent or a "
+            "shorter slo.windowDays (both make the fast tier fire on less)"
+        ]
+    return []
 
 
 def _contract_problems(model: str, root: Path | None) -> list[str]:

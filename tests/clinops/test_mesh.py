@@ -70,6 +70,15 @@ def test_derived_names_over_aws_limits() -> None:
     assert "fix: shorten the model name" in text
 
 
+def test_time_to_detect_of_an_outage_fits_the_rollback_slo() -> None:
+    # 90% availability over 7 days: the fast tier needs 3.36 x 10% = 33.6% of an hour of errors = 1,209.6 s,
+    # + 120 s publishing delay, beyond the 600 s rollback SLO of prod.
+    values = prod_values(slo={"availabilityPercent": 90.0, "windowDays": 7, "exhaustedAction": "none"})
+    text = mesh_problems(validate("prod", values), REPO)
+    assert "models[readmission-risk]: a total outage would page after 1330 s" in text
+    assert "fix: a stricter slo.availabilityPercent" in text
+
+
 def test_event_patterns_do_not_grow_with_the_mesh() -> None:
     values = prod_values()
     values["models"] += [extra_model(f"readmission-risk-{i:02d}") for i in range(48)]
