@@ -291,14 +291,6 @@ class StackConfig(StrictModel):
                     first.get("input"),
                     f"{first['msg']}; fix: set it in clinops:slo or the model's slo",
                 ) from None
-            slo = self.slo_for(model)
-            if slo.exhausted_action == "breaker" and model.package_arn and not model.last_known_good_package_arn:
-                raise _keyed(
-                    f"models[{model.name}].slo.exhaustedAction",
-                    "breaker",
-                    "the circuit breaker has no last-known-good package to switch to; "
-                    "fix: pin lastKnownGoodPackageArn or use exhaustedAction: freeze",
-                )
         names = [m.name for m in self.models]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
