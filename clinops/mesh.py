@@ -48,6 +48,10 @@ SLO_ALARM_SUFFIXES = (
 )
 
 
+# libyaml's loader when the wheel has it: 50 contracts parse in milliseconds instead of about a second.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def contract_path(model: str, root: Path | None = None) -> Path:
     return (root or project_root()) / "pipelines" / "contracts" / f"{model}.yaml"
 
@@ -93,7 +97,7 @@ def _contract_problems(model: str, root: Path | None) -> list[str]:
             "model from the stack"
         ]
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         return [f"models[{model}]: {where} cannot be read as YAML ({type(exc).__name__}); fix: repair the file"]
     declared = doc.get("name") if isinstance(doc, dict) else None
