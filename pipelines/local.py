@@ -26,7 +26,7 @@ from pipelines.data.injections import Injections
 from pipelines.errors import InputError
 from pipelines.jobio import dataset_sha256, read_raw_table, write_json
 from pipelines.profiles import profile_for, synthetic_table
-from pipelines.settings import PipelineSettings
+from pipelines.settings import PipelineSettings, describe_relaxations
 from pipelines.steps import card as card_step
 from pipelines.steps import decide as decide_step
 from pipelines.steps import evaluate as evaluate_step
@@ -117,6 +117,25 @@ def _inputs(
     return data, contract, f"synthetic generator ({rows} rows, seed {seed})"
 
 
+DEFAULT_MODEL = "readmission-risk"
+
+
+def resolve_model_name(model: str | None, contract_path: Path | None) -> str:
+    """The model a run is for: the contract's name; `--model` only picks a built-in contract or must agree."""
+    if contract_path is None:
+        return model or DEFAULT_MODEL
+    try:
+        declared = load_contract(contract_path).name
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--contract {contract_path}: {exc}") from None
+    if model is not None and model != declared:
+        raise InputError(
+            f"--model {model} does not match the contract's name '{declared}' ({contract_path}); a run is filed and "
+            f"served under its contract's name: drop --model or pass --model {declared}"
+        )
+    return declared
+
+
 def _builtin_contract(model: str) -> Path:
     path = builtin_contract_path(model)
     if not path.is_file():
@@ -128,7 +147,7 @@ def run_local(
     *,
     data: Path | None = None,
     contract: Path | None = None,
-    model: str = "readmission-risk",
+    model: str | None = None,
     out_dir: Path = Path("out"),
     settings: PipelineSettings | None = None,
     rows: int = 50_000,
@@ -138,11 +157,15 @@ def run_local(
     progress: Progress | None = None,
     injections: Injections | None = None,
     as_of: date | None = None,
+    relaxed_by: str | None = None,
 ) -> PipelineResult:
     """Run every step in process. Raises `InputError` only if the inputs cannot be read at all.
 
-    `as_of` is the date freshness is judged against (default: the clock's date), for re-running an old extract.
+    `model` defaults to the contract's name (the built-in readmission-risk contract when neither is given), so a
+    run is filed and registered under the model its contract describes. `as_of` is the date freshness is judged
+    against (default: the clock's date), for re-running an old extract. `relaxed_by` names who loosened a gate.
     """
+    model = resolve_model_name(model, contract)
     settings = settings or PipelineSettings()
     started_at = clock()
     as_of = as_of or started_at.date()
@@ -160,7 +183,7 @@ def run_local(
     except ValueError as exc:  # e.g. no generator for this model
         raise InputError(str(exc)) from None
     try:
-        _pipeline(run, raw, digest, result.contract, settings, started_at, as_of)
+        _pipeline(run, raw, digest, result.contract, settings, started_at, as_of, relaxed_by)
     except BaseException:
         result.verdict, result.exit_code = "Failed", ExitCode.FAILED
         _record(run, settings, digest)
@@ -170,7 +193,14 @@ def run_local(
 
 
 def _pipeline(
-    run: _Run, raw: Any, digest: str, contract: Contract, settings: PipelineSettings, started_at: datetime, as_of: date
+    run: _Run,
+    raw: Any,
+    digest: str,
+    contract: Contract,
+    settings: PipelineSettings,
+    started_at: datetime,
+    as_of: date,
+    relaxed_by: str | None = None,
 ) -> PipelineResult:
     result = run.result
     with run.step("validate"):
@@ -219,7 +249,7 @@ def _pipeline(
             x_test,
             splits.test[contract.label.column].to_numpy(),
         )
-        result.decision = decide_step.decide(result.evaluation, result.fairness, settings.gate, approved)
+        result.decision = decide_step.decide(result.evaluation, result.fairness, settings.gate, approved, relaxed_by)
         write_json(result.decision, result.run_dir / "decision" / "decision.json")
     with run.step("card"):
         result.card = card = card_step.build_card(
@@ -268,6 +298,10 @@ def _record(run: _Run, settings: PipelineSettings, digest: str) -> None:
             "contract_version": contract.version,
             "model_name": contract.name,
         }
+        if result.decision is not None:
+            tags["gate_relaxed"] = (
+                describe_relaxations(result.decision["relaxed_limits"], result.decision["relaxed_by"]) or "no"
+            )
         result.mlflow_run_id, model_uri = tracking.log_run(
             result.tracking_uri,
             contract.name,
