@@ -18,6 +18,8 @@
     13 SHADOW_FAILED            shadow report: the candidate disagrees with production beyond the criteria
     14 SHADOW_INCONCLUSIVE      shadow report: too few matched requests, or operational metrics unavailable
     15 EVIDENCE_UNAVAILABLE     the evidence log could not be read or written (nothing was released)
+    16 NOT_DEPLOYED             verify: the stack was never deployed (no deployed pin, no endpoint): nothing to
+                                verify yet, and not a rollback
     70 CRASH                    an unexpected error (a bug), never a verdict: `clinops` maps uncaught exceptions here
 
 A release refusal (2-9, and 15 before `pulumi up`) changes nothing: no stack file edit survives and nothing is
@@ -48,6 +50,7 @@ class ExitCode(IntEnum):
     SHADOW_FAILED = 13
     SHADOW_INCONCLUSIVE = 14
     EVIDENCE_UNAVAILABLE = 15
+    NOT_DEPLOYED = 16
     CRASH = 70  # sysexits.h EX_SOFTWARE: Python's own traceback exit (1) would read as "a verdict failed"
 
 
@@ -68,6 +71,7 @@ MEANING: dict[ExitCode, str] = {
     ExitCode.SHADOW_FAILED: "the candidate disagrees with production beyond the criteria",
     ExitCode.SHADOW_INCONCLUSIVE: "too few matched requests, or operational metrics unavailable",
     ExitCode.EVIDENCE_UNAVAILABLE: "the evidence log could not be read or written",
+    ExitCode.NOT_DEPLOYED: "the stack was never deployed (no deployed pin, no endpoint): release it first",
     ExitCode.CRASH: "an unexpected error (a bug): report it with the traceback printed above",
 }
 

@@ -189,6 +189,7 @@ EXIT_CODES: dict[str, tuple[ExitCode, ...]] = {
         ExitCode.ROLLED_BACK,
         ExitCode.DEPLOYMENT_UNHEALTHY,
         ExitCode.EVIDENCE_UNAVAILABLE,
+        ExitCode.NOT_DEPLOYED,
     ),
     "shadow": (
         ExitCode.ENDPOINT_BUSY,

@@ -129,7 +129,8 @@ def verify_cmd(
     lookback_hours: float = typer.Option(24.0, "--lookback-hours", min=0.1, help="alarm history to search"),
     root: Path | None = ROOT,
 ) -> None:
-    """Exit 0 healthy, 8 busy, 10 rolled back / drifted from the pin, 11 alarms, capture or variants wrong."""
+    """Exit 0 healthy, 8 busy, 10 rolled back / drifted from the pin, 11 alarms, capture or variants wrong,
+    16 never deployed."""
     from serving.release.release import find_model
     from serving.release.verify import ROLLBACK, Verifier, record_verification
 
@@ -142,7 +143,14 @@ def verify_cmd(
     table = Table(title=f"verify {report.endpoint} (pinned {report.package_arn})")
     for column in ("check", "result", "detail"):
         table.add_column(column, overflow="fold")
-    styles = {"pass": "green", "warn": "yellow", "unhealthy": "red", "rollback": "bold red", "busy": "yellow"}
+    styles = {
+        "pass": "green",
+        "warn": "yellow",
+        "unhealthy": "red",
+        "rollback": "bold red",
+        "busy": "yellow",
+        "not-deployed": "bold yellow",
+    }
     for finding in report.findings:
         table.add_row(finding.check, Text(finding.level, style=styles[finding.level]), Text(finding.message))
     console.print(table)
