@@ -39,7 +39,7 @@ from pipelines.steps import validate as validate_step
 
 log = logging.getLogger("clinops.pipeline")
 STEPS = ("validate", "split", "train", "evaluate", "fairness", "decide", "card", "track", "register")
-CONTRACT_VIOLATED, UNUSABLE = "ContractViolated", "Unusable"
+CONTRACT_VIOLATED, UNUSABLE, INTERRUPTED = "ContractViolated", "Unusable", "Interrupted"
 Progress = Callable[[str, str], None]  # (step, "start" | "done" | "skipped")
 
 
@@ -184,9 +184,11 @@ def run_local(
         raise InputError(str(exc)) from None
     try:
         _pipeline(run, raw, digest, result.contract, settings, started_at, as_of, relaxed_by)
-    except BaseException:
-        result.verdict, result.exit_code = "Failed", ExitCode.FAILED
-        _record(run, settings, digest)
+    except BaseException as exc:
+        # Ctrl-C can leave a model written with no decision: record it as KILLED (serve refuses such runs).
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        result.verdict, result.exit_code = (INTERRUPTED if interrupted else "Failed"), ExitCode.FAILED
+        _record(run, settings, digest, status="KILLED" if interrupted else "FAILED")
         raise
     _record(run, settings, digest)
     return result
@@ -272,7 +274,7 @@ def _pipeline(
     return result
 
 
-def _record(run: _Run, settings: PipelineSettings, digest: str) -> None:
+def _record(run: _Run, settings: PipelineSettings, digest: str, status: str = "FINISHED") -> None:
     """Log the run to MLflow whatever happened, then register if the decision allows it."""
     result = run.result
     contract = result.contract
@@ -315,6 +317,7 @@ def _record(run: _Run, settings: PipelineSettings, digest: str) -> None:
             | ({"bundle": result.model_dir} if result.model_dir else {}),
             model=bundle.model if bundle else None,
             signature_frame=_signature_frame(contract) if bundle else None,
+            status=status,
         )
     if result.exit_code != ExitCode.OK or model_uri is None or result.decision is None:
         return

@@ -211,3 +211,23 @@ def test_html_card_has_the_decision_charts_data_and_limitations(tmp_path: Path) 
     assert "relaxed by dr.lee" in metadata["gate_relaxed"] and metadata["signoff_required"]
     card_step.write_card(card, tmp_path)
     assert (tmp_path / "model-card.html").read_text() == page and (tmp_path / "model-card.md").is_file()
+
+
+def test_an_interrupted_run_is_recorded_as_killed_with_no_decision(
+    out_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines import tracking
+    from pipelines.local import run_local
+    from tests.pipelines.conftest import fixed_clock, small_data_settings
+
+    def ctrl_c(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fairness_step, "assess_fairness", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_local(out_dir=out_dir, rows=2000, clock=fixed_clock, settings=small_data_settings())
+    [run_dir] = (out_dir / "pipeline" / "readmission-risk").iterdir()
+    assert (run_dir / "model" / "model.joblib").is_file() and not (run_dir / "decision").exists()
+    uri = tracking.default_tracking_uri(out_dir)
+    [run] = tracking.client(uri).search_runs([tracking.experiment_id(uri, "readmission-risk")])
+    assert run.info.status == "KILLED" and run.data.tags["verdict"] == "Interrupted"
