@@ -26,6 +26,7 @@ from clinops.evidence.errors import EvidenceError
 from clinops.evidence.log import EvidenceLog, select_history
 from clinops.evidence.report import VerifyReport
 from clinops.exitcodes import ExitCode
+from clinops.terminal import make_console
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -37,11 +38,11 @@ STACK_OPTION = typer.Option(None, "--stack", help="stack whose log to read (requ
 
 
 def _stdout() -> Console:
-    return Console()  # per call: rich reads the terminal width (COLUMNS) when a console is made
+    return make_console()  # per call: rich reads the terminal width (COLUMNS) when a console is made
 
 
 def _stderr() -> Console:
-    return Console(stderr=True)
+    return make_console(stderr=True)
 
 
 def _unusable(message: str) -> NoReturn:

@@ -17,19 +17,19 @@ from typing import Any, NoReturn
 
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
-from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from clinops.config import project_root
 from clinops.exitcodes import AwsUnavailable, ExitCode, ReleaseError, UnusableInput
+from clinops.terminal import make_console
 
 release_app = typer.Typer(add_completion=False, help="Release an approved model package to a stack.")
 verify_app = typer.Typer(add_completion=False, help="Verify a deployed model endpoint against its pin.")
 shadow_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Compare a shadow candidate with production.")
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
 
 # The evidence log's actor format: an IAM/STS ARN or `system:identity` (clinops.evidence.entry).
 _ACTOR = re.compile(r"^[a-z][a-z0-9+.-]*:\S{1,250}$")
