@@ -211,6 +211,7 @@ EXIT_CODES: dict[str, tuple[ExitCode, ...]] = {
         ExitCode.SHADOW_INCONCLUSIVE,
         ExitCode.EVIDENCE_UNAVAILABLE,
     ),
+    "evidence": (ExitCode.EVIDENCE_UNAVAILABLE,),
     "drill": (ExitCode.ENDPOINT_BUSY, ExitCode.AWS_UNAVAILABLE),
     "rollback": (ExitCode.AWS_UNAVAILABLE,),
     "retrain": (ExitCode.AWS_UNAVAILABLE,),
@@ -230,7 +231,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, bool, str | None]] = {
     "release": ("clinops.cli.release", "release_app", False, None),
     "verify": ("clinops.cli.release", "verify_app", False, None),
     "shadow": ("clinops.cli.release", "shadow_app", True, None),
-    "evidence": ("clinops.cli.evidence", "app", True, "Verify and show the hash-chained evidence log."),
+    "evidence": ("clinops.cli.evidence", "app", True, "Verify, show and export the hash-chained evidence log."),
     "drift": (
         "pipelines.monitoring.drift.cli",
         "app",
