@@ -11,7 +11,7 @@ from typing import Any
 
 from pipelines.settings import describe_relaxations
 
-_W, _H, _PAD = 260, 220, 34  # one chart; small enough that four sit side by side on a laptop screen
+_W, _H, _PAD = 240, 200, 30  # one chart; small enough that four sit side by side on a laptop screen
 _CANDIDATE, _COMPARATOR, _LIMIT = "#1f5fa8", "#b0793a", "#c0392b"
 _VERDICT_COLOUR = {"PendingManualApproval": "#1e7b34", "Rejected": "#b03024", "Inconclusive": "#a86b00"}
 
@@ -122,7 +122,7 @@ def subgroup_chart(rows: list[dict[str, Any]], metric: str, title: str, chart_id
         parts.append(
             f'<text x="{left - 4}" y="{y + bar_h - 2}" text-anchor="end" class="tk">{escape(label[:28])}</text>'
             f'<rect class="bar" x="{x:.1f}" y="{y}" width="{max(width, 0.5):.1f}" height="{bar_h}" '
-            f'fill="{_CANDIDATE}" opacity="0.8"{stroke}><title>{escape(tip)}</title></rect>'
+            f'fill="{_CANDIDATE}"{stroke}><title>{escape(tip)}</title></rect>'
             f'<text x="{x + max(width, 0.5) + 3 if not (signed and value < 0) else x - 3:.1f}" y="{y + bar_h - 2}" '
             f'text-anchor="{"end" if signed and value < 0 else "start"}" class="tk">{value:.2f}</text>'
         )
@@ -149,12 +149,17 @@ def _decision_html(card: dict[str, Any]) -> str:
     verdict = decision["verdict"]
     colour = _VERDICT_COLOUR.get(verdict, "#555")
     relaxed = describe_relaxations(decision.get("relaxed_limits", []), decision.get("relaxed_by"))
-    items = "".join(
-        f'<li class="o-{escape(outcome.replace(" ", "-"))}"><b>{escape(outcome.upper())}</b> '
-        f"{escape(c['message'])}</li>"
-        for c in decision["checks"]
-        for outcome in [str(c.get("outcome", ""))]
-    )
+
+    def item(c: dict[str, Any]) -> str:
+        outcome = str(c.get("outcome", ""))
+        return (
+            f'<li class="o-{escape(outcome.replace(" ", "-"))}"><b>{escape(outcome.upper())}</b> '
+            f"{escape(c['message'])}</li>"
+        )
+
+    # What stands between this model and approval first; every check, passes included, one click away.
+    open_items = "".join(item(c) for c in decision["checks"] if c.get("outcome") != "pass")
+    all_items = "".join(item(c) for c in decision["checks"])
     signoff = decision.get("signoff_required") or []
     return (
         f'<section id="decision"><h2>Decision</h2><p class="verdict" style="background:{colour}">{escape(verdict)}'
@@ -171,7 +176,9 @@ def _decision_html(card: dict[str, Any]) -> str:
             if signoff
             else ""
         )
-        + f"<ul class='checks'>{items}</ul></section>"
+        + (f"<ul class='checks'>{open_items}</ul>" if open_items else "<p>Every gate passed.</p>")
+        + f"<details class='all'><summary>all {len(decision['checks'])} checks</summary>"
+        f"<ul class='checks'>{all_items}</ul></details></section>"
     )
 
 
@@ -219,7 +226,7 @@ def _data_html(card: dict[str, Any]) -> str:
 _CSS = """
 body{font:13px/1.35 system-ui,sans-serif;margin:10px 16px;color:#222}
 h1{font-size:18px;margin:0 0 4px}h2{font-size:14px;margin:8px 0 4px}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(270px,1fr));gap:6px}
+.grid{display:flex;flex-wrap:wrap;gap:4px 10px}figure{margin:0}details.all{margin:4px 0}
 .verdict{color:#fff;padding:4px 8px;font-weight:bold;display:inline-block;margin:0}
 .relaxed{background:#fff3cd;border:1px solid #d39e00;padding:3px 6px}
 .signoff{background:#fde2e1;border:1px solid #b03024;padding:3px 6px}
