@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from clinops.exitcodes import ExitCode
+from clinops.terminal import make_console
 from pipelines.errors import InputError
 from pipelines.settings import GateSettings, PipelineSettings, TrainingSettings, describe_relaxations, relaxed_limits
 
@@ -120,7 +120,8 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show step logs")] = False,
 ) -> None:
     """Validate -> split -> train -> evaluate -> fairness -> decide -> card -> register, in process."""
-    console = Console(soft_wrap=True)  # paths and reasons stay on one line, copy-pastable
+    console = make_console()  # paths, reasons and table rows stay whole in logs; a terminal keeps its layout
+    console.soft_wrap = True  # paths and reasons stay on one line, copy-pastable
     if not local:
         console.print(
             "[red]error:[/] only --local runs start here; cloud runs are the SageMaker pipeline "
