@@ -38,6 +38,8 @@ REGISTRY_METADATA_KEYS = (
     "contract_version",
     "dataset_sha256",
     "model_version",
+    "gate_relaxed",  # "no", or which limits were relaxed from the default and by whom
+    "signoff_required",  # "no", or the fairness checks whose CI crosses the limit (a named reviewer signs off)
 )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -350,10 +351,23 @@ def registry_metadata(card: dict[str, Any]) -> dict[str, str]:
     if gaps and all(g is not None for g in gaps):
         metadata["max_subgroup_auc_gap"] = f"{max(g['value'] for g in gaps):.6f}"
     # Always present, so a reader of the registry never mistakes a missing flag for "not relaxed".
-    metadata["gate_relaxed"] = relaxation_note(card) or "no"
-    signoff = card["decision"].get("signoff_required", [])
-    metadata["signoff_required"] = " | ".join(signoff)[:5000] if signoff else "no"
+    decision = card["decision"]
+    relaxed = decision.get("relaxed_limits", [])
+    metadata["gate_relaxed"] = _registry_value(
+        " ".join(f"{r['limit']}={r['value']:g} default={r['default']:g}" for r in relaxed)
+        + f" relaxed by {decision.get('relaxed_by') or 'an unnamed user'}"
+        if relaxed
+        else "no"
+    )
+    signoff = [c["name"] for c in decision["checks"] if c.get("outcome") == NEEDS_SIGNOFF]
+    metadata["signoff_required"] = _registry_value(" ".join(signoff) if signoff else "no")
     return metadata
+
+
+def _registry_value(text: str) -> str:
+    """SageMaker CustomerMetadataProperties values: at most 256 characters of letters, digits, spaces and
+    _ . : / = + - @ (MLflow tags take the same strings)."""
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s.:/=+\-@]", " ", text)).strip()[:256] or "no"
 
 
 def write_card(card: dict[str, Any], directory: Path) -> Path:

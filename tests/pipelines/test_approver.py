@@ -3,6 +3,7 @@ the comparator honestly compared, relaxed limits flagged, the model named by its
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +209,13 @@ def test_html_card_has_the_decision_charts_data_and_limitations(tmp_path: Path) 
     markdown = card_step.card_markdown(card)
     assert "GATE LIMITS RELAXED" in markdown and "min_auc 0.6 (default 0.7)" in markdown
     metadata = card_step.registry_metadata(card)
-    assert "relaxed by dr.lee" in metadata["gate_relaxed"] and metadata["signoff_required"]
+    assert metadata["gate_relaxed"] == "min_auc=0.6 default=0.7 relaxed by dr.lee"
+    assert metadata["signoff_required"]
+    import botocore.session
+
+    shape = botocore.session.get_session().get_service_model("sagemaker").shape_for("CustomerMetadataMap").value
+    for value in metadata.values():  # every value is a valid SageMaker CustomerMetadataProperties value
+        assert 1 <= len(value) <= shape.metadata["max"] and re.fullmatch(r"[\w\s.:/=+\-@]*", value), value
     card_step.write_card(card, tmp_path)
     assert (tmp_path / "model-card.html").read_text() == page and (tmp_path / "model-card.md").is_file()
 
