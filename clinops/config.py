@@ -74,6 +74,7 @@ INTERFACE_ENDPOINT_SERVICES = (
     "com.amazonaws.{region}.sns",
     "com.amazonaws.{region}.lambda",
     "aws.sagemaker.{region}.experiments",  # SageMaker-managed MLflow
+    "com.amazonaws.{region}.xray",  # the platform Lambdas' active tracing
 )
 
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
@@ -161,6 +162,14 @@ class StackConfig(StrictModel):
     rollback_slo_seconds: int = Field(default=900, ge=60, le=3600, description="failure-to-rollback budget")
     release_role_arn: str | None = Field(
         default=None, description="role `clinops release/verify` assume in this stack's account (cross-account)"
+    )
+    lambda_reserved_concurrency: bool = Field(
+        default=False,
+        description=(
+            "reserve concurrency for the platform's Lambdas (2 per guardrail, 1 per canary). Off by default: "
+            "new accounts have a concurrency quota of 10 and Lambda refuses any reservation that leaves less "
+            "than its unreserved minimum; turn on once the account's quota (Service Quotas L-B99A9384) is raised"
+        ),
     )
     models: list[ModelConfig] = Field(default_factory=list)
 

@@ -9,20 +9,37 @@ from infra.alerts import Alerts
 from infra.audit import Audit, AuditArgs
 from infra.base import Platform
 from infra.identity import Grants, Identity
-from infra.keys import Keys, KeyUsers
+from infra.keys import Keys, KeyUsers, ServiceRoles
 from infra.network import Network, NetworkArgs
 from infra.registry import STEPS_REPOSITORY, Registry, image_uri
 from infra.storage import Storage, StorageKeys
 from infra.studio import Studio, StudioArgs
 from infra.tracking import Tracking
 from pipelines.cloud import PipelineArgs, TrainingPipelines
-from serving.drift.cloud import DriftMonitoring, DriftMonitoringArgs
+from serving.canary.component import canary_function_name
+from serving.drift.cloud import DriftMonitoring, DriftMonitoringArgs, drift_pipeline_name, scheduler_role_name
 from serving.endpoint import EndpointArgs, ModelEndpoint
-from serving.guardrails import GuardrailArgs, Guardrails
+from serving.guardrails import BREAKER, GuardrailArgs, Guardrails, function_name, function_purposes
 from serving.monitoring import ModelMonitoring
 
 # Image tag of the step and inference images built by CI for this revision (immutable tags).
 PIPELINE_IMAGE_TAG = "1.0.0"
+
+
+def service_roles(platform: Platform) -> ServiceRoles:
+    """The roles of the Lambdas and schedules this stack will create, by the names their components give them."""
+    deployed = [m.name for m in platform.config.models if m.package_arn]
+    guardrails = [platform.role_arn(function_name(platform, p)) for p in function_purposes(platform, deployed)]
+    canaries = [platform.role_arn(canary_function_name(platform, m)) for m in deployed]
+    return ServiceRoles(
+        functions=sorted([*guardrails, *canaries]),
+        evidence_writers=sorted(guardrails),
+        endpoint_updaters=[platform.role_arn(function_name(platform, BREAKER))] if deployed else [],
+        schedules={
+            platform.role_arn(scheduler_role_name(platform, m)): platform.schedule_arn(drift_pipeline_name(platform, m))
+            for m in deployed
+        },
+    )
 
 
 def build_platform(config: StackConfig) -> None:
@@ -37,6 +54,8 @@ def build_platform(config: StackConfig) -> None:
             approver=identity.role_arn("approver"),
             deployer=identity.role_arn("deployer"),
             reader_accounts=config.reader_accounts,
+            deploy_identities=config.principals.deployers,
+            services=service_roles(platform),
         ),
         after=list(identity.roles.values()),
     )
@@ -47,9 +66,8 @@ def build_platform(config: StackConfig) -> None:
             logs=keys.keys["logs"], phi=keys.keys["phi"], artifacts=keys.keys["artifacts"], audit=keys.keys["audit"]
         ),
     )
-    registry_artifacts = []
-    if config.registry_account != config.account_id:  # promoted models are read from the build account
-        registry_artifacts = [f"arn:aws:s3:::{platform.bucket_name('model-artifacts', config.registry_account, 'dev')}"]
+    # promoted models are read from the build account
+    registry_artifacts = [platform.registry_artifacts_bucket_arn()] if platform.promotes_from_registry else []
     network = Network(
         "network",
         platform,
@@ -156,6 +174,7 @@ def build_platform(config: StackConfig) -> None:
                 subnet_ids=network.subnet_ids,
                 security_group_id=network.workload_sg.id,
                 phi_key=keys.keys["phi"],
+                artifacts_key=keys.keys["artifacts"],
                 capture_bucket=storage.buckets["data-capture"].bucket.bucket,
                 artifact_bucket=storage.buckets["model-artifacts"].bucket.bucket,
                 data_bucket=storage.buckets["phi-data"].bucket.bucket,

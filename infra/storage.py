@@ -14,7 +14,7 @@ from infra.base import Platform, Statement, policy_document
 @dataclass(frozen=True)
 class BucketSpec:
     purpose: str
-    key: aws.kms.Key
+    key: aws.kms.Key | None  # None: SSE-S3 (only for the server-access-log target, which S3 cannot deliver SSE-KMS to)
     expire_current_days: int | None = None  # PHI-minimisation: captured requests do not live forever
     noncurrent_days: int = 90
     archive_after_days: int | None = None
@@ -46,13 +46,12 @@ class SecureBucket(pulumi.ComponentResource):
             opts=platform.child(self, stateful=True),
         )
         bucket_id = self.bucket.id
-        sse = {"sse_algorithm": "aws:kms", "kms_master_key_id": spec.key.arn}
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-encryption",
-            bucket=bucket_id,
-            rules=[{"apply_server_side_encryption_by_default": sse, "bucket_key_enabled": True}],
-            opts=child,
-        )
+        if spec.key is None:
+            rule: dict[str, Any] = {"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}
+        else:
+            sse = {"sse_algorithm": "aws:kms", "kms_master_key_id": spec.key.arn}
+            rule = {"apply_server_side_encryption_by_default": sse, "bucket_key_enabled": True}
+        aws.s3.BucketServerSideEncryptionConfiguration(f"{name}-encryption", bucket=bucket_id, rules=[rule], opts=child)
         versioning = aws.s3.BucketVersioning(
             f"{name}-versioning", bucket=bucket_id, versioning_configuration={"status": "Enabled"}, opts=child
         )
@@ -117,24 +116,33 @@ def bucket_policy(bucket_arn: pulumi.Output[str], spec: BucketSpec) -> pulumi.Ou
         },
     ]
     # Uploads without headers get the default key; uploads naming another key or algorithm are refused.
-    statements += [
+    statements.append(
         {
             "Sid": "DenyOtherEncryption",
             "Effect": "Deny",
             "Principal": "*",
             "Action": "s3:PutObject",
             "Resource": objects,
-            "Condition": {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}},
-        },
-        {
-            "Sid": "DenyOtherKmsKey",
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "s3:PutObject",
-            "Resource": objects,
-            "Condition": {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": spec.key.arn}},
-        },
-    ]
+            "Condition": {
+                "StringNotEqualsIfExists": {
+                    "s3:x-amz-server-side-encryption": "AES256" if spec.key is None else "aws:kms"
+                }
+            },
+        }
+    )
+    if spec.key is not None:
+        statements.append(
+            {
+                "Sid": "DenyOtherKmsKey",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": objects,
+                "Condition": {
+                    "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": spec.key.arn}
+                },
+            }
+        )
     if spec.readers:
         statements.append(
             {
@@ -188,8 +196,10 @@ class Storage(pulumi.ComponentResource):
             platform,
             BucketSpec(
                 "access-logs",
-                # S3 delivers access logs as logging.s3.amazonaws.com; the logs key's policy lets it encrypt.
-                key=keys.logs,
+                # SSE-S3, not the logs key: S3 documents SSE-KMS default encryption as unsupported for
+                # server-access-log target buckets (logs would silently not arrive). Reviewed exception:
+                # policies/exceptions.yaml (CLIN-ENC-002 and the engines' SSE-KMS checks on this bucket).
+                key=None,
                 expire_current_days=cfg.log_retention_days,
                 service_writers=[
                     {

@@ -17,7 +17,14 @@ import pulumi
 import pulumi_aws as aws
 
 from clinops.config import project_root
-from infra.base import Platform, allow, policy_document, service_trust, vpc_network_interface_statements
+from infra.base import (
+    Platform,
+    allow,
+    policy_document,
+    service_trust,
+    tracing_statement,
+    vpc_network_interface_statements,
+)
 from infra.logs import encrypted_log_group
 from serving.rollback import permissions
 from serving.rollback.events import approval_event_pattern, retraining_event_pattern
@@ -49,6 +56,25 @@ class GuardrailArgs:
     all_models: list[str]
 
 
+BREAKER, RECORDER, RETRAINING = "circuit-breaker", "approval-recorder", "retraining"
+RESERVED_CONCURRENCY = 2  # at most two events at once per function (clinops:lambdaReservedConcurrency)
+
+
+def function_purposes(platform: Platform, models: list[str]) -> list[str]:
+    """The guardrail functions this stack gets: the breaker where endpoints are, the recorder and retraining where
+    the registry and pipelines are. Key policies name their roles before they exist, so this is the one list."""
+    cfg = platform.config
+    purposes = [BREAKER] if models else []
+    if cfg.registry_account == cfg.account_id:
+        purposes += [RECORDER, RETRAINING]
+    return purposes
+
+
+def function_name(platform: Platform, purpose: str) -> str:
+    """The function's name, which is also its role's name."""
+    return f"{platform.prefix}-{purpose}"
+
+
 def code_archive(root: Path | None = None) -> pulumi.AssetArchive:
     root = root or project_root()
     files = sorted({p for pattern in _CODE for p in root.glob(pattern) if p.name != "cli.py"})
@@ -71,30 +97,26 @@ class Guardrails(pulumi.ComponentResource):
             opts=platform.child(self),
         )
         self._code = code_archive()
-        in_registry = cfg.registry_account == cfg.account_id
-        if args.models:
+        purposes = function_purposes(platform, args.models)
+        if BREAKER in purposes:
             breaker = self._function(
-                "circuit-breaker",
+                BREAKER,
                 "serving.rollback.breaker.handler",
                 permissions.BREAKER,
                 {"MODELS": ",".join(args.models), "COOLDOWN_SECONDS": "1800"},
             )
-            self._on_events(
-                "circuit-breaker", retraining_event_pattern(cfg.stack, args.models, BREAKER_ALARM_SUFFIXES), breaker
-            )
+            self._on_events(BREAKER, retraining_event_pattern(cfg.stack, args.models, BREAKER_ALARM_SUFFIXES), breaker)
         # Drift/quality alarms of every environment open retraining requests where the pipelines live.
         stacks = sorted({cfg.stack, *[s for s in ("dev", "staging", "prod") if getattr(cfg.accounts, s)]})
         retrain_pattern = {**retraining_event_pattern(cfg.stack, args.all_models)}
         retrain_pattern["detail"]["alarmName"] = sorted(
             name for stack in stacks for name in retraining_event_pattern(stack, args.all_models)["detail"]["alarmName"]
         )
-        if in_registry:
-            recorder = self._function(
-                "approval-recorder", "serving.rollback.recorder.handler", permissions.RECORDER, {}
-            )
-            self._on_events("approval-recorder", approval_event_pattern(args.all_models), recorder)
+        if RECORDER in purposes:
+            recorder = self._function(RECORDER, "serving.rollback.recorder.handler", permissions.RECORDER, {})
+            self._on_events(RECORDER, approval_event_pattern(args.all_models), recorder)
             retrain = self._function(
-                "retraining",
+                RETRAINING,
                 "serving.rollback.retrain.handler",
                 permissions.RETRAINING,
                 {
@@ -102,7 +124,7 @@ class Guardrails(pulumi.ComponentResource):
                     "DATA_URI_TEMPLATE": f"s3://{platform.bucket_name('phi-data')}/{{model}}/latest/",
                 },
             )
-            self._on_events("retraining", retrain_pattern, retrain)
+            self._on_events(RETRAINING, retrain_pattern, retrain)
             if cfg.reader_accounts:
                 aws.cloudwatch.EventBusPolicy(
                     "retraining-forwarding",
@@ -126,7 +148,7 @@ class Guardrails(pulumi.ComponentResource):
         self, purpose: str, handler: str, grants: list[permissions.Grant], env: dict[str, str]
     ) -> aws.lambda_.Function:
         platform, args = self._platform, self._args
-        fn_name = f"{platform.prefix}-{purpose}"
+        fn_name = function_name(platform, purpose)
         log_group = encrypted_log_group(f"{purpose}-logs", platform, self, f"/aws/lambda/{fn_name}", args.keys["logs"])
         role = aws.iam.Role(
             f"{purpose}-role",
@@ -145,7 +167,7 @@ class Guardrails(pulumi.ComponentResource):
             "capture_key_arn": args.keys["phi"].arn,
             "own_logs": log_group.arn,
         }
-        aws.iam.RolePolicy(
+        permissions_policy = aws.iam.RolePolicy(
             f"{purpose}-permissions",
             role=role.id,
             policy=pulumi.Output.all(**values).apply(lambda v: _document(platform, grants, v)),
@@ -170,7 +192,7 @@ class Guardrails(pulumi.ComponentResource):
             tags=platform.tags(),
             opts=platform.child(self),
         )
-        aws.iam.RolePolicy(
+        dead_letter_policy = aws.iam.RolePolicy(
             f"{purpose}-dead-letters",
             role=role.id,
             policy=policy_document(
@@ -207,14 +229,17 @@ class Guardrails(pulumi.ComponentResource):
             role=role.arn,
             timeout=120,
             memory_size=256,
-            reserved_concurrent_executions=2,
+            reserved_concurrent_executions=RESERVED_CONCURRENCY
+            if platform.config.lambda_reserved_concurrency
+            else None,
             kms_key_arn=args.keys["logs"].arn,
             tracing_config={"mode": "Active"},
             environment={"variables": environment},
             vpc_config={"subnet_ids": args.subnet_ids, "security_group_ids": [args.security_group_id]},
             logging_config={"log_format": "JSON", "log_group": log_group.name},
             tags=platform.tags(**{"clinops:purpose": purpose}),
-            opts=platform.child(self, depends_on=[log_group]),
+            # CreateFunction checks the role's ENI and dead-letter permissions: the policies must exist first.
+            opts=platform.child(self, depends_on=[log_group, permissions_policy, dead_letter_policy]),
         )
 
     def _on_events(self, purpose: str, pattern: dict[str, Any], function: aws.lambda_.Function) -> None:
@@ -281,5 +306,6 @@ def _document(platform: Platform, grants: list[permissions.Grant], values: dict[
         for i, grant in enumerate(grants)
     ]
     statements.append(allow("WriteOwnLogs", ["logs:CreateLogStream", "logs:PutLogEvents"], f"{values['own_logs']}:*"))
+    statements.append(tracing_statement())
     statements += vpc_network_interface_statements(platform)
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)

@@ -7,12 +7,24 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from infra.base import Platform, allow, policy_document, service_trust, vpc_network_interface_statements
+from infra.base import (
+    Platform,
+    allow,
+    policy_document,
+    service_trust,
+    tracing_statement,
+    vpc_network_interface_statements,
+)
 from infra.logs import encrypted_log_group
 from serving.canary.payload import canary_payload_csv
 
 HANDLER_DIR = Path(__file__).resolve().parent
 REQUESTS_PER_TICK = 30
+
+
+def canary_function_name(platform: Platform, model: str) -> str:
+    """The function's name, which is also its role's name (key policies name the role before it exists)."""
+    return f"{platform.prefix}-{model}-canary"
 
 
 class SyntheticTrafficCanary(pulumi.ComponentResource):
@@ -30,7 +42,7 @@ class SyntheticTrafficCanary(pulumi.ComponentResource):
     ) -> None:
         super().__init__("clinops:serving:SyntheticTrafficCanary", name, None, opts)
         child = platform.child(self)
-        function_name = f"{platform.prefix}-{model}-canary"
+        function_name = canary_function_name(platform, model)
         log_group = encrypted_log_group(
             f"{model}-canary-logs", platform, self, f"/aws/lambda/{function_name}", logs_key
         )
@@ -42,7 +54,7 @@ class SyntheticTrafficCanary(pulumi.ComponentResource):
             tags=platform.tags(),
             opts=child,
         )
-        aws.iam.RolePolicy(
+        permissions_policy = aws.iam.RolePolicy(
             f"{model}-canary-permissions",
             role=role.id,
             policy=policy_document(
@@ -54,6 +66,7 @@ class SyntheticTrafficCanary(pulumi.ComponentResource):
                     ["logs:CreateLogStream", "logs:PutLogEvents"],
                     log_group.arn.apply(lambda a: f"{a}:*"),
                 ),
+                tracing_statement(),
                 *vpc_network_interface_statements(platform),
             ),
             opts=child,
@@ -67,7 +80,7 @@ class SyntheticTrafficCanary(pulumi.ComponentResource):
             role=role.arn,
             timeout=50,
             memory_size=256,
-            reserved_concurrent_executions=1,
+            reserved_concurrent_executions=1 if platform.config.lambda_reserved_concurrency else None,
             kms_key_arn=logs_key.arn,
             tracing_config={"mode": "Active"},
             environment={
@@ -80,7 +93,8 @@ class SyntheticTrafficCanary(pulumi.ComponentResource):
             vpc_config={"subnet_ids": subnet_ids, "security_group_ids": [security_group_id]},
             logging_config={"log_format": "JSON", "log_group": log_group.name},
             tags=platform.tags(**{"clinops:model": model}),
-            opts=platform.child(self, depends_on=[log_group]),
+            # CreateFunction checks the role's ENI permissions: the policy must exist first.
+            opts=platform.child(self, depends_on=[log_group, permissions_policy]),
         )
         tick = aws.cloudwatch.EventRule(
             f"{model}-canary-tick",

@@ -38,6 +38,7 @@ class DriftJobSettings:
     subnet_ids: tuple[str, ...]
     security_group_id: str
     phi_key_arn: str
+    artifacts_key_arn: str  # reports go to the artifact bucket, which accepts only its own key
     capture_bucket: str
     artifact_bucket: str
     data_bucket: str
@@ -52,6 +53,7 @@ def _job(
     inputs: list[dict],
     outputs: list[dict],
     isolated: bool,
+    output_key_arn: str,
     module: str = "serving.drift.cli",
 ) -> dict[str, Any]:
     return {
@@ -69,7 +71,7 @@ def _job(
             }
         },
         "ProcessingInputs": inputs,
-        "ProcessingOutputConfig": {"Outputs": outputs, "KmsKeyId": s.phi_key_arn},
+        "ProcessingOutputConfig": {"Outputs": outputs, "KmsKeyId": output_key_arn},
         "NetworkConfig": {
             "EnableNetworkIsolation": isolated,
             "EnableInterContainerTrafficEncryption": True,
@@ -121,6 +123,7 @@ def monitoring_definition(s: DriftJobSettings) -> str:
             }
         ],
         isolated=True,
+        output_key_arn=s.phi_key_arn,  # per-shard counts stay beside the PHI they summarise
     )
     merge = _job(
         s,
@@ -150,6 +153,7 @@ def monitoring_definition(s: DriftJobSettings) -> str:
             }
         ],
         isolated=False,
+        output_key_arn=s.artifacts_key_arn,
     )
     quality = _job(
         s,
@@ -178,6 +182,7 @@ def monitoring_definition(s: DriftJobSettings) -> str:
             }
         ],
         isolated=False,
+        output_key_arn=s.artifacts_key_arn,
         module="serving.quality.cli",
     )
     definition = {
@@ -202,6 +207,16 @@ def monitoring_definition(s: DriftJobSettings) -> str:
     return json.dumps(definition, sort_keys=True)
 
 
+def drift_pipeline_name(platform: Platform, model: str) -> str:
+    """Also the name of the schedule that starts it."""
+    return f"{platform.prefix}-{model}-drift"
+
+
+def scheduler_role_name(platform: Platform, model: str) -> str:
+    """The schedule's execution role: it starts the pipeline and decrypts the schedule (logs key)."""
+    return f"{drift_pipeline_name(platform, model)}-scheduler"
+
+
 @dataclass(frozen=True)
 class DriftMonitoringArgs:
     role_arn: pulumi.Output[str]
@@ -209,6 +224,7 @@ class DriftMonitoringArgs:
     subnet_ids: list[pulumi.Output[str]]
     security_group_id: pulumi.Output[str]
     phi_key: aws.kms.Key
+    artifacts_key: aws.kms.Key
     capture_bucket: pulumi.Output[str]
     artifact_bucket: pulumi.Output[str]
     data_bucket: pulumi.Output[str]
@@ -232,6 +248,7 @@ class DriftMonitoring(pulumi.ComponentResource):
             subnets=pulumi.Output.all(*args.subnet_ids),
             sg=args.security_group_id,
             phi=args.phi_key.arn,
+            artifacts_key=args.artifacts_key.arn,
             capture=args.capture_bucket,
             artifacts=args.artifact_bucket,
             data=args.data_bucket,
@@ -244,6 +261,7 @@ class DriftMonitoring(pulumi.ComponentResource):
                     subnet_ids=tuple(v["subnets"]),
                     security_group_id=v["sg"],
                     phi_key_arn=v["phi"],
+                    artifacts_key_arn=v["artifacts_key"],
                     capture_bucket=v["capture"],
                     artifact_bucket=v["artifacts"],
                     data_bucket=v["data"],
@@ -252,7 +270,7 @@ class DriftMonitoring(pulumi.ComponentResource):
                 )
             )
         )
-        pipeline_name = f"{platform.prefix}-{model.name}-drift"
+        pipeline_name = drift_pipeline_name(platform, model.name)
         pipeline = aws.sagemaker.Pipeline(
             f"{model.name}-drift-pipeline",
             pipeline_name=pipeline_name,
@@ -265,7 +283,7 @@ class DriftMonitoring(pulumi.ComponentResource):
         )
         role = aws.iam.Role(
             f"{model.name}-drift-scheduler-role",
-            name=f"{pipeline_name}-scheduler",
+            name=scheduler_role_name(platform, model.name),
             assume_role_policy=service_trust("scheduler.amazonaws.com", platform.account),
             permissions_boundary=args.boundary_arn,
             tags=platform.tags(),
@@ -274,7 +292,11 @@ class DriftMonitoring(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{model.name}-drift-scheduler-permissions",
             role=role.id,
-            policy=policy_document(allow("StartDriftPipeline", ["sagemaker:StartPipelineExecution"], pipeline.arn)),
+            policy=policy_document(
+                allow("StartDriftPipeline", ["sagemaker:StartPipelineExecution"], pipeline.arn),
+                # the schedule is encrypted with a customer managed key: its execution role decrypts it
+                allow("DecryptSchedule", ["kms:Decrypt"], args.schedule_key.arn),
+            ),
             opts=platform.child(self),
         )
         aws.scheduler.Schedule(
