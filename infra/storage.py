@@ -115,7 +115,11 @@ def bucket_policy(bucket_arn: pulumi.Output[str], spec: BucketSpec) -> pulumi.Ou
             "Condition": {"NumericLessThan": {"s3:TlsVersion": "1.2"}},
         },
     ]
-    # Uploads without headers get the default key; uploads naming another key or algorithm are refused.
+    # Uploads without encryption headers get the bucket's default (its key); uploads that name another algorithm
+    # or key are refused. Each deny fires only when its header is present (`Null: false`): a negated operator,
+    # with or without IfExists, is true when the key is absent, which refused every header-less upload (S3
+    # access-log delivery, MLflow artifacts) while the comment here promised the default key.
+    sse, key_id = "s3:x-amz-server-side-encryption", "s3:x-amz-server-side-encryption-aws-kms-key-id"
     statements.append(
         {
             "Sid": "DenyOtherEncryption",
@@ -124,25 +128,31 @@ def bucket_policy(bucket_arn: pulumi.Output[str], spec: BucketSpec) -> pulumi.Ou
             "Action": "s3:PutObject",
             "Resource": objects,
             "Condition": {
-                "StringNotEqualsIfExists": {
-                    "s3:x-amz-server-side-encryption": "AES256" if spec.key is None else "aws:kms"
-                }
+                "StringNotEquals": {sse: "AES256" if spec.key is None else "aws:kms"},
+                "Null": {sse: "false"},
             },
         }
     )
     if spec.key is not None:
-        statements.append(
+        statements += [
             {
                 "Sid": "DenyOtherKmsKey",
                 "Effect": "Deny",
                 "Principal": "*",
                 "Action": "s3:PutObject",
                 "Resource": objects,
-                "Condition": {
-                    "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": spec.key.arn}
-                },
-            }
-        )
+                "Condition": {"StringNotEquals": {key_id: spec.key.arn}, "Null": {key_id: "false"}},
+            },
+            {
+                # `aws:kms` without a key id means the AWS managed key aws/s3, not the bucket's key
+                "Sid": "DenyAwsManagedKey",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": objects,
+                "Condition": {"Null": {sse: "false", key_id: "true"}},
+            },
+        ]
     if spec.readers:
         statements.append(
             {
