@@ -511,6 +511,14 @@ def persona_statements(
             ),
             # DescribeKey carries no GrantIsForAWSResource: under that condition it was never allowed
             allow("DescribeEndpointKeys", ["kms:DescribeKey"], [g.artifacts_key, g.phi_key]),
+            # a release copies the package's drift baseline out of its model bundle (serving/release/baseline.py)
+            allow(
+                "ReadReleasedBundles",
+                ["s3:GetObject"],
+                g.artifacts_bucket.apply(lambda a: f"{a}/*/runs/*"),
+            ),
+            allow("PublishDriftBaselines", ["s3:PutObject"], g.artifacts_bucket.apply(lambda a: f"{a}/*/baseline/*")),
+            allow("EncryptDriftBaselines", ["kms:Decrypt", "kms:GenerateDataKey"], [g.artifacts_key]),
             allow(
                 "ReleasePins",
                 ["ssm:GetParameter", "ssm:PutParameter"],

@@ -503,3 +503,32 @@ def test_buckets_take_default_encryption_and_refuse_other_keys(stack: str) -> No
         assert allows(allow_all, writer, "s3:PutObject", obj, **tls, **own), bucket
         for headers in refused:
             assert not allows(allow_all, writer, "s3:PutObject", obj, **tls, **headers), (bucket, headers)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_release_may_publish_the_drift_baseline(stack: str) -> None:
+    """Issue 11 item 8: s3://<artifacts>/<model>/baseline/ has a producer (serving/release/baseline.py)."""
+    plan = rendered(stack)
+    deployer = role(plan, "deployer")
+    bucket = f"clinops-{stack}-{account(plan)}-model-artifacts"
+    target = f"arn:aws:s3:::{bucket}/readmission-risk/baseline/baseline.json"
+    assert role_may(plan, "deployer-permissions", deployer, "s3:PutObject", target)
+    assert not role_may(plan, "deployer-permissions", deployer, "s3:PutObject", f"arn:aws:s3:::{bucket}/x/model.tar.gz")
+    assert allows(key_policy(plan, "artifacts"), deployer, "kms:GenerateDataKey", **via("s3"))
+    assert role_may(plan, "deployer-permissions", deployer, "kms:GenerateDataKey", key_arn(plan, "artifacts"))
+    source_bucket = bucket if stack == "dev" else f"clinops-dev-{BUILD_ACCOUNT}-model-artifacts"
+    source = f"arn:aws:s3:::{source_bucket}/readmission-risk/runs/exec-1/model/model.tar.gz"
+    assert role_may(plan, "deployer-permissions", deployer, "s3:GetObject", source)
+    # the upload names the artifacts key, which the bucket's policy requires
+    policy = document(plan, "aws:s3/bucketPolicy:BucketPolicy::model-artifacts-policy")
+    upload = {
+        "aws:SecureTransport": "true",
+        "s3:TlsVersion": "1.3",
+        "s3:x-amz-server-side-encryption": "aws:kms",
+        "s3:x-amz-server-side-encryption-aws-kms-key-id": key_arn(plan, "artifacts"),
+    }
+    assert not [
+        s["Sid"]
+        for s in policy["Statement"]
+        if s["Effect"] == "Deny" and _applies(s, deployer, "s3:PutObject", target, upload)
+    ]
