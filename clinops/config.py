@@ -78,6 +78,7 @@ INTERFACE_ENDPOINT_SERVICES = (
 )
 
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
+_IMAGE_TAG_RE = re.compile(r"^git-[0-9a-f]{40}$")
 _PRINCIPAL_RE = re.compile(r"^arn:aws[a-z-]*:(iam::\d{12}:(role|user)/[\w+=,.@/-]+|iam::\d{12}:root)$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 
@@ -163,6 +164,12 @@ class StackConfig(StrictModel):
     release_role_arn: str | None = Field(
         default=None, description="role `clinops release/verify` assume in this stack's account (cross-account)"
     )
+    image_tag: str = Field(
+        description=(
+            "immutable ECR tag, git-<40-hex commit>, of the pipeline-steps and inference images CI built and pushed "
+            "for this revision (.github/workflows/clinops.yml job `images` sets it before the gate)"
+        ),
+    )
     lambda_reserved_concurrency: bool = Field(
         default=False,
         description=(
@@ -172,6 +179,16 @@ class StackConfig(StrictModel):
         ),
     )
     models: list[ModelConfig] = Field(default_factory=list)
+
+    @field_validator("image_tag")
+    @classmethod
+    def _image_tag(cls, v: str) -> str:
+        if not _IMAGE_TAG_RE.match(v):
+            raise ValueError(
+                f"'{v}' is not an image tag CI builds; fix: git-<full 40-character commit sha> of a commit whose "
+                "images the `images` job pushed (tags are immutable, so a tag always names the same bytes)"
+            )
+        return v
 
     @field_validator("release_role_arn")
     @classmethod

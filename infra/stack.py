@@ -22,9 +22,6 @@ from serving.endpoint import EndpointArgs, ModelEndpoint
 from serving.guardrails import BREAKER, GuardrailArgs, Guardrails, function_name, function_purposes
 from serving.monitoring import ModelMonitoring
 
-# Image tag of the step and inference images built by CI for this revision (immutable tags).
-PIPELINE_IMAGE_TAG = "1.0.0"
-
 
 def service_roles(platform: Platform) -> ServiceRoles:
     """The roles of the Lambdas and schedules this stack will create, by the names their components give them."""
@@ -134,8 +131,8 @@ def build_platform(config: StackConfig) -> None:
                 artifacts_key=keys.keys["artifacts"],
                 data_bucket=storage.buckets["phi-data"].bucket.bucket,
                 artifact_bucket=storage.buckets["model-artifacts"].bucket.bucket,
-                step_image_uri=image_uri(config.registry_account, config.region, PIPELINE_IMAGE_TAG, STEPS_REPOSITORY),
-                inference_image_uri=image_uri(config.registry_account, config.region, PIPELINE_IMAGE_TAG),
+                step_image_uri=image_uri(config.registry_account, config.region, config.image_tag, STEPS_REPOSITORY),
+                inference_image_uri=image_uri(config.registry_account, config.region, config.image_tag),
             ),
         )
     Tracking("tracking", platform, storage.buckets["model-artifacts"].bucket.bucket, identity.roles["execution"].arn)
@@ -170,7 +167,7 @@ def build_platform(config: StackConfig) -> None:
             model,
             DriftMonitoringArgs(
                 role_arn=identity.roles["execution"].arn,
-                image_uri=image_uri(config.registry_account, config.region, PIPELINE_IMAGE_TAG, STEPS_REPOSITORY),
+                image_uri=image_uri(config.registry_account, config.region, config.image_tag, STEPS_REPOSITORY),
                 subnet_ids=network.subnet_ids,
                 security_group_id=network.workload_sg.id,
                 phi_key=keys.keys["phi"],
