@@ -59,9 +59,7 @@ def build_platform(config: StackConfig) -> None:
     storage = Storage(
         "storage",
         platform,
-        StorageKeys(
-            logs=keys.keys["logs"], phi=keys.keys["phi"], artifacts=keys.keys["artifacts"], audit=keys.keys["audit"]
-        ),
+        StorageKeys(phi=keys.keys["phi"], artifacts=keys.keys["artifacts"], audit=keys.keys["audit"]),
     )
     # promoted models are read from the build account
     registry_artifacts = [platform.registry_artifacts_bucket_arn()] if platform.promotes_from_registry else []

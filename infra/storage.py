@@ -185,7 +185,6 @@ def lifecycle_rules(spec: BucketSpec) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class StorageKeys:
-    logs: aws.kms.Key
     phi: aws.kms.Key
     artifacts: aws.kms.Key
     audit: aws.kms.Key
