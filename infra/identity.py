@@ -256,7 +256,9 @@ def boundary_document(platform: Platform) -> pulumi.Output[str]:
         deny(
             "DenyUnencryptedJobVolumes",
             ["sagemaker:CreateProcessingJob", "sagemaker:CreateTrainingJob"],
-            Condition={"Null": {"sagemaker:VolumeKmsKey": "true"}},
+            # the key is VolumeKmsKeyArn: a key no request carries made this Null test always true, so the deny
+            # refused every training and processing job, encrypted or not
+            Condition={"Null": {"sagemaker:VolumeKmsKeyArn": "true"}},
         ),
         deny(
             "DenyPlaintextInterContainer",

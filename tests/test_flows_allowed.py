@@ -532,3 +532,25 @@ def test_release_may_publish_the_drift_baseline(stack: str) -> None:
         for s in policy["Statement"]
         if s["Effect"] == "Deny" and _applies(s, deployer, "s3:PutObject", target, upload)
     ]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_encrypted_jobs_in_the_vpc_pass_the_boundary(stack: str) -> None:
+    """Found while checking condition keys against AWS's IAM data: the boundary's unencrypted-volume deny used
+    `sagemaker:VolumeKmsKey`, which no request carries (the key is `sagemaker:VolumeKmsKeyArn`), so its Null test
+    was always true and every training and processing job was refused, the pipelines' included."""
+    plan = rendered(stack)
+    execution = role(plan, "sagemaker-execution")
+    job = f"arn:aws:sagemaker:{REGION}:{account(plan)}:processing-job/clinops-drift-1"
+    request = {
+        "aws__RequestedRegion": REGION,
+        "sagemaker__VpcSubnets": ["subnet-1"],
+        "sagemaker__VolumeKmsKeyArn": key_arn(plan, "phi"),
+        "sagemaker__InterContainerTrafficEncryption": "true",
+    }
+    for action in ("sagemaker:CreateProcessingJob", "sagemaker:CreateTrainingJob"):
+        assert allows(boundary(plan), execution, action, job, **request), action
+        unencrypted = {k: v for k, v in request.items() if k != "sagemaker__VolumeKmsKeyArn"}
+        assert not allows(boundary(plan), execution, action, job, **unencrypted), action
+        outside = {k: v for k, v in request.items() if k != "sagemaker__VpcSubnets"}
+        assert not allows(boundary(plan), execution, action, job, **outside), action
