@@ -23,8 +23,10 @@ def test_ci_builds_both_images_per_commit_before_any_deploy() -> None:
     assert images["outputs"]["tag"] == "${{ steps.tag.outputs.tag }}"
     script = "\n".join(step.get("run", "") for step in images["steps"])
     assert "tag=git-${GITHUB_SHA}" in script
-    for dockerfile, repository in (("pipelines/Dockerfile", "clinops-pipeline-steps"),
-                                   ("serving/container/Dockerfile", "clinops-inference")):  # fmt: skip
+    for dockerfile, repository in (
+        ("pipelines/Dockerfile", "clinops-pipeline-steps"),
+        ("serving/container/Dockerfile", "clinops-inference"),
+    ):
         assert f"{repository}:{dockerfile}" in script and (ROOT / dockerfile).is_file()
     assert 'docker push "$REGISTRY/$repository:$TAG"' in script
     for stack in ("dev", "staging", "prod"):
