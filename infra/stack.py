@@ -8,19 +8,19 @@ from clinops.config import StackConfig
 from infra.alerts import Alerts
 from infra.audit import Audit, AuditArgs
 from infra.base import Platform
+from infra.canary import canary_function_name
+from infra.drift_monitoring import DriftMonitoring, DriftMonitoringArgs, drift_pipeline_name, scheduler_role_name
+from infra.endpoint import EndpointArgs, ModelEndpoint
+from infra.guardrails import BREAKER, GuardrailArgs, Guardrails, function_name, function_purposes
 from infra.identity import Grants, Identity
 from infra.keys import Keys, KeyUsers, ServiceRoles
+from infra.model_monitoring import ModelMonitoring
 from infra.network import Network, NetworkArgs
 from infra.registry import STEPS_REPOSITORY, Registry, image_uri
 from infra.storage import Storage, StorageKeys
 from infra.studio import Studio, StudioArgs
 from infra.tracking import Tracking
-from pipelines.cloud import PipelineArgs, TrainingPipelines
-from serving.canary.component import canary_function_name
-from serving.drift.cloud import DriftMonitoring, DriftMonitoringArgs, drift_pipeline_name, scheduler_role_name
-from serving.endpoint import EndpointArgs, ModelEndpoint
-from serving.guardrails import BREAKER, GuardrailArgs, Guardrails, function_name, function_purposes
-from serving.monitoring import ModelMonitoring
+from infra.training_pipelines import PipelineArgs, TrainingPipelines
 
 
 def service_roles(platform: Platform) -> ServiceRoles:

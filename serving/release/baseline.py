@@ -1,7 +1,7 @@
 """Publish a released package's drift baseline where the stack's drift pipeline reads it.
 
 The daily drift and quality jobs read `s3://<stack's model-artifacts bucket>/<model>/baseline/` (see
-`serving.drift.cloud`). The baseline is computed at training time and lives only inside the package's model
+`pipelines.definitions.monitoring`). The baseline is computed at training time and lives only inside the package's model
 bundle (`model.tar.gz`: `baseline.json`, `metadata.json`, `contract.yaml`, format in `pipelines/bundle.py`), so
 a release that deploys a package also copies those three files there — encrypted with the stack's artifacts
 key, the only key that bucket accepts. In staging and prod the bundle is read cross-account from the build
@@ -18,8 +18,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from clinops.config import StackConfig
+from clinops.exitcodes import AwsUnavailable, PackageNotReleasable
 from serving.release.aws import StackAws, error_code, error_message
-from serving.release.errors import AwsUnavailable, PackageNotReleasable
 from serving.release.package import describe_package
 
 BASELINE_FILES = ("baseline.json", "metadata.json", "contract.yaml")

@@ -6,19 +6,26 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from serving.drift.cloud import monitoring_definition
-from tests.drift.test_cloud import SETTINGS
-from tests.serving.test_dockerfile import DISTRIBUTIONS, REPO, _ignored, import_closure, lock_versions, requirements
+from pipelines.definitions.monitoring import monitoring_definition
+from tests.pipelines.definitions.test_monitoring import SETTINGS
+from tests.serving.container.test_dockerfile import (
+    DISTRIBUTIONS,
+    REPO,
+    _ignored,
+    import_closure,
+    lock_versions,
+    requirements,
+)
 
 DOCKERFILE = REPO / "pipelines" / "Dockerfile"
-# Cloud steps that SageMaker runs in this image (pipelines/definition_steps.py) and the monitoring CLIs.
+# Cloud steps that SageMaker runs in this image (pipelines/definitions/steps.py) and the monitoring CLIs.
 ENTRY_MODULES = [
     *(
         f"pipelines/steps/{s}.py"
         for s in ("validate", "split", "train", "score", "evaluate", "fairness", "decide", "card")
     ),
-    "serving/drift/cli.py",
-    "serving/quality/cli.py",
+    "pipelines/monitoring/drift/cli.py",
+    "pipelines/monitoring/quality/cli.py",
 ]
 # Imported lazily by pipelines/steps/register.py for local MLflow registration only; in SageMaker the pipeline's
 # RegisterModel step registers the package. Cloud MLflow logging (issue 11) adds them to the group when it lands.
@@ -27,7 +34,8 @@ LOCAL_ONLY = {"mlflow", "skops"}
 
 def copied() -> tuple[list[Path], list[str]]:
     lines = [line.strip() for line in DOCKERFILE.read_text().replace("\\\n", " ").splitlines()]
-    sources = [REPO / line.split()[1] for line in lines if line.startswith("COPY ")]
+    # COPY SRC... DEST: every token between the instruction and its destination is a source
+    sources = [REPO / src for line in lines if line.startswith("COPY ") for src in line.split()[1:-1]]
     removed = [
         p.removeprefix("/app/")
         for line in lines
@@ -47,7 +55,8 @@ def test_the_image_holds_every_module_the_steps_import() -> None:
     def in_image(file: Path) -> bool:
         relative = str(file.relative_to(REPO))
         inside = any(file == s or (s.is_dir() and s in file.parents) for s in sources)
-        return inside and not any(Path(relative).match(pattern) for pattern in removed)
+        gone = any(Path(relative).match(p) or Path(p) in Path(relative).parents for p in removed)
+        return inside and not gone
 
     assert {str(f.relative_to(REPO)) for f in files if not in_image(f)} == set()
     patterns = [
@@ -71,5 +80,5 @@ def test_requirements_cover_the_steps_and_are_the_lock() -> None:
 def test_the_drift_jobs_run_modules_the_image_holds() -> None:
     steps = json.loads(monitoring_definition(SETTINGS))["Steps"]
     modules = {s["Arguments"]["AppSpecification"]["ContainerEntrypoint"][2] for s in steps}
-    assert modules == {"serving.drift.cli", "serving.quality.cli"}
+    assert modules == {"pipelines.monitoring.drift.cli", "pipelines.monitoring.quality.cli"}
     assert all(f"{m.replace('.', '/')}.py" in ENTRY_MODULES for m in modules)
