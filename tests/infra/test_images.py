@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import yaml
 
-from tests.conftest import rendered
+from tests.conftest import REPO, rendered
 
-ROOT = Path(__file__).resolve().parents[1]
-WORKFLOWS = ROOT / ".github" / "workflows"
+WORKFLOWS = REPO / ".github" / "workflows"
 
 
 def workflow(name: str) -> dict:
@@ -27,7 +25,7 @@ def test_ci_builds_both_images_per_commit_before_any_deploy() -> None:
         ("pipelines/Dockerfile", "clinops-pipeline-steps"),
         ("serving/container/Dockerfile", "clinops-inference"),
     ):
-        assert f"{repository}:{dockerfile}" in script and (ROOT / dockerfile).is_file()
+        assert f"{repository}:{dockerfile}" in script and (REPO / dockerfile).is_file()
     assert 'docker push "$REGISTRY/$repository:$TAG"' in script
     for stack in ("dev", "staging", "prod"):
         deploy = jobs[f"deploy-{stack}"]
