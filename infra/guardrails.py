@@ -18,6 +18,7 @@ import pulumi
 import pulumi_aws as aws
 
 from clinops.config import project_root
+from clinops.evidence.s3 import EVIDENCE_PREFIX
 from clinops.names import BREAKER_ALARM_SUFFIXES
 from infra.base import (
     Platform,
@@ -29,11 +30,19 @@ from infra.base import (
 )
 from infra.logs import encrypted_log_group
 from serving.guardrails import permissions
-from serving.guardrails.events import approval_event_pattern, retraining_event_pattern
+from serving.guardrails.breaker import FUNCTION_TIMEOUT_SECONDS
+from serving.guardrails.events import (
+    RECONCILE_EVENT,
+    RECONCILE_SCHEDULE,
+    approval_event_pattern,
+    retraining_event_pattern,
+)
 
 RUNTIME = "python3.11"  # the layer's compiled wheels (pydantic-core) are built for CPython 3.11
 LAYER_ZIP = Path("build") / "lambda-deps.zip"
-EVIDENCE_PREFIX = "evidence"
+BREAKER, RECORDER, RETRAINING = "circuit-breaker", "approval-recorder", "retraining"
+# Functions that write evidence: their roles may seal entries with the evidence HMAC key (infra/keys.py).
+EVIDENCE_WRITER_FUNCTIONS = (BREAKER, RECORDER, RETRAINING)
 # The handlers (serving/guardrails) and the only thing they import: the shared core (an import-linter contract
 # holds them to it), so the zip is small and what runs is obvious.
 _CODE = (
@@ -54,12 +63,11 @@ class GuardrailArgs:
     boundary_arn: pulumi.Input[str]
     topic_arn: pulumi.Input[str]
     evidence_bucket: pulumi.Input[str]
-    keys: dict[str, aws.kms.Key]  # logs, audit, artifacts, phi
+    keys: dict[str, aws.kms.Key]  # logs, audit, artifacts, phi, evidence-mac
     models: list[str]  # models with an endpoint in this stack
     all_models: list[str]
 
 
-BREAKER, RECORDER, RETRAINING = "circuit-breaker", "approval-recorder", "retraining"
 RESERVED_CONCURRENCY = 2  # at most two events at once per function (clinops:lambdaReservedConcurrency)
 
 
@@ -109,6 +117,9 @@ class Guardrails(pulumi.ComponentResource):
                 {"MODELS": ",".join(args.models), "COOLDOWN_SECONDS": "1800"},
             )
             self._on_events(BREAKER, retraining_event_pattern(cfg.stack, args.models, BREAKER_ALARM_SUFFIXES), breaker)
+            # Without an alarm event nothing would look again: the schedule recovers an interrupted rollback,
+            # confirms (or fails) one in flight and re-judges deferred and cooldown-refused alarms.
+            self._on_schedule(f"{BREAKER}-reconcile", RECONCILE_SCHEDULE, RECONCILE_EVENT, breaker)
         # Drift/quality alarms of every environment open retraining requests where the pipelines live.
         stacks = sorted({cfg.stack, *[s for s in ("dev", "staging", "prod") if getattr(cfg.accounts, s)]})
         retrain_pattern = {**retraining_event_pattern(cfg.stack, args.all_models)}
@@ -165,6 +176,7 @@ class Guardrails(pulumi.ComponentResource):
             "topic": args.topic_arn,
             "evidence_bucket": args.evidence_bucket,
             "evidence_key_arn": args.keys["audit"].arn,
+            "evidence_mac_key_arn": args.keys["evidence-mac"].arn,
             "alerts_key_arn": args.keys["logs"].arn,
             "volume_key_arn": args.keys["artifacts"].arn,
             "capture_key_arn": args.keys["phi"].arn,
@@ -182,6 +194,7 @@ class Guardrails(pulumi.ComponentResource):
             "EVIDENCE_BUCKET": args.evidence_bucket,
             "EVIDENCE_PREFIX": EVIDENCE_PREFIX,
             "EVIDENCE_KMS_KEY_ID": args.keys["audit"].arn,
+            "EVIDENCE_MAC_KEY_ID": args.keys["evidence-mac"].arn,
             "TOPIC_ARN": args.topic_arn,
             **env,
         }
@@ -221,7 +234,7 @@ class Guardrails(pulumi.ComponentResource):
             tags=platform.tags(),
             opts=platform.child(self),
         )
-        return aws.lambda_.Function(
+        function = aws.lambda_.Function(
             purpose,
             name=fn_name,
             dead_letter_config={"target_arn": dlq.arn},
@@ -230,7 +243,7 @@ class Guardrails(pulumi.ComponentResource):
             code=self._code,
             layers=[self._layer.arn],
             role=role.arn,
-            timeout=120,
+            timeout=FUNCTION_TIMEOUT_SECONDS,  # the breaker's recovery waits this long before taking a call over
             memory_size=256,
             reserved_concurrent_executions=RESERVED_CONCURRENCY
             if platform.config.lambda_reserved_concurrency
@@ -243,6 +256,53 @@ class Guardrails(pulumi.ComponentResource):
             tags=platform.tags(**{"clinops:purpose": purpose}),
             # CreateFunction checks the role's ENI and dead-letter permissions: the policies must exist first.
             opts=platform.child(self, depends_on=[log_group, permissions_policy, dead_letter_policy]),
+        )
+        # Any failed invocation pages: an AWS error, a lost evidence record or alert, an interrupted rollback
+        # (each raises after alerting) and a timeout or crash (which cannot alert by itself).
+        aws.cloudwatch.MetricAlarm(
+            f"{purpose}-errors",
+            name=f"{fn_name}-errors",
+            namespace="AWS/Lambda",
+            metric_name="Errors",
+            dimensions={"FunctionName": function.name},
+            statistic="Sum",
+            period=60,
+            evaluation_periods=1,
+            comparison_operator="GreaterThanThreshold",
+            threshold=0,
+            treat_missing_data="notBreaching",
+            alarm_description=f"{purpose} failed an invocation; see RUNBOOK.md (circuit breaker: failures)",
+            alarm_actions=[args.topic_arn],
+            tags=platform.tags(),
+            opts=platform.child(self),
+        )
+        return function
+
+    def _on_schedule(
+        self, purpose: str, schedule: str, payload: dict[str, str], function: aws.lambda_.Function
+    ) -> None:
+        platform = self._platform
+        rule = aws.cloudwatch.EventRule(
+            f"{purpose}-schedule",
+            name=f"{platform.prefix}-{purpose}",
+            schedule_expression=schedule,
+            tags=platform.tags(),
+            opts=platform.child(self),
+        )
+        aws.cloudwatch.EventTarget(
+            f"{purpose}-target",
+            rule=rule.name,
+            arn=function.arn,
+            input=json.dumps(payload, sort_keys=True),
+            opts=platform.child(self),
+        )
+        aws.lambda_.Permission(
+            f"{purpose}-invoke",
+            action="lambda:InvokeFunction",
+            function=function.name,
+            principal="events.amazonaws.com",
+            source_arn=rule.arn,
+            opts=platform.child(self),
         )
 
     def _on_events(self, purpose: str, pattern: dict[str, Any], function: aws.lambda_.Function) -> None:

@@ -2,6 +2,11 @@
 
 The account root may administer a key but not use it: usage is granted here, in the key policy, to the
 exact roles and service principals (with conditions) that need it, so no IAM policy can widen it.
+
+Besides the four encryption keys, an HMAC key (`evidence-mac`) seals evidence entries: `kms:GenerateMac` for
+the writers only (deployer, guardrail Lambdas), `kms:VerifyMac` for the verifiers (approver, deployer), so a
+role that can read (or even write) the bucket cannot forge an entry. KMS cannot rotate HMAC keys (automatic
+rotation is for symmetric encryption keys only); the reviewed exception is in policies/exceptions.yaml.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.base import Platform, Statement, policy_document
+from infra.guardrails import EVIDENCE_WRITER_FUNCTIONS, function_name
 
 # What the account root (and so IAM policies in the account) may do: administer, never use. Listed one by one:
 # `kms:Create*` would include CreateGrant (a grant to oneself is use) and `kms:Put*` PutKeyPolicy (rewrite the
@@ -49,6 +55,8 @@ USE_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDat
 # behalf; GrantIsForAWSResource is only in CreateGrant's request context, so nothing else sits under it.
 GRANT_ACTIONS = ["kms:CreateGrant"]
 _SCHEDULE_CONTEXT = "kms:EncryptionContext:aws:scheduler:schedule-arn"
+EVIDENCE_MAC = "evidence-mac"
+MAC_ALGORITHM = {"StringEquals": {"kms:MacAlgorithm": "HMAC_SHA_256"}}  # clinops.evidence.mac.MAC_ALGORITHM
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,6 @@ class ServiceRoles:
     yet, so key policies name them by exact ARN in an `aws:PrincipalArn` condition (never a name pattern)."""
 
     functions: list[str] = field(default_factory=list)  # every platform Lambda: environment, DLQ, alert topic
-    evidence_writers: list[str] = field(default_factory=list)  # guardrail Lambdas appending to the evidence log
     endpoint_updaters: list[str] = field(default_factory=list)  # circuit breaker: UpdateEndpoint needs grants
     schedules: dict[str, str] = field(default_factory=dict)  # schedule target role ARN -> schedule ARN
 
@@ -77,7 +84,7 @@ class KeyUsers:
 
 
 class Keys(pulumi.ComponentResource):
-    """Four keys: PHI data, model artifacts, logs, audit/evidence."""
+    """Four encryption keys (PHI data, model artifacts, logs, audit/evidence) and the evidence HMAC key."""
 
     def __init__(
         self,
@@ -99,6 +106,13 @@ class Keys(pulumi.ComponentResource):
         deployers = sorted(set(users.deploy_identities))
         svc = users.services
         trail_arn = f"arn:aws:cloudtrail:{region}:{acct}:trail/{platform.prefix}-trail"
+        # Guardrail Lambdas are created after the keys: named by ARN in a condition (KMS needs principals to exist).
+        functions = {
+            "StringEquals": {"kms:CallerAccount": acct},
+            "ArnEquals": {
+                "aws:PrincipalArn": [platform.role_arn(function_name(platform, f)) for f in EVIDENCE_WRITER_FUNCTIONS]
+            },
+        }
         documents: dict[str, list[Statement]] = {
             "phi": [
                 _use("DataScienceAndJobs", [users.execution, users.author]),
@@ -215,19 +229,22 @@ class Keys(pulumi.ComponentResource):
                 ),
                 _stmt(
                     "EvidenceWriters",
-                    {"AWS": sorted([users.execution, users.deployer])},
+                    {"AWS": [users.deployer]},
                     ["kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*"],
                     s3_via,
-                ),
-                # guardrail Lambdas read the log's head entry and append the next one
-                *_named_roles(
-                    "GuardrailEvidence", svc.evidence_writers, ["kms:Decrypt", "kms:GenerateDataKey"], acct, s3_via
                 ),
                 _stmt(
                     "EvidenceReaders",
                     {"AWS": sorted([users.approver, users.deployer])},
                     ["kms:Decrypt", "kms:DescribeKey"],
                     s3_via,
+                ),
+                # guardrail Lambdas read the log's head entry and append the next one
+                _stmt(
+                    "EvidenceWritingFunctions",
+                    {"AWS": "*"},
+                    ["kms:Decrypt", "kms:GenerateDataKey"],
+                    _all_of(functions, s3_via),
                 ),
             ],
         }
@@ -259,7 +276,43 @@ class Keys(pulumi.ComponentResource):
                 opts=platform.child(self),
             )
             self.keys[purpose] = key
+        self.keys[EVIDENCE_MAC] = self._evidence_mac_key(platform, users, functions, administration, after)
         self.register_outputs({p: k.arn for p, k in self.keys.items()})
+
+    def _evidence_mac_key(
+        self,
+        platform: Platform,
+        users: KeyUsers,
+        functions: dict,
+        administration: list[Statement],
+        after: list[pulumi.Resource],
+    ) -> aws.kms.Key:
+        seal = ["kms:GenerateMac", "kms:VerifyMac"]  # both carry kms:MacAlgorithm (DescribeKey does not)
+        statements = [
+            *administration,
+            _stmt("EvidenceSealers", {"AWS": [users.deployer]}, seal, MAC_ALGORITHM),
+            _stmt("EvidenceSealingFunctions", {"AWS": "*"}, seal, _all_of(functions, MAC_ALGORITHM)),
+            _stmt("EvidenceVerifiers", {"AWS": [users.approver]}, ["kms:VerifyMac"], MAC_ALGORITHM),
+        ]
+        key = aws.kms.Key(
+            f"{EVIDENCE_MAC}-key",
+            description=f"clinops {platform.config.stack}: seals evidence entries (HMAC; writers generate, "
+            "verifiers verify)",
+            customer_master_key_spec="HMAC_256",
+            key_usage="GENERATE_VERIFY_MAC",
+            enable_key_rotation=False,  # KMS rotates symmetric encryption keys only; see policies/exceptions.yaml
+            deletion_window_in_days=30 if platform.config.retain_on_delete else 7,
+            policy=policy_document(*statements),
+            tags=platform.tags(**{"clinops:purpose": EVIDENCE_MAC}),
+            opts=platform.child(self, stateful=True, depends_on=after),
+        )
+        aws.kms.Alias(
+            f"{EVIDENCE_MAC}-key-alias",
+            name=f"alias/{platform.prefix}-{EVIDENCE_MAC}",
+            target_key_id=key.key_id,
+            opts=platform.child(self),
+        )
+        return key
 
     def arn(self, purpose: str) -> pulumi.Output[str]:
         return self.keys[purpose].arn
@@ -298,3 +351,12 @@ def _named_roles(
         {"aws:PrincipalArn": sorted(set(role_arns)), "kms:CallerAccount": account}
     )
     return [_stmt(sid, {"AWS": "*"}, actions, merged)]
+
+
+def _all_of(*conditions: dict) -> dict:
+    """One IAM Condition block requiring every given condition (keys of one operator merged)."""
+    merged: dict[str, dict] = {}
+    for condition in conditions:
+        for operator, keys in condition.items():
+            merged[operator] = {**merged.get(operator, {}), **keys}
+    return merged

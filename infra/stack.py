@@ -30,7 +30,6 @@ def service_roles(platform: Platform) -> ServiceRoles:
     canaries = [platform.role_arn(canary_function_name(platform, m)) for m in deployed]
     return ServiceRoles(
         functions=sorted([*guardrails, *canaries]),
-        evidence_writers=sorted(guardrails),
         endpoint_updaters=[platform.role_arn(function_name(platform, BREAKER))] if deployed else [],
         schedules={
             platform.role_arn(scheduler_role_name(platform, m)): platform.schedule_arn(drift_pipeline_name(platform, m))
@@ -98,6 +97,7 @@ def build_platform(config: StackConfig) -> None:
             phi_key=keys.arn("phi"),
             artifacts_key=keys.arn("artifacts"),
             audit_key=keys.arn("audit"),
+            evidence_mac_key=keys.arn("evidence-mac"),
         ),
         model_groups=[m.name for m in config.models],
     )
@@ -201,5 +201,6 @@ def build_platform(config: StackConfig) -> None:
     pulumi.export("workloadSecurityGroupId", network.workload_sg.id)
     pulumi.export("buckets", {p: b.bucket.bucket for p, b in sorted(storage.buckets.items())})
     pulumi.export("keys", {p: k.arn for p, k in sorted(keys.keys.items())})
+    pulumi.export("evidenceMacKeyArn", keys.arn("evidence-mac"))  # CLINOPS_EVIDENCE_MAC_KEY for verify/release
     pulumi.export("roles", {p: r.arn for p, r in sorted(identity.roles.items())})
     pulumi.export("modelPackageGroups", {n: g.arn for n, g in sorted((registry.groups if registry else {}).items())})

@@ -35,6 +35,16 @@ _EVIDENCE = [
         resources=["{evidence_key_arn}"],
         why="SSE-KMS on the evidence bucket",
     ),
+    Grant(
+        actions=["kms:GenerateMac", "kms:VerifyMac"],
+        resources=["{evidence_mac_key_arn}"],
+        why="seal each entry (and the published head) with the evidence HMAC key; check the head before linking",
+    ),
+    Grant(
+        actions=["ssm:GetParameter", "ssm:PutParameter"],
+        resources=["arn:{partition}:ssm:{region}:{account}:parameter/clinops/{stack}/evidence/head"],
+        why="publish the new head outside the log (clinops.evidence.anchor.head_parameter_name)",
+    ),
 ]
 _ALERTS = [
     Grant(actions=["sns:Publish"], resources=["{topic}"], why="the alert topic"),
@@ -70,6 +80,11 @@ BREAKER: list[Grant] = [
         actions=["ssm:PutParameter"],
         resources=[f"{_SSM}/*/circuit-breaker"],
         why="the compare-and-set state record (nothing else: markers belong to verify)",
+    ),
+    Grant(
+        actions=["cloudwatch:DescribeAlarms"],
+        resources=["arn:{partition}:cloudwatch:{region}:{account}:alarm:clinops-{stack}-*"],
+        why="the alarm's current state before acting: an ALARM delivered after its own OK is not obeyed",
     ),
     *_ALERTS,
     *_EVIDENCE,

@@ -58,7 +58,13 @@ def buckets_encrypted_with_their_key(plan: Plan) -> list[str]:
 
 
 def keys_rotate(plan: Plan) -> list[str]:
-    return [k["urn"] for k in states(plan, "aws:kms/key:Key") if k["inputs"].get("enableKeyRotation") is not True]
+    """Every encryption key rotates. The evidence HMAC key cannot (KMS rotates symmetric encryption keys only):
+    it is the one reviewed exception (policies/exceptions.yaml), and it must stay a MAC-only key."""
+    keys = states(plan, "aws:kms/key:Key")
+    hmac = [k for k in keys if k["inputs"].get("customerMasterKeySpec") == "HMAC_256"]
+    bad = [k["urn"] for k in hmac if not k["urn"].endswith("::evidence-mac-key")]
+    bad += [k["urn"] for k in hmac if k["inputs"].get("keyUsage") != "GENERATE_VERIFY_MAC"]
+    return bad + [k["urn"] for k in keys if k not in hmac and k["inputs"].get("enableKeyRotation") is not True]
 
 
 def public_access_blocked(plan: Plan) -> list[str]:
@@ -361,11 +367,12 @@ def test_key_usage_names_exact_principals_not_the_account() -> None:
             if s["Sid"] == "KeyAdministration":
                 assert not any(a in s["Action"] for a in ("kms:Decrypt", "kms:Encrypt", "kms:*"))
             elif s["Principal"].get("AWS") == "*":  # roles created after the key: exact ARNs, never a pattern
-                named = s["Condition"]["StringEquals"]["aws:PrincipalArn"]
+                condition = s["Condition"]
+                named = condition.get("ArnEquals", condition["StringEquals"])["aws:PrincipalArn"]
                 assert named and all(a.startswith("arn:aws:iam::333333333333:role/clinops-prod-") for a in named)
                 assert not any("*" in a or "?" in a for a in named)
-                assert s["Condition"]["StringEquals"]["kms:CallerAccount"] == "333333333333"
-                assert "ArnLike" not in s["Condition"] and "StringLike" not in s["Condition"]
+                assert condition["StringEquals"]["kms:CallerAccount"] == "333333333333"
+                assert "ArnLike" not in condition and "StringLike" not in condition
             elif "AWS" in s["Principal"]:
                 assert all(
                     ":role/" in p or (p.endswith(":root") and "333333333333" not in p)
