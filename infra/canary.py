@@ -8,6 +8,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from clinops.names import canary_function_name
 from infra.base import (
     Platform,
     allow,
@@ -21,11 +22,6 @@ from pipelines.contracts.synthetic import canary_payload_csv
 
 HANDLER_DIR = Path(__file__).resolve().parent
 REQUESTS_PER_TICK = 30
-
-
-def canary_function_name(platform: Platform, model: str) -> str:
-    """The function's name, which is also its role's name (key policies name the role before it exists)."""
-    return f"{platform.prefix}-{model}-canary"
 
 
 class SyntheticTrafficCanary(pulumi.ComponentResource):
@@ -43,7 +39,7 @@ class SyntheticTrafficCanary(pulumi.ComponentResource):
     ) -> None:
         super().__init__("clinops:serving:SyntheticTrafficCanary", name, None, opts)
         child = platform.child(self)
-        function_name = canary_function_name(platform, model)
+        function_name = canary_function_name(platform.config.stack, model)
         log_group = encrypted_log_group(
             f"{model}-canary-logs", platform, self, f"/aws/lambda/{function_name}", logs_key
         )

@@ -10,18 +10,9 @@ import pulumi
 import pulumi_aws as aws
 
 from clinops.models import ModelConfig
+from clinops.names import drift_pipeline_name, drift_scheduler_role_name
 from infra.base import Platform, allow, policy_document, service_trust
 from pipelines.definitions.monitoring import DriftJobSettings, monitoring_definition
-
-
-def drift_pipeline_name(platform: Platform, model: str) -> str:
-    """Also the name of the schedule that starts it."""
-    return f"{platform.prefix}-{model}-drift"
-
-
-def scheduler_role_name(platform: Platform, model: str) -> str:
-    """The schedule's execution role: it starts the pipeline and decrypts the schedule (logs key)."""
-    return f"{drift_pipeline_name(platform, model)}-scheduler"
 
 
 @dataclass(frozen=True)
@@ -77,7 +68,7 @@ class DriftMonitoring(pulumi.ComponentResource):
                 )
             )
         )
-        pipeline_name = drift_pipeline_name(platform, model.name)
+        pipeline_name = drift_pipeline_name(platform.config.stack, model.name)
         pipeline = aws.sagemaker.Pipeline(
             f"{model.name}-drift-pipeline",
             pipeline_name=pipeline_name,
@@ -90,7 +81,7 @@ class DriftMonitoring(pulumi.ComponentResource):
         )
         role = aws.iam.Role(
             f"{model.name}-drift-scheduler-role",
-            name=scheduler_role_name(platform, model.name),
+            name=drift_scheduler_role_name(platform.config.stack, model.name),
             assume_role_policy=service_trust("scheduler.amazonaws.com", platform.account),
             permissions_boundary=args.boundary_arn,
             tags=platform.tags(),

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pulumi
 
 from clinops.config import StackConfig
+from clinops.names import canary_function_name, drift_pipeline_name, drift_scheduler_role_name
+from clinops.pricing import price_table
 from infra.alerts import Alerts
 from infra.audit import Audit, AuditArgs
 from infra.base import Platform
-from infra.canary import canary_function_name
-from infra.drift_monitoring import DriftMonitoring, DriftMonitoringArgs, drift_pipeline_name, scheduler_role_name
+from infra.drift_monitoring import DriftMonitoring, DriftMonitoringArgs
 from infra.endpoint import EndpointArgs, ModelEndpoint
 from infra.guardrails import BREAKER, GuardrailArgs, Guardrails, function_name, function_purposes
 from infra.identity import Grants, Identity
@@ -17,6 +18,7 @@ from infra.keys import Keys, KeyUsers, ServiceRoles
 from infra.model_monitoring import ModelMonitoring
 from infra.network import Network, NetworkArgs
 from infra.registry import STEPS_REPOSITORY, Registry, image_uri
+from infra.slo import ModelSlo
 from infra.storage import Storage, StorageKeys
 from infra.studio import Studio, StudioArgs
 from infra.tracking import Tracking
@@ -27,12 +29,13 @@ def service_roles(platform: Platform) -> ServiceRoles:
     """The roles of the Lambdas and schedules this stack will create, by the names their components give them."""
     deployed = [m.name for m in platform.config.models if m.package_arn]
     guardrails = [platform.role_arn(function_name(platform, p)) for p in function_purposes(platform, deployed)]
-    canaries = [platform.role_arn(canary_function_name(platform, m)) for m in deployed]
+    stack = platform.config.stack
+    canaries = [platform.role_arn(canary_function_name(stack, m)) for m in deployed]
     return ServiceRoles(
         functions=sorted([*guardrails, *canaries]),
         endpoint_updaters=[platform.role_arn(function_name(platform, BREAKER))] if deployed else [],
         schedules={
-            platform.role_arn(scheduler_role_name(platform, m)): platform.schedule_arn(drift_pipeline_name(platform, m))
+            platform.role_arn(drift_scheduler_role_name(stack, m)): platform.schedule_arn(drift_pipeline_name(stack, m))
             for m in deployed
         },
     )
@@ -136,6 +139,7 @@ def build_platform(config: StackConfig) -> None:
     Tracking("tracking", platform, storage.buckets["model-artifacts"].bucket.bucket, identity.roles["execution"].arn)
     alerts = Alerts("alerts", platform, keys.keys["logs"])
     endpoints: dict[str, pulumi.Input[str]] = {}
+    prices = price_table(config.instance_prices)
     for model in config.models:
         if not model.package_arn:
             # First deploy: the model has no approved package yet. Deploy everything else and say so.
@@ -158,7 +162,17 @@ def build_platform(config: StackConfig) -> None:
                 boundary_arn=identity.boundary.arn,
             ),
         )
-        ModelMonitoring(f"{model.name}-monitoring", platform, model, alerts.topic.arn, endpoint.alarms.alarms)
+        slo = ModelSlo(
+            f"{model.name}-slo",
+            platform,
+            model,
+            config.slo_for(model),
+            prices.instance(model.serving.instance_type),
+            alerts.topic.arn,
+        )
+        ModelMonitoring(
+            f"{model.name}-monitoring", platform, model, alerts.topic.arn, endpoint.alarms.alarms, slo.cost_queries
+        )
         DriftMonitoring(
             f"{model.name}-drift",
             platform,
