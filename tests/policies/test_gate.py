@@ -35,19 +35,23 @@ def exceptions_file(tmp_path: Path, **changes: object) -> Path:
         **changes,
     }
     shipped = yaml.safe_load((REPO / "policies" / "exceptions.yaml").read_text())
-    prod_clinops = [e for e in shipped["exceptions"] if e["engine"] == "clinops" and "dev" not in e.get("stacks", [])]
+    prod_clinops = [
+        e
+        for e in shipped["exceptions"]
+        if e["engine"] == "clinops" and "dev" not in e.get("stacks", []) and e["resource"] != ACCESS_LOGS
+    ]  # the shipped access-log waiver is replaced by the test's own entry
     path = tmp_path / "exceptions.yaml"
     path.write_text(yaml.safe_dump({"exceptions": [entry, *prod_clinops]}, default_flow_style=False))
     return path
 
 
 def weakened() -> dict:
-    """prod with the access-log bucket on SSE-S3: one clinops finding (CLIN-ENC-002) to waive or not."""
+    """prod with the access-log bucket on SSE-S3 (as shipped): one clinops finding (CLIN-ENC-002) to waive or not."""
     doc = rendered("prod")
     for step in doc["steps"]:
         if step["urn"].endswith("BucketServerSideEncryptionConfiguration::access-logs-encryption"):
             step["newState"]["inputs"]["rules"] = [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]
-            step["newState"]["propertyDependencies"].pop("rules")
+            step["newState"]["propertyDependencies"].pop("rules", None)
     return doc
 
 

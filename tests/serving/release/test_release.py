@@ -29,6 +29,7 @@ from tests.serving.release.helpers import (
     stack_aws,
     stubbed,
 )
+from tests.serving.release.test_baseline import BUILD_BUCKET, GOOD, MODEL_KEY, build_account, with_model_data
 
 REASON = "CHG-2211: quarterly retrain approved by the readmission committee"
 FAST_GATE = GateOptions(engines=("clinops",))
@@ -251,8 +252,16 @@ def test_pulumi_up_runs_and_a_failed_deploy_restores_the_pin(session, project, e
     ]
     working, _ = fake_pulumi(tmp_path, 0, project)
     releaser = Releaser(project, stack_aws(session, sagemaker=client), evidence, gate_options=FAST_GATE, pulumi=working)
-    outcome = _dev_release(releaser, stub, registry, arn)
+    key_arn = build_account(session, GOOD)
+    described = registry.describe(arn)
+    stub.add_response("describe_model_package", described)
+    stub.add_response("describe_endpoint", endpoint_description("dev", names.config_name("dev", MODEL, package_arn(3))))
+    stub.add_response("describe_model_package", with_model_data(described, f"s3://{BUILD_BUCKET}/{MODEL_KEY}"))
+    outcome = releaser.release(ReleaseRequest("dev", MODEL, arn, REASON, ACTOR))
     assert outcome.status == "deployed"
     assert load_from_stack_file("dev", project).models[0].package_arn == arn
     outcomes = [e.details["outcome"] for e in releases(evidence, "dev")]
     assert outcomes == ["pinned", "deploy-failed", "pinned", "deployed"]
+    # the deployed package's drift baseline is where the drift pipeline reads it, and the evidence says so
+    deployed = releases(evidence, "dev")[-1].details["drift_baseline"]
+    assert deployed["keys"][0] == f"{MODEL}/baseline/baseline.json" and deployed["kms_key_arn"] == key_arn
