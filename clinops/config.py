@@ -17,7 +17,8 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from clinops.models import ModelConfig, StrictModel
+from clinops.identity import ROLE_ARN
+from clinops.models import SLO_DEFAULTS, ModelConfig, Slo, SloOverrides, StrictModel
 
 NAMESPACE = "clinops"
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -58,7 +59,7 @@ RETENTION_FLOORS: dict[str, dict[str, int]] = {
 }
 
 # AWS APIs the platform calls from inside the VPC (no NAT): each gets an interface endpoint with private DNS.
-# The gate requires exactly this list, so a component cannot quietly depend on the internet.
+# The gate requires exactly this list (policies.rules.base), so a component cannot quietly depend on the internet.
 INTERFACE_ENDPOINT_SERVICES = (
     "com.amazonaws.{region}.sagemaker.api",
     "com.amazonaws.{region}.sagemaker.runtime",
@@ -74,9 +75,12 @@ INTERFACE_ENDPOINT_SERVICES = (
     "com.amazonaws.{region}.sns",
     "com.amazonaws.{region}.lambda",
     "aws.sagemaker.{region}.experiments",  # SageMaker-managed MLflow
+    "com.amazonaws.{region}.xray",  # the platform Lambdas' active tracing
 )
+S3_ENDPOINT_SERVICE = "com.amazonaws.{region}.s3"  # a gateway endpoint (free, no ENI)
 
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
+_IMAGE_TAG_RE = re.compile(r"^git-[0-9a-f]{40}$")
 _PRINCIPAL_RE = re.compile(r"^arn:aws[a-z-]*:(iam::\d{12}:(role|user)/[\w+=,.@/-]+|iam::\d{12}:root)$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 
@@ -162,12 +166,50 @@ class StackConfig(StrictModel):
     release_role_arn: str | None = Field(
         default=None, description="role `clinops release/verify` assume in this stack's account (cross-account)"
     )
+    image_tag: str = Field(
+        description=(
+            "immutable ECR tag, git-<40-hex commit>, of the pipeline-steps and inference images CI built and pushed "
+            "for this revision (.github/workflows/clinops.yml job `images` sets it before the gate)"
+        ),
+    )
+    lambda_reserved_concurrency: bool = Field(
+        default=False,
+        description=(
+            "reserve concurrency for the platform's Lambdas (2 per guardrail, 1 per canary). Off by default: "
+            "new accounts have a concurrency quota of 10 and Lambda refuses any reservation that leaves less "
+            "than its unreserved minimum; turn on once the account's quota (Service Quotas L-B99A9384) is raised"
+        ),
+    )
+    slo: SloOverrides = Field(default_factory=SloOverrides, description="stack-wide SLO defaults for every model")
+    instance_prices: dict[str, float] = Field(
+        default_factory=dict, description="USD per instance-hour, overriding clinops/prices.json for this stack"
+    )
     models: list[ModelConfig] = Field(default_factory=list)
+
+    @field_validator("image_tag")
+    @classmethod
+    def _image_tag(cls, v: str) -> str:
+        if not _IMAGE_TAG_RE.match(v):
+            raise ValueError(
+                f"'{v}' is not an image tag CI builds; fix: git-<full 40-character commit sha> of a commit whose "
+                "images the `images` job pushed (tags are immutable, so a tag always names the same bytes)"
+            )
+        return v
+
+    @field_validator("instance_prices")
+    @classmethod
+    def _prices(cls, v: dict[str, float]) -> dict[str, float]:
+        for instance, price in v.items():
+            if not re.match(r"^ml\.[a-z0-9]+\.[a-z0-9]+$", instance) or not 0 < price < 1000:
+                raise ValueError(
+                    f"'{instance}: {price}' is not an instance price; fix: e.g. ml.m5.large: 0.115 (USD per hour)"
+                )
+        return v
 
     @field_validator("release_role_arn")
     @classmethod
     def _release_role(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$", v):
+        if v is not None and not ROLE_ARN.match(v):
             raise ValueError(f"'{v}' is not an IAM role ARN; fix: arn:aws:iam::ACCOUNT:role/NAME")
         return v
 
@@ -265,6 +307,16 @@ class StackConfig(StrictModel):
                     f"exceeds clinops:rollbackSloSeconds {self.rollback_slo_seconds}; "
                     "fix: shorter alarm periods / fewer evaluation periods, or a longer SLO",
                 )
+        for model in self.models:
+            try:
+                self.slo_for(model)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise _keyed(
+                    f"models[{model.name}].slo.{to_camel(str(first['loc'][0]))}",
+                    first.get("input"),
+                    f"{first['msg']}; fix: set it in clinops:slo or the model's slo",
+                ) from None
         names = [m.name for m in self.models]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -278,6 +330,21 @@ class StackConfig(StrictModel):
                     "fix: pin a package from the build account's registry",
                 )
         return self
+
+    def slo_for(self, model: ModelConfig) -> Slo:
+        """Environment default, then the stack's `clinops:slo`, then the model's own `slo`."""
+        return Slo.model_validate({**SLO_DEFAULTS[self.environment], **self.slo.given(), **model.slo.given()})
+
+    @property
+    def tracking_server_size(self) -> str:
+        """SageMaker-managed MLflow size (infra.tracking deploys it, `clinops cost` prices it)."""
+        return "Medium" if self.environment == "prod" else "Small"
+
+    @property
+    def retraining_stacks(self) -> list[str]:
+        """Stacks whose drift/quality alarms open retraining requests in the registry account (this one and
+        every environment with an account)."""
+        return sorted({self.stack, *[s for s in ENVIRONMENTS if getattr(self.accounts, s)]})
 
     @property
     def registry_account(self) -> str:

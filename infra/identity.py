@@ -12,6 +12,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from clinops.evidence.anchor import head_parameter_name
+from clinops.names import PERSONAS
 from infra.base import Platform, Statement, allow, deny, policy_document, vpc_network_interface_statements
 
 # Approval is a change of a model package's status: only the approver persona may make it.
@@ -36,9 +38,27 @@ DEPLOY_ACTIONS = [
     "sagemaker:UpdateEndpointWeightsAndCapacities",
     "sagemaker:DeleteEndpoint",
 ]
+# The List calls authors use that IAM cannot scope to a resource (the scoped ones stay under BuildModels).
+UNSCOPED_LIST_ACTIONS = [
+    "sagemaker:ListApps",
+    "sagemaker:ListDomains",
+    "sagemaker:ListEndpointConfigs",
+    "sagemaker:ListEndpoints",
+    "sagemaker:ListExperiments",
+    "sagemaker:ListHyperParameterTuningJobs",
+    "sagemaker:ListMlflowTrackingServers",
+    "sagemaker:ListModelCards",
+    "sagemaker:ListModelPackageGroups",
+    "sagemaker:ListModels",
+    "sagemaker:ListPipelines",
+    "sagemaker:ListProcessingJobs",
+    "sagemaker:ListSpaces",
+    "sagemaker:ListTrainingJobs",
+    "sagemaker:ListTransformJobs",
+    "sagemaker:ListTrials",
+    "sagemaker:ListUserProfiles",
+]
 KEY_USE = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
-
-PERSONAS = ("execution", "author", "approver", "deployer")
 
 
 @dataclass(frozen=True)
@@ -52,6 +72,7 @@ class Grants:
     phi_key: Any
     artifacts_key: Any
     audit_key: Any
+    evidence_mac_key: Any  # the HMAC key that seals evidence entries
 
 
 class Identity(pulumi.ComponentResource):
@@ -151,21 +172,28 @@ def boundary_document(platform: Platform) -> pulumi.Output[str]:
                 "kms:GenerateDataKey*",
                 "kms:ReEncrypt*",
                 "kms:CreateGrant",
+                "kms:GenerateMac",  # evidence sealing (writers) and checking (verifiers); key policy narrows it
+                "kms:VerifyMac",
                 "ecr:BatchCheckLayerAvailability",
                 "ecr:BatchGetImage",
                 "ecr:GetAuthorizationToken",
                 "ecr:GetDownloadUrlForLayer",
+                "ec2:AssignPrivateIpAddresses",
                 "ec2:CreateNetworkInterface",
                 "ec2:CreateNetworkInterfacePermission",
                 "ec2:DeleteNetworkInterface",
                 "ec2:DeleteNetworkInterfacePermission",
                 "ec2:Describe*",
+                "ec2:UnassignPrivateIpAddresses",
                 "iam:GetRole",
                 "iam:PassRole",
                 "sts:GetCallerIdentity",
                 "sns:Publish",
+                "ssm:DeleteParameter",
                 "ssm:GetParameter*",
                 "ssm:PutParameter",
+                "xray:PutTelemetryRecords",
+                "xray:PutTraceSegments",
                 "lambda:InvokeFunction",
                 "sqs:SendMessage",
             ],
@@ -231,22 +259,48 @@ def boundary_document(platform: Platform) -> pulumi.Output[str]:
         deny(
             "DenyUnencryptedJobVolumes",
             ["sagemaker:CreateProcessingJob", "sagemaker:CreateTrainingJob"],
-            Condition={"Null": {"sagemaker:VolumeKmsKey": "true"}},
+            # the key is VolumeKmsKeyArn: a key no request carries made this Null test always true, so the deny
+            # refused every training and processing job, encrypted or not
+            Condition={"Null": {"sagemaker:VolumeKmsKeyArn": "true"}},
         ),
         deny(
             "DenyPlaintextInterContainer",
             ["sagemaker:CreateTrainingJob"],
             Condition={"Bool": {"sagemaker:InterContainerTrafficEncryption": "false"}},
         ),
+        # Each API has its own key: a domain's network mode is AppNetworkAccessType, a notebook instance's is
+        # DirectInternetAccess (CreateDomain's request carries no DirectInternetAccess, so that deny never fired).
+        deny(
+            "DenyInternetFacingStudio",
+            ["sagemaker:CreateDomain", "sagemaker:UpdateDomain"],
+            Condition={"StringEquals": {"sagemaker:AppNetworkAccessType": "PublicInternetOnly"}},
+        ),
         deny(
             "DenyInternetFacingNotebooks",
-            ["sagemaker:CreateDomain", "sagemaker:CreateNotebookInstance"],
+            ["sagemaker:CreateNotebookInstance"],
             Condition={"StringEquals": {"sagemaker:DirectInternetAccess": "Enabled"}},
         ),
         deny(
             "DenyOtherRegions", ["sagemaker:*"], Condition={"StringNotEquals": {"aws:RequestedRegion": platform.region}}
         ),
     )
+
+
+def promoted_artifacts_statements(platform: Platform) -> list[Statement]:
+    """Cross-account reads need both sides: the build account's bucket and key policies allow this account;
+    these are this account's side, for the roles that fetch a promoted model (endpoint download, release)."""
+    if not platform.promotes_from_registry:
+        return []
+    bucket = platform.registry_artifacts_bucket_arn()
+    return [
+        allow("ReadPromotedModels", ["s3:GetObject"], f"{bucket}/*"),
+        allow(
+            "DecryptPromotedModels",
+            ["kms:Decrypt", "kms:DescribeKey"],
+            f"arn:aws:kms:{platform.region}:{platform.config.registry_account}:key/*",
+            Condition={"ForAnyValue:StringEquals": {"kms:ResourceAliases": platform.registry_artifacts_key_alias()}},
+        ),
+    ]
 
 
 def persona_statements(
@@ -271,12 +325,37 @@ def persona_statements(
         ["sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup", "sagemaker:ListModelPackages"],
         [*packages, *package_groups],
     )
+    # List calls without a resource type in IAM are authorised on "*" only: scoped to ARNs they never match.
+    list_registry = allow("ListRegistry", ["sagemaker:ListModelPackageGroups"], "*")
+    studio = [
+        allow(
+            "UseStudioSpaces",
+            ["sagemaker:CreateSpace", "sagemaker:DeleteSpace", "sagemaker:DescribeSpace", "sagemaker:UpdateSpace"],
+            f"{sm}:space/*",
+        ),
+        allow("ListStudio", ["sagemaker:ListApps", "sagemaker:ListSpaces", "sagemaker:ListUserProfiles"], "*"),
+    ]
+    stack_alarms = f"arn:aws:cloudwatch:{region}:{acct}:alarm:{platform.prefix}-*"
+    promoted = promoted_artifacts_statements(platform)
     cannot_approve = deny("SodCannotApprove", APPROVAL_ACTIONS)
     register_pending_only = deny(
         "SodRegisterPendingOnly",
         ["sagemaker:CreateModelPackage"],
         Condition={"StringEquals": {"sagemaker:ModelApprovalStatus": "Approved"}},
     )
+    # What `clinops evidence verify` calls (clinops.evidence.s3 / anchor / mac): every version, the lock, the head.
+    evidence_objects = objects(g.evidence_bucket)
+    head_parameter = f"arn:aws:ssm:{region}:{acct}:parameter{head_parameter_name(platform.config.stack)}"
+    verify_evidence = [
+        allow(
+            "VerifyEvidenceBucket",
+            ["s3:GetBucketObjectLockConfiguration", "s3:ListBucket", "s3:ListBucketVersions"],
+            g.evidence_bucket,
+        ),
+        allow("VerifyEvidenceObjects", ["s3:GetObject", "s3:GetObjectVersion"], evidence_objects),
+        allow("VerifyEvidenceMacs", ["kms:VerifyMac"], g.evidence_mac_key),
+        allow("ReadEvidenceHead", ["ssm:GetParameter"], head_parameter),
+    ]
     job_logs = allow(
         "JobLogs",
         ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
@@ -284,7 +363,12 @@ def persona_statements(
     )
     return {
         "execution": [
-            allow("ReadCapture", ["s3:GetObject", "s3:ListBucket"], [g.capture_bucket, *objects(g.capture_bucket)]),
+            # endpoints write captured requests and responses as this role; the drift jobs read them
+            allow(
+                "ReadWriteCapture",
+                ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
+                [g.capture_bucket, *objects(g.capture_bucket)],
+            ),
             # pipeline steps write patient-level intermediates (validated table, splits, test scores) here
             allow(
                 "ReadWriteTrainingData",
@@ -296,7 +380,8 @@ def persona_statements(
                 ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
                 [g.artifacts_bucket, *objects(g.artifacts_bucket)],
             ),
-            allow("AppendEvidence", ["s3:PutObject"], objects(g.evidence_bucket)),
+            # no evidence rights: jobs record nothing in the evidence log (the writers are the deployer and the
+            # guardrail Lambdas, which hold the HMAC key)
             allow("UseKeys", [*KEY_USE], [g.phi_key, g.artifacts_key, g.audit_key]),
             allow(
                 "GrantKeysToSageMaker",
@@ -317,8 +402,12 @@ def persona_statements(
                 [f"{sm}:training-job/*", f"{sm}:processing-job/*", *packages, *package_groups],
             ),
             read_registry,
+            list_registry,
+            *promoted,
             job_logs,
             pass_execution,
+            # blue/green deployment guardrails read the auto-rollback alarms as the execution role
+            allow("DeploymentGuardrailAlarms", ["cloudwatch:DescribeAlarms"], stack_alarms),
             allow(
                 "PublishMetrics",
                 ["cloudwatch:PutMetricData"],
@@ -345,9 +434,16 @@ def persona_statements(
             allow("UseKeys", [*KEY_USE], [g.phi_key, g.artifacts_key]),
             allow(
                 "BuildModels",
-                [*BUILD_ACTIONS, "sagemaker:Describe*", "sagemaker:List*", "sagemaker:AddTags"],
+                [
+                    *BUILD_ACTIONS,
+                    "sagemaker:AddTags",
+                    "sagemaker:Describe*",
+                    "sagemaker:ListPipelineExecutionSteps",
+                    "sagemaker:ListPipelineExecutions",
+                ],
                 [f"{sm}:*", *packages, *package_groups],
             ),
+            allow("ListSageMaker", UNSCOPED_LIST_ACTIONS, "*"),
             allow(
                 "UseStudio",
                 [
@@ -360,6 +456,7 @@ def persona_statements(
                 ],
                 [f"{sm}:domain/*", f"{sm}:user-profile/*", f"{sm}:app/*"],
             ),
+            *studio,
             read_registry,
             job_logs,
             pass_execution,
@@ -369,11 +466,13 @@ def persona_statements(
         ],
         "approver": [
             read_registry,
+            list_registry,
+            *studio,
             allow("ApproveOrReject", APPROVAL_ACTIONS, packages),
             allow(
                 "ReadModelCards", ["s3:GetObject", "s3:ListBucket"], [g.artifacts_bucket, *objects(g.artifacts_bucket)]
             ),
-            allow("ReadEvidence", ["s3:GetObject", "s3:ListBucket"], [g.evidence_bucket, *objects(g.evidence_bucket)]),
+            *verify_evidence,
             allow("DecryptForReview", ["kms:Decrypt", "kms:DescribeKey"], [g.artifacts_key, g.audit_key]),
             allow(
                 "UseStudio",
@@ -391,6 +490,8 @@ def persona_statements(
         ],
         "deployer": [
             read_registry,
+            list_registry,
+            *promoted,
             pass_execution,
             allow(
                 "Release",
@@ -415,18 +516,31 @@ def persona_statements(
                 ["s3:GetObject", "s3:ListBucket"],
                 [g.capture_bucket, *objects(g.capture_bucket)],
             ),
+            *verify_evidence,
+            allow("RecordEvidence", ["s3:PutObject"], evidence_objects),
+            # append reads the head entry before linking to it: reading SSE-KMS objects needs Decrypt too
             allow(
-                "RecordEvidence",
-                ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
-                [g.evidence_bucket, *objects(g.evidence_bucket)],
+                "EncryptEvidence",
+                ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*"],
+                [g.audit_key],
             ),
-            allow("EncryptEvidence", ["kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*"], [g.audit_key]),
+            allow("SealEvidence", ["kms:GenerateMac"], g.evidence_mac_key),
             allow(
                 "GrantEndpointKeys",
-                ["kms:CreateGrant", "kms:DescribeKey"],
+                ["kms:CreateGrant"],
                 [g.artifacts_key, g.phi_key],
                 Condition={"Bool": {"kms:GrantIsForAWSResource": "true"}},
             ),
+            # DescribeKey carries no GrantIsForAWSResource: under that condition it was never allowed
+            allow("DescribeEndpointKeys", ["kms:DescribeKey"], [g.artifacts_key, g.phi_key]),
+            # a release copies the package's drift baseline out of its model bundle (serving/release/baseline.py)
+            allow(
+                "ReadReleasedBundles",
+                ["s3:GetObject"],
+                g.artifacts_bucket.apply(lambda a: f"{a}/*/runs/*"),
+            ),
+            allow("PublishDriftBaselines", ["s3:PutObject"], g.artifacts_bucket.apply(lambda a: f"{a}/*/baseline/*")),
+            allow("EncryptDriftBaselines", ["kms:Decrypt", "kms:GenerateDataKey"], [g.artifacts_key]),
             allow(
                 "ReleasePins",
                 ["ssm:GetParameter", "ssm:PutParameter"],

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from clinops.config import INTERFACE_ENDPOINT_SERVICES
+from clinops.config import INTERFACE_ENDPOINT_SERVICES, S3_ENDPOINT_SERVICE
 from infra.base import Platform, policy_document
 from infra.logs import delivery_role, encrypted_log_group
 
@@ -103,23 +103,28 @@ class Network(pulumi.ComponentResource):
                     "self": True,
                 }
             ],
-            egress=[
-                {
-                    "description": "between workload members",
-                    "protocol": "-1",
-                    "from_port": 0,
-                    "to_port": 0,
-                    "self": True,
-                },
-                {
-                    "description": "TLS to AWS APIs inside the VPC",
-                    "protocol": "tcp",
-                    "from_port": 443,
-                    "to_port": 443,
-                    "cidr_blocks": [cfg.vpc_cidr],
-                },
-            ],
+            # No inline egress: egress is all separate rule resources (below). Pulumi documents that inline rules
+            # and SecurityGroupEgressRule on one group overwrite each other (a refresh then strips the S3 rule).
+            # The provider removes AWS's default allow-all egress rule when it creates the group.
             tags=platform.tags(Name=f"{platform.prefix}-workloads"),
+            opts=child,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            "workload-to-members",
+            security_group_id=self.workload_sg.id,
+            description="between workload members",
+            ip_protocol="-1",
+            referenced_security_group_id=self.workload_sg.id,
+            opts=child,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            "workload-to-endpoints",
+            security_group_id=self.workload_sg.id,
+            description="TLS to AWS APIs inside the VPC",
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            cidr_ipv4=cfg.vpc_cidr,
             opts=child,
         )
 
@@ -132,7 +137,7 @@ class Network(pulumi.ComponentResource):
         self.s3_endpoint = aws.ec2.VpcEndpoint(
             "s3-gateway-endpoint",
             vpc_id=self.vpc.id,
-            service_name=f"com.amazonaws.{cfg.region}.s3",
+            service_name=S3_ENDPOINT_SERVICE.format(region=cfg.region),
             vpc_endpoint_type="Gateway",
             route_table_ids=[self.route_table.id],
             policy=policy_document(

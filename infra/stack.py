@@ -5,24 +5,40 @@ from __future__ import annotations
 import pulumi
 
 from clinops.config import StackConfig
+from clinops.names import canary_function_name, drift_pipeline_name, drift_scheduler_role_name
+from clinops.pricing import price_table
 from infra.alerts import Alerts
 from infra.audit import Audit, AuditArgs
 from infra.base import Platform
+from infra.drift_monitoring import DriftMonitoring, DriftMonitoringArgs
+from infra.endpoint import EndpointArgs, ModelEndpoint
+from infra.guardrails import BREAKER, GuardrailArgs, Guardrails, function_name, function_purposes
 from infra.identity import Grants, Identity
-from infra.keys import Keys, KeyUsers
+from infra.keys import Keys, KeyUsers, ServiceRoles
+from infra.model_monitoring import ModelMonitoring
 from infra.network import Network, NetworkArgs
 from infra.registry import STEPS_REPOSITORY, Registry, image_uri
+from infra.slo import ModelSlo
 from infra.storage import Storage, StorageKeys
 from infra.studio import Studio, StudioArgs
 from infra.tracking import Tracking
-from pipelines.cloud import PipelineArgs, TrainingPipelines
-from serving.drift.cloud import DriftMonitoring, DriftMonitoringArgs
-from serving.endpoint import EndpointArgs, ModelEndpoint
-from serving.guardrails import GuardrailArgs, Guardrails
-from serving.monitoring import ModelMonitoring
+from infra.training_pipelines import PipelineArgs, TrainingPipelines
 
-# Image tag of the step and inference images built by CI for this revision (immutable tags).
-PIPELINE_IMAGE_TAG = "1.0.0"
+
+def service_roles(platform: Platform) -> ServiceRoles:
+    """The roles of the Lambdas and schedules this stack will create, by the names their components give them."""
+    deployed = [m.name for m in platform.config.models if m.package_arn]
+    guardrails = [platform.role_arn(function_name(platform, p)) for p in function_purposes(platform, deployed)]
+    stack = platform.config.stack
+    canaries = [platform.role_arn(canary_function_name(stack, m)) for m in deployed]
+    return ServiceRoles(
+        functions=sorted([*guardrails, *canaries]),
+        endpoint_updaters=[platform.role_arn(function_name(platform, BREAKER))] if deployed else [],
+        schedules={
+            platform.role_arn(drift_scheduler_role_name(stack, m)): platform.schedule_arn(drift_pipeline_name(stack, m))
+            for m in deployed
+        },
+    )
 
 
 def build_platform(config: StackConfig) -> None:
@@ -37,19 +53,18 @@ def build_platform(config: StackConfig) -> None:
             approver=identity.role_arn("approver"),
             deployer=identity.role_arn("deployer"),
             reader_accounts=config.reader_accounts,
+            deploy_identities=config.principals.deployers,
+            services=service_roles(platform),
         ),
         after=list(identity.roles.values()),
     )
     storage = Storage(
         "storage",
         platform,
-        StorageKeys(
-            logs=keys.keys["logs"], phi=keys.keys["phi"], artifacts=keys.keys["artifacts"], audit=keys.keys["audit"]
-        ),
+        StorageKeys(phi=keys.keys["phi"], artifacts=keys.keys["artifacts"], audit=keys.keys["audit"]),
     )
-    registry_artifacts = []
-    if config.registry_account != config.account_id:  # promoted models are read from the build account
-        registry_artifacts = [f"arn:aws:s3:::{platform.bucket_name('model-artifacts', config.registry_account, 'dev')}"]
+    # promoted models are read from the build account
+    registry_artifacts = [platform.registry_artifacts_bucket_arn()] if platform.promotes_from_registry else []
     network = Network(
         "network",
         platform,
@@ -85,6 +100,7 @@ def build_platform(config: StackConfig) -> None:
             phi_key=keys.arn("phi"),
             artifacts_key=keys.arn("artifacts"),
             audit_key=keys.arn("audit"),
+            evidence_mac_key=keys.arn("evidence-mac"),
         ),
         model_groups=[m.name for m in config.models],
     )
@@ -116,13 +132,14 @@ def build_platform(config: StackConfig) -> None:
                 artifacts_key=keys.keys["artifacts"],
                 data_bucket=storage.buckets["phi-data"].bucket.bucket,
                 artifact_bucket=storage.buckets["model-artifacts"].bucket.bucket,
-                step_image_uri=image_uri(config.registry_account, config.region, PIPELINE_IMAGE_TAG, STEPS_REPOSITORY),
-                inference_image_uri=image_uri(config.registry_account, config.region, PIPELINE_IMAGE_TAG),
+                step_image_uri=image_uri(config.registry_account, config.region, config.image_tag, STEPS_REPOSITORY),
+                inference_image_uri=image_uri(config.registry_account, config.region, config.image_tag),
             ),
         )
     Tracking("tracking", platform, storage.buckets["model-artifacts"].bucket.bucket, identity.roles["execution"].arn)
     alerts = Alerts("alerts", platform, keys.keys["logs"])
     endpoints: dict[str, pulumi.Input[str]] = {}
+    prices = price_table(config.instance_prices)
     for model in config.models:
         if not model.package_arn:
             # First deploy: the model has no approved package yet. Deploy everything else and say so.
@@ -145,17 +162,28 @@ def build_platform(config: StackConfig) -> None:
                 boundary_arn=identity.boundary.arn,
             ),
         )
-        ModelMonitoring(f"{model.name}-monitoring", platform, model, alerts.topic.arn, endpoint.alarms.alarms)
+        slo = ModelSlo(
+            f"{model.name}-slo",
+            platform,
+            model,
+            config.slo_for(model),
+            prices.instance(model.serving.instance_type),
+            alerts.topic.arn,
+        )
+        ModelMonitoring(
+            f"{model.name}-monitoring", platform, model, alerts.topic.arn, endpoint.alarms.alarms, slo.cost_queries
+        )
         DriftMonitoring(
             f"{model.name}-drift",
             platform,
             model,
             DriftMonitoringArgs(
                 role_arn=identity.roles["execution"].arn,
-                image_uri=image_uri(config.registry_account, config.region, PIPELINE_IMAGE_TAG, STEPS_REPOSITORY),
+                image_uri=image_uri(config.registry_account, config.region, config.image_tag, STEPS_REPOSITORY),
                 subnet_ids=network.subnet_ids,
                 security_group_id=network.workload_sg.id,
                 phi_key=keys.keys["phi"],
+                artifacts_key=keys.keys["artifacts"],
                 capture_bucket=storage.buckets["data-capture"].bucket.bucket,
                 artifact_bucket=storage.buckets["model-artifacts"].bucket.bucket,
                 data_bucket=storage.buckets["phi-data"].bucket.bucket,
@@ -187,5 +215,6 @@ def build_platform(config: StackConfig) -> None:
     pulumi.export("workloadSecurityGroupId", network.workload_sg.id)
     pulumi.export("buckets", {p: b.bucket.bucket for p, b in sorted(storage.buckets.items())})
     pulumi.export("keys", {p: k.arn for p, k in sorted(keys.keys.items())})
+    pulumi.export("evidenceMacKeyArn", keys.arn("evidence-mac"))  # CLINOPS_EVIDENCE_MAC_KEY for verify/release
     pulumi.export("roles", {p: r.arn for p, r in sorted(identity.roles.items())})
     pulumi.export("modelPackageGroups", {n: g.arn for n, g in sorted((registry.groups if registry else {}).items())})

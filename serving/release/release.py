@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clinops import names
 from clinops.config import ConfigError, StackConfig, load_from_stack_file
+from clinops.exitcodes import DeployFailed, EvidenceUnavailable, ReleaseError, ReleasesFrozen, UnusableInput
 from clinops.models import ModelConfig
 from serving.release import gate as release_gate
-from serving.release import names
 from serving.release.aws import StackAws
+from serving.release.baseline import publish_baseline
 from serving.release.endpoint_state import describe_endpoint, ensure_not_busy
-from serving.release.errors import DeployFailed, EvidenceUnavailable, ReleaseError, UnusableInput
 from serving.release.evidence import (
     CHECK_DEPLOYMENT,
     CHECK_RELEASE,
@@ -121,6 +122,21 @@ def plan_edit(
     return {"last_known_good": why}
 
 
+def check_not_frozen(aws: StackAws, config: StackConfig, model: ModelConfig) -> None:
+    """SLO policy `exhaustedAction: freeze`: no release while the model's freeze alarm (infra.slo) is in ALARM.
+    The refusal is recorded as evidence like every other (exit 16), naming the alarm and CloudWatch's reason."""
+    if config.slo_for(model).exhausted_action != "freeze":
+        return
+    alarm = names.alarm_name(config.stack, model.name, names.FREEZE_ALARM_SUFFIX)
+    found = aws.call("cloudwatch", "describe_alarms", AlarmNames=[alarm]).get("MetricAlarms", [])
+    if found and found[0].get("StateValue") == "ALARM":
+        raise ReleasesFrozen(
+            f"releases of {model.name} to {config.stack} are frozen: {alarm} is in ALARM (the error budget is "
+            f"exhausted). Fix: restore the SLO first (RUNBOOK.md); the freeze lifts when the alarm returns to OK",
+            {"freeze_alarm": alarm, "alarm_reason": str(found[0].get("StateReason", ""))[:500]},
+        )
+
+
 class Releaser:
     def __init__(
         self,
@@ -155,6 +171,7 @@ class Releaser:
         proof = check_promotion(
             config, model.name, request.package_arn, shadow=request.shadow, evidence=self.evidence, root=self.root
         )
+        check_not_frozen(self.aws, config, model)
         endpoint = describe_endpoint(self.aws, names.endpoint_name(config.stack, model.name))
         ensure_not_busy(endpoint)
         edit = StackFileEdit(config.stack, self.root)
@@ -203,7 +220,20 @@ class Releaser:
             )
             self._record_refusal(request, failure, outcome="deploy-failed")
             raise failure
-        deployed = {"outcome": "deployed", "plan_hash": outcome.gate.plan_hash, "command": outcome.command}
+        deployed: dict[str, Any] = {
+            "outcome": "deployed",
+            "plan_hash": outcome.gate.plan_hash,
+            "command": outcome.command,
+        }
+        baseline_error: ReleaseError | None = None
+        if not request.shadow:  # the drift pipeline compares production traffic with the production model's baseline
+            try:
+                published = publish_baseline(self.aws, config, request.model, request.package_arn)
+                deployed["drift_baseline"] = published.as_evidence()
+                self.say(f"drift baseline published to s3://{published.bucket}/{published.keys[0].rsplit('/', 1)[0]}/")
+            except ReleaseError as exc:
+                baseline_error = exc
+                deployed["drift_baseline_error"] = exc.message[:1000]
         try:
             entry = self._record(request, deployed)
         except EvidenceUnavailable as exc:
@@ -213,6 +243,11 @@ class Releaser:
             ) from None
         outcome.status = "deployed"
         outcome.evidence_seqs.append(entry.seq)
+        if baseline_error is not None:  # deployed and recorded, but drift monitoring would fail daily: say so loudly
+            raise type(baseline_error)(
+                f"{config.stack} is deployed, but its drift baseline was not published: {baseline_error.message}",
+                baseline_error.details,
+            )
         return outcome
 
     def _record(self, request: ReleaseRequest, details: dict[str, Any]) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from clinops.render import dumps
+from infra.render import dumps
 from policies.bundle import write_bundle
 from policies.engines import access_engine, iam_evaluator
 from policies.engines.access_model import build_model
