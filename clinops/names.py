@@ -106,6 +106,16 @@ def drift_scheduler_role_name(stack: str, model: str) -> str:
     return f"{drift_pipeline_name(stack, model)}-scheduler"
 
 
+def tracking_server_name(stack: str) -> str:
+    """The stack's SageMaker-managed MLflow tracking server (infra.tracking); the execution role may use only it."""
+    return f"clinops-{stack}-mlflow"
+
+
+def tracking_server_arn(stack: str, region: str, account: str) -> str:
+    """What the pipeline steps set as MLFLOW_TRACKING_URI (the sagemaker-mlflow plugin resolves the ARN)."""
+    return f"arn:aws:sagemaker:{region}:{account}:mlflow-tracking-server/{tracking_server_name(stack)}"
+
+
 def training_pipeline_name(model: str) -> str:
     """Matches `pipelines.definitions.training.PipelineDefinitionSettings.pipeline_name` (held equal by a test)."""
     return f"clinops-{model}-training"

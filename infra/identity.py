@@ -13,7 +13,7 @@ import pulumi
 import pulumi_aws as aws
 
 from clinops.evidence.anchor import head_parameter_name
-from clinops.names import PERSONAS
+from clinops.names import PERSONAS, tracking_server_arn
 from infra.base import Platform, Statement, allow, deny, policy_document, vpc_network_interface_statements
 
 # Approval is a change of a model package's status: only the approver persona may make it.
@@ -161,6 +161,7 @@ def boundary_document(platform: Platform) -> pulumi.Output[str]:
             "PlatformServices",
             [
                 "sagemaker:*",
+                "sagemaker-mlflow:*",  # pipeline steps log runs to the managed MLflow server
                 "s3:*",
                 "logs:*",
                 "cloudwatch:*",
@@ -406,6 +407,8 @@ def persona_statements(
             *promoted,
             job_logs,
             pass_execution,
+            # pipeline steps log runs, metrics and models to the stack's SageMaker-managed MLflow server
+            allow("TrackExperiments", ["sagemaker-mlflow:*"], tracking_server_arn(platform.config.stack, region, acct)),
             # blue/green deployment guardrails read the auto-rollback alarms as the execution role
             allow("DeploymentGuardrailAlarms", ["cloudwatch:DescribeAlarms"], stack_alarms),
             allow(

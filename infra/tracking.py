@@ -9,6 +9,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from clinops.names import tracking_server_name
 from infra.base import Platform
 
 
@@ -25,7 +26,7 @@ class Tracking(pulumi.ComponentResource):
         size = platform.config.tracking_server_size
         self.server = aws.sagemaker.MlflowTrackingServer(
             "mlflow",
-            tracking_server_name=f"{platform.prefix}-mlflow",
+            tracking_server_name=tracking_server_name(platform.config.stack),
             role_arn=execution_role_arn,
             artifact_store_uri=pulumi.Output.concat("s3://", artifacts_bucket, "/mlflow"),
             tracking_server_size=size,

@@ -97,7 +97,7 @@ def run_gates(
 ) -> list[Verdict]:
     """Gate several plans in one run. cdk-nag and the access engine work mostly inside their Node processes, so
     they run in threads beside checkov and our rules: on two cores the engines overlap instead of queueing."""
-    waivers, problems = load(exceptions_path, today)
+    waivers, problems = load(exceptions_path, today, engines=tuple(ENGINES))
     batch = [plan for plan, _ in plans]
     with ThreadPoolExecutor(max_workers=len(BACKGROUND)) as pool:
         background = {name: pool.submit(ENGINES[name], batch) for name in engines if name in BACKGROUND}

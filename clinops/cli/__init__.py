@@ -130,7 +130,9 @@ def gate_cmd(
         None, "--plan", help="gate a plan file (clinops render or pulumi preview --json)"
     ),
     out: Path | None = typer.Option(None, "--out", help="write the evidence bundle to this directory"),
-    engine: list[str] = typer.Option(["clinops", "checkov", "cdk-nag", "access"], "--engine", help="engines to run"),
+    engine: list[str] | None = typer.Option(
+        None, "--engine", help="engines to run (default: every engine the gate has)"
+    ),
 ) -> None:
     """Judge a plan with our rules, checkov, cdk-nag and the access engine (every flow allowed, nothing else);
     exit 0 clean, 1 mandatory failure, 2 unusable input."""
@@ -146,6 +148,7 @@ def gate_cmd(
             "(report.md, findings.json, findings.sarif ...): pass a folder path"
         )
         raise typer.Exit(ExitCode.UNUSABLE_INPUT)
+    engine = engine or list(ENGINES)
     unknown = sorted(set(engine) - set(ENGINES))
     if unknown or (stack is None) == (plan_file is None):
         err.print(

@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from clinops.exitcodes import GateFailed, UnusableInput
+from policies.gate import ENGINES
 
-ALL_ENGINES = ("clinops", "checkov", "cdk-nag")
 MAX_RECORDED_FINDINGS = 20  # evidence entries stay small; the full verdict is in the gate bundle
 
 
 @dataclass(frozen=True)
 class GateOptions:
-    engines: tuple[str, ...] = ALL_ENGINES
+    engines: tuple[str, ...] = tuple(ENGINES)  # every engine the gate knows, the access engine included
     exceptions_path: Path | None = None  # default: policies/exceptions.yaml
     today: dt.date | None = None  # the date exceptions expire against (default: today)
 

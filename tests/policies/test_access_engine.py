@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,86 +24,11 @@ STACKS = ("dev", "staging", "prod")
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Known open defects on today's (unfixed) plans: the one place to edit once the infra fixes of issue 11 are
-# merged. Each entry: what the issue calls it, the rule that reports it, and a pattern of its message. The
-# shipped-stacks test fails on any finding not listed here (a regression) and on any entry no longer found
-# (fixed: delete the entry). When this dict is empty the shipped stacks pass the access engine.
-@dataclass(frozen=True)
-class Known:
-    issue: str  # "11.<defect number>", "11.security", or "new" (found by the engine, not listed in the issue)
-    rule: str  # regex over rule ids
-    message: str  # regex over the finding's message
-
-
-KNOWN_OPEN: dict[str, Known] = {
-    "deployer cannot use the CMKs (Lambda env key, contract upload)": Known(
-        "11.1", r"CLIN-ACCESS-DEPLOY", r"role/ci-release kms:(Encrypt|Decrypt|GenerateDataKey) "
-    ),
-    "staging/prod endpoints cannot read the promoted model": Known(
-        "11.2", r"CLIN-ACCESS-PROMOTION", r"sagemaker-execution (s3:GetObject|kms:Decrypt) .*111111111111"
-    ),
-    "execution role lacks cloudwatch:DescribeAlarms (deployment guardrails)": Known(
-        "11.3", r"CLIN-ACCESS-ENDPOINT", r"cloudwatch:DescribeAlarms"
-    ),
-    "Lambda functions do not depend on their role's policies": Known("11.4", r"CLIN-ACCESS-ORDER", r"does not depend"),
-    "CloudTrail lacks kms:Decrypt on the audit key (bucket key)": Known(
-        "11.5", r"CLIN-ACCESS-CLOUDTRAIL", r"cloudtrail.amazonaws.com kms:Decrypt"
-    ),
-    "guardrail Lambdas cannot write evidence (audit key)": Known(
-        "11.7", r"CLIN-ACCESS-(CIRCUIT-BREAKER|APPROVAL-RECORDER|RETRAINING)", r"kms:GenerateDataKey on .*audit-key"
-    ),
-    "guardrail Lambdas cannot publish to the logs-key topic (kms:ViaService lacks sns)": Known(
-        "11.7", r"CLIN-ACCESS-(CIRCUIT-BREAKER|APPROVAL-RECORDER)", r"kms:GenerateDataKey on .*logs-key"
-    ),
-    "ssm:DeleteParameter missing from the permissions boundary": Known(
-        "11.7", r"CLIN-ACCESS-APPROVAL-RECORDER", r"ssm:DeleteParameter .*permissions boundary"
-    ),
-    "drift/quality reports written to the artifacts bucket with the PHI key": Known(
-        "11.8", r"CLIN-ACCESS-DRIFT-PIPELINE|CLIN-DATAFLOW-KEY", r"DenyOtherKmsKey|requires .*artifacts-key"
-    ),
-    "nothing publishes the drift baseline (release may not write it)": Known(
-        "11.8", r"CLIN-ACCESS-RELEASE", r"s3:PutObject on .*/baseline/baseline.json"
-    ),
-    "the scheduler's target role cannot decrypt with the logs key": Known(
-        "11.9", r"CLIN-ACCESS-SCHEDULER", r"kms:Decrypt"
-    ),
-    "execution role cannot PutObject to the data-capture bucket": Known(
-        "11.10", r"CLIN-ACCESS-ENDPOINT", r"s3:PutObject on arn:aws:s3:::clinops-\w+-\d+-data-capture"
-    ),
-    "workload security group: inline egress and a separate egress rule": Known(
-        "11.11", r"CLIN-ACCESS-SG-RULES", r"workload-security-group"
-    ),
-    "internet-facing Studio deny uses the wrong condition key": Known(
-        "11.12", r"CLIN-DENY-PERMISSIONS-BOUNDARY", r"sagemaker:CreateDomain"
-    ),
-    "kms:DescribeKey only under a GrantIsForAWSResource condition": Known(
-        "11.12", r"CLIN-ACCESS-RELEASE", r"kms:DescribeKey on .*phi-key"
-    ),
-    "sagemaker:List* scoped to ARNs": Known("11.12", r"CLIN-ACCESS-STUDIO", r"sagemaker:List"),
-    "Studio personas lack the Space APIs": Known("11.12", r"CLIN-ACCESS-STUDIO", r"sagemaker:CreateSpace"),
-    "account administrators may grant key use or rewrite key policies (kms:Create*, kms:Put*)": Known(
-        "11.security",
-        r"CLIN-DENY-KEYS-ARE-USED-ONLY-BY-THEIR-USERS",
-        r"account-administrator kms:(CreateGrant|PutKeyPolicy)",
-    ),
-    "the logs key trusts any role named clinops-<stack>-*": Known(
-        "11.security", r"CLIN-DENY-KEYS-ARE-USED-ONLY-BY-THEIR-USERS", r"-lookalike kms:Decrypt"
-    ),
-    "server access logs go to an SSE-KMS bucket": Known("11.security", r"CLIN-DATAFLOW-ACCESS-LOGS", r"SSE-KMS"),
-    "Lambdas trace to X-Ray with no X-Ray endpoint": Known(
-        "11.security", r"CLIN-ACCESS-LAMBDA-RUNTIME", r"xray:PutTraceSegments .*no VPC endpoint for 'xray'"
-    ),
-    "no cloud step can log to the SageMaker MLflow server": Known(
-        "11.tracking", r"CLIN-ACCESS-TRAINING-PIPELINE", r"sagemaker-mlflow:"
-    ),
-    # Found by the engine, not listed in the issue:
-    "bucket policies refuse uploads without SSE headers (...IfExists on an absent key), so S3 logs fail": Known(
-        "new", r"CLIN-ACCESS-S3-ACCESS-LOGGING", r"logging.s3.amazonaws.com s3:PutObject .*DenyOtherEncryption"
-    ),
-    "boundary's volume-key deny tests sagemaker:VolumeKmsKey, which job requests no longer carry": Known(
-        "new", r"CLIN-ACCESS-TRAINING-PIPELINE", r"Create(Processing|Training)Job .*DenyUnencryptedJobVolumes"
-    ),
-}
+# The shipped stacks pass: every defect of issue 11 the engine found (deployer key use, promoted-model reads,
+# DescribeAlarms, Lambda order, CloudTrail decrypt, evidence and SNS keys, drift report keys, scheduler key use,
+# data capture, security-group rules, boundary and persona IAM, key-administrator rights, access-log SSE, X-Ray
+# endpoint, MLflow tracking from cloud steps) is fixed on main; GRANT_REMOVALS and the must-deny mutations below
+# show each check still fails when its grant or deny is taken away.
 # Issue 11 defect 6 (reserved concurrency vs a new account's quota of 10) is a service quota, not an authorization:
 # the access engine does not judge it.
 
@@ -131,38 +54,9 @@ def failed(results: list[CheckResult]) -> list[CheckResult]:
     return [r for r in results if r.status == "failed"]
 
 
-def known(result: CheckResult) -> str | None:
-    return next(
-        (
-            name
-            for name, k in KNOWN_OPEN.items()
-            if re.fullmatch(k.rule, result.rule_id) and re.search(k.message, result.message)
-        ),
-        None,
-    )
-
-
-def test_shipped_stacks_fail_only_on_the_known_open_defects() -> None:
-    found: set[str] = set()
-    unexpected = []
-    for stack, results in shipped().items():
-        for r in failed(results):
-            name = known(r)
-            if name is None:
-                unexpected.append(f"{stack}: {r.rule_id}: {r.message}")
-            else:
-                found.add(name)
-    assert not unexpected, "new access findings (a regression, or a defect to list in KNOWN_OPEN):\n" + "\n".join(
-        unexpected
-    )
-    fixed = sorted(set(KNOWN_OPEN) - found)
-    assert not fixed, f"fixed, remove from KNOWN_OPEN: {fixed}"
-
-
-def test_the_engine_finds_the_issue_defects_it_can_judge() -> None:
-    """Issue 11 lists twelve defects; the engine proves 1-5 and 7-12 on today's plans (6 is a quota)."""
-    numbers = {k.issue for k in KNOWN_OPEN.values()}
-    assert {f"11.{n}" for n in (1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12)} <= numbers
+def test_shipped_stacks_pass_the_access_engine() -> None:
+    findings = [f"{stack}: {r.rule_id}: {r.message}" for stack, results in shipped().items() for r in failed(results)]
+    assert not findings, "access findings on the shipped stacks (a regression):\n" + "\n".join(findings)
 
 
 def test_every_flow_of_the_issue_and_every_must_deny_is_in_the_catalogue() -> None:
@@ -339,6 +233,29 @@ GRANT_REMOVALS = [
         "Policy::permissions-boundary",
         drop_action("PlatformServices", "sns:Publish"),
     ),
+    # issue 11's defects, each put back once: the engine names the flow it breaks
+    (
+        "dev",
+        "training-pipeline",
+        "sagemaker-mlflow:LogMetric",
+        f"{RP}execution-permissions",
+        drop_statement("TrackExperiments"),
+    ),
+    (
+        "dev",
+        "training-pipeline",
+        "sagemaker-mlflow:LogMetric",
+        "Policy::permissions-boundary",
+        drop_action("PlatformServices", "sagemaker-mlflow:*"),
+    ),
+    (
+        "prod",
+        "endpoint",
+        "cloudwatch:DescribeAlarms",
+        f"{RP}execution-permissions",
+        drop_statement("DeploymentGuardrailAlarms"),
+    ),
+    ("staging", "endpoint", "s3:PutObject", f"{RP}execution-permissions", drop_statement("ReadWriteCapture")),
     (
         "dev",
         "scheduler",
@@ -433,17 +350,22 @@ MUST_DENY_BREAKS = [
         "prod",
         "evidence-is-immutable",
         "deployer-role",
+        # the role's grant alone is not enough: the bucket's append-only deny must go too
         lambda d: edit_policy(
-            d,
-            "RolePolicy::deployer-permissions",
-            add_statement(
-                {
-                    "Sid": "Tidy",
-                    "Effect": "Allow",
-                    "Action": "s3:DeleteObjectVersion",
-                    "Resource": "arn:aws:s3:::clinops-prod-333333333333-evidence/*",
-                }
+            edit_policy(
+                d,
+                "RolePolicy::deployer-permissions",
+                add_statement(
+                    {
+                        "Sid": "Tidy",
+                        "Effect": "Allow",
+                        "Action": "s3:DeleteObjectVersion",
+                        "Resource": "arn:aws:s3:::clinops-prod-333333333333-evidence/*",
+                    }
+                ),
             ),
+            "BucketPolicy::evidence-policy",
+            drop_statement("DenyEvidenceDelete"),
         ),
     ),
     (
@@ -511,33 +433,9 @@ def test_cross_account_promotion_needs_both_sides() -> None:
     """With the registry (dev) plan in the same run, the build account's bucket policy is the other half."""
 
     def grant_caller_side(doc: dict) -> dict:
-        # the key is named by its alias: KMS puts the key's aliases (from the owning plan) in the request
-        edit_policy(
-            doc,
-            "RolePolicy::execution-permissions",
-            add_statement(
-                {
-                    "Sid": "ReadPromotedModels",
-                    "Effect": "Allow",
-                    "Action": "s3:GetObject",
-                    "Resource": "arn:aws:s3:::clinops-dev-111111111111-model-artifacts/*",
-                }
-            ),
-        )
-        by_alias = {"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/clinops-dev-artifacts"}}
-        return edit_policy(
-            doc,
-            "RolePolicy::execution-permissions",
-            add_statement(
-                {
-                    "Sid": "ReadPromoted",
-                    "Effect": "Allow",
-                    "Action": "kms:Decrypt",
-                    "Resource": "arn:aws:kms:us-east-1:111111111111:key/*",
-                    "Condition": by_alias,
-                }
-            ),
-        )
+        # main's execution role grants the caller side (ReadPromotedModels, DecryptPromotedModels by the registry
+        # key's alias: KMS puts the key's aliases, from the owning plan, in the request)
+        return doc
 
     def promotion_get(results: list[CheckResult]) -> list[CheckResult]:
         return [r for r in failed(results) if r.rule_id == "CLIN-ACCESS-PROMOTION" and " s3:GetObject " in r.message]
@@ -557,9 +455,9 @@ def test_cross_account_promotion_needs_both_sides() -> None:
     other_alias = edit_policy(
         grant_caller_side(rendered("staging")),
         "RolePolicy::execution-permissions",
-        lambda p: p["Statement"][-1]["Condition"]["ForAnyValue:StringEquals"].update(
-            {"kms:ResourceAliases": "alias/clinops-dev-phi"}
-        ),
+        lambda p: next(st for st in p["Statement"] if st.get("Sid") == "DecryptPromotedModels")["Condition"][
+            "ForAnyValue:StringEquals"
+        ].update({"kms:ResourceAliases": "alias/clinops-dev-phi"}),
     )
     assert promotion_decrypt(judge(other_alias)["staging"])
     report = access_engine.scan_plans([parse_plan(grant_caller_side(rendered("staging")))])[0]
@@ -568,8 +466,9 @@ def test_cross_account_promotion_needs_both_sides() -> None:
 
 def test_the_gate_carries_access_findings_into_verdict_bundle_sarif_and_junit(tmp_path: Path) -> None:
     doc = rendered("prod")
+    edit_policy(doc, f"{RP}execution-permissions", drop_statement("DeploymentGuardrailAlarms"))
     (verdict,) = run_gates([(parse_plan(doc), dumps(doc))], engines=["access"])
-    assert not verdict.passed  # the known open defects block until the infra fixes are merged
+    assert not verdict.passed  # a flow the endpoint needs is no longer allowed
     access = next(r for r in verdict.reports if r.engine == "access")
     assert access.seconds > 0 and any("IAM simulations" in n for n in access.notes)
     write_bundle(verdict, tmp_path)
@@ -582,6 +481,13 @@ def test_the_gate_carries_access_findings_into_verdict_bundle_sarif_and_junit(tm
 # ---------------------------------------------------------------------------------------------------------
 # plan checks that need no evaluator
 def test_data_flow_writer_key_and_producer_checks_follow_the_plan() -> None:
+    phi_keyed = rendered("prod")
+    phi_step = _step(phi_keyed, "Pipeline::readmission-risk-drift-pipeline")
+    phi_definition = json.loads(phi_step["newState"]["inputs"]["pipelineDefinition"])
+    for s in phi_definition["Steps"]:
+        if s["Name"] in ("DriftMerge", "QualityBacktest"):
+            s["Arguments"]["ProcessingOutputConfig"]["KmsKeyId"] = "arn:aws:kms:us-east-1:333333333333:key/phi-key"
+    phi_step["newState"]["inputs"]["pipelineDefinition"] = json.dumps(phi_definition)
     doc = rendered("prod")
     step = _step(doc, "Pipeline::readmission-risk-drift-pipeline")
     definition = json.loads(step["newState"]["inputs"]["pipelineDefinition"])
@@ -611,34 +517,37 @@ def test_data_flow_writer_key_and_producer_checks_follow_the_plan() -> None:
     catalogue = dataclasses.replace(
         shipped_catalogue, sources=[s for s in shipped_catalogue.sources if "/baseline/" not in s[0]]
     )
-    before = access_engine.data_flow_results(catalogue, build_model(parse_plan(rendered("prod"))))
+    shipped_results = access_engine.data_flow_results(shipped_catalogue, build_model(parse_plan(rendered("prod"))))
+    assert not failed(shipped_results)
+    # the reports written with the PHI key (issue 11 defect 8) and a baseline nobody publishes both fail
+    broken = access_engine.data_flow_results(catalogue, build_model(parse_plan(phi_keyed)))
+    assert [r for r in failed(broken) if r.rule_id == "CLIN-DATAFLOW-KEY"]
+    assert [r for r in failed(broken) if r.rule_id == "CLIN-DATAFLOW-SOURCE"]
     after = access_engine.data_flow_results(catalogue, build_model(parse_plan(doc)))
     for rule in ("CLIN-DATAFLOW-KEY", "CLIN-DATAFLOW-SOURCE"):
-        assert [r for r in failed(before) if r.rule_id == rule]
         assert not [r for r in failed(after) if r.rule_id == rule], rule
 
 
-def test_lambda_order_and_security_group_checks_pass_once_fixed() -> None:
+def test_lambda_order_and_security_group_checks_fail_on_the_issue_defects() -> None:
+    shipped_model = build_model(parse_plan(rendered("dev")))
+    assert not failed(access_engine.ordering_results(shipped_model))
+    assert not failed(access_engine.security_group_results(shipped_model))
+    # issue 11 defects 4 and 11: Lambdas created before their role's policies, inline egress beside egress rules
     doc = rendered("dev")
+    lambdas = 0
     for step in doc["steps"]:
         state = step["newState"]
         if state["type"] == "aws:lambda/function:Function":
-            role = state["inputs"]["role"].rsplit("/", 1)[-1]
-            state["dependencies"] = sorted(
-                set(state.get("dependencies") or [])
-                | {
-                    s["urn"]
-                    for s in doc["steps"]
-                    if s["newState"]["type"] == "aws:iam/rolePolicy:RolePolicy"
-                    and s["newState"]["inputs"].get("role") == role
-                }
-            )
-    _step(doc, "SecurityGroup::workload-security-group")["newState"]["inputs"]["egress"] = []
+            lambdas += 1
+            state["dependencies"] = [
+                urn for urn in state.get("dependencies") or [] if "aws:iam/rolePolicy:RolePolicy" not in urn
+            ]
+    _step(doc, "SecurityGroup::workload-security-group")["newState"]["inputs"]["egress"] = [
+        {"protocol": "tcp", "fromPort": 443, "toPort": 443, "cidrBlocks": ["10.0.0.0/16"]}
+    ]
     model = build_model(parse_plan(doc))
-    assert not failed(access_engine.ordering_results(model))
-    assert not failed(access_engine.security_group_results(model))
-    shipped_model = build_model(parse_plan(rendered("dev")))
-    assert len(failed(access_engine.ordering_results(shipped_model))) == 4
+    assert len(failed(access_engine.ordering_results(model))) == lambdas
+    assert failed(access_engine.security_group_results(model))
 
 
 # ---------------------------------------------------------------------------------------------------------

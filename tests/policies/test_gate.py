@@ -15,7 +15,7 @@ from clinops.cli import app
 from infra.render import dumps
 from policies.bundle import write_bundle
 from policies.exceptions import load
-from policies.gate import run_gate
+from policies.gate import ENGINES, run_gate
 from policies.plan import parse_plan
 from tests.conftest import REPO, rendered
 
@@ -96,7 +96,9 @@ def test_unused_exception_is_reported(tmp_path: Path) -> None:
 
 
 def test_expiry_is_judged_against_today(tmp_path: Path) -> None:
-    waivers, problems = load(exceptions_file(tmp_path, expires="2030-06-01"), today=dt.date(2030, 6, 2))
+    waivers, problems = load(
+        exceptions_file(tmp_path, expires="2030-06-01"), today=dt.date(2030, 6, 2), engines=tuple(ENGINES)
+    )
     assert not waivers and "expired on 2030-06-01" in problems[0]
 
 
@@ -164,16 +166,11 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     assert runner.invoke(app, ["gate", "dev", "--engine", "trivy"]).exit_code == 2
 
 
-# The access engine fails today's plans on the known open defects of issue 11 (tests/policies/
-# test_access_engine.py KNOWN_OPEN); once the infra fixes are merged and KNOWN_OPEN is empty, judge all engines here.
-ENGINES_THAT_PASS_TODAY = ("clinops", "checkov", "cdk-nag")
-
-
 def test_shipped_prod_passes_all_three_engines_with_the_reviewed_exceptions() -> None:
     doc = rendered("prod")
-    verdict = run_gate(parse_plan(doc), dumps(doc), engines=ENGINES_THAT_PASS_TODAY)
+    verdict = run_gate(parse_plan(doc), dumps(doc))
     assert verdict.passed, [(j.result.engine, j.result.rule_id, j.result.urn) for j in verdict.blocking()]
-    assert {r.engine for r in verdict.reports} == set(ENGINES_THAT_PASS_TODAY)
+    assert {r.engine for r in verdict.reports} == set(ENGINES)
     assert not verdict.unused_waivers, [w.label() for w in verdict.unused_waivers]
     # every exception in force is evidence: owner, reason and expiry travel with the verdict
     assert all(w.reason and w.owner and w.expires for w in verdict.waivers_in_force)
