@@ -141,6 +141,7 @@ def evaluate(plan: Plan, rules: Sequence[Rule] = ALL_RULES) -> EngineReport:
                 engine=ENGINE, rule_id=rule.id, title=rule.title, severity=rule.severity, controls=rule.controls,
                 urn=urn, resource_type=types.get(urn, ""), status="failed" if messages else "passed",
                 message="; ".join(messages), fix=rule.fix if messages else "", mandatory=rule.mandatory,
+                details=tuple(messages),
             ))  # fmt: skip
     judged_types = {t for rule in rules for t in (*rule.resource_types, *rule.reads)}
     coverage = {r.type: "seen" if r.type in judged_types else "unseen"

@@ -106,31 +106,49 @@ def _verdict(
 ) -> Verdict:
     stack_urn = plan.stack_urn()
     judged: list[Judged] = []
-    used: set[int] = set()
+    covered: dict[int, set[str]] = {}  # waiver index -> URNs it waived in this stack
     for report in reports:
         for result in report.results:
             waiver = None
             if result.status == "failed":
                 waiver = next(
-                    (w for w in waivers if w.matches(result.engine, result.rule_id, result.urn, plan.stack)), None
+                    (
+                        w
+                        for w in waivers
+                        if w.matches(result.engine, result.rule_id, result.urn, plan.stack, result.details)
+                    ),
+                    None,
                 )
                 if waiver:
-                    used.add(waiver.index)
+                    covered.setdefault(waiver.index, set()).add(result.urn)
             judged.append(Judged(result, waiver))
+    problems = list(problems)
+    for waiver in waivers:
+        urns = covered.get(waiver.index, set())
+        if len(urns) > waiver.max_resources:
+            problems.append(
+                f"{waiver.label()} waives {len(urns)} resources in {plan.stack}, more than the "
+                f"{waiver.max_resources} reviewed (maxResources); fix: review the new ones and raise maxResources, "
+                "or fix them"
+            )
+            # A waiver that outgrew its review waives nothing: every finding it covered shows again.
+            judged = [Judged(j.result) if j.waiver is waiver else j for j in judged]
+            covered.pop(waiver.index)
     for problem in problems:  # a broken exception fails the gate like any other finding
         judged.append(
             Judged(
                 CheckResult(
                     engine="clinops",
                     rule_id=EXCEPTION_RULE,
-                    title="Exceptions are accountable and current",
+                    title="Exceptions are accountable, narrow and current",
                     severity="high",
                     controls=(controls.ACTIVITY_REVIEW,),
                     urn=stack_urn,
                     resource_type="policies/exceptions.yaml",
                     status="failed",
                     message=problem,
-                    fix="Give every exception a reason, an owner and a future expiry date.",
+                    fix="Give every exception a reason, an owner, the exact findings reviewed, a resource (count) "
+                    "and an expiry within the allowed lifetime.",
                 )
             )
         )
@@ -141,6 +159,6 @@ def _verdict(
         plan_hash=plan_hash(plan_text),
         judged=judged,
         reports=reports,
-        waivers_in_force=[w for w in in_scope if w.index in used],
-        unused_waivers=[w for w in in_scope if w.index not in used],
+        waivers_in_force=[w for w in in_scope if w.index in covered],
+        unused_waivers=[w for w in in_scope if w.index not in covered],
     )

@@ -29,9 +29,10 @@ def exceptions_file(tmp_path: Path, **changes: object) -> Path:
         "engine": "clinops",
         "rule": "CLIN-ENC-002",
         "resource": ACCESS_LOGS,
+        "findings": ["bucket 'access-logs' default encryption is AES256, not SSE-KMS"],
         "reason": "S3 access logs need SSE-S3",
         "owner": "platform",
-        "expires": "2099-01-01",
+        "expires": (dt.date.today() + dt.timedelta(days=90)).isoformat(),
         **changes,
     }
     shipped = yaml.safe_load((Path(__file__).resolve().parents[2] / "policies" / "exceptions.yaml").read_text())
@@ -75,6 +76,11 @@ def test_without_the_exception_the_access_log_bucket_fails(tmp_path: Path) -> No
         ({"owner": None}, "lacks owner"),
         ({"expires": "2020-01-01"}, "expired on"),
         ({"engine": "trivy"}, "is not one of"),
+        ({"findings": []}, "lacks findings"),
+        ({"expires": "2099-01-01"}, "more than 365 days"),
+        ({"resource": "*"}, "does not name a resource type"),
+        ({"resource": "*$*::access-logs"}, "does not name a resource type"),
+        ({"resource": "*$aws:s3/bucket:Bucket::*"}, "may match many resources"),
     ],
 )
 def test_unaccountable_exception_fails_the_gate(tmp_path: Path, change: dict, fragment: str) -> None:
@@ -159,3 +165,52 @@ def test_shipped_prod_passes_all_three_engines_with_the_reviewed_exceptions() ->
     assert not verdict.unused_waivers, [w.label() for w in verdict.unused_waivers]
     # every exception in force is evidence: owner, reason and expiry travel with the verdict
     assert all(w.reason and w.owner and w.expires for w in verdict.waivers_in_force)
+
+
+def _drift_pipeline_without_vpc(doc: dict) -> dict:
+    """Every step of the drift pipeline loses its VpcConfig: a new finding of the rule its waiver names."""
+    for step in doc["steps"]:
+        if step["urn"].endswith("Pipeline::readmission-risk-drift-pipeline"):
+            inputs = step["newState"]["inputs"]
+            definition = json.loads(inputs["pipelineDefinition"])
+            for job in definition["Steps"]:
+                args = job.get("Arguments") or {}
+                args.pop("VpcConfig", None)
+                (args.get("NetworkConfig") or {}).pop("VpcConfig", None)
+            inputs["pipelineDefinition"] = json.dumps(definition)
+    return doc
+
+
+def test_isolation_waiver_does_not_absorb_removing_vpc_config() -> None:
+    from policies.exceptions import DEFAULT_PATH
+
+    doc = _drift_pipeline_without_vpc(rendered("prod"))
+    verdict = run_gate(parse_plan(doc), dumps(doc), engines=["clinops"], exceptions_path=DEFAULT_PATH)
+    blocking = [(j.result.rule_id, j.result.urn.split("::")[-1]) for j in verdict.blocking()]
+    assert ("CLIN-SM-002", "readmission-risk-drift-pipeline") in blocking
+    shipped = run_gate(parse_plan(rendered("prod")), "{}", engines=["clinops"], exceptions_path=DEFAULT_PATH)
+    assert shipped.passed  # the reviewed findings alone stay waived
+
+
+def test_pattern_waiver_beyond_its_count_waives_nothing(tmp_path: Path) -> None:
+    doc = weakened()
+    reviewed = ["bucket 'access-logs' default encryption is AES256, not SSE-KMS",
+                "bucket 'data-capture' default encryption is AES256, not SSE-KMS"]  # fmt: skip
+    path = exceptions_file(tmp_path, resource="*$aws:s3/bucket:Bucket::*", maxResources=1, findings=reviewed)
+    assert gate(doc, path).passed
+    for step in doc["steps"]:  # a second bucket the pattern matches, with the same kind of finding
+        if step["urn"].endswith("BucketServerSideEncryptionConfiguration::data-capture-encryption"):
+            step["newState"]["inputs"]["rules"] = [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]
+            step["newState"]["propertyDependencies"].pop("rules")
+    verdict = gate(doc, path)
+    assert not verdict.passed
+    blocking = {j.result.urn.split("::")[-1] for j in verdict.blocking()}
+    assert {"access-logs", "data-capture"} <= blocking  # the outgrown waiver waives neither
+    assert any("more than the 1 reviewed" in j.result.message for j in verdict.blocking())
+
+
+def test_lifetime_cap_is_configurable(tmp_path: Path) -> None:
+    path = exceptions_file(tmp_path)
+    waivers, problems = load(path, max_lifetime_days=30)
+    assert not problems or "more than 30 days" in problems[0]
+    assert "CLIN-ENC-002" not in [w.rule_id for w in waivers]
