@@ -130,7 +130,8 @@ def evaluate(plan: Plan, rules: Sequence[Rule] = ALL_RULES) -> EngineReport:
     types = {r.urn: r.resource_type for r in resources}
     stack_urn = plan.stack_urn()
     types.setdefault(stack_urn, STACK_TYPE)
-    config = policy_config_from_plan(plan)
+    # The gate binds the stack's own config; a bare plan (CrossGuard-style tests) falls back to what it carries.
+    config = policy_config_for(plan.stack_config) if plan.stack_config else policy_config_from_plan(plan)
     results: list[CheckResult] = []
     for rule in rules:
         violations = _run(rule, StackValidationArgs(resources, config=config.get(rule.id, {})), stack_urn)

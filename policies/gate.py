@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from pathlib import Path
 from policies import controls
 from policies.exceptions import DEFAULT_PATH, Waiver, load
 from policies.model import CheckResult, EngineReport
-from policies.plan import Plan
+from policies.plan import SECRET, Plan, PlanError
 
 EnginesFn = Callable[[list[Plan]], list[EngineReport]]
 
@@ -71,14 +72,58 @@ def plan_hash(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+def _normalised(value: object) -> object:
+    """Stack config as Pulumi carries it (strings; structured values as JSON) in a comparable form."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def bind_stack(plan: Plan, stack: str | None = None, root: Path | None = None) -> Plan:
+    """Tie the plan to the stack the gate was told it judges; that stack's own config file (`Pulumi.<stack>.yaml`
+    under `root`, validated by clinops.config) gives the facts the rules judge by.
+
+    Without `stack`, the stack the plan's URNs name is used. A plan for another stack, or whose config disagrees
+    with the stack file (a prod plan saying environment: dev), is refused: judging it by its own word would let
+    it pick the lenient rules. Raises PlanError (also for an empty plan) or ConfigError (invalid stack file).
+    """
+    from clinops.config import load_from_stack_file, read_stack_file
+
+    plan.require_resources()
+    stack = stack or plan.stack
+    if plan.stack != stack:
+        raise PlanError(f"the plan is for stack '{plan.stack}' (its URNs), not '{stack}'; fix: gate it with "
+                        f"--stack {plan.stack}, or plan stack {stack}")  # fmt: skip
+    config = load_from_stack_file(stack, root)
+    expected, _ = read_stack_file(stack, root)
+    differing = sorted(
+        key
+        for key, value in plan.config.items()
+        if key in expected and SECRET not in (value, expected[key]) and _normalised(value) != _normalised(expected[key])
+    )
+    if differing:
+        shown = "; ".join(
+            f"{k} is {plan.config[k]!r} in the plan, {expected[k]!r} in the stack file" for k in differing
+        )
+        raise PlanError(f"the plan's config disagrees with Pulumi.{stack}.yaml ({shown}); fix: plan again from "
+                        f"the stack's own config, or gate it as the stack it was planned for")  # fmt: skip
+    plan.stack_config = config
+    return plan
+
+
 def run_gate(
     plan: Plan,
     plan_text: str,
     engines: Sequence[str] = tuple(ENGINES),
     exceptions_path: Path = DEFAULT_PATH,
     today: dt.date | None = None,
+    stack: str | None = None,
+    stack_root: Path | None = None,
 ) -> Verdict:
-    return run_gates([(plan, plan_text)], engines, exceptions_path, today)[0]
+    return run_gates([(plan, plan_text)], engines, exceptions_path, today, [stack], stack_root)[0]
 
 
 def run_gates(
@@ -86,9 +131,16 @@ def run_gates(
     engines: Sequence[str] = tuple(ENGINES),
     exceptions_path: Path = DEFAULT_PATH,
     today: dt.date | None = None,
+    stacks: Sequence[str | None] | None = None,
+    stack_root: Path | None = None,
 ) -> list[Verdict]:
     """Gate several plans in one run. cdk-nag works mostly inside its Node process, so it runs in a thread
-    beside checkov and our rules: on two cores the engines overlap instead of queueing."""
+    beside checkov and our rules: on two cores the engines overlap instead of queueing.
+
+    Each plan is first bound to the stack it is judged as (`stacks`, default: the one its URNs name) and that
+    stack's config file under `stack_root` (`bind_stack`)."""
+    for (plan, _), stack in zip(plans, stacks or [None] * len(plans), strict=True):
+        bind_stack(plan, stack, stack_root)
     waivers, problems = load(exceptions_path, today)
     batch = [plan for plan, _ in plans]
     with ThreadPoolExecutor(max_workers=1) as pool:

@@ -46,7 +46,7 @@ def run(stack: str, staged_root: Path, options: GateOptions) -> GateResult:
     from clinops.render import dumps, render
     from policies.exceptions import DEFAULT_PATH, ExceptionsFileError
     from policies.gate import run_gate
-    from policies.plan import parse_plan
+    from policies.plan import PlanError, parse_plan
 
     try:
         plan = render(stack, root=staged_root)
@@ -56,9 +56,11 @@ def run(stack: str, staged_root: Path, options: GateOptions) -> GateResult:
     try:
         verdict = run_gate(
             parse_plan(plan), text, engines=options.engines, exceptions_path=options.exceptions_path or DEFAULT_PATH,
-            today=options.today,
+            today=options.today, stack=stack, stack_root=staged_root,
         )  # fmt: skip
-    except ExceptionsFileError as exc:
+    except ConfigError as exc:
+        raise UnusableInput(str(exc)) from None
+    except (ExceptionsFileError, PlanError) as exc:
         raise UnusableInput(str(exc)) from None
     blocking = [
         {"engine": j.result.engine, "rule": j.result.rule_id, "resource": j.result.urn, "message": j.result.message}

@@ -137,21 +137,21 @@ def test_bundle_files_and_sarif_validates(tmp_path: Path) -> None:
 
 def test_cli_exit_codes(tmp_path: Path) -> None:
     runner = CliRunner()
-    good = tmp_path / "good.json"
+    good = tmp_path / "good-dev.json"
     good.write_text(dumps(rendered("dev")))
     assert runner.invoke(app, ["gate", "--plan", str(good), "--engine", "clinops"]).exit_code == 0
     broken_doc = rendered("dev")
     for step in broken_doc["steps"]:
         if step["newState"]["type"] == "aws:kms/key:Key":
             step["newState"]["inputs"]["enableKeyRotation"] = False
-    broken = tmp_path / "broken.json"
+    broken = tmp_path / "broken-dev.json"
     broken.write_text(dumps(broken_doc))
     result = runner.invoke(app, ["gate", "--plan", str(broken), "--engine", "clinops", "--out", str(tmp_path / "b")])
     assert result.exit_code == 1
     assert "phi-key" in result.output and (tmp_path / "b" / "findings.sarif").exists()
-    assert runner.invoke(app, ["gate", "--plan", str(tmp_path / "missing.json")]).exit_code == 2
-    (tmp_path / "junk.json").write_text("{not json")
-    unusable = runner.invoke(app, ["gate", "--plan", str(tmp_path / "junk.json")])
+    assert runner.invoke(app, ["gate", "--plan", str(tmp_path / "missing-dev.json")]).exit_code == 2
+    (tmp_path / "junk-dev.json").write_text("{not json")
+    unusable = runner.invoke(app, ["gate", "--plan", str(tmp_path / "junk-dev.json")])
     assert unusable.exit_code == 2 and "not JSON" in unusable.output
     assert runner.invoke(app, ["gate", "nosuchstack"]).exit_code == 2
     assert runner.invoke(app, ["gate", "dev", "--engine", "trivy"]).exit_code == 2
@@ -214,3 +214,78 @@ def test_lifetime_cap_is_configurable(tmp_path: Path) -> None:
     waivers, problems = load(path, max_lifetime_days=30)
     assert not problems or "more than 30 days" in problems[0]
     assert "CLIN-ENC-002" not in [w.rule_id for w in waivers]
+
+
+def _cli(tmp_path: Path, name: str, content: str | bytes, *args: str) -> object:
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return CliRunner().invoke(app, ["gate", "--plan", str(path), "--engine", "clinops", *args])
+
+
+def test_plan_stack_comes_from_outside_the_plan(tmp_path: Path) -> None:
+    text = dumps(rendered("prod"))
+    assert _cli(tmp_path, "prod.json", text).exit_code == 0  # derived from the file name
+    assert _cli(tmp_path, "plan.json", text, "--stack", "prod").exit_code == 0
+    unnamed = _cli(tmp_path, "plan.json", text)
+    assert unnamed.exit_code == 2 and "pass --stack" in unnamed.output
+    ambiguous = _cli(tmp_path, "dev-to-prod.json", text)
+    assert ambiguous.exit_code == 2 and "names dev and prod" in ambiguous.output
+    other = _cli(tmp_path, "plan.json", text, "--stack", "dev")
+    assert other.exit_code == 2 and "for stack 'prod'" in other.output
+
+
+def test_prod_plan_saying_dev_is_refused(tmp_path: Path) -> None:
+    doc = rendered("prod")
+    doc["config"]["clinops:environment"] = "dev"
+    result = _cli(tmp_path, "prod.json", dumps(doc))
+    assert result.exit_code == 2
+    assert "clinops:environment is 'dev' in the plan, 'prod' in the stack file" in " ".join(result.output.split())
+
+
+def test_facts_come_from_the_stack_file_not_the_plan() -> None:
+    doc = rendered("prod")
+    doc["config"] = {}  # a plan that carries no config is judged by Pulumi.prod.yaml
+    verdict = run_gate(parse_plan(doc), dumps(doc), engines=["clinops"])
+    notes = " ".join(verdict.reports[0].notes)
+    assert '"environment": "prod"' in notes and '"rollbackSloSeconds": 600' in notes
+
+
+def _first_of(doc: dict, type_: str) -> dict:
+    return next(s["newState"] for s in doc["steps"] if s["newState"]["type"] == type_)
+
+
+@pytest.mark.parametrize(
+    ("case", "fragment"),
+    [
+        ("empty", "declares no resources"),
+        ("not-utf8", "is not UTF-8 text (byte 0xff"),
+        ("inputs-not-object", "newState.inputs is a list, not an object"),
+        ("secret-boolean", 'boolean input enableKeyRotation of aws:kms/key:Key is "[secret]"'),
+        ("secret-nested-boolean", "boolean input dataCaptureConfig.enableCapture"),
+    ],
+)
+def test_unusable_plan_is_exit_2_with_a_message(tmp_path: Path, case: str, fragment: str) -> None:
+    doc = rendered("prod")
+    content: str | bytes
+    if case == "empty":
+        doc["steps"] = []
+    elif case == "inputs-not-object":
+        _first_of(doc, "aws:kms/key:Key")["inputs"] = ["enableKeyRotation", True]
+    elif case == "secret-boolean":
+        _first_of(doc, "aws:kms/key:Key")["inputs"]["enableKeyRotation"] = "[secret]"
+    elif case == "secret-nested-boolean":
+        config = _first_of(doc, "aws:sagemaker/endpointConfiguration:EndpointConfiguration")
+        config["inputs"]["dataCaptureConfig"]["enableCapture"] = "[secret]"
+    content = dumps(doc)
+    if case == "not-utf8":
+        content = content.encode()[:-2] + b'"\xff"}'
+    result = _cli(tmp_path, "prod.json", content)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert fragment in " ".join(result.output.split())
+
+
+def test_secret_string_input_is_fine() -> None:
+    doc = rendered("prod")
+    assert any(s["newState"]["inputs"].get("value") == "[secret]" for s in doc["steps"])  # SSM SecureStrings
+    parse_plan(doc)
