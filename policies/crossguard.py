@@ -23,7 +23,7 @@ from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 from clinops.config import ENVIRONMENTS, RETENTION_FLOORS, StackConfig
 from policies.model import CheckResult, EngineReport
-from policies.plan import STACK_TYPE, Plan
+from policies.plan import STACK_TYPE, Plan, PlanResource
 from policies.rules import ALL_RULES, Rule
 from policies.rules.base import CONFIG_SCHEMA, NotKnownAtPreview
 
@@ -31,7 +31,7 @@ ENGINE = "clinops"
 CONFIG_DIR = Path(__file__).parent / "config"
 
 
-def _facts(environment: Any, classification: Any, rollback_slo: Any, region: Any) -> dict[str, Any]:
+def _facts(environment: Any, classification: Any, rollback_slo: Any, region: Any, accounts: Any = ()) -> dict[str, Any]:
     """Platform facts; anything missing or malformed falls back to the strictest default."""
     defaults = {key: schema["default"] for key, schema in CONFIG_SCHEMA.items()}
     floors = RETENTION_FLOORS.get(str(classification), RETENTION_FLOORS["phi"])
@@ -46,6 +46,7 @@ def _facts(environment: Any, classification: Any, rollback_slo: Any, region: Any
         "evidenceRetentionFloorDays": floors["evidence"],
         "rollbackSloSeconds": slo,
         "region": region if isinstance(region, str) else "",
+        "platformAccounts": sorted({str(a) for a in accounts if isinstance(a, str | int) and str(a).isdigit()}),
     }
 
 
@@ -57,7 +58,8 @@ def _per_rule(facts: Mapping[str, Any], rules: Sequence[Rule] = ALL_RULES) -> di
 def policy_config_for(stack_config: StackConfig) -> dict[str, dict[str, Any]]:
     """The `--policy-pack-config` document for a stack (what `policies/config/<stack>.json` holds)."""
     facts = _facts(stack_config.environment, stack_config.tags.data_classification,
-                   stack_config.rollback_slo_seconds, stack_config.region)  # fmt: skip
+                   stack_config.rollback_slo_seconds, stack_config.region,
+                   [stack_config.account_id, *stack_config.accounts.model_dump().values()])  # fmt: skip
     return _per_rule(facts)
 
 
@@ -65,8 +67,9 @@ def policy_config_from_plan(plan: Plan) -> dict[str, dict[str, Any]]:
     """The same document, derived from the stack config a plan carries (no validation: secure defaults)."""
     values = plan.platform_config()
     tags = values.get("tags") if isinstance(values.get("tags"), dict) else {}
+    accounts = values.get("accounts") if isinstance(values.get("accounts"), dict) else {}
     facts = _facts(values.get("environment"), tags.get("dataClassification"), values.get("rollbackSloSeconds"),
-                   plan.config.get("aws:region"))  # fmt: skip
+                   plan.config.get("aws:region"), [values.get("accountId"), *accounts.values()])  # fmt: skip
     return _per_rule(facts)
 
 
@@ -85,14 +88,18 @@ def write_policy_configs(stacks: Sequence[str] = ENVIRONMENTS, root: Path | None
 
 def policy_resources(plan: Plan) -> list[PolicyResource]:
     """The plan as CrossGuard presents a stack to a stack validation."""
-    options = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
+
+    def options(r: PlanResource) -> PolicyResourceOptions:
+        return PolicyResourceOptions(r.protect, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
+
     resources = {
-        r.urn: PolicyResource(r.type, unknown_checking_proxy(r.inputs), r.urn, r.name, options, None, None, [], {})
+        r.urn: PolicyResource(r.type, unknown_checking_proxy(r.inputs), r.urn, r.name, options(r), None, None, [], {})
         for r in plan.resources
     }
     for r in plan.resources:
         resource = resources[r.urn]
         resource.parent = resources.get(r.parent)
+        resource.retain_on_delete = r.retain_on_delete  # type: ignore[attr-defined]  # CrossGuard does not carry it
         resource.dependencies = [resources[u] for u in r.dependencies if u in resources]
         resource.property_dependencies = {
             prop: [resources[u] for u in urns if u in resources] for prop, urns in r.property_dependencies.items()

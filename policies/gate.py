@@ -39,6 +39,7 @@ def _cdk_nag(plans: list[Plan]) -> list[EngineReport]:
 # Each engine judges a batch of plans at once: checkov and cdk-nag pay their start-up once per gate run.
 ENGINES: dict[str, EnginesFn] = {"clinops": _clinops, "checkov": _checkov, "cdk-nag": _cdk_nag}
 EXCEPTION_RULE = "CLIN-GATE-001"
+COVERAGE_RULE = "CLIN-GATE-002"
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,49 @@ def run_gates(
     ]
 
 
+def _waiver_for(result: CheckResult, waivers: list[Waiver], plan: Plan, covered: dict[int, set[str]]) -> Waiver | None:
+    waiver = next(
+        (w for w in waivers if w.matches(result.engine, result.rule_id, result.urn, plan.stack, result.details)), None
+    )
+    if waiver:
+        covered.setdefault(waiver.index, set()).add(result.urn)
+    return waiver
+
+
+def _coverage(plan: Plan, reports: list[EngineReport]) -> list[CheckResult]:
+    """In prod, every resource type some engine judges, or a failure (waivable by a reviewed exception).
+
+    Only a run of every registered engine can tell what nothing judges, so a partial run skips the check."""
+    config = plan.stack_config
+    if config is None or config.environment != "prod" or {r.engine for r in reports} < set(ENGINES):
+        return []
+    seen = {t for report in reports for t, state in report.coverage.items() if state == "seen"}
+    results = []
+    for resource in plan.resources:
+        if not resource.custom or resource.type.startswith("pulumi:providers:"):
+            continue
+        judged = resource.type in seen
+        message = "" if judged else f"no engine judges {resource.type}"
+        results.append(
+            CheckResult(
+                engine="clinops",
+                rule_id=COVERAGE_RULE,
+                title="Every resource type in prod is judged by some engine",
+                severity="medium",
+                controls=(controls.ACTIVITY_REVIEW,),
+                urn=resource.urn,
+                resource_type=resource.type,
+                status="passed" if judged else "failed",
+                message=message,
+                fix=""
+                if judged
+                else "Add a rule for this type (policies/rules/) or a reviewed exception saying why it needs none.",
+                details=(message,) if message else (),
+            )
+        )
+    return results
+
+
 def _verdict(
     plan: Plan, plan_text: str, reports: list[EngineReport], waivers: list[Waiver], problems: list[str]
 ) -> Verdict:
@@ -161,19 +205,12 @@ def _verdict(
     covered: dict[int, set[str]] = {}  # waiver index -> URNs it waived in this stack
     for report in reports:
         for result in report.results:
-            waiver = None
-            if result.status == "failed":
-                waiver = next(
-                    (
-                        w
-                        for w in waivers
-                        if w.matches(result.engine, result.rule_id, result.urn, plan.stack, result.details)
-                    ),
-                    None,
-                )
-                if waiver:
-                    covered.setdefault(waiver.index, set()).add(result.urn)
+            waiver = _waiver_for(result, waivers, plan, covered) if result.status == "failed" else None
             judged.append(Judged(result, waiver))
+    judged += [
+        Judged(r, _waiver_for(r, waivers, plan, covered) if r.status == "failed" else None)
+        for r in _coverage(plan, reports)
+    ]
     problems = list(problems)
     for waiver in waivers:
         urns = covered.get(waiver.index, set())

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from policies.rules import access, audit, deployment, encryption, network, sagemaker, transmission
+from policies.rules import access, audit, deployment, encryption, network, resources, sagemaker, transmission
 from policies.rules.base import Rule
 
 ALL_RULES: tuple[Rule, ...] = (
     *network.RULES, *encryption.RULES, *transmission.RULES, *audit.RULES, *access.RULES, *sagemaker.RULES,
-    *deployment.RULES,
+    *deployment.RULES, *resources.RULES,
 )  # fmt: skip
 RULES_BY_ID: dict[str, Rule] = {r.id: r for r in ALL_RULES}
 if len(RULES_BY_ID) != len(ALL_RULES):  # CrossGuard policy names must be unique within a pack

@@ -55,6 +55,8 @@ CONFIG_SCHEMA: dict[str, dict[str, Any]] = {
     "region": {"type": "string", "default": "", "description": "empty: endpoints may be in any region"},
     "requiredEndpointServices": {"type": "array", "items": {"type": "string"},
                                  "default": list(REQUIRED_ENDPOINT_SERVICES)},
+    "platformAccounts": {"type": "array", "items": {"type": "string", "pattern": "^[0-9]{12}$"}, "default": [],
+                         "description": "accounts resource policies may admit; empty: none"},
     "personas": {"type": "array", "items": {"type": "string", "enum": list(PERSONAS)}, "default": list(PERSONAS)},
 }  # fmt: skip
 

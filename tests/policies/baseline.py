@@ -11,6 +11,7 @@ from tests.policies.planbuilder import PlanBuilder, stack_config
 REGION = "us-east-1"
 ENDPOINT_NAME = "clinops-prod-readmission"
 ALARM_NAME = "clinops-prod-readmission-errors"
+OWN_ACCOUNTS = {"StringEquals": {"aws:PrincipalAccount": ["111111111111", "333333333333"]}}
 INTERFACE_SERVICES = ("sagemaker.api", "sagemaker.runtime", "sts", "logs", "monitoring", "kms", "ecr.api", "ecr.dkr")
 PERSONA_DENIES = {
     "author": ["sagemaker:UpdateModelPackage"],
@@ -31,9 +32,14 @@ def _network(b: PlanBuilder) -> None:
     for service in INTERFACE_SERVICES:
         b.add("aws:ec2/vpcEndpoint:VpcEndpoint", f"endpoint-{service.replace('.', '-')}",
               {"serviceName": f"com.amazonaws.{REGION}.{service}", "vpcEndpointType": "Interface",
-               "privateDnsEnabled": True}, {"vpcId": ["vpc"]})  # fmt: skip
+               "privateDnsEnabled": True, "policy": policy({"Sid": "OwnAccountsOnly", "Effect": "Allow",
+               "Principal": "*", "Action": "*", "Resource": "*", "Condition": OWN_ACCOUNTS})},
+              {"vpcId": ["vpc"]})  # fmt: skip
     b.add("aws:ec2/vpcEndpoint:VpcEndpoint", "endpoint-s3",
-          {"serviceName": f"com.amazonaws.{REGION}.s3", "vpcEndpointType": "Gateway"}, {"vpcId": ["vpc"]})  # fmt: skip
+          {"serviceName": f"com.amazonaws.{REGION}.s3", "vpcEndpointType": "Gateway", "policy": policy(
+              {"Sid": "PlatformBucketsOnly", "Effect": "Allow", "Principal": "*", "Action": "s3:*",
+               "Resource": ["arn:aws:s3:::clinops-prod-phi-data", "arn:aws:s3:::clinops-prod-phi-data/*"]})},
+          {"vpcId": ["vpc"]})  # fmt: skip
     b.add("aws:ec2/routeTable:RouteTable", "private-routes", {"routes": []}, {"vpcId": ["vpc"]})
     b.add("aws:ec2/route:Route", "peering-route", {"destinationCidrBlock": "10.50.0.0/16",
           "vpcPeeringConnectionId": "pcx-1"}, {"routeTableId": ["private-routes"]})  # fmt: skip
@@ -45,7 +51,12 @@ def _network(b: PlanBuilder) -> None:
 
 
 def _bucket(b: PlanBuilder, name: str, lock_days: int | None = None) -> None:
-    b.add("aws:s3/bucket:Bucket", name, {"bucket": f"clinops-prod-{name}", "objectLockEnabled": lock_days is not None})
+    b.add(
+        "aws:s3/bucket:Bucket",
+        name,
+        {"bucket": f"clinops-prod-{name}", "objectLockEnabled": lock_days is not None, "forceDestroy": False},
+    )
+    b.options(name, protect=True, retainOnDelete=True)
     b.add("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
           f"{name}-encryption", {"rules": [{"applyServerSideEncryptionByDefault": {
               "sseAlgorithm": "aws:kms", "kmsMasterKeyId": b.arn("data-key")}, "bucketKeyEnabled": True}]},
@@ -65,6 +76,10 @@ def _audit(b: PlanBuilder) -> None:
     b.add("aws:cloudwatch/logGroup:LogGroup", "flow-logs", {"retentionInDays": 731, "kmsKeyId": key},
           {"kmsKeyId": ["data-key"]})  # fmt: skip
     b.add("aws:sns/topic:Topic", "alerts", {"kmsMasterKeyId": key}, {"kmsMasterKeyId": ["data-key"]})
+    b.add("aws:sns/topicPolicy:TopicPolicy", "alerts-policy", {"arn": b.arn("alerts"), "policy": policy(
+        {"Sid": "AlarmsPublish", "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
+         "Action": "sns:Publish", "Resource": b.arn("alerts"),
+         "Condition": {"StringEquals": {"aws:SourceAccount": "333333333333"}}})}, {"arn": ["alerts"]})  # fmt: skip
     b.add("aws:cloudtrail/trail:Trail", "trail", {
         "isMultiRegionTrail": True, "enableLogFileValidation": True, "enableLogging": True, "kmsKeyId": key,
         "advancedEventSelectors": [
@@ -113,8 +128,20 @@ def pipeline_definition(key: str) -> str:
 
 def _sagemaker(b: PlanBuilder) -> None:
     key = b.arn("data-key")
-    b.add("aws:sagemaker/domain:Domain", "studio", {"appNetworkAccessType": "VpcOnly", "kmsKeyId": key},
+    b.add("aws:sagemaker/domain:Domain", "studio", {"appNetworkAccessType": "VpcOnly", "kmsKeyId": key,
+          "defaultUserSettings": {"sharingSettings": {"notebookOutputOption": "Disabled"}}},
           {"kmsKeyId": ["data-key"], "vpcId": ["vpc"]})  # fmt: skip
+    b.add("aws:sagemaker/userProfile:UserProfile", "profile-author", {"userProfileName": "author",
+          "userSettings": {"sharingSettings": {"notebookOutputOption": "Disabled"}}},
+          {"domainId": ["studio"]})  # fmt: skip
+    b.add("aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer", "mlflow", {
+        "trackingServerName": "clinops-prod-mlflow", "automaticModelRegistration": False})  # fmt: skip
+    b.add("aws:sagemaker/modelPackageGroupPolicy:ModelPackageGroupPolicy", "readmission-group-policy", {
+        "modelPackageGroupName": "readmission-risk", "resourcePolicy": policy(
+            {"Sid": "PromotionAccountsRead", "Effect": "Allow",
+             "Principal": {"AWS": ["arn:aws:iam::111111111111:root"]},
+             "Action": ["sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages"],
+             "Resource": "arn:aws:sagemaker:us-east-1:333333333333:model-package/readmission-risk/*"})})  # fmt: skip
     b.add("aws:sagemaker/model:Model", "readmission-model", {
         "name": "clinops-prod-readmission-v3", "enableNetworkIsolation": True,
         "vpcConfig": {"subnets": ["subnet-1", "subnet-2"], "securityGroupIds": ["sg-workload"]}},
@@ -124,6 +151,7 @@ def _sagemaker(b: PlanBuilder) -> None:
         "productionVariants": [{"variantName": "primary", "modelName": "clinops-prod-readmission-v3",
                                 "initialInstanceCount": 4, "instanceType": "ml.m5.large"}],
         "dataCaptureConfig": {"enableCapture": True, "initialSamplingPercentage": 100, "kmsKeyId": key,
+                              "captureOptions": [{"captureMode": "Input"}, {"captureMode": "Output"}],
                               "destinationS3Uri": "s3://clinops-prod-capture/"}},
         {"kmsKeyArn": ["data-key"], "dataCaptureConfig": ["data-key"],
          "productionVariants": ["readmission-model"]})  # fmt: skip
