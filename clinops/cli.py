@@ -47,7 +47,7 @@ err = Console(stderr=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 # Kept here (not imported from policies.gate) so `clinops --help` stays fast; a test checks they agree.
-_DEFAULT_ENGINES = ("clinops", "checkov", "cdk-nag")
+_DEFAULT_ENGINES = ("clinops", "checkov", "cdk-nag", "aws-config")
 
 
 def _config_failure(exc: ConfigError) -> typer.Exit:

@@ -36,8 +36,19 @@ def _cdk_nag(plans: list[Plan]) -> list[EngineReport]:
     return scan_plans(plans)
 
 
+def _aws_config(plans: list[Plan]) -> list[EngineReport]:
+    from policies.engines.config_conformance import scan_plans
+
+    return scan_plans(plans)
+
+
 # Each engine judges a batch of plans at once: checkov and cdk-nag pay their start-up once per gate run.
-ENGINES: dict[str, EnginesFn] = {"clinops": _clinops, "checkov": _checkov, "cdk-nag": _cdk_nag}
+ENGINES: dict[str, EnginesFn] = {
+    "clinops": _clinops,
+    "checkov": _checkov,
+    "cdk-nag": _cdk_nag,
+    "aws-config": _aws_config,
+}
 EXCEPTION_RULE = "CLIN-GATE-001"
 COVERAGE_RULE = "CLIN-GATE-002"
 

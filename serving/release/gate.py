@@ -9,7 +9,7 @@ from typing import Any
 
 from serving.release.errors import GateFailed, UnusableInput
 
-ALL_ENGINES = ("clinops", "checkov", "cdk-nag")
+ALL_ENGINES = ("clinops", "checkov", "cdk-nag", "aws-config")  # policies.gate.ENGINES (a test checks)
 MAX_RECORDED_FINDINGS = 20  # evidence entries stay small; the full verdict is in the gate bundle
 
 

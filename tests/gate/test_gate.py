@@ -161,11 +161,11 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     assert runner.invoke(app, ["gate", "dev", "--engine", "trivy"]).exit_code == 2
 
 
-def test_shipped_prod_passes_all_three_engines_with_the_reviewed_exceptions() -> None:
+def test_shipped_prod_passes_every_engine_with_the_reviewed_exceptions() -> None:
     doc = rendered("prod")
     verdict = run_gate(parse_plan(doc), dumps(doc))
     assert verdict.passed, [(j.result.engine, j.result.rule_id, j.result.urn) for j in verdict.blocking()]
-    assert {r.engine for r in verdict.reports} == {"clinops", "checkov", "cdk-nag"}
+    assert {r.engine for r in verdict.reports} == {"clinops", "checkov", "cdk-nag", "aws-config"}
     assert not verdict.unused_waivers, [w.label() for w in verdict.unused_waivers]
     # every exception in force is evidence: owner, reason and expiry travel with the verdict
     assert all(w.reason and w.owner and w.expires for w in verdict.waivers_in_force)
