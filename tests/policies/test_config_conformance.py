@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +101,23 @@ def test_rule_names_are_unique_and_the_engine_is_registered() -> None:
     assert len({r.name for r in RULES}) == len(RULES)
     assert ENGINE in ENGINES
     assert tuple(ENGINES) == _DEFAULT_ENGINES == ALL_ENGINES
+
+
+def test_prediction_lands_in_the_evidence_bundle(tmp_path: Path) -> None:
+    import jsonschema
+
+    from policies.bundle import write_bundle
+    from tests.gate.test_gate import SARIF_SCHEMA
+
+    doc = rendered("prod")
+    _no_insufficient_data_action(doc)
+    verdict = run_gate(parse_plan(doc), dumps(doc), engines=[ENGINE], exceptions_path=DEFAULT_PATH)
+    write_bundle(verdict, tmp_path)
+    findings = json.loads((tmp_path / "findings.json").read_text())
+    assert [e["engine"] for e in findings["engines"]] == [ENGINE]
+    assert any(e["ruleId"] == "s3-bucket-logging-enabled" for e in findings["exceptionsInForce"])
+    sarif = json.loads((tmp_path / "findings.sarif").read_text())
+    jsonschema.validate(sarif, json.loads(SARIF_SCHEMA.read_text()))
+    errors = [r["ruleId"] for run in sarif["runs"] for r in run["results"] if r["level"] == "error"]
+    assert errors == ["cloudwatch-alarm-action-check"]
+    assert "cloudwatch-alarm-action-check" in (tmp_path / "junit.xml").read_text()
