@@ -4,7 +4,8 @@ An exception waives exactly what was reviewed, for a bounded time:
 - `engine`, `rule`: the check. For checkov and cdk-nag a check ID is one property check already; our own
   rules report several distinct findings per resource, so a `clinops` exception must also list `findings`:
   the exact finding texts reviewed (the `details` of the result). A result is waived only when every one of
-  its findings is listed, so a new violation of the same rule on the same resource is not absorbed.
+  its findings is listed, so a new violation of the same rule on the same resource is not absorbed. Other
+  engines' exceptions may list `findings` too; they must then equal the finding's message.
 - `resource`: one URN, or an fnmatch pattern whose type is literal (`*$aws:s3/bucket:Bucket::name`). A
   pattern whose name part has a wildcard must say how many resources it may cover (`maxResources`); a gate run
   where it matches more fails. `*`, or a wildcard in the type, is refused.

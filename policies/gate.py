@@ -167,7 +167,12 @@ def run_gates(
 
 def _waiver_for(result: CheckResult, waivers: list[Waiver], plan: Plan, covered: dict[int, set[str]]) -> Waiver | None:
     waiver = next(
-        (w for w in waivers if w.matches(result.engine, result.rule_id, result.urn, plan.stack, result.details)), None
+        (
+            w
+            for w in waivers
+            if w.matches(result.engine, result.rule_id, result.urn, plan.stack, result.details or (result.message,))
+        ),
+        None,
     )
     if waiver:
         covered.setdefault(waiver.index, set()).add(result.urn)

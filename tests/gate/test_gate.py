@@ -318,3 +318,20 @@ def test_prod_type_nothing_judges_fails_unless_excepted(monkeypatch: pytest.Monk
     assert blocking == [("CLIN-GATE-002", "stray-eip", "no engine judges aws:ec2/eip:Eip")]
     partial = run_gate(parse_plan(doc), dumps(doc), engines=["clinops"], exceptions_path=DEFAULT_PATH)
     assert partial.passed  # a partial run cannot tell what nothing judges
+
+
+def test_findings_on_a_single_check_engine_must_equal_its_message(tmp_path: Path) -> None:
+    doc = rendered("prod")
+    reviewed = "predicted NON_COMPLIANT: bucket 'access-logs' has no server access logging"
+    for findings, waived in (([reviewed], True), (["bucket 'access-logs' is fine"], False)):
+        path = tmp_path / "exceptions.yaml"
+        entry = {"engine": "aws-config", "rule": "s3-bucket-logging-enabled",
+                 "resource": "*$aws:s3/bucket:Bucket::access-logs", "findings": findings,
+                 "reason": "log target", "owner": "platform",
+                 "expires": (dt.date.today() + dt.timedelta(days=30)).isoformat()}  # fmt: skip
+        path.write_text(yaml.safe_dump({"exceptions": [entry]}))
+        verdict = run_gate(parse_plan(doc), dumps(doc), engines=["aws-config"], exceptions_path=path)
+        logging = [
+            j for j in verdict.judged if j.result.rule_id == "s3-bucket-logging-enabled" and j.result.status == "failed"
+        ]
+        assert [j.waiver is not None for j in logging] == [waived]
