@@ -124,6 +124,11 @@ def _run(rule: Rule, args: StackValidationArgs, stack_urn: str) -> dict[str, lis
             violations[urn].append(f"{path} is unknown until apply, so it cannot be verified")
     except UnknownValueError as exc:
         violations[stack_urn].append(f"cannot be verified: {exc.message}")
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        # A rule that meets an input of a shape it does not expect has not shown compliance: fail closed.
+        violations[stack_urn].append(
+            f"cannot be verified: an input has an unexpected shape ({type(exc).__name__}: {exc})"
+        )
     return violations
 
 

@@ -126,6 +126,18 @@ def bind_stack(plan: Plan, stack: str | None = None, root: Path | None = None) -
     return plan
 
 
+def _run_engine(name: str, batch: list[Plan]) -> list[EngineReport]:
+    """One engine over the batch. An engine that cannot read a resource's inputs (a shape the provider would
+    reject) makes the plan unusable input, reported with the engine's reason rather than a traceback."""
+    try:
+        return ENGINES[name](batch)
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as exc:
+        raise PlanError(
+            f"engine {name} cannot read this plan ({type(exc).__name__}: {exc}); fix: check the resource inputs "
+            "against the provider's schema, or re-create the plan with `clinops render` or `pulumi preview --json`"
+        ) from exc
+
+
 def run_gate(
     plan: Plan,
     plan_text: str,
@@ -156,8 +168,8 @@ def run_gates(
     waivers, problems = load(exceptions_path, today)
     batch = [plan for plan, _ in plans]
     with ThreadPoolExecutor(max_workers=1) as pool:
-        background = {name: pool.submit(ENGINES[name], batch) for name in engines if name == "cdk-nag"}
-        by_engine = {name: ENGINES[name](batch) for name in engines if name not in background}
+        background = {name: pool.submit(_run_engine, name, batch) for name in engines if name == "cdk-nag"}
+        by_engine = {name: _run_engine(name, batch) for name in engines if name not in background}
         by_engine.update({name: future.result() for name, future in background.items()})
     return [
         _verdict(plan, text, [by_engine[name][i] for name in engines], waivers, problems)

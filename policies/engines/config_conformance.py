@@ -420,7 +420,11 @@ def evaluate(plan: Plan, rules: Iterable[ManagedRule] = RULES) -> EngineReport:
     results: list[CheckResult] = []
     for rule in rules:
         for resource in plan.of_type(*rule.types):
-            reason = rule.verdict(plan, resource)
+            try:
+                reason = rule.verdict(plan, resource)
+            except (AttributeError, TypeError, ValueError, KeyError) as exc:
+                # An input of an unexpected shape is not evidence of compliance: fail closed, name it.
+                reason = f"cannot be evaluated: an input of '{resource.name}' has an unexpected shape ({exc})"
             results.append(
                 CheckResult(
                     engine=ENGINE,

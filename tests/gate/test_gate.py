@@ -335,3 +335,22 @@ def test_findings_on_a_single_check_engine_must_equal_its_message(tmp_path: Path
             j for j in verdict.judged if j.result.rule_id == "s3-bucket-logging-enabled" and j.result.status == "failed"
         ]
         assert [j.waiver is not None for j in logging] == [waived]
+
+
+def test_odd_nested_input_fails_closed_instead_of_crashing(tmp_path: Path) -> None:
+    doc = rendered("prod")
+    _first_of(doc, "aws:ec2/securityGroup:SecurityGroup")["inputs"]["ingress"] = ["not a rule"]
+    _first_of(doc, "aws:sagemaker/endpoint:Endpoint")["inputs"]["deploymentConfig"] = ["not a config"]
+    result = _cli(tmp_path, "prod.json", dumps(doc), "--engine", "aws-config")
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "has an unexpected" in result.output  # the table wraps the rest of the message
+
+
+def test_engine_that_cannot_read_an_input_is_exit_2_with_a_message(tmp_path: Path) -> None:
+    doc = rendered("prod")
+    _first_of(doc, "aws:ec2/securityGroup:SecurityGroup")["inputs"]["ingress"] = ["not a rule"]
+    result = _cli(tmp_path, "prod.json", dumps(doc), "--engine", "cdk-nag")
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "engine cdk-nag cannot read this plan" in " ".join(result.output.split())
