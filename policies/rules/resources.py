@@ -248,8 +248,8 @@ def evidence_bucket_kept(stack: StackView, findings: Findings) -> None:
     for bucket in stack.of_type(BUCKET):
         if bucket.urn not in evidence:
             continue
-        if stack.props(bucket).get("forceDestroy") is not False:
-            findings.fail(bucket, f"evidence bucket '{bucket.name}' does not set forceDestroy=false")
+        if stack.props(bucket).get("forceDestroy") is True:  # the provider's default is false
+            findings.fail(bucket, f"evidence bucket '{bucket.name}' sets forceDestroy: a destroy empties it")
         if stack.config["environment"] != "prod":
             continue
         if not bucket.opts.protect:
@@ -293,8 +293,12 @@ def step_size_limits(stack: StackView, findings: Findings) -> None:
             fraction = value / instances
         else:
             continue
-        low, high = (0.0, CANARY_MAX_FRACTION) if mode == "CANARY" else LINEAR_FRACTION
-        if not low < fraction <= high if mode == "CANARY" else not low <= fraction <= high:
+        within = (
+            fraction <= CANARY_MAX_FRACTION
+            if mode == "CANARY"
+            else LINEAR_FRACTION[0] <= fraction <= LINEAR_FRACTION[1]
+        )
+        if not within:
             shown = f"{value}%" if kind == "CAPACITY_PERCENT" else f"{value} of {instances} instances"
             findings.fail(endpoint, f"endpoint '{endpoint.name}' {mode} step is {shown}; SageMaker accepts "
                           f"{'at most 50%' if mode == 'CANARY' else '10-50%'} of the fleet")  # fmt: skip

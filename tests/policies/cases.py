@@ -213,6 +213,9 @@ FAILING: list[Case] = [
          60), "readmission"),
     Case("CLIN-DEP-006", "canary of three of four instances", lambda b: b.set("readmission", f"{ROUTING}.canarySize",
          {"type": "INSTANCE_COUNT", "value": 3}), "readmission"),
+    Case("CLIN-DEP-006", "linear steps of 5%", lambda b: b.set("readmission", ROUTING, {
+        "type": "LINEAR", "waitIntervalInSeconds": 600, "linearStepSize": {"type": "CAPACITY_PERCENT", "value": 5}}),
+        "readmission", frozenset({"CLIN-DEP-003"})),
     Case("CLIN-DEP-007", "blue/green wait of 0", lambda b: b.set("readmission", f"{ROUTING}.waitIntervalInSeconds",
          0), "readmission", frozenset({"CLIN-DEP-005"})),
 ]
@@ -244,6 +247,8 @@ PASSING: list[Case] = [
     Case("CLIN-TLS-001", "BoolIfExists and an AWS principal wildcard", _statements("phi-data-policy",
          lambda s: s[0].update(Principal={"AWS": "*"}, Condition={"BoolIfExists": {"aws:SecureTransport": False}})),
          None),
+    Case("CLIN-DEP-006", "a canary of half the fleet", lambda b: b.set("readmission", f"{ROUTING}.canarySize",
+         {"type": "INSTANCE_COUNT", "value": 2}), None),
     Case("CLIN-IAM-002", "deny inherited from the permissions boundary", _steps(
         _statements("author-permissions", lambda s: s.pop()),
         _statements("boundary", lambda s: s.append({"Effect": "Deny", "Action": "sagemaker:UpdateModelPackage",
