@@ -66,8 +66,14 @@ class CaseResult:
         done = len(self.latencies_ms)
         p50, p99 = np.percentile(self.latencies_ms, [50, 99]) if done else (float("nan"), float("nan"))
         per_second = done / self.wall_seconds
-        return {"requests": done, "errors": self.errors, "p50_ms": float(p50), "p99_ms": float(p99),
-                "req_per_s": per_second, "rows_per_s": per_second * rows_per_request}  # fmt: skip
+        return {
+            "requests": done,
+            "errors": self.errors,
+            "p50_ms": float(p50),
+            "p99_ms": float(p99),
+            "req_per_s": per_second,
+            "rows_per_s": per_second * rows_per_request,
+        }
 
 
 def free_port() -> int:
@@ -137,13 +143,19 @@ def logged_model_uri(model: str, bundle: Path, tracking_uri: str) -> str:
     client = mlflow.MlflowClient(tracking_uri)
     name = json.loads((bundle / "metadata.json").read_text())["model_name"]
     experiment = client.get_experiment_by_name(name)
-    runs = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{bundle.parent.name}'") \
-        if experiment else []  # fmt: skip
+    runs = (
+        client.search_runs([experiment.experiment_id], f"attributes.run_name = '{bundle.parent.name}'")
+        if experiment
+        else []
+    )
     if not runs:
         raise SystemExit(f"no MLflow run named {bundle.parent.name} in {tracking_uri}; pass --model models:/NAME/VER")
     mlflow.set_tracking_uri(tracking_uri)
-    logged = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list",
-                                         filter_string=f"source_run_id = '{runs[0].info.run_id}'")  # fmt: skip
+    logged = mlflow.search_logged_models(
+        experiment_ids=[experiment.experiment_id],
+        output_format="list",
+        filter_string=f"source_run_id = '{runs[0].info.run_id}'",
+    )
     if not logged:
         raise SystemExit(f"MLflow run {runs[0].info.run_id} logged no model")
     return str(logged[0].model_uri)
@@ -162,20 +174,49 @@ def start_targets(
     bundle: Path, mlflow_uri: str, tracking_uri: str, single: list[Any], batch: list[Any]
 ) -> list[Target]:
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MLFLOW_TRACKING_URI": tracking_uri}  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MLFLOW_TRACKING_URI": tracking_uri,
+    }
     ours_port, mlflow_port = free_port(), free_port()
-    ours_command = [sys.executable, "-m", "serving.container.cli", "serve", "--local", str(bundle),
-                    "--port", str(ours_port)]  # fmt: skip
-    mlflow_command = [shutil.which("mlflow", path=env["PATH"]) or "mlflow", "models", "serve", "-m", mlflow_uri,
-                      "--env-manager", "local", "-h", "127.0.0.1", "-p", str(mlflow_port)]  # fmt: skip
-    ours, theirs = (subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                    for command in (ours_command, mlflow_command))  # fmt: skip
+    ours_command = [
+        sys.executable,
+        "-m",
+        "serving.container.cli",
+        "serve",
+        "--local",
+        str(bundle),
+        "--port",
+        str(ours_port),
+    ]
+    mlflow_command = [
+        shutil.which("mlflow", path=env["PATH"]) or "mlflow",
+        "models",
+        "serve",
+        "-m",
+        mlflow_uri,
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(mlflow_port),
+    ]
+    ours, theirs = (
+        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for command in (ours_command, mlflow_command)
+    )
     return [
         Target("clinops", ours_port, ours, json.dumps(single[0]).encode(), json.dumps({"instances": batch}).encode()),
-        Target("mlflow", mlflow_port, theirs, json.dumps({"dataframe_records": single}).encode(),
-               json.dumps({"dataframe_records": batch}).encode()),
-    ]  # fmt: skip
+        Target(
+            "mlflow",
+            mlflow_port,
+            theirs,
+            json.dumps({"dataframe_records": single}).encode(),
+            json.dumps({"dataframe_records": batch}).encode(),
+        ),
+    ]
 
 
 def check_agreement(targets: list[Target], batch: list[Any]) -> str:
@@ -226,8 +267,10 @@ def report(targets: list[Target], args: argparse.Namespace, source: str, mlflow_
     cases += [(f"batch of {BATCH_ROWS}", "batch", BATCH_ROWS, c, args.batch_requests) for c in (1, 4)]
     print(f"model: {source}\nMLflow model: {mlflow_uri}\n{agreement}\nclient: {CLIENT}")
     print(f"machine: {os.cpu_count()} CPUs, load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
-    header = f"{'case':<16}{'conc.':>6}  {'server':<8}{'requests':>9}{'errors':>7}{'p50 ms':>9}{'p99 ms':>9}" \
-             f"{'req/s':>9}{'rows/s':>10}"  # fmt: skip
+    header = (
+        f"{'case':<16}{'conc.':>6}  {'server':<8}{'requests':>9}{'errors':>7}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'req/s':>9}{'rows/s':>10}"
+    )
     print(header)
     print("-" * len(header))
     for label, payload, rows, concurrency, requests in cases:

@@ -107,8 +107,10 @@ def bind_stack(plan: Plan, stack: str | None = None, root: Path | None = None) -
     plan.require_resources()
     stack = stack or plan.stack
     if plan.stack != stack:
-        raise PlanError(f"the plan is for stack '{plan.stack}' (its URNs), not '{stack}'; fix: gate it with "
-                        f"--stack {plan.stack}, or plan stack {stack}")  # fmt: skip
+        raise PlanError(
+            f"the plan is for stack '{plan.stack}' (its URNs), not '{stack}'; fix: gate it with "
+            f"--stack {plan.stack}, or plan stack {stack}"
+        )
     config = load_from_stack_file(stack, root)
     expected, _ = read_stack_file(stack, root)
     differing = sorted(
@@ -120,8 +122,10 @@ def bind_stack(plan: Plan, stack: str | None = None, root: Path | None = None) -
         shown = "; ".join(
             f"{k} is {plan.config[k]!r} in the plan, {expected[k]!r} in the stack file" for k in differing
         )
-        raise PlanError(f"the plan's config disagrees with Pulumi.{stack}.yaml ({shown}); fix: plan again from "
-                        f"the stack's own config, or gate it as the stack it was planned for")  # fmt: skip
+        raise PlanError(
+            f"the plan's config disagrees with Pulumi.{stack}.yaml ({shown}); fix: plan again from "
+            f"the stack's own config, or gate it as the stack it was planned for"
+        )
     plan.stack_config = config
     return plan
 

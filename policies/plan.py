@@ -78,8 +78,10 @@ class Plan:
     def require_resources(self) -> None:
         """An empty plan proves nothing: the gate refuses it instead of passing it."""
         if not any(r.custom for r in self.resources):
-            raise PlanError("the plan declares no resources (empty or only components); fix: gate the plan of "
-                            "a real stack: `clinops gate STACK` or `pulumi preview --json`")  # fmt: skip
+            raise PlanError(
+                "the plan declares no resources (empty or only components); fix: gate the plan of "
+                "a real stack: `clinops gate STACK` or `pulumi preview --json`"
+            )
 
     def platform_config(self) -> dict[str, Any]:
         """The `clinops:*` stack config carried by the plan, structured values decoded."""
@@ -97,8 +99,10 @@ class Plan:
 
 def parse_plan(doc: Any) -> Plan:
     if not isinstance(doc, dict) or not isinstance(doc.get("steps"), list):
-        raise PlanError("not a preview-shaped plan: expected a JSON object with a 'steps' list "
-                        "(from `clinops render` or `pulumi preview --json`)")  # fmt: skip
+        raise PlanError(
+            "not a preview-shaped plan: expected a JSON object with a 'steps' list "
+            "(from `clinops render` or `pulumi preview --json`)"
+        )
     resources: list[PlanResource] = []
     stack = project = ""
     for i, step in enumerate(doc["steps"]):
@@ -131,8 +135,10 @@ def _resource(i: int, urn: str, state: dict[str, Any]) -> PlanResource:
     if inputs is None:
         inputs = {}
     if not isinstance(inputs, dict):
-        raise PlanError(f"{where}: newState.inputs is a {type(inputs).__name__}, not an object; fix: re-create "
-                        "the plan with `clinops render` or `pulumi preview --json`")  # fmt: skip
+        raise PlanError(
+            f"{where}: newState.inputs is a {type(inputs).__name__}, not an object; fix: re-create "
+            "the plan with `clinops render` or `pulumi preview --json`"
+        )
     resource_type = state.get("type")
     if not isinstance(resource_type, str) or not resource_type:
         raise PlanError(f"{where}: newState.type is missing or not a string")
@@ -192,8 +198,10 @@ def load_plan(path: Path) -> tuple[Plan, str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PlanError(f"{path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); fix: "
-                        "write the plan with `pulumi preview --json > FILE` or `clinops render`") from None  # fmt: skip
+        raise PlanError(
+            f"{path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); fix: "
+            "write the plan with `pulumi preview --json > FILE` or `clinops render`"
+        ) from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -48,12 +48,22 @@ RESTRICTED_PORTS = (20, 21, 3389, 3306, 4333)
 
 # Pack rules that judge the account or runtime state, not a resource a plan declares.
 ACCOUNT_LEVEL = (
-    "access-keys-rotated", "cloudtrail-enabled", "ec2-ebs-encryption-by-default", "guardduty-enabled-centralized",
-    "iam-password-policy", "iam-root-access-key-check", "iam-user-mfa-enabled", "iam-user-unused-credentials-check",
-    "mfa-enabled-for-iam-console-access", "root-account-hardware-mfa-enabled", "root-account-mfa-enabled",
-    "s3-account-level-public-access-blocks-periodic", "securityhub-enabled", "annual-risk-assessment-performed",
+    "access-keys-rotated",
+    "cloudtrail-enabled",
+    "ec2-ebs-encryption-by-default",
+    "guardduty-enabled-centralized",
+    "iam-password-policy",
+    "iam-root-access-key-check",
+    "iam-user-mfa-enabled",
+    "iam-user-unused-credentials-check",
+    "mfa-enabled-for-iam-console-access",
+    "root-account-hardware-mfa-enabled",
+    "root-account-mfa-enabled",
+    "s3-account-level-public-access-blocks-periodic",
+    "securityhub-enabled",
+    "annual-risk-assessment-performed",
     "kms-cmk-not-scheduled-for-deletion",
-)  # fmt: skip
+)
 
 Verdict = Callable[[Plan, PlanResource], str | None]  # the NON_COMPLIANT reason, or None when compliant
 

@@ -108,21 +108,30 @@ def _judge_principals(stack: StackView, findings: Findings, resource: PolicyReso
             findings.fail(resource, f"{resource.name} statement {sid}: {problem}")
 
 
-@rule(id="CLIN-RES-001", title="SNS topic policies admit no public or foreign principal", severity="high",
-      controls=(ACCESS_CONTROL,), types=(TOPIC_POLICY,), config=("platformAccounts",),
-      fix="Allow only this platform's accounts, or service principals with an aws:SourceAccount "
-          "condition.")  # fmt: skip
+@rule(
+    id="CLIN-RES-001",
+    title="SNS topic policies admit no public or foreign principal",
+    severity="high",
+    controls=(ACCESS_CONTROL,),
+    types=(TOPIC_POLICY,),
+    config=("platformAccounts",),
+    fix="Allow only this platform's accounts, or service principals with an aws:SourceAccount condition.",
+)
 def topic_policy_principals(stack: StackView, findings: Findings) -> None:
     """A public topic policy lets anyone publish forged alarms (or subscribe to them)."""
     for policy in stack.of_type(TOPIC_POLICY):
         _judge_principals(stack, findings, policy, "policy")
 
 
-@rule(id="CLIN-RES-002", title="Model package group policies grant other platform accounts read-only access",
-      severity="critical", controls=(ACCESS_CONTROL, WORKFORCE_SECURITY), types=(GROUP_POLICY,),
-      config=("platformAccounts",),
-      fix="Grant only sagemaker:Describe*/List* on the group and its packages, to the platform's "
-          "accounts.")  # fmt: skip
+@rule(
+    id="CLIN-RES-002",
+    title="Model package group policies grant other platform accounts read-only access",
+    severity="critical",
+    controls=(ACCESS_CONTROL, WORKFORCE_SECURITY),
+    types=(GROUP_POLICY,),
+    config=("platformAccounts",),
+    fix="Grant only sagemaker:Describe*/List* on the group and its packages, to the platform's accounts.",
+)
 def model_package_group_policies(stack: StackView, findings: Findings) -> None:
     """A foreign account, or a write action such as UpdateModelPackage, would let someone approve a model."""
     for policy in stack.of_type(GROUP_POLICY):
@@ -134,18 +143,27 @@ def model_package_group_policies(stack: StackView, findings: Findings) -> None:
                 findings.fail(policy, f"{policy.name} statement {statement.get('Sid') or i} allows NotAction")
             writes = [str(a) for a in as_list(statement.get("Action")) if not READ_ONLY_ACTIONS.match(str(a))]
             if writes:
-                findings.fail(policy, f"{policy.name} statement {statement.get('Sid') or i} allows "
-                              f"{', '.join(writes)}: more than reading the registry")  # fmt: skip
+                findings.fail(
+                    policy,
+                    f"{policy.name} statement {statement.get('Sid') or i} allows "
+                    f"{', '.join(writes)}: more than reading the registry",
+                )
 
 
 def _is_gateway(props: dict[str, Any]) -> bool:
     return props.get("vpcEndpointType") == "Gateway"
 
 
-@rule(id="CLIN-NET-008", title="Interface VPC endpoint policies admit only the platform's accounts",
-      severity="high", controls=(ACCESS_CONTROL, TRANSMISSION), types=(VPC_ENDPOINT,), config=("platformAccounts",),
-      fix="Give each interface endpoint a policy whose Allow statements carry an aws:PrincipalAccount condition "
-          "listing the platform accounts.")  # fmt: skip
+@rule(
+    id="CLIN-NET-008",
+    title="Interface VPC endpoint policies admit only the platform's accounts",
+    severity="high",
+    controls=(ACCESS_CONTROL, TRANSMISSION),
+    types=(VPC_ENDPOINT,),
+    config=("platformAccounts",),
+    fix="Give each interface endpoint a policy whose Allow statements carry an aws:PrincipalAccount condition "
+    "listing the platform accounts.",
+)
 def interface_endpoint_policies(stack: StackView, findings: Findings) -> None:
     """Without a policy an endpoint is a path for any AWS credentials (a stolen foreign key) out of the VPC."""
     for endpoint in stack.of_type(VPC_ENDPOINT):
@@ -158,10 +176,16 @@ def interface_endpoint_policies(stack: StackView, findings: Findings) -> None:
         _judge_principals(stack, findings, endpoint, "policy")
 
 
-@rule(id="CLIN-NET-009", title="The S3 gateway endpoint reaches only named buckets", severity="high",
-      controls=(ACCESS_CONTROL, TRANSMISSION), types=(VPC_ENDPOINT,), config=("platformAccounts",),
-      fix="List the platform's bucket ARNs (and the ECR layer bucket) in the gateway endpoint policy's Resource; "
-          "no '*' and no bucket wildcard.")  # fmt: skip
+@rule(
+    id="CLIN-NET-009",
+    title="The S3 gateway endpoint reaches only named buckets",
+    severity="high",
+    controls=(ACCESS_CONTROL, TRANSMISSION),
+    types=(VPC_ENDPOINT,),
+    config=("platformAccounts",),
+    fix="List the platform's bucket ARNs (and the ECR layer bucket) in the gateway endpoint policy's Resource; "
+    "no '*' and no bucket wildcard.",
+)
 def s3_gateway_endpoint_policy(stack: StackView, findings: Findings) -> None:
     """An open S3 gateway endpoint lets a compromised job copy PHI to any bucket in the world."""
     for endpoint in stack.of_type(VPC_ENDPOINT):
@@ -183,10 +207,15 @@ def s3_gateway_endpoint_policy(stack: StackView, findings: Findings) -> None:
                     findings.fail(endpoint, f"S3 gateway endpoint statement {sid} allows {arn}: not a named bucket")
 
 
-@rule(id="CLIN-SM-006", title="Endpoints capture inputs and outputs for monitoring", severity="high",
-      controls=(AUDIT,), types=(ENDPOINT_CONFIG,),
-      fix="Set data_capture_config.enable_capture=True with capture_options Input and Output and a "
-          "sampling percentage above 0.")  # fmt: skip
+@rule(
+    id="CLIN-SM-006",
+    title="Endpoints capture inputs and outputs for monitoring",
+    severity="high",
+    controls=(AUDIT,),
+    types=(ENDPOINT_CONFIG,),
+    fix="Set data_capture_config.enable_capture=True with capture_options Input and Output and a "
+    "sampling percentage above 0.",
+)
 def data_capture_on(stack: StackView, findings: Findings) -> None:
     """Without capture, drift and quality monitoring see nothing and the circuit breaker never trips on them."""
     for config in stack.of_type(ENDPOINT_CONFIG):
@@ -199,17 +228,24 @@ def data_capture_on(stack: StackView, findings: Findings) -> None:
             continue
         modes = {dig(o, "captureMode") for o in as_list(capture.get("captureOptions"))}
         if not {"Input", "Output"} <= modes:
-            findings.fail(config, f"endpoint configuration '{config.name}' captures {sorted(map(str, modes))}, "
-                          "not both Input and Output")  # fmt: skip
+            findings.fail(
+                config,
+                f"endpoint configuration '{config.name}' captures {sorted(map(str, modes))}, not both Input and Output",
+            )
         sampling = capture.get("initialSamplingPercentage")
         if isinstance(sampling, int | float) and sampling <= 0:
             findings.fail(config, f"endpoint configuration '{config.name}' samples {sampling}% of requests")
 
 
-@rule(id="CLIN-SM-007", title="Studio never shares notebook output", severity="high",
-      controls=(ACCESS_CONTROL,), types=(DOMAIN, USER_PROFILE),
-      fix="Set sharing_settings.notebook_output_option='Disabled' in the domain's default user settings and "
-          "in every user profile.")  # fmt: skip
+@rule(
+    id="CLIN-SM-007",
+    title="Studio never shares notebook output",
+    severity="high",
+    controls=(ACCESS_CONTROL,),
+    types=(DOMAIN, USER_PROFILE),
+    fix="Set sharing_settings.notebook_output_option='Disabled' in the domain's default user settings and "
+    "in every user profile.",
+)
 def studio_notebook_sharing(stack: StackView, findings: Findings) -> None:
     """Shared notebook snapshots copy cell outputs (PHI) to S3 and to anyone holding the link."""
     for resource, path in [(d, "defaultUserSettings") for d in stack.of_type(DOMAIN)] + [
@@ -224,10 +260,15 @@ def studio_notebook_sharing(stack: StackView, findings: Findings) -> None:
             findings.fail(resource, f"user profile '{resource.name}' allows notebook output sharing ({option})")
 
 
-@rule(id="CLIN-SM-008", title="MLflow never registers models automatically", severity="critical",
-      controls=(INTEGRITY, WORKFORCE_SECURITY), types=(MLFLOW,),
-      fix="Set automatic_model_registration=False: models reach the registry only through the gated "
-          "registration step, pending manual approval.")  # fmt: skip
+@rule(
+    id="CLIN-SM-008",
+    title="MLflow never registers models automatically",
+    severity="critical",
+    controls=(INTEGRITY, WORKFORCE_SECURITY),
+    types=(MLFLOW,),
+    fix="Set automatic_model_registration=False: models reach the registry only through the gated "
+    "registration step, pending manual approval.",
+)
 def mlflow_no_auto_registration(stack: StackView, findings: Findings) -> None:
     """Automatic registration puts every logged model in the SageMaker registry, past the gated pipeline step."""
     for server in stack.of_type(MLFLOW):
@@ -238,10 +279,16 @@ def mlflow_no_auto_registration(stack: StackView, findings: Findings) -> None:
             findings.fail(server, f"MLflow server '{server.name}' registers models automatically")
 
 
-@rule(id="CLIN-AUD-005", title="The evidence bucket survives a destroy", severity="critical",
-      controls=(AUDIT, INTEGRITY), reads=(OBJECT_LOCK,), types=(BUCKET,), config=("environment",),
-      fix="Keep force_destroy=False on the evidence bucket and, in prod, retain_on_delete=True and "
-          "protect=True on it.")  # fmt: skip
+@rule(
+    id="CLIN-AUD-005",
+    title="The evidence bucket survives a destroy",
+    severity="critical",
+    controls=(AUDIT, INTEGRITY),
+    reads=(OBJECT_LOCK,),
+    types=(BUCKET,),
+    config=("environment",),
+    fix="Keep force_destroy=False on the evidence bucket and, in prod, retain_on_delete=True and protect=True on it.",
+)
 def evidence_bucket_kept(stack: StackView, findings: Findings) -> None:
     """forceDestroy empties the bucket on `pulumi destroy`; without retain-on-delete prod evidence goes with it."""
     evidence = {b.urn for lock in stack.of_type(OBJECT_LOCK) for b in stack.refs(lock, "bucket", BUCKET)}
@@ -263,13 +310,23 @@ def evidence_bucket_kept(stack: StackView, findings: Findings) -> None:
 
 def _instances(stack: StackView, endpoint: PolicyResource) -> int:
     configs = stack.refs(endpoint, "endpointConfigName", ENDPOINT_CONFIG)
-    return sum(v.get("initialInstanceCount") or 0 for c in configs
-               for v in as_list(stack.props(c).get("productionVariants")) if isinstance(v, dict))  # fmt: skip
+    return sum(
+        v.get("initialInstanceCount") or 0
+        for c in configs
+        for v in as_list(stack.props(c).get("productionVariants"))
+        if isinstance(v, dict)
+    )
 
 
-@rule(id="CLIN-DEP-006", title="Canary and linear steps fit SageMaker's limits", severity="high",
-      controls=(CONTINGENCY,), reads=(ENDPOINT_CONFIG,), types=(ENDPOINT,),
-      fix="Keep canary_size at most 50% of the fleet and linear_step_size between 10% and 50%.")  # fmt: skip
+@rule(
+    id="CLIN-DEP-006",
+    title="Canary and linear steps fit SageMaker's limits",
+    severity="high",
+    controls=(CONTINGENCY,),
+    reads=(ENDPOINT_CONFIG,),
+    types=(ENDPOINT,),
+    fix="Keep canary_size at most 50% of the fleet and linear_step_size between 10% and 50%.",
+)
 def step_size_limits(stack: StackView, findings: Findings) -> None:
     """SageMaker rejects the update (the release fails mid-deploy) when a step exceeds its documented limit."""
     for endpoint in stack.of_type(ENDPOINT):
@@ -300,13 +357,21 @@ def step_size_limits(stack: StackView, findings: Findings) -> None:
         )
         if not within:
             shown = f"{value}%" if kind == "CAPACITY_PERCENT" else f"{value} of {instances} instances"
-            findings.fail(endpoint, f"endpoint '{endpoint.name}' {mode} step is {shown}; SageMaker accepts "
-                          f"{'at most 50%' if mode == 'CANARY' else '10-50%'} of the fleet")  # fmt: skip
+            findings.fail(
+                endpoint,
+                f"endpoint '{endpoint.name}' {mode} step is {shown}; SageMaker accepts "
+                f"{'at most 50%' if mode == 'CANARY' else '10-50%'} of the fleet",
+            )
 
 
-@rule(id="CLIN-DEP-007", title="Canary and linear deployments bake before shifting more traffic",
-      severity="high", controls=(CONTINGENCY,), types=(ENDPOINT,),
-      fix="Set wait_interval_in_seconds above 0 (at least the rollback alarms' detection time).")  # fmt: skip
+@rule(
+    id="CLIN-DEP-007",
+    title="Canary and linear deployments bake before shifting more traffic",
+    severity="high",
+    controls=(CONTINGENCY,),
+    types=(ENDPOINT,),
+    fix="Set wait_interval_in_seconds above 0 (at least the rollback alarms' detection time).",
+)
 def bake_is_not_zero(stack: StackView, findings: Findings) -> None:
     """A wait of 0 shifts all traffic before any alarm could fire: the canary protects nobody."""
     for endpoint in stack.of_type(ENDPOINT):
@@ -320,6 +385,15 @@ def bake_is_not_zero(stack: StackView, findings: Findings) -> None:
             findings.fail(endpoint, f"endpoint '{endpoint.name}' waits {wait} s between traffic steps")
 
 
-RULES = (topic_policy_principals, model_package_group_policies, interface_endpoint_policies,
-         s3_gateway_endpoint_policy, data_capture_on, studio_notebook_sharing, mlflow_no_auto_registration,
-         evidence_bucket_kept, step_size_limits, bake_is_not_zero)  # fmt: skip
+RULES = (
+    topic_policy_principals,
+    model_package_group_policies,
+    interface_endpoint_policies,
+    s3_gateway_endpoint_policy,
+    data_capture_on,
+    studio_notebook_sharing,
+    mlflow_no_auto_registration,
+    evidence_bucket_kept,
+    step_size_limits,
+    bake_is_not_zero,
+)

@@ -70,15 +70,29 @@ class InferenceService:
             self.log.event("model_unavailable", endpoint=self.log.endpoint, reason=str(exc))
             return
         model = self.model
-        self.log.event("model_loaded", endpoint=self.log.endpoint, model=model.name, model_version=model.version,
-                       scoring=model.scorer.path, note=model.scoring_note, load_seconds=model.load_seconds,
-                       warnings=list(model.warnings))  # fmt: skip
+        self.log.event(
+            "model_loaded",
+            endpoint=self.log.endpoint,
+            model=model.name,
+            model_version=model.version,
+            scoring=model.scorer.path,
+            note=model.scoring_note,
+            load_seconds=model.load_seconds,
+            warnings=list(model.warnings),
+        )
 
     def ping(self) -> Answer:
         if self.model is None:
             return Answer(503, {"status": "unhealthy", "reason": self.unavailable_reason})
-        return Answer(200, {"status": "healthy", "model": self.model.name, "model_version": self.model.version,
-                            "scoring": self.model.scorer.path})  # fmt: skip
+        return Answer(
+            200,
+            {
+                "status": "healthy",
+                "model": self.model.name,
+                "model_version": self.model.version,
+                "scoring": self.model.scorer.path,
+            },
+        )
 
     def problems_answer(self, error: ClientError) -> Answer:
         listed = [p.as_dict() for p in error.problems[: self.settings.max_listed_problems]]
@@ -97,8 +111,13 @@ class InferenceService:
         valid = np.isfinite(scores) & (scores >= 0.0) & (scores <= 1.0)
         shown = [float(s) if ok else None for s, ok in zip(scores.tolist(), valid.tolist(), strict=True)]
         flags = [None if s is None else s >= model.threshold for s in shown]
-        body_out = {"model": model.name, "model_version": model.version, "scores": shown,
-                    "threshold": model.threshold, "flags": flags}  # fmt: skip
+        body_out = {
+            "model": model.name,
+            "model_version": model.version,
+            "scores": shown,
+            "threshold": model.threshold,
+            "flags": flags,
+        }
         return Answer(200, body_out, rows=len(shown), invalid_scores=int((~valid).sum()))
 
 
@@ -205,19 +224,28 @@ class InferenceHandler(BaseHTTPRequestHandler):
         try:
             answer = self._answer(service, model)
         except Exception as exc:  # a fault of this server, never of the request
-            service.log.event("server_fault", endpoint=service.log.endpoint, error=type(exc).__name__,
-                              where=[f"{Path(f.filename).name}:{f.lineno} in {f.name}"
-                                     for f in traceback.extract_tb(exc.__traceback__)])  # fmt: skip
+            service.log.event(
+                "server_fault",
+                endpoint=service.log.endpoint,
+                error=type(exc).__name__,
+                where=[
+                    f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in traceback.extract_tb(exc.__traceback__)
+                ],
+            )
             answer = Answer(500, {"error": "Internal Server Error"})
         if answer.status >= 400 and not self._body_read:
             self._reject_unread(answer.status, answer.body, {"Allow": "POST"} if answer.status == 405 else None)
         else:
             self._send(answer.status, answer.body)
         service.log.invocation(
-            model=model.name if model else None, model_version=model.version if model else None,
-            status=answer.status, rows=answer.rows, invalid_scores=answer.invalid_scores,
-            latency_ms=(time.perf_counter() - started) * 1000, problems=answer.problems,
-        )  # fmt: skip
+            model=model.name if model else None,
+            model_version=model.version if model else None,
+            status=answer.status,
+            rows=answer.rows,
+            invalid_scores=answer.invalid_scores,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            problems=answer.problems,
+        )
 
     def _answer(self, service: InferenceService, model: ServedModel | None) -> Answer:
         if model is None:
@@ -258,8 +286,9 @@ def build_server(settings: ServerSettings, log: EventLog | None = None) -> Infer
     return InferenceServer((settings.host, settings.port), service)
 
 
-def serve(settings: ServerSettings, log: EventLog | None = None,
-          on_ready: Callable[[InferenceServer], None] | None = None) -> None:  # fmt: skip
+def serve(
+    settings: ServerSettings, log: EventLog | None = None, on_ready: Callable[[InferenceServer], None] | None = None
+) -> None:
     """Serve until SIGTERM or SIGINT (SageMaker stops a container with SIGTERM). Owns the process: sets its
     thread pools and garbage collector for serving."""
     from threadpoolctl import threadpool_limits

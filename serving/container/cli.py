@@ -24,18 +24,27 @@ app = typer.Typer(add_completion=False, help="Serve a model bundle behind SageMa
 
 @app.command()
 def serve(
-    local: Annotated[str | None, typer.Option("--local", metavar="MODEL",
-                                              help="bundle directory, pipeline run directory, models:/NAME/VERSION "
-                                                   "or a model name (its newest local pipeline run)")] = None,
+    local: Annotated[
+        str | None,
+        typer.Option(
+            "--local",
+            metavar="MODEL",
+            help="bundle directory, pipeline run directory, models:/NAME/VERSION "
+            "or a model name (its newest local pipeline run)",
+        ),
+    ] = None,
     port: Annotated[int, typer.Option(min=0, max=65535, help="port on 127.0.0.1 (0: any free port)")] = 8080,
     out: Annotated[Path, typer.Option(help="the pipeline's output directory (runs and MLflow store)")] = Path("out"),
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for models:/ (default: OUT/mlflow)")]
-    = None,
-) -> None:  # fmt: skip
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI for models:/ (default: OUT/mlflow)")
+    ] = None,
+) -> None:
     """Serve MODEL on http://127.0.0.1:PORT (/ping, /invocations) until Ctrl-C."""
     if local is None:
-        typer.echo("error: only --local MODEL serving starts here; on SageMaker the image's entrypoint serves "
-                   "/opt/ml/model", err=True)  # fmt: skip
+        typer.echo(
+            "error: only --local MODEL serving starts here; on SageMaker the image's entrypoint serves /opt/ml/model",
+            err=True,
+        )
         raise typer.Exit(EXIT_UNUSABLE)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     scratch = Path(tempfile.mkdtemp(prefix="clinops-serve-"))
@@ -53,8 +62,11 @@ def serve(
         host, bound = server.server_address[:2]
         model, reason = server.service.model, server.service.unavailable_reason
         state = f"{model.name} {model.version}" if model else f"NO MODEL ({reason})"
-        typer.echo(f"serving {state} from {located.source}\n  http://{host}:{bound}/ping  "
-                   f"http://{host}:{bound}/invocations  (Ctrl-C stops)", err=True)  # fmt: skip
+        typer.echo(
+            f"serving {state} from {located.source}\n  http://{host}:{bound}/ping  "
+            f"http://{host}:{bound}/invocations  (Ctrl-C stops)",
+            err=True,
+        )
 
     try:
         run_server(settings, on_ready=announce)

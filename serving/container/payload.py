@@ -90,8 +90,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise ClientError.about_body(400, "duplicate field in a JSON object: which value to score is "
-                                                  "ambiguous", shown_name(key))  # fmt: skip
+                raise ClientError.about_body(
+                    400, "duplicate field in a JSON object: which value to score is ambiguous", shown_name(key)
+                )
             seen.add(key)
     return record
 
@@ -100,8 +101,9 @@ def read_json(body: bytes, max_rows: int) -> Records:
     try:
         document = json.loads(_text(body), parse_constant=_no_constants, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
-        raise ClientError.about_body(400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column "
-                                          f"{exc.colno}") from None  # fmt: skip
+        raise ClientError.about_body(
+            400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     except RecursionError:
         raise ClientError.about_body(400, "body is not valid JSON: nested too deeply") from None
     except ValueError as exc:  # NaN/Infinity, or an integer literal with too many digits
@@ -116,8 +118,9 @@ def read_json(body: bytes, max_rows: int) -> Records:
     elif isinstance(document, dict):
         document = [document]
     elif not isinstance(document, list):
-        raise ClientError.about_body(400, 'expected a JSON object (one record), a list of records, or '
-                                          '{"instances": [records]}')  # fmt: skip
+        raise ClientError.about_body(
+            400, 'expected a JSON object (one record), a list of records, or {"instances": [records]}'
+        )
     _check_count(len(document), max_rows)
     return Records(document)
 
@@ -127,8 +130,9 @@ def read_csv(body: bytes, max_rows: int) -> CsvTable:
     try:
         lines = [line for line in reader if line]
     except csv.Error as exc:
-        raise ClientError.about_body(400, f"body is not valid CSV at line {reader.line_num}: "
-                                          f"{str(exc).split(':')[0]}") from None  # fmt: skip
+        raise ClientError.about_body(
+            400, f"body is not valid CSV at line {reader.line_num}: {str(exc).split(':')[0]}"
+        ) from None
     if not lines:
         raise ClientError.about_body(400, "the CSV body has no lines")
     _check_count(len(lines) - 1, max_rows)

@@ -55,9 +55,14 @@ def run(stack: str, staged_root: Path, options: GateOptions) -> GateResult:
     text = dumps(plan)
     try:
         verdict = run_gate(
-            parse_plan(plan), text, engines=options.engines, exceptions_path=options.exceptions_path or DEFAULT_PATH,
-            today=options.today, stack=stack, stack_root=staged_root,
-        )  # fmt: skip
+            parse_plan(plan),
+            text,
+            engines=options.engines,
+            exceptions_path=options.exceptions_path or DEFAULT_PATH,
+            today=options.today,
+            stack=stack,
+            stack_root=staged_root,
+        )
     except ConfigError as exc:
         raise UnusableInput(str(exc)) from None
     except (ExceptionsFileError, PlanError) as exc:

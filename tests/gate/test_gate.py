@@ -198,8 +198,10 @@ def test_isolation_waiver_does_not_absorb_removing_vpc_config() -> None:
 
 def test_pattern_waiver_beyond_its_count_waives_nothing(tmp_path: Path) -> None:
     doc = weakened()
-    reviewed = ["bucket 'access-logs' default encryption is AES256, not SSE-KMS",
-                "bucket 'data-capture' default encryption is AES256, not SSE-KMS"]  # fmt: skip
+    reviewed = [
+        "bucket 'access-logs' default encryption is AES256, not SSE-KMS",
+        "bucket 'data-capture' default encryption is AES256, not SSE-KMS",
+    ]
     path = exceptions_file(tmp_path, resource="*$aws:s3/bucket:Bucket::*", maxResources=1, findings=reviewed)
     assert gate(doc, path).passed
     for step in doc["steps"]:  # a second bucket the pattern matches, with the same kind of finding
@@ -325,10 +327,15 @@ def test_findings_on_a_single_check_engine_must_equal_its_message(tmp_path: Path
     reviewed = "predicted NON_COMPLIANT: bucket 'access-logs' has no server access logging"
     for findings, waived in (([reviewed], True), (["bucket 'access-logs' is fine"], False)):
         path = tmp_path / "exceptions.yaml"
-        entry = {"engine": "aws-config", "rule": "s3-bucket-logging-enabled",
-                 "resource": "*$aws:s3/bucket:Bucket::access-logs", "findings": findings,
-                 "reason": "log target", "owner": "platform",
-                 "expires": (dt.date.today() + dt.timedelta(days=30)).isoformat()}  # fmt: skip
+        entry = {
+            "engine": "aws-config",
+            "rule": "s3-bucket-logging-enabled",
+            "resource": "*$aws:s3/bucket:Bucket::access-logs",
+            "findings": findings,
+            "reason": "log target",
+            "owner": "platform",
+            "expires": (dt.date.today() + dt.timedelta(days=30)).isoformat(),
+        }
         path.write_text(yaml.safe_dump({"exceptions": [entry]}))
         verdict = run_gate(parse_plan(doc), dumps(doc), engines=["aws-config"], exceptions_path=path)
         logging = [
