@@ -35,8 +35,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from serving.drift.baseline import parse_baseline  # noqa: E402 - the repo root goes on sys.path first
-from serving.drift.detect import detect_drift  # noqa: E402
+from pipelines.monitoring.drift.baseline import parse_baseline  # noqa: E402 - the repo root goes on sys.path first
+from pipelines.monitoring.drift.detect import detect_drift  # noqa: E402
 
 BENCH_VENV = ROOT / ".venv-bench"
 SHIFTED = {"mean_shift_0_2sd", "spread_x1_3", "creatinine_unit_x88_4", "payer_mix_change"}
@@ -106,7 +106,7 @@ def _peak_mb() -> float:
 
 
 def run_clinops(reference_path: Path, current_path: Path) -> dict[str, Any]:
-    from serving.drift.baseline import baseline_from_frame
+    from pipelines.monitoring.drift.baseline import baseline_from_frame
 
     reference = pd.read_parquet(reference_path)
     numeric = [c for c in reference.columns if c not in CATEGORIES]

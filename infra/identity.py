@@ -12,6 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from clinops.names import PERSONAS
 from infra.base import Platform, Statement, allow, deny, policy_document, vpc_network_interface_statements
 
 # Approval is a change of a model package's status: only the approver persona may make it.
@@ -37,8 +38,6 @@ DEPLOY_ACTIONS = [
     "sagemaker:DeleteEndpoint",
 ]
 KEY_USE = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
-
-PERSONAS = ("execution", "author", "approver", "deployer")
 
 
 @dataclass(frozen=True)

@@ -8,18 +8,18 @@ from clinops.config import StackConfig
 from infra.alerts import Alerts
 from infra.audit import Audit, AuditArgs
 from infra.base import Platform
+from infra.drift_monitoring import DriftMonitoring, DriftMonitoringArgs
+from infra.endpoint import EndpointArgs, ModelEndpoint
+from infra.guardrails import GuardrailArgs, Guardrails
 from infra.identity import Grants, Identity
 from infra.keys import Keys, KeyUsers
+from infra.model_monitoring import ModelMonitoring
 from infra.network import Network, NetworkArgs
 from infra.registry import STEPS_REPOSITORY, Registry, image_uri
 from infra.storage import Storage, StorageKeys
 from infra.studio import Studio, StudioArgs
 from infra.tracking import Tracking
-from pipelines.cloud import PipelineArgs, TrainingPipelines
-from serving.drift.cloud import DriftMonitoring, DriftMonitoringArgs
-from serving.endpoint import EndpointArgs, ModelEndpoint
-from serving.guardrails import GuardrailArgs, Guardrails
-from serving.monitoring import ModelMonitoring
+from infra.training_pipelines import PipelineArgs, TrainingPipelines
 
 # Image tag of the step and inference images built by CI for this revision (immutable tags).
 PIPELINE_IMAGE_TAG = "1.0.0"

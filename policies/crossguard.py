@@ -70,8 +70,8 @@ def policy_config_for(stack_config: StackConfig) -> dict[str, dict[str, Any]]:
 def policy_config_from_plan(plan: Plan) -> dict[str, dict[str, Any]]:
     """The same document, derived from the stack config a plan carries (no validation: secure defaults)."""
     values = plan.platform_config()
-    tags = values.get("tags") if isinstance(values.get("tags"), dict) else {}
-    accounts = values.get("accounts") if isinstance(values.get("accounts"), dict) else {}
+    tags = raw_tags if isinstance(raw_tags := values.get("tags"), dict) else {}
+    accounts = raw_accounts if isinstance(raw_accounts := values.get("accounts"), dict) else {}
     facts = _facts(
         values.get("environment"),
         tags.get("dataClassification"),

@@ -169,7 +169,7 @@ def run_gates(
     stack's config file under `stack_root` (`bind_stack`)."""
     for (plan, _), stack in zip(plans, stacks or [None] * len(plans), strict=True):
         bind_stack(plan, stack, stack_root)
-    waivers, problems = load(exceptions_path, today)
+    waivers, problems = load(exceptions_path, today, engines=tuple(ENGINES))
     batch = [plan for plan, _ in plans]
     with ThreadPoolExecutor(max_workers=1) as pool:
         background = {name: pool.submit(_run_engine, name, batch) for name in engines if name == "cdk-nag"}

@@ -12,7 +12,7 @@ SEVERITY_ORDER: dict[str, int] = {"critical": 0, "high": 1, "medium": 2, "low": 
 
 @dataclass(frozen=True)
 class CheckResult:
-    engine: str  # "clinops" | "checkov" | "cdk-nag"
+    engine: str  # a name registered in policies.gate.ENGINES
     rule_id: str
     title: str
     severity: Severity

@@ -42,7 +42,7 @@ def _accounts(stack: StackView) -> set[str]:
 def _pinned_accounts(statement: dict[str, Any]) -> set[str] | None:
     """Accounts a condition pins the request to (via ACCOUNT_KEYS or aws:SourceArn), None when unpinned."""
     pinned: set[str] = set()
-    condition = statement.get("Condition") if isinstance(statement.get("Condition"), dict) else {}
+    condition = raw if isinstance(raw := statement.get("Condition"), dict) else {}
     for operator, entries in condition.items():
         if not isinstance(entries, dict) or operator.startswith(("StringNot", "ArnNot", "ForAnyValue")):
             continue

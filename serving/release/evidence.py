@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from clinops.evidence import EvidenceEntry, EvidenceError, EvidenceKind, EvidenceLog, parse_s3_uri
-from serving.release.errors import EvidenceUnavailable, UnusableInput
+from clinops.exitcodes import EvidenceUnavailable, UnusableInput
 
 CHECK_RELEASE = "release"
 CHECK_DEPLOYMENT = "deployment"

@@ -7,15 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving.release.errors import GateFailed, UnusableInput
+from clinops.exitcodes import GateFailed, UnusableInput
 
-ALL_ENGINES = ("clinops", "checkov", "cdk-nag", "aws-config")  # policies.gate.ENGINES (a test checks)
 MAX_RECORDED_FINDINGS = 20  # evidence entries stay small; the full verdict is in the gate bundle
 
 
 @dataclass(frozen=True)
 class GateOptions:
-    engines: tuple[str, ...] = ALL_ENGINES
+    engines: tuple[str, ...] | None = None  # default: every engine policies.gate.ENGINES registers
     exceptions_path: Path | None = None  # default: policies/exceptions.yaml
     today: dt.date | None = None  # the date exceptions expire against (default: today)
 
@@ -43,11 +42,15 @@ class GateResult:
 def run(stack: str, staged_root: Path, options: GateOptions) -> GateResult:
     """Render the staged stack and gate it; GateFailed (exit 7) carries the verdict for the evidence."""
     from clinops.config import ConfigError
-    from clinops.render import dumps, render
+    from infra.render import dumps, render
     from policies.exceptions import DEFAULT_PATH, ExceptionsFileError
-    from policies.gate import run_gate
+    from policies.gate import ENGINES, run_gate
     from policies.plan import PlanError, parse_plan
 
+    engines = options.engines or tuple(ENGINES)
+    unknown = sorted(set(engines) - set(ENGINES))
+    if unknown:
+        raise UnusableInput(f"unknown gate engine(s) {', '.join(unknown)}; fix: --engine one of {', '.join(ENGINES)}")
     try:
         plan = render(stack, root=staged_root)
     except ConfigError as exc:
@@ -57,15 +60,13 @@ def run(stack: str, staged_root: Path, options: GateOptions) -> GateResult:
         verdict = run_gate(
             parse_plan(plan),
             text,
-            engines=options.engines,
+            engines=engines,
             exceptions_path=options.exceptions_path or DEFAULT_PATH,
             today=options.today,
             stack=stack,
             stack_root=staged_root,
         )
-    except ConfigError as exc:
-        raise UnusableInput(str(exc)) from None
-    except (ExceptionsFileError, PlanError) as exc:
+    except (ConfigError, ExceptionsFileError, PlanError) as exc:  # stack config, exceptions file, plan shape
         raise UnusableInput(str(exc)) from None
     blocking = [
         {"engine": j.result.engine, "rule": j.result.rule_id, "resource": j.result.urn, "message": j.result.message}
@@ -78,7 +79,7 @@ def run(stack: str, staged_root: Path, options: GateOptions) -> GateResult:
         for name in [(step["newState"].get("inputs") or {}).get("name")]
         if isinstance(name, str)
     )
-    result = GateResult(verdict.passed, verdict.plan_hash, tuple(options.engines), blocking, waivers, declared)
+    result = GateResult(verdict.passed, verdict.plan_hash, engines, blocking, waivers, declared)
     if not result.passed:
         rules = sorted({b["rule"] for b in blocking})
         raise GateFailed(

@@ -24,12 +24,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from serving.rollback.breaker import DEFAULT_COOLDOWN_SECONDS, IN_DEPLOYMENT
-from serving.rollback.events import iso, parse_time
-from serving.rollback.names import NONE, alarm_name, endpoint_name, last_known_good_parameter, pinned_parameter
-from serving.rollback.outputs import EvidenceSink
-from serving.rollback.state import SsmStateStore
-from serving.rollback.verified import check_verified
+from clinops.names import NONE, alarm_name, endpoint_name, last_known_good_parameter, pinned_parameter
+from serving.guardrails.breaker import DEFAULT_COOLDOWN_SECONDS, IN_DEPLOYMENT
+from serving.guardrails.events import iso, parse_time
+from serving.guardrails.outputs import EvidenceSink
+from serving.guardrails.state import SsmStateStore
+from serving.guardrails.verified import check_verified
 
 DEFAULT_ALARM_SIGNAL = "5xx-rate"
 DEFAULT_POLL_SECONDS = 10.0
@@ -57,6 +57,8 @@ class DrillWindow:
     def parse(cls, text: str) -> DrillWindow:
         """`2026-03-01T02:00Z/2026-03-01T04:00Z` (ISO 8601 interval, both ends with a time zone)."""
         first, _, second = text.partition("/")
+        start: datetime | None
+        end: datetime | None
         try:
             start, end = datetime.fromisoformat(first.strip()), datetime.fromisoformat(second.strip())
         except ValueError:

@@ -31,12 +31,12 @@ from botocore.exceptions import ClientError
 
 from clinops.config import StackConfig
 from clinops.models import ModelConfig
-from serving.rollback.breaker import IN_DEPLOYMENT
-from serving.rollback.events import iso
-from serving.rollback.names import config_name, endpoint_name
-from serving.rollback.outputs import EvidenceSink
-from serving.rollback.state import SsmStateStore
-from serving.rollback.verified import read_marker
+from clinops.names import config_name, endpoint_name
+from serving.guardrails.breaker import IN_DEPLOYMENT
+from serving.guardrails.events import iso
+from serving.guardrails.outputs import EvidenceSink
+from serving.guardrails.state import SsmStateStore
+from serving.guardrails.verified import read_marker
 
 MATCHES, ROLLED_BACK, BUSY, DIVERGED, NO_ENDPOINT, UNPINNED = (
     "matches",
@@ -132,7 +132,7 @@ def reconcile_model(
     clock: Callable[[], datetime],
 ) -> ReconcileResult:
     """Rewrite the pin to the configuration the endpoint serves after a rollback; ReconcileRefused otherwise."""
-    from serving.release.errors import ReleaseError
+    from clinops.exitcodes import ReleaseError
     from serving.release.stackfile import StackFileEdit
 
     status = inspect_pin(config, model, sagemaker)

@@ -3,15 +3,17 @@ shipped stacks pass (fixed in infra, or under a reviewed exception)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
-from clinops.render import dumps
+from infra.render import dumps
 from policies.engines.config_conformance import ENGINE, RULES, evaluate
-from policies.exceptions import DEFAULT_PATH
+from policies.exceptions import DEFAULT_PATH, load
 from policies.gate import ENGINES, run_gate
 from policies.plan import parse_plan
 from tests.conftest import rendered
@@ -94,20 +96,33 @@ def test_shipped_stacks_are_predicted_compliant_or_excepted(stack: str) -> None:
     assert "account-level rules not predictable" in report.notes[0]
 
 
-def test_rule_names_are_unique_and_the_engine_is_registered() -> None:
-    from clinops.cli import _DEFAULT_ENGINES
-    from serving.release.gate import ALL_ENGINES
+def test_rule_names_are_unique_and_the_engine_is_registered(tmp_path: Path) -> None:
+    from serving.release.gate import GateOptions
 
     assert len({r.name for r in RULES}) == len(RULES)
     assert ENGINE in ENGINES
-    assert tuple(ENGINES) == _DEFAULT_ENGINES == ALL_ENGINES
+    # One registry (policies.gate.ENGINES): the release gate defaults to it, the exceptions file accepts exactly it.
+    assert GateOptions().engines is None
+    entry = {
+        "engine": ENGINE,
+        "rule": "s3-bucket-logging-enabled",
+        "resource": "*$aws:s3/bucket:Bucket::access-logs",
+        "reason": "reviewed",
+        "owner": "platform",
+        "expires": (dt.date.today() + dt.timedelta(days=30)).isoformat(),
+    }
+    path = tmp_path / "exceptions.yaml"
+    path.write_text(yaml.safe_dump({"exceptions": [entry, {**entry, "engine": "trivy"}]}))
+    waivers, problems = load(path, engines=ENGINES)
+    assert [w.engine for w in waivers] == [ENGINE]
+    assert problems == [f"exceptions.yaml: exceptions[1]: engine 'trivy' is not one of {', '.join(ENGINES)}"]
 
 
 def test_prediction_lands_in_the_evidence_bundle(tmp_path: Path) -> None:
     import jsonschema
 
     from policies.bundle import write_bundle
-    from tests.gate.test_gate import SARIF_SCHEMA
+    from tests.policies.test_gate import SARIF_SCHEMA
 
     doc = rendered("prod")
     _no_insufficient_data_action(doc)
