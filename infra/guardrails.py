@@ -22,7 +22,13 @@ from clinops.names import BREAKER_ALARM_SUFFIXES
 from infra.base import Platform, allow, policy_document, service_trust, vpc_network_interface_statements
 from infra.logs import encrypted_log_group
 from serving.guardrails import permissions
-from serving.guardrails.events import approval_event_pattern, retraining_event_pattern
+from serving.guardrails.breaker import FUNCTION_TIMEOUT_SECONDS
+from serving.guardrails.events import (
+    RECONCILE_EVENT,
+    RECONCILE_SCHEDULE,
+    approval_event_pattern,
+    retraining_event_pattern,
+)
 
 RUNTIME = "python3.11"  # the layer's compiled wheels (pydantic-core) are built for CPython 3.11
 LAYER_ZIP = Path("build") / "lambda-deps.zip"
@@ -85,6 +91,9 @@ class Guardrails(pulumi.ComponentResource):
             self._on_events(
                 "circuit-breaker", retraining_event_pattern(cfg.stack, args.models, BREAKER_ALARM_SUFFIXES), breaker
             )
+            # Without an alarm event nothing would look again: the schedule recovers an interrupted rollback,
+            # confirms (or fails) one in flight and re-judges deferred and cooldown-refused alarms.
+            self._on_schedule("circuit-breaker-reconcile", RECONCILE_SCHEDULE, RECONCILE_EVENT, breaker)
         # Drift/quality alarms of every environment open retraining requests where the pipelines live.
         stacks = sorted({cfg.stack, *[s for s in ("dev", "staging", "prod") if getattr(cfg.accounts, s)]})
         retrain_pattern = {**retraining_event_pattern(cfg.stack, args.all_models)}
@@ -201,7 +210,7 @@ class Guardrails(pulumi.ComponentResource):
             tags=platform.tags(),
             opts=platform.child(self),
         )
-        return aws.lambda_.Function(
+        function = aws.lambda_.Function(
             purpose,
             name=fn_name,
             dead_letter_config={"target_arn": dlq.arn},
@@ -210,7 +219,7 @@ class Guardrails(pulumi.ComponentResource):
             code=self._code,
             layers=[self._layer.arn],
             role=role.arn,
-            timeout=120,
+            timeout=FUNCTION_TIMEOUT_SECONDS,  # the breaker's recovery waits this long before taking a call over
             memory_size=256,
             reserved_concurrent_executions=2,
             kms_key_arn=args.keys["logs"].arn,
@@ -220,6 +229,53 @@ class Guardrails(pulumi.ComponentResource):
             logging_config={"log_format": "JSON", "log_group": log_group.name},
             tags=platform.tags(**{"clinops:purpose": purpose}),
             opts=platform.child(self, depends_on=[log_group]),
+        )
+        # Any failed invocation pages: an AWS error, a lost evidence record or alert, an interrupted rollback
+        # (each raises after alerting) and a timeout or crash (which cannot alert by itself).
+        aws.cloudwatch.MetricAlarm(
+            f"{purpose}-errors",
+            name=f"{fn_name}-errors",
+            namespace="AWS/Lambda",
+            metric_name="Errors",
+            dimensions={"FunctionName": function.name},
+            statistic="Sum",
+            period=60,
+            evaluation_periods=1,
+            comparison_operator="GreaterThanThreshold",
+            threshold=0,
+            treat_missing_data="notBreaching",
+            alarm_description=f"{purpose} failed an invocation; see RUNBOOK.md (circuit breaker: failures)",
+            alarm_actions=[args.topic_arn],
+            tags=platform.tags(),
+            opts=platform.child(self),
+        )
+        return function
+
+    def _on_schedule(
+        self, purpose: str, schedule: str, payload: dict[str, str], function: aws.lambda_.Function
+    ) -> None:
+        platform = self._platform
+        rule = aws.cloudwatch.EventRule(
+            f"{purpose}-schedule",
+            name=f"{platform.prefix}-{purpose}",
+            schedule_expression=schedule,
+            tags=platform.tags(),
+            opts=platform.child(self),
+        )
+        aws.cloudwatch.EventTarget(
+            f"{purpose}-target",
+            rule=rule.name,
+            arn=function.arn,
+            input=json.dumps(payload, sort_keys=True),
+            opts=platform.child(self),
+        )
+        aws.lambda_.Permission(
+            f"{purpose}-invoke",
+            action="lambda:InvokeFunction",
+            function=function.name,
+            principal="events.amazonaws.com",
+            source_arn=rule.arn,
+            opts=platform.child(self),
         )
 
     def _on_events(self, purpose: str, pattern: dict[str, Any], function: aws.lambda_.Function) -> None:

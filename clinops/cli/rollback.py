@@ -144,7 +144,11 @@ def _clients(config: StackConfig) -> StackClients:
 def drill_rollback(
     stack: str = typer.Option(..., "--stack"),
     model: str = typer.Option(..., "--model"),
-    alarm: str | None = typer.Option(None, "--alarm", help="alarm to force (default: the model's 5xx-rate alarm)"),
+    alarm: str | None = typer.Option(
+        None,
+        "--alarm",
+        help="alarm to force (default: the model's score-drift alarm, the one that reaches only the breaker)",
+    ),
     timeout: int = typer.Option(900, "--timeout", min=60, help="seconds to wait for the last-known-good"),
     poll: float = typer.Option(10.0, "--poll", min=0.0, help="seconds between DescribeEndpoint calls"),
     window: str | None = typer.Option(
@@ -156,7 +160,7 @@ def drill_rollback(
     evidence: str = EVIDENCE_OPTION,
     root: Path | None = ROOT_OPTION,
 ) -> None:
-    """Force a rollback alarm, time the failover to the last-known-good, restore the alarm, record the result."""
+    """Force a breaker alarm, time the failover to the last-known-good, restore the alarm, record the result."""
     from serving.rollback.drill import DrillNotRecorded, DrillPlan, DrillRefused, DrillWindow, run_drill
 
     if now != (reason is not None):
@@ -272,7 +276,7 @@ def rollback_reconcile(
     failed = False
     for target in models:
         with _aws_errors():
-            status = inspect_pin(config, target, clients.sagemaker)
+            status = inspect_pin(config, target, clients.sagemaker, clients.ssm)
         if status.state in PASSING:
             console.print(f"ok  {target.name}: {status.message}", highlight=False)
         elif status.state == ROLLED_BACK and restore_reason is not None:

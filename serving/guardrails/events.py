@@ -58,6 +58,16 @@ def retraining_event_pattern(stack: str, models: list[str], signals: tuple[str, 
     }
 
 
+# The circuit breaker's schedule (an EventBridge schedule rule with this constant input): recover an interrupted
+# rollback, confirm or fail one in flight, re-judge pending alarms - without any alarm event arriving.
+RECONCILE_EVENT: dict[str, str] = {"source": "clinops.circuit-breaker", "action": "reconcile"}
+RECONCILE_SCHEDULE = "rate(5 minutes)"
+
+
+def is_reconcile_event(event: Any) -> bool:
+    return isinstance(event, dict) and all(event.get(k) == v for k, v in RECONCILE_EVENT.items())
+
+
 def parse_time(text: Any) -> datetime | None:
     """CloudWatch writes `2019-10-02T17:04:40.985+0000`, EventBridge `2019-10-02T17:04:40Z`."""
     if not isinstance(text, str) or not text:

@@ -64,7 +64,7 @@ def log_line(event: str, fields: Mapping[str, Any]) -> None:
 
 def s3_evidence_from_env(stack: str, env: Mapping[str, str] | None = None) -> EvidenceSink:
     """The stack's S3 evidence log, from EVIDENCE_BUCKET / EVIDENCE_PREFIX / EVIDENCE_KMS_KEY_ID. The Lambda asset
-    must bundle `clinops/evidence` and pydantic (see serving/rollback/__init__.py)."""
+    must bundle `clinops/evidence` and pydantic (see serving/guardrails/__init__.py)."""
     from clinops.evidence import EvidenceLog
 
     env = os.environ if env is None else env

@@ -71,6 +71,11 @@ BREAKER: list[Grant] = [
         resources=[f"{_SSM}/*/circuit-breaker"],
         why="the compare-and-set state record (nothing else: markers belong to verify)",
     ),
+    Grant(
+        actions=["cloudwatch:DescribeAlarms"],
+        resources=["arn:{partition}:cloudwatch:{region}:{account}:alarm:clinops-{stack}-*"],
+        why="the alarm's current state before acting: an ALARM delivered after its own OK is not obeyed",
+    ),
     *_ALERTS,
     *_EVIDENCE,
 ]

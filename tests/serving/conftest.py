@@ -18,6 +18,8 @@ from botocore.stub import Stubber
 
 from clinops.evidence import EvidenceLog
 from clinops.names import (
+    BREAKER_ALARM_SUFFIXES,
+    ROLLBACK_ALARM_SUFFIXES,
     config_name,
     endpoint_name,
     last_known_good_parameter,
@@ -117,14 +119,23 @@ class SageMakerDouble:
         self.describes.activate()
         self.queued_describes = 0
         self.update_calls: list[dict[str, Any]] = []
+        self.plans: list[tuple[bool, bool, Exception | None]] = []  # per UpdateEndpoint: (sent, lands, error)
         self.lock = threading.Lock()
 
-    def expect_update(self, params: dict[str, Any]) -> None:
+    def expect_update(self, params: dict[str, Any], *, lands: bool = True, then_raise: Exception | None = None) -> None:
+        """SageMaker accepts this UpdateEndpoint; `lands=False`: the deployment has not finished (queue the
+        DescribeEndpoint answers the test needs); `then_raise`: the answer is lost on the way back (a timeout)."""
         arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{params['EndpointName']}"
         self.updates.add_response("update_endpoint", {"EndpointArn": arn}, expected_params=params)
+        self.plans.append((True, lands, then_raise))
+
+    def lose_update(self, error: Exception) -> None:
+        """The UpdateEndpoint request never reaches SageMaker (connection error): nothing changes."""
+        self.plans.append((False, False, error))
 
     def fail_update(self, code: str, message: str) -> None:
         self.updates.add_client_error("update_endpoint", service_error_code=code, service_message=message)
+        self.plans.append((True, False, None))
 
     def queue_describe(self, status: str, version: int) -> None:
         self.queued_describes += 1
@@ -144,8 +155,14 @@ class SageMakerDouble:
     def update_endpoint(self, **params: Any) -> dict[str, Any]:
         with self.lock:
             self.update_calls.append(params)
+            sent, lands, error = self.plans.pop(0) if self.plans else (True, True, None)
+            if not sent and error is not None:
+                raise error
             answer = self.update_client.update_endpoint(**params)
-            self.world.serve(params["EndpointConfigName"])
+            if lands:
+                self.world.serve(params["EndpointConfigName"])
+            if error is not None:
+                raise error
         return answer
 
     def describe_endpoint(self, **params: Any) -> dict[str, Any]:
@@ -198,7 +215,24 @@ class World:
         self._alerts: list[dict[str, Any]] = []
 
     def clients(self) -> Clients:
-        return Clients(self.sagemaker, self.ssm, self.sns, self.evidence)
+        return Clients(self.sagemaker, self.ssm, self.sns, self.evidence, self.cloudwatch)
+
+    def set_alarm(self, signal: str, value: str = "ALARM", model: str = MODEL) -> str:
+        """The model's alarm for `signal` (created if missing) put into `value`, as CloudWatch would show it."""
+        name = f"{endpoint_name(STACK, model)}-{signal}"
+        if not self.cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]:
+            self.cloudwatch.put_metric_alarm(
+                AlarmName=name,
+                Namespace="clinops",
+                MetricName=signal,
+                Statistic="Maximum",
+                Period=60,
+                EvaluationPeriods=1,
+                Threshold=0.0,
+                ComparisonOperator="GreaterThanThreshold",
+            )
+        self.cloudwatch.set_alarm_state(AlarmName=name, StateValue=value, StateReason=f"test: {signal} {value}")
+        return name
 
     def add_config(self, version: int) -> None:
         name = config(version)
@@ -300,6 +334,8 @@ def world(aws: None, tmp_path: Path, clock: FakeClock, pool: dict[str, Any]) -> 
         w.verify(version)
     w.serve(config(4))
     w.record(pinned=4, last_known_good=3)
+    for signal in (*ROLLBACK_ALARM_SUFFIXES, *BREAKER_ALARM_SUFFIXES):  # as if each had fired: tests clear them
+        w.set_alarm(signal)
     yield w
     w.sagemaker.close()
 

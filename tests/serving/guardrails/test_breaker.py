@@ -59,16 +59,18 @@ def test_a_drift_alarm_rolls_back_to_the_verified_last_known_good_records_and_no
     assert decision.outcome is Outcome.ROLLED_BACK
     assert serving(world) == config(3)
     world.sagemaker.updates.assert_no_pending_responses()
-    [entry] = world.entries()
+    started, entry = world.entries()
+    assert started.details["outcome"] == "rolling-back" and started.details["phase"] == "updating"
+    assert started.reason.startswith(f"{ENDPOINT}-drift: Threshold Crossed")
     assert entry.actor == BREAKER_ROLE and entry.package_arn == package(3)
-    assert entry.reason.startswith(f"{ENDPOINT}-drift: Threshold Crossed")
-    assert entry.details["outcome"] == "rolled-back"
+    assert entry.details["outcome"] == "rolled-back" and entry.details["phase"] == "landed"
+    assert entry.details["rollback_id"] == "e-1"
     assert (entry.details["from_config"], entry.details["to_config"]) == (config(4), config(3))
-    [alert] = world.alerts()
+    _, alert = world.alerts()
     assert alert["outcome"] == "rolled-back" and alert["to_config"] == config(3)
     assert alert["evidence_seq"] == entry.seq
     recorded = state(world)
-    assert recorded["outcome"] == "rolled-back" and recorded["last_event_id"] == "e-1"
+    assert recorded["outcome"] == "rolled-back" and recorded["phase"] == "landed" and recorded["rollback_id"] == "e-1"
     assert (recorded["from"], recorded["to"]) == (config(4), config(3))
     assert recorded["last_action_at"] == "2026-03-01T02:00:30.000Z"
 
@@ -81,7 +83,7 @@ def test_a_duplicate_event_acts_once(world: World) -> None:
 
     assert (first.outcome, again.outcome) == (Outcome.ROLLED_BACK, Outcome.DUPLICATE)
     assert len(world.sagemaker.update_calls) == 1
-    assert len(world.entries()) == 1 and len(world.alerts()) == 1
+    assert len(world.entries()) == 2 and len(world.alerts()) == 2  # rolling-back, rolled-back: nothing more
 
 
 def test_a_duplicate_refusal_is_recorded_once(world: World) -> None:
@@ -100,7 +102,7 @@ def test_an_alarm_older_than_the_last_rollback_is_ignored_as_out_of_order(world:
     assert late.outcome is Outcome.STALE
     assert "before the last rollback" in late.reason
     assert len(world.sagemaker.update_calls) == 1 and serving(world) == config(4)
-    assert [e.details["outcome"] for e in world.entries()] == ["rolled-back", "stale"]
+    assert [e.details["outcome"] for e in world.entries()] == ["rolling-back", "rolled-back", "stale"]
 
 
 @pytest.mark.parametrize(
@@ -129,17 +131,27 @@ def test_the_longest_model_name_owns_an_alarm(world: World) -> None:
     assert decision.model == MODEL and decision.outcome is Outcome.ROLLED_BACK
 
 
-@pytest.mark.parametrize("status", ["Updating", "RollingBack", "SystemUpdating"])
-def test_mid_deployment_the_breaker_stands_aside_and_records_why(world: World, status: str) -> None:
+@pytest.mark.parametrize(
+    ("status", "signal", "owner"),
+    [
+        ("Updating", "drift", "not a SageMaker auto-rollback alarm"),
+        ("RollingBack", "quality", "not a SageMaker auto-rollback alarm"),
+        ("SystemUpdating", "5xx-rate", "SageMaker's auto-rollback acts on it if the running deployment lists it"),
+    ],
+)
+def test_mid_deployment_the_breaker_stands_aside_keeps_the_alarm_pending_and_alerts(
+    world: World, status: str, signal: str, owner: str
+) -> None:
     world.sagemaker.queue_describe(status, 5)
-    decision = run(world, alarm_event("e-1", f"{ENDPOINT}-5xx-rate"))
+    decision = run(world, alarm_event("e-1", f"{ENDPOINT}-{signal}"))
 
     assert decision.outcome is Outcome.DEFERRED
     assert world.sagemaker.update_calls == []
     [entry] = world.entries()
-    assert entry.details["outcome"] == "deferred-mid-deployment"
-    assert f"endpoint is {status}" in entry.details["explanation"] and "guardrails" in entry.details["explanation"]
-    assert world.alerts() == []  # the alarm already pages; SageMaker's auto-rollback owns the endpoint
+    assert entry.details["outcome"] == "deferred" and entry.details["pending"] == [f"{ENDPOINT}-{signal}"]
+    assert f"endpoint is {status}" in entry.details["explanation"] and owner in entry.details["explanation"]
+    assert world.alerts()[0]["outcome"] == "deferred"
+    assert [p["alarm"] for p in state(world)["pending"]] == [f"{ENDPOINT}-{signal}"]
 
 
 def test_no_last_known_good_recorded_is_refused_and_alerted(world: World) -> None:
@@ -190,11 +202,14 @@ def test_cooldown_refuses_a_second_switch_then_allows_it(world: World) -> None:
     world.clock.advance(600)
     flapping = run(world, alarm_event("e-2", at=world.clock()))
     assert flapping.outcome is Outcome.REFUSED and flapping.reason.startswith("cooldown")
+    assert world.alerts()[-1]["outcome"] == "refused"
 
     world.clock.advance(1800)
+    world.set_alarm("drift", "OK")  # e-2's alarm stopped firing: nothing to reconsider
     world.sagemaker.expect_update(ROLLBACK)
-    later = run(world, alarm_event("e-3", at=world.clock()))
+    later = run(world, alarm_event("e-3", f"{ENDPOINT}-quality", at=world.clock()))
     assert later.outcome is Outcome.ROLLED_BACK and len(world.sagemaker.update_calls) == 2
+    assert "e-2" in [e.details["event_id"] for e in world.entries() if e.details["outcome"] == "cleared"]
 
 
 def test_a_failed_update_is_recorded_and_does_not_claim_the_cooldown(world: World) -> None:
@@ -244,21 +259,17 @@ def test_the_lambda_handler_wires_settings_from_its_environment_and_fails_loudly
 
 
 class BarrierStore(SsmStateStore):
-    """Every thread's first read waits until all have read: they all decide on the same snapshot."""
+    """Every thread's first commit waits until all have decided: they all decide on the same snapshot."""
 
     def __init__(self, ssm: Any, parties: int) -> None:
         super().__init__(ssm)
         self.barrier, self.first = threading.Barrier(parties), threading.local()
         self.lock = threading.Lock()
 
-    def read(self, stack: str, model: str) -> Any:
-        snapshot = super().read(stack, model)
+    def commit(self, *args: Any) -> bool:
         if not getattr(self.first, "done", False):
             self.first.done = True
             self.barrier.wait(timeout=10)
-        return snapshot
-
-    def commit(self, *args: Any) -> bool:
         with self.lock:  # SSM orders writes to one parameter; moto's in-memory store needs the help
             return super().commit(*args)
 
@@ -267,11 +278,13 @@ class BarrierStore(SsmStateStore):
 @pytest.mark.parametrize("same_event", [False, True], ids=["two-alarms", "one-event-delivered-twice"])
 def test_two_concurrent_invocations_exactly_one_acts(world: World, same_event: bool, earlier_decision: bool) -> None:
     if earlier_decision:  # the race is then decided by version succession, not by ParameterAlreadyExists
-        world.sagemaker.queue_describe("Updating", 4)
-        assert run(world, alarm_event("e-0", at=T0 - timedelta(hours=1))).outcome is Outcome.DEFERRED
+        world.set_alarm("score-drift", "OK")
+        earlier = alarm_event("e-0", f"{ENDPOINT}-score-drift", at=T0 - timedelta(hours=1))
+        assert run(world, earlier).outcome is Outcome.CLEARED
+        world.set_alarm("score-drift", "ALARM")
     world.sagemaker.expect_update(ROLLBACK)  # a second UpdateEndpoint would raise inside its thread
     store = BarrierStore(world.ssm, 2)
-    events = [alarm_event("e-1"), alarm_event("e-1" if same_event else "e-2", f"{ENDPOINT}-quality")]
+    events = [alarm_event("e-1"), alarm_event("e-1") if same_event else alarm_event("e-2", f"{ENDPOINT}-quality")]
     decisions: list[Any] = []
     errors: list[BaseException] = []
 

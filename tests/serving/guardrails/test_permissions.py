@@ -14,14 +14,19 @@ from tests.serving.conftest import ENDPOINT, STACK, CallLog, World, alarm_event,
 from tests.serving.guardrails.test_recorder import APPROVER, Registry, context, description, package_event
 from tests.serving.guardrails.test_retrain import PIPELINE, ROLE, SETTINGS
 
-PREFIX = {"sagemaker": "sagemaker", "ssm": "ssm", "sns": "sns"}
+PREFIX = {"sagemaker": "sagemaker", "ssm": "ssm", "sns": "sns", "cloudwatch": "cloudwatch"}
+
+
+def _iam_prefix(client: Any) -> str:
+    signing = client.meta.service_model.signing_name
+    return {"monitoring": "cloudwatch"}.get(signing, signing)  # CloudWatch signs as `monitoring`
 
 
 def used(*clients: Any) -> tuple[list[CallLog], Any]:
     logs = [CallLog(c) for c in clients]
 
     def names() -> set[str]:
-        return {f"{log.client.meta.service_model.signing_name}:{name}" for log in logs for name in log.names}
+        return {f"{_iam_prefix(log.client)}:{name}" for log in logs for name in log.names}
 
     return logs, names
 
@@ -33,7 +38,12 @@ def close(logs: list[CallLog]) -> None:
 
 def test_the_breaker_uses_only_its_grants(world: World) -> None:
     logs, names = used(
-        world.moto_sagemaker, world.sagemaker.update_client, world.sagemaker.describe_client, world.ssm, world.sns
+        world.moto_sagemaker,
+        world.sagemaker.update_client,
+        world.sagemaker.describe_client,
+        world.ssm,
+        world.sns,
+        world.cloudwatch,
     )
     try:
         world.sagemaker.expect_update(rollback_request(ENDPOINT, config(3), 1800))

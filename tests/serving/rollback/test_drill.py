@@ -3,6 +3,7 @@ Updating -> serving the last-known-good) and a fake clock whose sleep advances t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,13 @@ from typer.testing import CliRunner
 
 from clinops.cli import rollback as cli
 from clinops.evidence import EvidenceLog
+from serving.guardrails.breaker import handle_event, rollback_request
+from serving.guardrails.events import ALARM_DETAIL_TYPE, ALARM_SOURCE
+from serving.guardrails.state import BreakerState, PendingAlarm, SsmStateStore
 from serving.rollback.drill import DrillPlan, DrillRefused, DrillWindow, run_drill
 from tests.serving.conftest import ENDPOINT, MODEL, STACK, T0, CallLog, World, config, stack_root
 
-ALARM = f"{ENDPOINT}-5xx-rate"
+ALARM = f"{ENDPOINT}-score-drift"
 OPERATOR = "arn:aws:sts::333333333333:assumed-role/sre/oncall"
 WINDOW = DrillWindow.parse("2026-03-01T01:00Z/2026-03-01T05:00Z")
 
@@ -24,12 +28,12 @@ WINDOW = DrillWindow.parse("2026-03-01T01:00Z/2026-03-01T05:00Z")
 def drill_world(world: World) -> Any:
     world.cloudwatch.put_metric_alarm(
         AlarmName=ALARM,
-        Namespace="AWS/SageMaker",
-        MetricName="Invocation5XXErrors",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=3,
-        Threshold=1.0,
+        Namespace="clinops",
+        MetricName="score-psi",
+        Statistic="Maximum",
+        Period=86400,
+        EvaluationPeriods=1,
+        Threshold=0.25,
         ComparisonOperator="GreaterThanThreshold",
     )
     log = CallLog(world.cloudwatch)
@@ -70,6 +74,44 @@ def drill(world: World, drill_plan: DrillPlan) -> Any:
         clock=world.clock,
         sleep=world.clock.advance,
     )
+
+
+def breaker_record(world: World, **fields: Any) -> None:
+    store = SsmStateStore(world.ssm)
+    record = BreakerState(outcome="x", last_event_id="e-0", alarm="a", alarm_at=None, decided_at="", reason="")
+    store.commit(STACK, MODEL, store.read(STACK, MODEL), replace(record, **fields))
+
+
+def test_a_drill_goes_through_the_real_breaker_and_records_the_phase_it_landed_in(drill_world: Any) -> None:
+    """EventBridge is played by the sleep: each poll delivers the forced alarm's state change to the breaker."""
+    world, calls = drill_world
+    world.sagemaker.expect_update(rollback_request(ENDPOINT, config(3), 1800))
+
+    def eventbridge_then_sleep(seconds: float) -> None:
+        changes = [p for name, p in calls.sequence if name == "SetAlarmState" and p["StateValue"] == "ALARM"]
+        event = {
+            "id": "drill-event",
+            "source": ALARM_SOURCE,
+            "detail-type": ALARM_DETAIL_TYPE,
+            "time": world.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "detail": {"alarmName": ALARM, "state": {"value": "ALARM", "reason": changes[-1]["StateReason"]}},
+        }
+        handle_event(event, world.clients(), SsmStateStore(world.ssm), world.clock, world.settings)
+        world.clock.advance(seconds)
+
+    result = run_drill(
+        plan(),
+        sagemaker=world.sagemaker,
+        cloudwatch=world.cloudwatch,
+        ssm=world.ssm,
+        evidence=world.evidence,
+        clock=world.clock,
+        sleep=eventbridge_then_sleep,
+    )
+    assert result.outcome == "passed" and result.breaker_phase == "landed"
+    assert world.entries("drill")[0].details["breaker_phase"] == "landed"
+    assert [e.details["outcome"] for e in world.entries()] == ["rolling-back", "rolled-back"]
+    assert alarm_state(world) == "OK"
 
 
 def alarm_state(world: World) -> str:
@@ -138,8 +180,14 @@ LATER = DrillWindow.parse("2026-03-02T01:00Z/2026-03-02T05:00Z")
         (lambda w: w.record(pinned=4, last_known_good=None), WINDOW, "nothing to fail over to"),
         (lambda w: w.serve(config(3)), WINDOW, "already serves the last-known-good"),
         (lambda w: w.sagemaker.queue_describe("Updating", 4), WINDOW, "drill only a settled endpoint"),
+        (lambda w: breaker_record(w, phase="requested", rollback_id="e-9"), WINDOW, "rollback e-9 is requested"),
+        (
+            lambda w: breaker_record(w, pending=(PendingAlarm(f"{ENDPOINT}-drift", "e-8", "x", "deployment"),)),
+            WINDOW,
+            "alarms are pending at the circuit breaker",
+        ),
     ],
-    ids=["window", "no-lkg", "on-lkg", "mid-deployment"],
+    ids=["window", "no-lkg", "on-lkg", "mid-deployment", "breaker-in-flight", "breaker-pending"],
 )
 def test_a_drill_the_breaker_would_refuse_is_refused_before_touching_the_alarm(
     drill_world: Any, setup: Any, window: DrillWindow, refusal: str

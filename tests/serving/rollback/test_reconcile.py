@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from botocore.exceptions import EndpointConnectionError
 from typer.testing import CliRunner
 
 from clinops.cli import rollback as cli
@@ -76,6 +77,7 @@ def test_after_a_rollback_check_fails_with_the_exact_command_and_reconcile_makes
     assert str(change.kind) == "pin-change" and change.actor == OPERATOR and change.package_arn == package(3)
     assert change.details["rolled_back_by"] == "circuit-breaker"
     assert change.details["breaker_event_id"] == "e-1" and change.details["from_package_arn"] == package(4)
+    assert change.details["breaker_phase"] == "landed" and change.details["breaker_alarm"] == f"{ENDPOINT}-drift"
 
     assert invoke(project, tmp_path, "--check").exit_code == 0  # the next deploy may proceed: nothing to undo
 
@@ -127,3 +129,12 @@ def test_a_pin_change_that_cannot_be_recorded_is_undone(
     result = invoke(project, tmp_path, "--model", MODEL)
     assert result.exit_code == 2 and "could not be recorded" in result.output
     assert (project / "Pulumi.prod.yaml").read_text() == before
+
+
+def test_check_fails_while_a_breaker_rollback_is_interrupted_so_a_deploy_cannot_race_its_recovery(
+    world: World, project: Path, tmp_path: Path
+) -> None:
+    world.sagemaker.lose_update(EndpointConnectionError(endpoint_url="https://sagemaker"))
+    handle_alarm_event(alarm_event("e-1"), world.clients(), SsmStateStore(world.ssm), world.clock, world.settings)
+    check = invoke(project, tmp_path, "--check")
+    assert check.exit_code == 1 and "rollback of" in check.output and "is requested" in check.output
