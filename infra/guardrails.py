@@ -18,6 +18,7 @@ import pulumi
 import pulumi_aws as aws
 
 from clinops.config import project_root
+from clinops.evidence.s3 import EVIDENCE_PREFIX
 from clinops.names import BREAKER_ALARM_SUFFIXES
 from infra.base import Platform, allow, policy_document, service_trust, vpc_network_interface_statements
 from infra.logs import encrypted_log_group
@@ -32,7 +33,8 @@ from serving.guardrails.events import (
 
 RUNTIME = "python3.11"  # the layer's compiled wheels (pydantic-core) are built for CPython 3.11
 LAYER_ZIP = Path("build") / "lambda-deps.zip"
-EVIDENCE_PREFIX = "evidence"
+# Functions that write evidence: their roles may seal entries with the evidence HMAC key (infra/keys.py).
+EVIDENCE_WRITER_FUNCTIONS = ("circuit-breaker", "approval-recorder", "retraining")
 # The handlers (serving/guardrails) and the only thing they import: the shared core (an import-linter contract
 # holds them to it), so the zip is small and what runs is obvious.
 _CODE = (
@@ -53,7 +55,7 @@ class GuardrailArgs:
     boundary_arn: pulumi.Input[str]
     topic_arn: pulumi.Input[str]
     evidence_bucket: pulumi.Input[str]
-    keys: dict[str, aws.kms.Key]  # logs, audit, artifacts, phi
+    keys: dict[str, aws.kms.Key]  # logs, audit, artifacts, phi, evidence-mac
     models: list[str]  # models with an endpoint in this stack
     all_models: list[str]
 
@@ -152,6 +154,7 @@ class Guardrails(pulumi.ComponentResource):
             "topic": args.topic_arn,
             "evidence_bucket": args.evidence_bucket,
             "evidence_key_arn": args.keys["audit"].arn,
+            "evidence_mac_key_arn": args.keys["evidence-mac"].arn,
             "alerts_key_arn": args.keys["logs"].arn,
             "volume_key_arn": args.keys["artifacts"].arn,
             "capture_key_arn": args.keys["phi"].arn,
@@ -169,6 +172,7 @@ class Guardrails(pulumi.ComponentResource):
             "EVIDENCE_BUCKET": args.evidence_bucket,
             "EVIDENCE_PREFIX": EVIDENCE_PREFIX,
             "EVIDENCE_KMS_KEY_ID": args.keys["audit"].arn,
+            "EVIDENCE_MAC_KEY_ID": args.keys["evidence-mac"].arn,
             "TOPIC_ARN": args.topic_arn,
             **env,
         }

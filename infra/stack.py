@@ -85,6 +85,7 @@ def build_platform(config: StackConfig) -> None:
             phi_key=keys.arn("phi"),
             artifacts_key=keys.arn("artifacts"),
             audit_key=keys.arn("audit"),
+            evidence_mac_key=keys.arn("evidence-mac"),
         ),
         model_groups=[m.name for m in config.models],
     )
@@ -187,5 +188,6 @@ def build_platform(config: StackConfig) -> None:
     pulumi.export("workloadSecurityGroupId", network.workload_sg.id)
     pulumi.export("buckets", {p: b.bucket.bucket for p, b in sorted(storage.buckets.items())})
     pulumi.export("keys", {p: k.arn for p, k in sorted(keys.keys.items())})
+    pulumi.export("evidenceMacKeyArn", keys.arn("evidence-mac"))  # CLINOPS_EVIDENCE_MAC_KEY for verify/release
     pulumi.export("roles", {p: r.arn for p, r in sorted(identity.roles.items())})
     pulumi.export("modelPackageGroups", {n: g.arn for n, g in sorted((registry.groups if registry else {}).items())})

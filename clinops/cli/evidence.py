@@ -34,6 +34,12 @@ DEFAULT_LOG = Path("out/evidence")
 LOG_OPTION = typer.Option(None, "--log", help=f"local evidence directory (default {DEFAULT_LOG})")
 S3_OPTION = typer.Option(None, "--s3", help="evidence in S3: s3://BUCKET/PREFIX (needs --stack)")
 STACK_OPTION = typer.Option(None, "--stack", help="stack whose log to read (required with --s3)")
+MAC_KEY_OPTION = typer.Option(
+    None, "--mac-key", envvar="CLINOPS_EVIDENCE_MAC_KEY", help="with --s3: the stack's evidence KMS HMAC key ARN"
+)
+MAC_KEY_FILE_OPTION = typer.Option(
+    None, "--mac-key-file", help="with --log: the dev-only key file (default: DIR.mac-key beside the log)"
+)
 
 
 def _stdout() -> Console:
@@ -49,7 +55,13 @@ def _unusable(message: str) -> NoReturn:
     raise typer.Exit(ExitCode.UNUSABLE_INPUT)
 
 
-def open_log(log: Path | None, s3: str | None, stack: str | None) -> EvidenceLog:
+def open_log(
+    log: Path | None,
+    s3: str | None,
+    stack: str | None,
+    mac_key: str | None = None,
+    mac_key_file: Path | None = None,
+) -> EvidenceLog:
     from clinops.evidence.s3 import parse_s3_uri
 
     if log is not None and s3 is not None:
@@ -61,14 +73,16 @@ def open_log(log: Path | None, s3: str | None, stack: str | None) -> EvidenceLog
             _unusable(str(exc))
         if not stack:
             _unusable("--s3 needs --stack (entries live under PREFIX/STACK/)")
+        if not mac_key:
+            _unusable("--s3 needs --mac-key (the stack's evidence HMAC key ARN, stack output evidenceMacKeyArn)")
         try:
-            return EvidenceLog.s3(bucket, prefix, stack)
-        except BotoCoreError as exc:
-            _unusable(f"cannot create an S3 client: {exc}")
+            return EvidenceLog.s3(bucket, prefix, stack, mac_key_id=mac_key)
+        except (BotoCoreError, EvidenceError) as exc:
+            _unusable(f"cannot open the S3 evidence log: {exc}")
     directory = log or DEFAULT_LOG
     if not directory.is_dir():
         _unusable(f"{directory}: no evidence log here (directory not found); fix: --log DIR or --s3 URI")
-    return EvidenceLog.local(directory, stack)
+    return EvidenceLog.local(directory, stack, key_file=mac_key_file, create_key=False)
 
 
 def _location(report: VerifyReport) -> str:
@@ -88,6 +102,7 @@ def print_report(report: VerifyReport, console: Console) -> None:
         lock = report.location.get("object_lock")
         _line(Text(f"object lock:  {json.dumps(lock, sort_keys=True) if lock else 'unreadable or absent'}"))
     _line(Text(f"entries:      {report.entries}, head {report.head or 'none (empty or damaged)'}"))
+    _line(Text(f"published:    {report.published_head or 'none trusted'}"))
     if report.expected_head is not None:
         _line(Text(f"anchor:       {report.expected_head}"))
     for warning in report.warnings:
@@ -109,6 +124,8 @@ def verify_cmd(
         None, "--expected-head", help="anchor recorded elsewhere, SEQ:HASH or HASH: also catches a truncated tail"
     ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    mac_key: str | None = MAC_KEY_OPTION,
+    mac_key_file: Path | None = MAC_KEY_FILE_OPTION,
 ) -> None:
     """Recompute every hash and link; exit 0 intact, 1 tampering found, 2 unusable input."""
     anchor = None
@@ -117,7 +134,7 @@ def verify_cmd(
             anchor = Anchor.parse(expected_head)
         except ValueError as exc:
             _unusable(str(exc))
-    evidence = open_log(log, s3, stack)
+    evidence = open_log(log, s3, stack, mac_key, mac_key_file)
     try:
         report = evidence.verify(expected_head=anchor)
     except EvidenceError as exc:
@@ -155,9 +172,11 @@ def show_cmd(
     log: Path | None = LOG_OPTION,
     s3: str | None = S3_OPTION,
     stack: str | None = STACK_OPTION,
+    mac_key: str | None = MAC_KEY_OPTION,
+    mac_key_file: Path | None = MAC_KEY_FILE_OPTION,
 ) -> None:
     """Print a model's (or one version's) whole evidence history in order."""
-    evidence = open_log(log, s3, stack)
+    evidence = open_log(log, s3, stack, mac_key, mac_key_file)
     try:
         report, chain = evidence.check()
     except EvidenceError as exc:

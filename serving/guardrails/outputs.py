@@ -63,11 +63,17 @@ def log_line(event: str, fields: Mapping[str, Any]) -> None:
 
 
 def s3_evidence_from_env(stack: str, env: Mapping[str, str] | None = None) -> EvidenceSink:
-    """The stack's S3 evidence log, from EVIDENCE_BUCKET / EVIDENCE_PREFIX / EVIDENCE_KMS_KEY_ID. The Lambda asset
-    must bundle `clinops/evidence` and pydantic (see serving/guardrails/__init__.py)."""
+    """The stack's S3 evidence log, from EVIDENCE_BUCKET / EVIDENCE_PREFIX / EVIDENCE_KMS_KEY_ID (SSE-KMS) /
+    EVIDENCE_MAC_KEY_ID (the KMS HMAC key that seals entries; the head goes to the stack's SSM parameter). The
+    Lambda asset must bundle `clinops/evidence` and pydantic (see serving/guardrails/__init__.py)."""
     from clinops.evidence import EvidenceLog
+    from clinops.evidence.s3 import EVIDENCE_PREFIX
 
     env = os.environ if env is None else env
     return EvidenceLog.s3(
-        env["EVIDENCE_BUCKET"], env.get("EVIDENCE_PREFIX", "evidence"), stack, kms_key_id=env["EVIDENCE_KMS_KEY_ID"]
+        env["EVIDENCE_BUCKET"],
+        env.get("EVIDENCE_PREFIX", EVIDENCE_PREFIX),
+        stack,
+        kms_key_id=env["EVIDENCE_KMS_KEY_ID"],
+        mac_key_id=env["EVIDENCE_MAC_KEY_ID"],
     )

@@ -35,6 +35,16 @@ _EVIDENCE = [
         resources=["{evidence_key_arn}"],
         why="SSE-KMS on the evidence bucket",
     ),
+    Grant(
+        actions=["kms:GenerateMac", "kms:VerifyMac"],
+        resources=["{evidence_mac_key_arn}"],
+        why="seal each entry (and the published head) with the evidence HMAC key; check the head before linking",
+    ),
+    Grant(
+        actions=["ssm:GetParameter", "ssm:PutParameter"],
+        resources=["arn:{partition}:ssm:{region}:{account}:parameter/clinops/{stack}/evidence/head"],
+        why="publish the new head outside the log (clinops.evidence.anchor.head_parameter_name)",
+    ),
 ]
 _ALERTS = [
     Grant(actions=["sns:Publish"], resources=["{topic}"], why="the alert topic"),

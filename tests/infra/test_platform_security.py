@@ -55,7 +55,13 @@ def buckets_encrypted_with_their_key(plan: Plan) -> list[str]:
 
 
 def keys_rotate(plan: Plan) -> list[str]:
-    return [k["urn"] for k in states(plan, "aws:kms/key:Key") if k["inputs"].get("enableKeyRotation") is not True]
+    """Every encryption key rotates. The evidence HMAC key cannot (KMS rotates symmetric encryption keys only):
+    it is the one reviewed exception (policies/exceptions.yaml), and it must stay a MAC-only key."""
+    keys = states(plan, "aws:kms/key:Key")
+    hmac = [k for k in keys if k["inputs"].get("customerMasterKeySpec") == "HMAC_256"]
+    bad = [k["urn"] for k in hmac if not k["urn"].endswith("::evidence-mac-key")]
+    bad += [k["urn"] for k in hmac if k["inputs"].get("keyUsage") != "GENERATE_VERIFY_MAC"]
+    return bad + [k["urn"] for k in keys if k not in hmac and k["inputs"].get("enableKeyRotation") is not True]
 
 
 def public_access_blocked(plan: Plan) -> list[str]:
@@ -357,6 +363,10 @@ def test_key_usage_names_exact_principals_not_the_account() -> None:
         for s in json.loads(key["inputs"]["policy"])["Statement"]:
             if s["Sid"] == "KeyAdministration":
                 assert not any(a in s["Action"] for a in ("kms:Decrypt", "kms:Encrypt", "kms:*"))
+            elif s["Principal"].get("AWS") == "*" and "ArnEquals" in s["Condition"]:
+                # the evidence-writing Lambdas (created after the keys), each named exactly, in this account
+                assert all(":role/clinops-prod-" in p for p in s["Condition"]["ArnEquals"]["aws:PrincipalArn"])
+                assert s["Condition"]["StringEquals"]["kms:CallerAccount"] == "333333333333"
             elif s["Principal"].get("AWS") == "*":  # only through Lambda, only for this platform's roles
                 assert set(s["Condition"]["StringEquals"]["kms:ViaService"]) == {
                     "lambda.us-east-1.amazonaws.com",

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.bundle import BINS
 from pipelines.contracts import Contract
-from pipelines.monitoring.drift.detect import DriftResult, FeatureDrift
+from pipelines.monitoring.drift.detect import DriftResult, DriftSettings, FeatureDrift
 from pipelines.monitoring.drift.narrative import advice, display_name, feature_sentences, headline
 from pipelines.monitoring.drift.plots import feature_svg
 
@@ -53,8 +54,60 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def methods(s: DriftSettings) -> dict[str, str]:
+    """The exact definition of every statistic in the report, with this run's settings filled in. Each has a
+    test against scipy on the same data (tests/pipelines/monitoring/test_methods.py), so a change here without a
+    change in `pipelines.monitoring.drift.stats` (or the reverse) fails."""
+    return {
+        "bins": (
+            f"Numbers: the training values' quantiles at 0, 1/{BINS}, ..., 1 (at most {BINS} bins; tied "
+            "quantiles merge); bins are [e(i-1), e(i)), the last one closed; values below the training "
+            "minimum count in the first bin and values above the training maximum in the last (and are "
+            "reported as 'outside the training range'). Categories: one bin per training level plus one "
+            "pooled bin for values unseen in training (training share 0)."
+        ),
+        "psi": (
+            f"Population stability index: sum over bins of (q - p) * ln(q / p), natural logarithm, where p "
+            f"(training) and q (this window) are bin shares smoothed as (share + {s.epsilon:g}) / (1 + k * "
+            f"{s.epsilon:g}) for k bins; equals scipy.stats.entropy(q, p) + scipy.stats.entropy(p, q) on the "
+            "smoothed shares."
+        ),
+        "js": (
+            f"Jensen-Shannon distance: square root of the Jensen-Shannon divergence, logarithm base "
+            f"{s.js_base:g}, on the unsmoothed bin shares; equals scipy.spatial.distance.jensenshannon(p, q, "
+            f"base={s.js_base:g})."
+        ),
+        "ks": (
+            "Kolmogorov-Smirnov (numbers): the largest absolute difference between the training and window "
+            "cumulative shares, evaluated at the bin edges (only bins are kept from training). It is a lower "
+            "bound of scipy.stats.ks_2samp's statistic on the raw values, below it by at most the largest "
+            "bin's share. Its p-value (reported, not used to flag) is the asymptotic one, "
+            "scipy.stats.kstwo.sf(D, round(n * m / (n + m))), n training and m window values."
+        ),
+        "tv": "Total variation (categories): half the sum over bins of |p - q|.",
+        "shift": "shift: KS for numbers, total variation for categories.",
+        "chi_square": (
+            "Pearson's chi-square test of homogeneity on the 2 x k table of training counts (bin "
+            "shares x present training rows) and window counts, without continuity correction, "
+            "columns empty in both rows dropped, k - 1 degrees of freedom; equals "
+            "scipy.stats.chi2_contingency(table, correction=False)."
+        ),
+        "decision": (
+            f"An input's distribution is flagged when the chi-square p-value is below {s.alpha:g} / m "
+            "(Bonferroni over the m judged inputs and the score) and PSI >= "
+            f"{s.psi_drift:g} or shift >= {s.shift_drift:g}; 'watch' at PSI >= {s.psi_warn:g} or "
+            f"shift >= {s.shift_warn:g}."
+        ),
+        "missingness": (
+            f"Missing share: flagged when it moved by >= {s.missing_shift:g} and a two-sided "
+            f"two-proportion z-test (pooled standard error) gives p < {s.alpha:g}."
+        ),
+    }
+
+
 def write_json(result: DriftResult, path: Path, contract: Contract | None = None) -> Path:
     doc = result.to_dict()
+    doc["methods"] = methods(result.settings)
     doc["summary"] = headline(result)
     for name, f in result.features.items():
         doc["features"][name]["explanation"] = feature_sentences(f, contract, result.settings.min_feature_rows)
@@ -129,6 +182,7 @@ def render_html(result: DriftResult, contract: Contract | None = None, *, charts
     if result.score is not None:
         score = _section(result.score, contract, s.min_feature_rows, charts)
     sections = "".join(_section(f, contract, s.min_feature_rows, charts) for f in features)
+    method_items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in methods(s).items())
     return f"""<!doctype html><html lang=en><head><meta charset=utf-8>
 <title>Drift report: {html.escape(result.model)} ({html.escape(result.variant)})</title>
 <style>{_CSS}</style></head><body>
@@ -150,6 +204,7 @@ breaks (over {100 * s.max_violation_rate:g}% of rows) are flagged on their own. 
 {s.min_feature_rows} values are not judged; windows with fewer than {s.min_rows} predictions get no verdict.</p>
 <h2>Risk scores</h2>{score}
 <h2>Each input</h2>{sections}
+<h2 id=methods>Methods</h2><dl>{method_items}</dl>
 <p class=muted>Generated by clinops drift from aggregate counts only; no patient-level values are shown.
 Baseline: {html.escape(result.baseline_source)}.</p></body></html>
 """

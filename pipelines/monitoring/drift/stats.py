@@ -75,14 +75,25 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> float:
 
 def ks_binned(expected: np.ndarray, actual: np.ndarray, below: float = 0.0, above: float = 0.0) -> float:
     """KS statistic evaluated at the bin edges (see the module note). `expected` are baseline proportions,
-    `actual` current counts per bin; `below` / `above` are current counts outside the baseline's range, where
-    the baseline CDF is exactly 0 and 1 (its edges are the training minimum and maximum)."""
+    `actual` current counts per bin as `bin_counts` and `summary._binned` produce them: values outside the
+    baseline's range already sit in the end bins. `below` / `above` say how many of the first / last bin's
+    counts lie outside that range; they are not added again, only moved to the side of the first / last edge
+    where they belong, because the baseline CDF is exactly 0 below the training minimum and 1 at the training
+    maximum (the first and last edges)."""
     actual = np.asarray(actual, dtype=float)
-    total = actual.sum() + below + above
+    total = actual.sum()
     if total <= 0:
         return math.nan
+    if not (0 <= below <= actual[0] and 0 <= above <= actual[-1]) or (actual.size == 1 and below + above > total):
+        raise ValueError(
+            f"ks_binned: below={below} / above={above} must count values already in the first / last bin "
+            f"(first bin holds {actual[0]:g}, last {actual[-1]:g}); pass the end-bin counts, not extra ones"
+        )
+    inside = actual.copy()
+    inside[0] -= below
+    inside[-1] -= above
     baseline_cdf = np.concatenate([[0.0], np.cumsum(normalise(expected))])
-    current_cdf = np.concatenate([[below], below + np.cumsum(actual)]) / total
+    current_cdf = np.concatenate([[below], below + np.cumsum(inside)]) / total
     return float(np.max(np.abs(baseline_cdf - current_cdf)))
 
 

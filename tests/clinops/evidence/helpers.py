@@ -2,19 +2,51 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from clinops.evidence import EvidenceEntry, EvidenceLog, LocalStore
+from clinops.evidence import (
+    EvidenceEntry,
+    EvidenceLog,
+    FileHeadStore,
+    LocalMacKey,
+    LocalStore,
+    MacKey,
+    local_head_path,
+    local_key_path,
+)
+from clinops.evidence.mac import entry_message
 
 DEPLOYER = "arn:aws:sts::123456789012:assumed-role/clinops-deployer/github-actions"
 APPROVER = "arn:aws:iam::123456789012:role/clinical-governance"
 CI = "github-actions:hospital/clinops:refs/heads/main"
 MODEL = "readmission-risk"
 OTHER_MODEL = "sepsis-warning"
+# The writers' key for tests that seal entries by hand (the dev-only local key: same code path as KMS).
+# Its path is kept in the environment so spawned test processes load the same key.
+_KEY_PATH = os.environ.setdefault(
+    "CLINOPS_TEST_EVIDENCE_KEY", str(Path(tempfile.mkdtemp(prefix="clinops-evidence-key-")) / "test.mac-key")
+)
+KEY = LocalMacKey(_KEY_PATH, create=True)
+KEY.generate(b"")  # created now, so verifying with it never depends on test order
+
+
+def reseal(entry: EvidenceEntry, key: MacKey | None) -> EvidenceEntry:
+    """Recompute the hash (anyone can) and, given a key, the MAC (only a key holder can)."""
+    digest = entry.compute_hash()
+    mac = base64.b64encode(key.generate(entry_message(digest))).decode() if key is not None else entry.mac
+    return entry.model_copy(update={"hash": digest, "mac": mac})
+
+
+def log_over(store: LocalStore, **options: Any) -> EvidenceLog:
+    """A log over a given local store, with the same key file and published head as `EvidenceLog.local`."""
+    key = LocalMacKey(local_key_path(store.root), create=True)
+    return EvidenceLog(store, "prod", key=key, head_store=FileHeadStore(local_head_path(store.root)), **options)
 
 
 def package_arn(version: int, model: str = MODEL) -> str:
@@ -126,7 +158,7 @@ class CountingStore(LocalStore):
 def append_in_process(root: str, writer: int, count: int, start: Any, conflicts: Any) -> None:
     """Top-level so multiprocessing can run it in a spawned interpreter; reports its lost races."""
     store = CountingStore(root)
-    log = EvidenceLog(store, "prod")
+    log = log_over(store)
     start.wait()  # a barrier: both processes begin appending together
     for n in range(count):
         log.append("drill", model=MODEL, actor=CI, reason=f"process {writer} drill {n}", details={"writer": writer})

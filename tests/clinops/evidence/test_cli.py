@@ -59,13 +59,23 @@ def test_an_unparseable_entry_is_tampering_not_unusable_input(log_dir: Path) -> 
     assert "seq 2: unreadable: not JSON" in result.output
 
 
-def test_verify_with_the_anchor_catches_a_truncated_tail(log_dir: Path) -> None:
+def test_verify_catches_a_truncated_tail_from_the_published_head(log_dir: Path) -> None:
     anchor = read_entry(log_dir, 5).anchor
     remove(entry_path(log_dir, 5))
-    assert run("verify", "--log", str(log_dir)).exit_code == 0
-    result = run("verify", "--log", str(log_dir), "--expected-head", str(anchor))
+    result = run("verify", "--log", str(log_dir))  # no anchor given by hand
     assert result.exit_code == 1
     assert "seq 5: truncated: the log ends at seq 4 but the anchor records seq 5" in result.output
+    assert f"published:    {anchor}" in result.output
+    assert run("verify", "--log", str(log_dir), "--expected-head", str(anchor)).exit_code == 1
+
+
+def test_verify_needs_the_key_the_log_was_sealed_with(log_dir: Path, tmp_path: Path) -> None:
+    missing = run("verify", "--log", str(log_dir), "--mac-key-file", str(tmp_path / "nope"))
+    assert missing.exit_code == 2 and "no evidence MAC key file" in missing.output
+    other = tmp_path / "other.mac-key"
+    other.write_text("ab" * 32)
+    result = run("verify", "--log", str(log_dir), "--mac-key-file", str(other))
+    assert result.exit_code == 1 and "seq 0: bad-mac:" in result.output
 
 
 def test_verify_json_report(log_dir: Path) -> None:
@@ -82,6 +92,7 @@ def test_verify_json_report(log_dir: Path) -> None:
         (["verify", "--log", "missing-dir"], "no evidence log here"),
         (["verify", "--log", "x", "--s3", "s3://b/p", "--stack", "prod"], "not both"),
         (["verify", "--s3", "s3://b/p"], "--s3 needs --stack"),
+        (["verify", "--s3", "s3://b/p", "--stack", "prod"], "--s3 needs --mac-key"),
         (["verify", "--s3", "b/p", "--stack", "prod"], "not an S3 location"),
         (["verify", "--expected-head", "5:xyz"], "not an anchor"),
         (["show", "--model", MODEL, "--log", "missing-dir"], "no evidence log here"),
@@ -135,7 +146,9 @@ def test_show_warns_and_exits_1_when_the_log_does_not_verify(log_dir: Path) -> N
 
 def test_verify_and_show_against_s3() -> None:
     with mock_aws():
-        key_id = boto3.client("kms", region_name="us-east-1").create_key()["KeyMetadata"]["KeyId"]
+        kms = boto3.client("kms", region_name="us-east-1")
+        key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+        mac_key = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"]
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="clinops-evidence", ObjectLockEnabledForBucket=True)
         s3.put_object_lock_configuration(
@@ -145,16 +158,20 @@ def test_verify_and_show_against_s3() -> None:
                 "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 2190}},
             },
         )
-        log = EvidenceLog.s3("clinops-evidence", "evidence", "prod", kms_key_id=key_id, client=s3)
+        log = EvidenceLog.s3("clinops-evidence", "evidence", "prod", kms_key_id=key_id, mac_key_id=mac_key, client=s3)
         log.append("approval", model=MODEL, model_version=3, actor=CI, reason="board approved v3")
-        location = ["--s3", "s3://clinops-evidence/evidence", "--stack", "prod"]
+        location = ["--s3", "s3://clinops-evidence/evidence", "--stack", "prod", "--mac-key", mac_key]
         verified = run("verify", *location)
         assert verified.exit_code == 0, verified.output
         assert "s3://clinops-evidence/evidence/prod/" in verified.output
         assert '"Mode": "COMPLIANCE"' in verified.output
         shown = run("show", *location, "--model", MODEL)
         assert shown.exit_code == 0 and "board approved v3" in shown.output
-        assert run("verify", "--s3", "s3://no-such-bucket/evidence", "--stack", "prod").exit_code == 2
+        assert "published:    0:" in verified.output  # the head came from the SSM parameter
+        assert (
+            run("verify", "--s3", "s3://no-such-bucket/evidence", "--stack", "prod", "--mac-key", mac_key).exit_code
+            == 2
+        )
 
 
 def test_the_app_works_mounted_as_a_sub_command(log_dir: Path) -> None:

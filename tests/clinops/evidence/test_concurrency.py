@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from clinops.evidence import EvidenceConflictError, EvidenceLog, LocalStore
-from tests.clinops.evidence.helpers import CI, MODEL, CountingStore, append_in_process, entry_path, read_entry
+from tests.clinops.evidence.helpers import CI, MODEL, CountingStore, append_in_process, entry_path, log_over, read_entry
 
 THREADS, PER_THREAD = 8, 15
 
@@ -53,7 +53,7 @@ def test_threads_appending_to_a_local_log_build_one_contiguous_chain(tmp_path: P
         if shared and stores:
             return common
         stores.append(CountingStore(tmp_path))
-        return EvidenceLog(stores[-1], "prod")
+        return log_over(stores[-1])
 
     common = make_log()
     reasons = run_threads(make_log)
@@ -99,7 +99,7 @@ def test_a_lost_race_rereads_the_head_and_links_to_the_winner(tmp_path: Path) ->
     EvidenceLog.local(tmp_path, "prod").append("approval", model=MODEL, actor=CI, reason="first")
     store = RivalWritesFirst(tmp_path, rivals=3)
     naps: list[float] = []
-    log = EvidenceLog(store, "prod", sleep=naps.append)
+    log = log_over(store, sleep=naps.append)
     entry = log.append("release", model=MODEL, actor=CI, reason="ours")
     assert store.attempts == [1, 2, 3, 4]
     assert entry.seq == 4 and entry.prev_hash == read_entry(tmp_path, 3).hash
@@ -110,7 +110,7 @@ def test_a_lost_race_rereads_the_head_and_links_to_the_winner(tmp_path: Path) ->
 def test_retries_are_bounded_and_nothing_is_written_when_they_run_out(tmp_path: Path) -> None:
     store = RivalWritesFirst(tmp_path, rivals=10**6)
     naps: list[float] = []
-    log = EvidenceLog(store, "prod", max_attempts=5, sleep=naps.append)
+    log = log_over(store, max_attempts=5, sleep=naps.append)
     with pytest.raises(EvidenceConflictError, match="taken 5 times in a row"):
         log.append("release", model=MODEL, actor=CI, reason="ours")
     assert len(store.attempts) == 5 and len(naps) == 5

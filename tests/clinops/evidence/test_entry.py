@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -10,8 +12,17 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from clinops.evidence import GENESIS_HASH, Anchor, EntryFormatError, EvidenceEntry, EvidenceKind, canonical_json
-from tests.clinops.evidence.helpers import APPROVER, CI, DEPLOYER, MODEL, entry_path, filled_log, package_arn
+from clinops.evidence import (
+    GENESIS_HASH,
+    Anchor,
+    EntryFormatError,
+    EvidenceEntry,
+    EvidenceKind,
+    LocalMacKey,
+    canonical_json,
+    local_key_path,
+)
+from tests.clinops.evidence.helpers import APPROVER, CI, DEPLOYER, KEY, MODEL, entry_path, filled_log, package_arn
 
 AT = datetime(2025, 3, 1, 12, 30, 5, 123456, tzinfo=UTC)
 
@@ -28,15 +39,28 @@ def sealed(**changes: object) -> EvidenceEntry:
         "prev_hash": GENESIS_HASH,
         **changes,
     }
-    return EvidenceEntry.seal(**fields)
+    return EvidenceEntry.seal(KEY, **fields)
 
 
 def test_hash_covers_every_other_field_in_canonical_json() -> None:
     entry = sealed(details={"b": [1, 2.5], "a": "é"})
-    payload = {k: v for k, v in json.loads(entry.to_bytes()).items() if k != "hash"}
+    payload = {k: v for k, v in json.loads(entry.to_bytes()).items() if k not in ("hash", "mac")}
     expected = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     assert entry.hash == hashlib.sha256(expected).hexdigest()
-    assert set(payload) == set(EvidenceEntry.model_fields) - {"hash"}
+    assert set(payload) == set(EvidenceEntry.model_fields) - {"hash", "mac"}
+    assert payload["mac_key"] == KEY.key_id  # which key sealed it is covered by the hash
+
+
+def test_mac_is_hmac_sha256_of_the_hash_under_the_writers_key() -> None:
+    entry = sealed()
+    key_bytes = bytes.fromhex(KEY.path.read_text().strip())
+    expected = hmac.new(key_bytes, b"entry:" + entry.hash.encode(), hashlib.sha256).digest()
+    assert base64.b64decode(entry.mac) == expected
+    assert entry.mac_valid(KEY)
+    other = LocalMacKey(KEY.path.parent / "other.mac-key", create=True)
+    other.generate(b"")  # a writer's first use creates the key
+    assert not entry.mac_valid(other)
+    assert not entry.model_copy(update={"hash": "f" * 64}).mac_valid(KEY)  # the MAC is bound to the hash
 
 
 def test_stored_bytes_are_canonical_with_one_newline() -> None:
@@ -153,7 +177,11 @@ def test_an_auditor_can_recompute_hashes_and_links_without_clinops(tmp_path: Pat
     for seq in range(6):
         document = json.loads(entry_path(tmp_path, seq).read_text(encoding="utf-8"))
         stored = document.pop("hash")
+        mac = base64.b64decode(document.pop("mac"))
         encoded = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         assert hashlib.sha256(encoded).hexdigest() == stored
         assert document["prev_hash"] == previous
+        # With the key (KMS VerifyMac in AWS; the dev key file here) the MAC is checkable without clinops too.
+        key_bytes = bytes.fromhex(local_key_path(tmp_path).read_text().strip())
+        assert hmac.compare_digest(mac, hmac.new(key_bytes, b"entry:" + stored.encode(), hashlib.sha256).digest())
         previous = stored

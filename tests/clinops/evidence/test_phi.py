@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from clinops.evidence import GENESIS_HASH, EvidenceEntry, EvidenceLog, PHIError, check_no_phi, find_phi
-from tests.clinops.evidence.helpers import CI, MODEL, stepping_clock
+from tests.clinops.evidence.helpers import CI, KEY, MODEL, stepping_clock
 
 
 @pytest.mark.parametrize(
@@ -96,6 +96,7 @@ def test_append_refuses_phi_and_writes_nothing(tmp_path: Path) -> None:
 def test_an_entry_cannot_be_built_with_phi_either() -> None:
     with pytest.raises(ValidationError, match="patient identifier"):
         EvidenceEntry.seal(
+            KEY,
             seq=0,
             kind="drift",
             stack="prod",

@@ -10,12 +10,23 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
-from clinops.evidence import EvidenceError, EvidenceLog, EvidenceUnavailable, S3Store, parse_s3_uri
-from tests.clinops.evidence.helpers import CI, MODEL, STORY, stepping_clock
+from clinops.evidence import (
+    DamagedLogError,
+    EvidenceEntry,
+    EvidenceError,
+    EvidenceLog,
+    EvidenceUnavailable,
+    KmsMacKey,
+    S3Store,
+    SsmHeadStore,
+    parse_s3_uri,
+)
+from tests.clinops.evidence.helpers import CI, KEY, MODEL, STORY, reseal, stepping_clock
 
 PREFIX, STACK = "evidence", "prod"
 _buckets = itertools.count()
@@ -30,15 +41,19 @@ def listing(*seqs: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def moto_account() -> Iterator[str]:
-    """One emulated account per module (creating a KMS key costs up to a second); each test gets its own bucket."""
+def moto_account() -> Iterator[dict[str, str]]:
+    """One emulated account per module (creating a KMS key costs up to a second); each test gets its own bucket
+    and its own head parameter. Two keys, as the platform has: SSE-KMS for the objects, HMAC for the entries."""
     with mock_aws():
-        yield boto3.client("kms", region_name="us-east-1").create_key()["KeyMetadata"]["KeyId"]
+        kms = boto3.client("kms", region_name="us-east-1")
+        mac = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"]
+        yield {"key_id": kms.create_key()["KeyMetadata"]["KeyId"], "mac_key_id": mac}
 
 
 @pytest.fixture
-def aws(moto_account: str) -> dict[str, Any]:
-    bucket = f"clinops-prod-evidence-{next(_buckets)}"
+def aws(moto_account: dict[str, str]) -> dict[str, Any]:
+    number = next(_buckets)
+    bucket = f"clinops-prod-evidence-{number}"
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     s3.put_object_lock_configuration(
@@ -48,11 +63,26 @@ def aws(moto_account: str) -> dict[str, Any]:
             "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 2190}},
         },
     )
-    return {"s3": s3, "key_id": moto_account, "bucket": bucket}
+    return {
+        "s3": s3,
+        "kms": boto3.client("kms", region_name="us-east-1"),
+        "ssm": boto3.client("ssm", region_name="us-east-1"),
+        "bucket": bucket,
+        "head_parameter": f"/clinops/{STACK}/evidence/head-{number}",
+        **moto_account,
+    }
 
 
-def s3_log(aws: dict[str, Any], **options: Any) -> EvidenceLog:
-    return EvidenceLog.s3(aws["bucket"], PREFIX, STACK, kms_key_id=aws["key_id"], client=aws["s3"], **options)
+def s3_log(aws: dict[str, Any], bucket: str | None = None, **options: Any) -> EvidenceLog:
+    defaults = {
+        "kms_key_id": aws["key_id"],
+        "mac_key_id": aws["mac_key_id"],
+        "client": aws["s3"],
+        "kms_client": aws["kms"],
+        "ssm_client": aws["ssm"],
+        "head_parameter": aws["head_parameter"],
+    }
+    return EvidenceLog.s3(bucket or aws["bucket"], PREFIX, STACK, **(defaults | options))
 
 
 def filled(aws: dict[str, Any]) -> EvidenceLog:
@@ -109,7 +139,17 @@ def test_a_delete_outside_clinops_is_reported(aws: dict[str, Any]) -> None:
 
 def test_a_bucket_without_object_lock_is_a_warning(aws: dict[str, Any]) -> None:
     aws["s3"].create_bucket(Bucket="clinops-scratch")
-    log = EvidenceLog.s3("clinops-scratch", "", STACK, kms_key_id=aws["key_id"], client=aws["s3"])
+    log = EvidenceLog.s3(
+        "clinops-scratch",
+        "",
+        STACK,
+        kms_key_id=aws["key_id"],
+        mac_key_id=aws["mac_key_id"],
+        client=aws["s3"],
+        kms_client=aws["kms"],
+        ssm_client=aws["ssm"],
+        head_parameter=aws["head_parameter"],
+    )
     log.append("drill", model=MODEL, actor=CI, reason="rollback drill")
     report = log.verify()
     assert report.ok and report.location["object_lock"] is None
@@ -119,11 +159,11 @@ def test_a_bucket_without_object_lock_is_a_warning(aws: dict[str, Any]) -> None:
 
 def test_a_missing_bucket_is_unusable_input(aws: dict[str, Any]) -> None:
     with pytest.raises(EvidenceUnavailable, match=r"HeadBucket failed: (NoSuchBucket|404)"):
-        EvidenceLog.s3("no-such-bucket", PREFIX, STACK, client=aws["s3"]).verify()
+        s3_log(aws, bucket="no-such-bucket").verify()
 
 
 def test_writing_needs_the_kms_key(aws: dict[str, Any]) -> None:
-    log = EvidenceLog.s3(aws["bucket"], PREFIX, STACK, client=aws["s3"])
+    log = s3_log(aws, kms_key_id=None)
     with pytest.raises(EvidenceError, match="KMS key id"):
         log.append("drill", model=MODEL, actor=CI, reason="rollback drill")
 
@@ -164,7 +204,8 @@ def test_threads_appending_to_s3_build_one_contiguous_chain(aws: dict[str, Any])
     def writer(index: int) -> None:
         store = CountingS3Store(aws["bucket"], PREFIX, STACK, kms_key_id=aws["key_id"], client=boto3.client("s3"))
         stores.append(store)
-        log = EvidenceLog(store, STACK)
+        head = SsmHeadStore(aws["head_parameter"], boto3.client("ssm", region_name="us-east-1"))
+        log = EvidenceLog(store, STACK, key=KmsMacKey(aws["mac_key_id"], aws["kms"]), head_store=head)
         barrier.wait()
         try:
             for n in range(per_thread):
@@ -207,6 +248,7 @@ def test_precondition_failed_and_conflict_make_append_reread_the_head_and_retry(
 
     def entry(seq: int, prev: str) -> EvidenceEntry:
         return EvidenceEntry.seal(
+            KEY,
             seq=seq,
             kind="gate",
             stack=STACK,
@@ -246,7 +288,17 @@ def test_precondition_failed_and_conflict_make_append_reread_the_head_and_retry(
         stub.add_response("get_object", {"Body": body(third.to_bytes())}, {"Bucket": BUCKET, "Key": key(2)})
         stub.add_response("put_object", {}, {**put, "Key": key(3)})
         naps: list[float] = []
-        log = EvidenceLog.s3(BUCKET, PREFIX, STACK, kms_key_id="alias/evidence", client=client, sleep=naps.append)
+        log = EvidenceLog.s3(
+            BUCKET,
+            PREFIX,
+            STACK,
+            kms_key_id="alias/evidence",
+            mac_key_id="unused",
+            client=client,
+            key=KEY,
+            head_store=None,
+            sleep=naps.append,
+        )
         ours = log.append("release", model=MODEL, actor=CI, reason="ours")
         stub.assert_no_pending_responses()
     assert (ours.seq, ours.prev_hash) == (3, third.hash)
@@ -258,7 +310,16 @@ def test_other_put_errors_are_not_retried() -> None:
     with Stubber(client) as stub:
         stub.add_response("list_objects_v2", listing())
         stub.add_client_error("put_object", "AccessDenied", "Access Denied", http_status_code=403)
-        log = EvidenceLog.s3(BUCKET, PREFIX, STACK, kms_key_id="alias/evidence", client=client)
+        log = EvidenceLog.s3(
+            BUCKET,
+            PREFIX,
+            STACK,
+            kms_key_id="alias/evidence",
+            mac_key_id="unused",
+            client=client,
+            key=KEY,
+            head_store=None,
+        )
         with pytest.raises(EvidenceUnavailable, match=r"PutObject \S+ failed: AccessDenied"):
             log.append("release", model=MODEL, actor=CI, reason="ours")
         stub.assert_no_pending_responses()
@@ -276,3 +337,77 @@ def test_s3_uris(uri: str, expected: tuple[str, str]) -> None:
 def test_bad_s3_uris(uri: str) -> None:
     with pytest.raises(ValueError, match="not an S3 location"):
         parse_s3_uri(uri)
+
+
+# -- the faults of issue 14, on S3: each found by a fresh verifier with no anchor kept by hand ------------------
+
+
+def test_a_deleted_last_entry_is_found_by_the_published_head(aws: dict[str, Any]) -> None:
+    filled(aws)
+    aws["s3"].delete_object(Bucket=aws["bucket"], Key=key(len(STORY) - 1))  # truncation: the tail is gone
+    assert kinds_and_seqs(s3_log(aws)) == [("deleted", 5), ("truncated", 5)]
+
+
+def test_a_rewritten_last_entry_is_found(aws: dict[str, Any]) -> None:
+    log = filled(aws)
+    last = log.entries()[-1]
+    rewritten = reseal(last.model_copy(update={"reason": "nothing happened"}), KEY)  # someone else's key
+    aws["s3"].put_object(Bucket=aws["bucket"], Key=key(last.seq), Body=rewritten.to_bytes())
+    report = s3_log(aws).verify()
+    assert [(str(p.kind), p.seq) for p in report.problems] == [
+        ("anchor-mismatch", 5),
+        ("bad-mac", 5),
+        ("overwritten", 5),
+    ]
+    overwritten = next(p for p in report.problems if p.kind == "overwritten")
+    assert "sealed version(s) ['" in overwritten.message  # the locked original is named and still verifies
+
+
+def test_a_forged_append_without_the_key_is_found(aws: dict[str, Any]) -> None:
+    log = filled(aws)
+    head = log.entries()[-1]
+    forged = EvidenceEntry.seal(
+        KEY,
+        seq=head.seq + 1,
+        kind="approval",
+        stack=STACK,
+        model=MODEL,
+        actor=CI,
+        reason="forged approval",
+        at=stepping_clock()(),
+        prev_hash=head.hash,
+    )
+    aws["s3"].put_object(Bucket=aws["bucket"], Key=key(forged.seq), Body=forged.to_bytes())
+    assert kinds_and_seqs(s3_log(aws)) == [("bad-mac", 6)]
+    with pytest.raises(DamagedLogError, match="MAC"):
+        s3_log(aws).append("drill", model=MODEL, actor=CI, reason="rollback drill")
+
+
+def test_a_head_published_without_the_key_is_found(aws: dict[str, Any]) -> None:
+    log = filled(aws)
+    first = log.entries()[0]
+    aws["ssm"].put_parameter(
+        Name=aws["head_parameter"], Value=f"0:{first.hash}:{'A' * 43}=", Type="String", Overwrite=True
+    )
+    assert kinds_and_seqs(s3_log(aws)) == [("head-forged", 0)]
+
+
+def test_verify_without_the_rights_to_list_versions_or_read_the_lock_is_not_ok(aws: dict[str, Any]) -> None:
+    """What verify with the approver's or deployer's old rights looked like: a deleted entry reported as ok."""
+    filled(aws)
+    aws["s3"].delete_object(Bucket=aws["bucket"], Key=key(2))
+    client = boto3.client("s3", region_name="us-east-1")
+
+    def access_denied(**_: Any) -> tuple[Any, dict[str, Any]]:
+        error = {"Error": {"Code": "AccessDenied", "Message": "denied"}, "ResponseMetadata": {"HTTPStatusCode": 403}}
+        return AWSResponse("https://s3", 403, {}, None), error
+
+    client.meta.events.register("before-call.s3.ListObjectVersions", access_denied)
+    client.meta.events.register("before-call.s3.GetObjectLockConfiguration", access_denied)
+    report = s3_log(aws, client=client).verify()
+    assert not report.ok
+    assert [(str(p.kind), p.seq) for p in report.problems] == [
+        ("unverifiable", None),
+        ("unverifiable", None),
+        ("missing", 2),
+    ]

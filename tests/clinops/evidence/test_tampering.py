@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from clinops.evidence import DamagedLogError, EvidenceEntry, EvidenceLog, ProblemKind
+from clinops.evidence import DamagedLogError, EvidenceEntry, EvidenceLog, MacKey, ProblemKind
 from tests.clinops.evidence.helpers import (
     CI,
+    KEY,
     MODEL,
     STORY,
     entry_path,
@@ -19,6 +20,7 @@ from tests.clinops.evidence.helpers import (
     problems_of,
     read_entry,
     remove,
+    reseal,
     stepping_clock,
 )
 
@@ -36,9 +38,11 @@ def root(log: EvidenceLog) -> Path:
     return log.store.root  # type: ignore[attr-defined]
 
 
-def forge(log: EvidenceLog, seq: int, prev_hash: str, stack: str = "prod") -> EvidenceEntry:
-    """An entry with a valid hash of its own, as someone without clinops but with the format would make."""
+def forge(log: EvidenceLog, seq: int, prev_hash: str, stack: str = "prod", key: MacKey | None = None) -> EvidenceEntry:
+    """An entry with a valid hash and MAC of its own. By default sealed with the log's own key - a writer that
+    misbehaves, so the chain rules below are tested on their own; `key=KEY` is a reader with another key."""
     return EvidenceEntry.seal(
+        key or log.key,
         seq=seq,
         kind="approval",
         stack=stack,
@@ -51,12 +55,13 @@ def forge(log: EvidenceLog, seq: int, prev_hash: str, stack: str = "prod") -> Ev
     )
 
 
-def rewrite_fields(log: EvidenceLog, seq: int, *, rehash: bool, **changes: object) -> None:
+def rewrite_fields(log: EvidenceLog, seq: int, *, rehash: bool, key: MacKey | None = None, **changes: object) -> None:
+    """Change fields; `rehash` recomputes the hash (anyone can), `key` also re-MACs (only a key holder can)."""
     document = json.loads(entry_path(root(log), seq).read_bytes())
     document.update(changes)
     entry = EvidenceEntry.model_validate(document)
     if rehash:
-        entry = entry.model_copy(update={"hash": entry.compute_hash()})
+        entry = reseal(entry, key)
     overwrite(entry_path(root(log), seq), entry.to_bytes())
 
 
@@ -76,8 +81,13 @@ def test_altered_hash(log: EvidenceLog) -> None:
     assert problems_of(log) == [("altered", 2)]
 
 
-def test_altered_field_with_recomputed_hash_breaks_the_next_link(log: EvidenceLog) -> None:
+def test_altered_field_with_recomputed_hash_but_no_key_has_a_bad_mac(log: EvidenceLog) -> None:
     rewrite_fields(log, 2, rehash=True, actor="arn:aws:iam::123456789012:role/someone-else")
+    assert problems_of(log) == [("bad-mac", 2)]
+
+
+def test_altered_field_resealed_with_the_key_breaks_the_next_link(log: EvidenceLog) -> None:
+    rewrite_fields(log, 2, rehash=True, key=log.key, actor="arn:aws:iam::123456789012:role/someone-else")
     assert problems_of(log) == [("broken-link", 3)]
 
 
@@ -99,12 +109,16 @@ def test_swapped_entries(log: EvidenceLog) -> None:
     assert problems_of(log) == [("misplaced", 2), ("misplaced", 3)]
 
 
-def test_swapped_entries_with_rewritten_seqs_break_links(log: EvidenceLog) -> None:
+@pytest.mark.parametrize("with_key", [True, False], ids=["writer-key", "no-key"])
+def test_swapped_entries_with_rewritten_seqs_break_links(log: EvidenceLog, with_key: bool) -> None:
     second, third = read_entry(root(log), 2), read_entry(root(log), 3)
     for seq, entry in ((2, third), (3, second)):
-        moved = entry.model_copy(update={"seq": seq})
-        overwrite(entry_path(root(log), seq), moved.model_copy(update={"hash": moved.compute_hash()}).to_bytes())
-    assert problems_of(log) == [("broken-link", 2), ("broken-link", 3), ("broken-link", 4)]
+        moved = reseal(entry.model_copy(update={"seq": seq}), log.key if with_key else None)
+        overwrite(entry_path(root(log), seq), moved.to_bytes())
+    if with_key:
+        assert problems_of(log) == [("broken-link", 2), ("broken-link", 3), ("broken-link", 4)]
+    else:
+        assert problems_of(log) == [("bad-mac", 2), ("bad-mac", 3)]
 
 
 def test_duplicated_entry_appended(log: EvidenceLog) -> None:
@@ -138,7 +152,8 @@ def test_inserted_entry_shifts_the_ones_after_it(log: EvidenceLog) -> None:
     for seq in range(HEAD, 2, -1):  # make room at seq 3 by renaming 3..5 to 4..6
         overwrite(entry_path(root(log), seq + 1), entry_path(root(log), seq).read_bytes())
     overwrite(entry_path(root(log), 3), forge(log, 3, read_entry(root(log), 2).hash).to_bytes())
-    assert problems_of(log) == [("misplaced", 4), ("misplaced", 5), ("misplaced", 6)]
+    # The published head (seq 5) now names an entry that sits elsewhere: the anchor no longer matches either.
+    assert problems_of(log) == [("misplaced", 4), ("anchor-mismatch", 5), ("misplaced", 5), ("misplaced", 6)]
 
 
 def test_entry_of_another_stack(log: EvidenceLog) -> None:
@@ -159,28 +174,63 @@ def test_reformatted_entry_is_not_canonical(log: EvidenceLog) -> None:
     assert problems_of(log) == [("non-canonical", 2)]
 
 
-def test_truncated_tail_is_invisible_without_an_anchor_and_caught_with_one(log: EvidenceLog) -> None:
+def test_truncated_tail_is_caught_by_the_published_head_without_a_manual_anchor(log: EvidenceLog) -> None:
     anchor = log.head()
     assert anchor is not None
     remove(entry_path(root(log), HEAD))
     remove(entry_path(root(log), HEAD - 1))
-    assert log.verify().ok  # a shorter valid log: the log alone cannot tell
-    report = log.verify(expected_head=anchor)
+    report = EvidenceLog.local(root(log), "prod").verify()  # a fresh reader: nothing remembered in memory
     assert [(p.kind, p.seq) for p in report.problems] == [(ProblemKind.TRUNCATED, HEAD - 1)]
     assert f"seq {HEAD - 1}..{HEAD} were removed" in report.problems[0].message
-    assert problems_of(log, expected_head=anchor.hash) == [("anchor-mismatch", None)]
+    assert report.published_head == anchor
+    # A manual anchor is still checked as well.
+    assert ("anchor-mismatch", None) in problems_of(log, expected_head=anchor.hash)
 
 
-def test_rewritten_tail_with_recomputed_hashes_is_caught_only_by_the_anchor(log: EvidenceLog) -> None:
-    anchor = log.head()
+def test_truncating_the_whole_log_is_caught(log: EvidenceLog) -> None:
+    for seq in range(HEAD + 1):
+        remove(entry_path(root(log), seq))
+    assert problems_of(EvidenceLog.local(root(log), "prod")) == [("truncated", 0)]
+
+
+def test_rewritten_last_entry_is_caught(log: EvidenceLog) -> None:
+    """The last entry replaced by a sealed one (a writer's key) that links correctly: only the head tells."""
+    previous = read_entry(root(log), HEAD - 1).hash
+    overwrite(entry_path(root(log), HEAD), forge(log, HEAD, previous).to_bytes())
+    assert problems_of(log) == [("anchor-mismatch", HEAD)]
+
+
+def test_rewritten_tail_with_recomputed_hashes_is_caught(log: EvidenceLog) -> None:
     previous = read_entry(root(log), 2).hash
     for seq in range(3, HEAD + 1):  # a careful forger rewrites every entry from seq 3 on
         entry = read_entry(root(log), seq).model_copy(update={"reason": "rewritten", "prev_hash": previous})
-        entry = entry.model_copy(update={"hash": entry.compute_hash()})
+        entry = reseal(entry, None)
         overwrite(entry_path(root(log), seq), entry.to_bytes())
         previous = entry.hash
-    assert log.verify().ok
-    assert problems_of(log, expected_head=anchor) == [("anchor-mismatch", HEAD)]
+    # Without the key every rewritten entry fails its MAC, and the published head no longer matches.
+    assert problems_of(log) == [("bad-mac", 3), ("bad-mac", 4), ("anchor-mismatch", HEAD), ("bad-mac", HEAD)]
+
+
+def test_forged_append_by_a_reader_without_the_key(log: EvidenceLog) -> None:
+    """A reader who can write files but not use the key appends a well-formed, correctly linked entry."""
+    head = read_entry(root(log), HEAD)
+    forged = forge(log, HEAD + 1, head.hash, key=KEY)
+    overwrite(entry_path(root(log), HEAD + 1), forged.to_bytes())
+    assert problems_of(log) == [("bad-mac", HEAD + 1)]
+    with pytest.raises(DamagedLogError, match="MAC"):  # and no writer links new evidence to it
+        EvidenceLog.local(root(log), "prod").append("drill", model=MODEL, actor=CI, reason="rollback drill")
+
+
+def test_forged_published_head_is_reported(log: EvidenceLog) -> None:
+    head_file = root(log).parent / f"{root(log).name}.head"
+    seq = head_file.read_text().split(":")[0]
+    head_file.write_text(f"{int(seq) - 2}:{read_entry(root(log), int(seq) - 2).hash}:{'A' * 43}=\n")
+    assert problems_of(log) == [("head-forged", HEAD - 2)]
+
+
+def test_removed_published_head_is_reported(log: EvidenceLog) -> None:
+    (root(log).parent / f"{root(log).name}.head").unlink()
+    assert problems_of(log) == [("head-missing", None)]
 
 
 def test_anchor_behind_the_head_accepts_later_appends(log: EvidenceLog) -> None:
