@@ -7,7 +7,8 @@ An exception waives exactly what was reviewed, for a bounded time:
   its findings is listed, so a new violation of the same rule on the same resource is not absorbed. Other
   engines' exceptions may list `findings` too; they must then equal the finding's message.
 - `resource`: one URN, or an fnmatch pattern whose type is literal (`*$aws:s3/bucket:Bucket::name`). A
-  pattern whose name part has a wildcard must say how many resources it may cover (`maxResources`); a gate run
+  pattern whose name part has a wildcard must say how many resources it may cover (`maxResources`, plus
+  `maxResourcesPerModel` for resources each model adds, so a review scales with the model mesh); a gate run
   where it matches more fails. `*`, or a wildcard in the type, is refused.
 - `reason`, `owner`, `expires` (YYYY-MM-DD, at most `maxLifetimeDays` from today; the file may lower the
   default of 365, never raise it above 730).
@@ -46,6 +47,11 @@ class Waiver:
     stacks: tuple[str, ...] = ()  # empty: every stack
     findings: tuple[str, ...] = ()  # empty: the whole check (checkov, cdk-nag: one check per ID)
     max_resources: int = 1
+    max_resources_per_model: int = 0  # per-model resources (a canary, a drift pipeline): the cap grows with the mesh
+
+    def cap(self, models: int) -> int:
+        """How many resources the review covers in a stack with `models` models."""
+        return self.max_resources + self.max_resources_per_model * models
 
     def matches(self, engine: str, rule_id: str, urn: str, stack: str, details: Iterable[str] = ()) -> bool:
         return (
@@ -66,6 +72,7 @@ class Waiver:
             "resource": self.resource,
             "findings": list(self.findings),
             "maxResources": self.max_resources,
+            "maxResourcesPerModel": self.max_resources_per_model,
             "reason": self.reason,
             "owner": self.owner,
             "expires": self.expires.isoformat() if self.expires else None,
@@ -159,15 +166,20 @@ def load(
         if too_broad:
             problems.append(f"{label}: {too_broad}")
             continue
-        if is_pattern(resource) and "maxResources" not in entry:
+        if is_pattern(resource) and "maxResources" not in entry and "maxResourcesPerModel" not in entry:
             problems.append(
                 f"{label}: resource '{resource}' is a pattern that may match many resources; fix: add "
                 "maxResources (how many resources were reviewed) or name one resource"
             )
             continue
-        max_resources = entry.get("maxResources", 1)
-        if not isinstance(max_resources, int) or isinstance(max_resources, bool) or max_resources < 1:
-            problems.append(f"{label}: maxResources {max_resources!r} must be a positive whole number")
+        max_resources = entry.get("maxResources", 0 if "maxResourcesPerModel" in entry else 1)
+        per_model = entry.get("maxResourcesPerModel", 0)
+        counts = (max_resources, per_model)
+        if any(not isinstance(n, int) or isinstance(n, bool) or n < 0 for n in counts) or sum(counts) < 1:
+            problems.append(
+                f"{label}: maxResources {max_resources!r} / maxResourcesPerModel {per_model!r} must be whole "
+                "numbers, at least one of them positive"
+            )
             continue
         findings = entry.get("findings") or []
         if not isinstance(findings, list) or not all(isinstance(f, str) and f.strip() for f in findings):
@@ -186,6 +198,7 @@ def load(
                 tuple(stacks),
                 tuple(f.strip() for f in findings),
                 max_resources,
+                per_model,
             )
         )
     return waivers, problems

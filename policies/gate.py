@@ -244,13 +244,15 @@ def _verdict(
         for r in _coverage(plan, reports)
     ]
     problems = list(problems)
+    models = len(plan.platform_config().get("models") or [])
     for waiver in waivers:
         urns = covered.get(waiver.index, set())
-        if len(urns) > waiver.max_resources:
+        if len(urns) > waiver.cap(models):
             problems.append(
                 f"{waiver.label()} waives {len(urns)} resources in {plan.stack}, more than the "
-                f"{waiver.max_resources} reviewed (maxResources); fix: review the new ones and raise maxResources, "
-                "or fix them"
+                f"{waiver.cap(models)} reviewed (maxResources {waiver.max_resources} + maxResourcesPerModel "
+                f"{waiver.max_resources_per_model} x {models} models); fix: review the new ones and raise the "
+                "counts, or fix them"
             )
             # A waiver that outgrew its review waives nothing: every finding it covered shows again.
             judged = [Judged(j.result) if j.waiver is waiver else j for j in judged]
