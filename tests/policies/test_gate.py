@@ -392,3 +392,33 @@ def test_engine_that_cannot_read_an_input_is_exit_2_with_a_message(tmp_path: Pat
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     assert "engine cdk-nag cannot read this plan" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("counts", "models", "cap", "problem"),
+    [
+        ({"maxResources": 3, "maxResourcesPerModel": 1}, 50, 53, None),
+        ({"maxResourcesPerModel": 2}, 10, 20, None),
+        ({"maxResources": 0, "maxResourcesPerModel": 0}, 1, None, "at least one of them positive"),
+        ({"maxResourcesPerModel": -1}, 1, None, "whole numbers"),
+    ],
+)
+def test_a_pattern_waiver_may_scale_with_the_models_of_the_stack(
+    tmp_path: Path, counts: dict, models: int, cap: int | None, problem: str | None
+) -> None:
+    entry = {
+        "engine": "checkov",
+        "rule": "CKV_AWS_115",
+        "resource": "*$aws:lambda/function:Function::*",
+        "reason": "reviewed per model",
+        "owner": "platform",
+        "expires": (dt.date.today() + dt.timedelta(days=30)).isoformat(),
+        **counts,
+    }
+    path = tmp_path / "exceptions.yaml"
+    path.write_text(yaml.safe_dump({"exceptions": [entry]}))
+    waivers, problems = load(path, engines=["checkov"])
+    if problem:
+        assert not waivers and any(problem in p for p in problems)
+    else:
+        assert problems == [] and waivers[0].cap(models) == cap
