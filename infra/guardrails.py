@@ -223,6 +223,8 @@ class Guardrails(pulumi.ComponentResource):
             treat_missing_data="notBreaching",
             alarm_description=f"{purpose} could not process an event; see RUNBOOK.md",
             alarm_actions=[args.topic_arn],
+            # A silent metric must reach a person too (AWS Config cloudwatch-alarm-action-check, HIPAA pack).
+            insufficient_data_actions=[args.topic_arn],
             tags=platform.tags(),
             opts=platform.child(self),
         )
@@ -265,6 +267,8 @@ class Guardrails(pulumi.ComponentResource):
             treat_missing_data="notBreaching",
             alarm_description=f"{purpose} failed an invocation; see RUNBOOK.md (circuit breaker: failures)",
             alarm_actions=[args.topic_arn],
+            # A silent metric must reach a person too (AWS Config cloudwatch-alarm-action-check, HIPAA pack).
+            insufficient_data_actions=[args.topic_arn],
             tags=platform.tags(),
             opts=platform.child(self),
         )

@@ -383,10 +383,8 @@ def _served_values(model: AccessModel, name: str) -> dict[str, str]:
         alarms = ((endpoint.inputs.get("deploymentConfig") or {}).get("autoRollbackConfiguration") or {}).get("alarms")
         if alarms:
             values["alarm"] = str(alarms[0].get("alarmName"))
-    config_models = model.plan.platform_config().get("models") or []
-    package = next((c.get("packageArn") for c in config_models if isinstance(c, dict) and c.get("name") == name), None)
-    if package:
-        values["package"] = str(package)
+    if name in model.packages:
+        values["package"] = model.packages[name]
     return values
 
 

@@ -52,6 +52,8 @@ class AccessModel:
     registry_account: str
     models: list[str]
     served_models: list[str]
+    deployers: list[str] = field(default_factory=list)  # principals.deployers: who runs `pulumi up`
+    packages: dict[str, str] = field(default_factory=dict)  # model -> its pinned package ARN
     unreadable: list[str] = field(default_factory=list)  # policies that could not be read, with why
     _arns: dict[tuple[str, str], str | None] = field(default_factory=dict, repr=False)
 
@@ -66,10 +68,8 @@ class AccessModel:
     @property
     def deploy_identity(self) -> str:
         """Who runs `pulumi up`: the first configured deployer, else a role of this account (not a persona)."""
-        principals = self.plan.platform_config().get("principals")
-        deployers = principals.get("deployers") if isinstance(principals, dict) else None
-        if isinstance(deployers, list) and deployers and isinstance(deployers[0], str):
-            return deployers[0]
+        if self.deployers:
+            return self.deployers[0]
         return f"arn:aws:iam::{self.account}:role/clinops-pulumi-deploy"
 
     @property
@@ -306,17 +306,39 @@ def _arns(value: Any) -> list[str]:
 
 
 def build_model(plan: Plan) -> AccessModel:
+    """Accounts, models and deployers from the stack facts the gate bound from outside the plan (the stack's own
+    Pulumi.<stack>.yaml, `policies.gate.bind_stack`) when there are some, else from the plan's own config."""
+    bound = plan.stack_config
+    if bound is not None:
+        return AccessModel(
+            plan=plan,
+            account=str(bound.account_id),
+            region=str(bound.region),
+            registry_account=str(bound.registry_account),
+            models=[m.name for m in bound.models],
+            served_models=[m.name for m in bound.models if m.package_arn],
+            deployers=[str(d) for d in bound.principals.deployers],
+            packages={m.name: str(m.package_arn) for m in bound.models if m.package_arn},
+        )
     config = plan.platform_config()
     accounts = config.get("accounts") if isinstance(config.get("accounts"), dict) else {}
     account = str(config.get("accountId") or "")
     models = config.get("models") if isinstance(config.get("models"), list) else []
     names = [m["name"] for m in models if isinstance(m, dict) and m.get("name")]
-    served = [m["name"] for m in models if isinstance(m, dict) and m.get("name") and m.get("packageArn")]
+    packages = {
+        str(m["name"]): str(m["packageArn"])
+        for m in models
+        if isinstance(m, dict) and m.get("name") and m.get("packageArn")
+    }
+    principals = config.get("principals")
+    deployers = principals.get("deployers") if isinstance(principals, dict) else None
     return AccessModel(
         plan=plan,
         account=account,
         region=str(plan.config.get("aws:region") or "us-east-1"),
         registry_account=str(accounts.get("dev") or account),
         models=names,
-        served_models=served,
+        served_models=list(packages),
+        deployers=[d for d in deployers if isinstance(d, str)] if isinstance(deployers, list) else [],
+        packages=packages,
     )

@@ -62,7 +62,7 @@ def steps(definition: dict[str, Any]) -> Iterator[dict[str, Any]]:
         if not isinstance(step, dict):
             continue
         yield step
-        arguments = step.get("Arguments") if isinstance(step.get("Arguments"), dict) else {}
+        arguments = raw if isinstance(raw := step.get("Arguments"), dict) else {}
         pending += [s for key in ("IfSteps", "ElseSteps") for s in (arguments.get(key) or [])]
 
 

@@ -15,7 +15,7 @@ from infra.render import dumps
 from policies.bundle import write_bundle
 from policies.engines import access_engine, iam_evaluator
 from policies.engines.access_model import build_model
-from policies.gate import run_gates
+from policies.gate import bind_stack, run_gates
 from policies.model import CheckResult
 from policies.plan import parse_plan
 from tests.conftest import rendered
@@ -579,3 +579,17 @@ def test_a_missing_evaluator_fails_the_gate_with_the_fix(monkeypatch: pytest.Mon
     (report,) = access_engine.scan_plans([parse_plan(rendered("staging"))])
     (result,) = report.results
     assert result.status == "failed" and "make venv" in result.message
+
+
+def test_accounts_models_and_deployers_come_from_the_bound_stack_facts() -> None:
+    """The gate binds the stack's own Pulumi.<stack>.yaml from outside the plan; the engine believes that, not
+    what the plan says about itself."""
+    plan = parse_plan(rendered("staging"))
+    plan.config = {k: v for k, v in plan.config.items() if k not in ("clinops:models", "clinops:principals")}
+    unbound = build_model(plan)
+    assert not unbound.models and not unbound.deployers
+    bound = build_model(bind_stack(plan, "staging"))
+    assert bound.models == ["readmission-risk", "sepsis-warning"]
+    assert bound.served_models and set(bound.packages) == set(bound.served_models)
+    assert bound.deployers and bound.deploy_identity == bound.deployers[0]
+    assert bound.registry_account == "111111111111" != bound.account

@@ -88,7 +88,9 @@ def test_missing_config_falls_back_to_the_strictest_facts() -> None:
     b.set("flow-logs", "retentionInDays", 90)
     b.set("readmission", "deploymentConfig.autoRollbackConfiguration", DELETE)
     failed = {r.rule_id for r in evaluate(b.plan()).results if r.status == "failed"}
-    assert failed == {"CLIN-AUD-003", "CLIN-DEP-002"}  # PHI log floor and prod rollback rules apply
+    # PHI log floor and prod rollback rules apply; with no known platform accounts, every account a resource
+    # policy admits is foreign.
+    assert failed == {"CLIN-AUD-003", "CLIN-DEP-002", "CLIN-RES-001", "CLIN-RES-002", "CLIN-NET-008"}
 
 
 @pytest.mark.parametrize("stack", ENVIRONMENTS)

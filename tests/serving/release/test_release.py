@@ -12,6 +12,7 @@ from botocore.stub import Stubber
 from clinops import names
 from clinops.config import load_from_stack_file
 from clinops.exitcodes import ExitCode, ReleaseError
+from serving.release import gate as release_gate
 from serving.release.aws import open_stack
 from serving.release.evidence import CHECK_DEPLOYMENT, CHECK_SHADOW, EvidenceLocation, trusted_history
 from serving.release.gate import GateOptions
@@ -265,3 +266,10 @@ def test_pulumi_up_runs_and_a_failed_deploy_restores_the_pin(session, project, e
     # the deployed package's drift baseline is where the drift pipeline reads it, and the evidence says so
     deployed = releases(evidence, "dev")[-1].details["drift_baseline"]
     assert deployed["keys"][0] == f"{MODEL}/baseline/baseline.json" and deployed["kms_key_arn"] == key_arn
+
+
+def test_unknown_gate_engine_is_unusable_input_before_anything_renders(project) -> None:
+    with pytest.raises(ReleaseError) as caught:
+        release_gate.run("dev", project, GateOptions(engines=("clinops", "trivy")))
+    assert caught.value.exit_code == ExitCode.UNUSABLE_INPUT
+    assert "trivy" in str(caught.value) and "aws-config" in str(caught.value)  # names the registry's engines
