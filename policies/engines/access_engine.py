@@ -365,8 +365,8 @@ class Resolver:
             schedule = m.resource("aws:scheduler/schedule:Schedule", arg)
             if schedule is None:
                 raise Unresolved(f"the plan has no schedule '{arg}'")
-            group = schedule.inputs.get("groupName") or "default"
-            return f"arn:aws:scheduler:{m.region}:{m.account}:schedule/{group}/{schedule.inputs.get('name')}"
+            schedule_group = schedule.inputs.get("groupName") or "default"
+            return f"arn:aws:scheduler:{m.region}:{m.account}:schedule/{schedule_group}/{schedule.inputs.get('name')}"
         if kind == "trail":
             trail = next(iter(m.plan.of_type("aws:cloudtrail/trail:Trail")), None)
             if trail is None:
@@ -529,7 +529,8 @@ def _check(
                 why=intent.why,
                 problem="the plan has no permissions boundary policy to judge",
             )
-    urn = (role or boundary).urn if (role or boundary) is not None else None
+    owner = role or boundary
+    urn = owner.urn if owner is not None else None
     urn = urn or _resource_urn(model, batch, resource, resolve) or stack_urn
     check = Check(
         subject=_subject(values),
@@ -679,16 +680,17 @@ def perimeter_checks(catalogue: Catalogue, model: AccessModel) -> list[Check]:
         if action is None or not arn.startswith("arn:"):
             continue
         for who, kind in (("anonymous", "anonymous"), (outsider, "admin")):
+            request_context: dict[str, Any] = {"aws:SecureTransport": "true", "aws:RequestedRegion": model.region}
+            if action.startswith("s3:"):
+                request_context["s3:TlsVersion"] = "1.3"
+            if kind == "admin":
+                request_context.update({"aws:PrincipalArn": who, "aws:PrincipalAccount": OUTSIDER_ACCOUNT})
             request = {
                 "principal": {"type": "Anonymous"} if kind == "anonymous" else who,
                 "action": action,
                 "resource": {"resource": arn, "accountId": model.account},
-                "contextVariables": {"aws:SecureTransport": "true", "aws:RequestedRegion": model.region},
+                "contextVariables": request_context,
             }
-            if action.startswith("s3:"):
-                request["contextVariables"]["s3:TlsVersion"] = "1.3"
-            if kind == "admin":
-                request["contextVariables"].update({"aws:PrincipalArn": who, "aws:PrincipalAccount": OUTSIDER_ACCOUNT})
             simulation = {
                 "request": request,
                 "identityPolicies": [] if kind == "anonymous" else [{"name": "administrator", "policy": ADMIN_POLICY}],
@@ -704,7 +706,7 @@ def perimeter_checks(catalogue: Catalogue, model: AccessModel) -> list[Check]:
                     principal_kind=kind,
                     action=action,
                     resource=arn,
-                    context=request["contextVariables"],
+                    context=request_context,
                     urn=resource.urn,
                     fix="remove the statement that lets this principal in (name the platform accounts' roles only)",
                     why="no resource policy allows a public or foreign principal",
@@ -712,7 +714,7 @@ def perimeter_checks(catalogue: Catalogue, model: AccessModel) -> list[Check]:
                 )
             )
     for endpoint in model.plan.of_type("aws:ec2/vpcEndpoint:VpcEndpoint"):
-        doc = model.document(endpoint, "policy")
+        endpoint_policy = model.document(endpoint, "policy")
         if endpoint.inputs.get("vpcEndpointType") != "Interface":
             continue
         probe, probe_resource = catalogue.endpoint_probe
@@ -734,7 +736,7 @@ def perimeter_checks(catalogue: Catalogue, model: AccessModel) -> list[Check]:
             "vpcEndpointPolicies": [
                 {
                     "name": endpoint.name,
-                    "policy": doc
+                    "policy": endpoint_policy
                     or {
                         "Version": "2012-10-17",
                         "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*"}],

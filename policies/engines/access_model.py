@@ -321,9 +321,10 @@ def build_model(plan: Plan) -> AccessModel:
             packages={m.name: str(m.package_arn) for m in bound.models if m.package_arn},
         )
     config = plan.platform_config()
-    accounts = config.get("accounts") if isinstance(config.get("accounts"), dict) else {}
+    raw_accounts, raw_models = config.get("accounts"), config.get("models")
+    accounts: dict[str, Any] = raw_accounts if isinstance(raw_accounts, dict) else {}
     account = str(config.get("accountId") or "")
-    models = config.get("models") if isinstance(config.get("models"), list) else []
+    models: list[Any] = raw_models if isinstance(raw_models, list) else []
     names = [m["name"] for m in models if isinstance(m, dict) and m.get("name")]
     packages = {
         str(m["name"]): str(m["packageArn"])
