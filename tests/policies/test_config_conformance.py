@@ -41,7 +41,9 @@ def _evidence_unlocked(doc: dict) -> None:
 
 
 def _role_decrypts_every_key(doc: dict) -> None:
-    policy = _state(doc, "aws:iam/rolePolicy:RolePolicy", "execution-permissions")
+    # the approver: the execution and deployer roles already decrypt the registry's key/* by alias (a reviewed
+    # exception), so only a role with no such grant shows the detection firing
+    policy = _state(doc, "aws:iam/rolePolicy:RolePolicy", "approver-permissions")
     document = json.loads(policy["inputs"]["policy"])
     document["Statement"].append({"Sid": "AnyKey", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"})
     policy["inputs"]["policy"] = json.dumps(document)
@@ -56,7 +58,7 @@ def _data_capture_unlogged(doc: dict) -> None:
     [
         (_no_insufficient_data_action, "cloudwatch-alarm-action-check", "clinops-prod-readmission-risk-5xx-rate"),
         (_evidence_unlocked, "s3-bucket-default-lock-enabled", "evidence"),
-        (_role_decrypts_every_key, "iam-inline-policy-blocked-kms-actions", "execution-permissions"),
+        (_role_decrypts_every_key, "iam-inline-policy-blocked-kms-actions", "approver-permissions"),
         (_data_capture_unlogged, "s3-bucket-logging-enabled", "data-capture"),
     ],
 )
