@@ -20,6 +20,10 @@ PINNED_PARAMETER = "pinned-endpoint-config"
 LAST_KNOWN_GOOD_PARAMETER = "last-known-good-endpoint-config"
 ROLLBACK_ALARM_SUFFIXES = ("5xx-rate", "latency-p99", "invalid-scores")  # infra.rollback_alarms.RollbackAlarms
 BREAKER_ALARM_SUFFIXES = ("drift", "score-drift", "quality")  # drift and quality alarms the breaker also obeys
+# CDS Hooks service (serving/cds): clinicians' feedback on its cards, as a metric the monitoring alarms on.
+CDS_METRIC_NAMESPACE = "clinops/cds"
+CDS_OVERRIDDEN_METRIC = "CardOverridden"  # 1 overridden, 0 accepted: its Average is the override rate
+CDS_OVERRIDE_ALARM_SUFFIX = "override-rate"
 _PACKAGE_VERSION = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/([\w-]+)/(\d+)$")
 
 
@@ -82,6 +86,17 @@ def verified_parameter(stack: str, model: str, endpoint_config: str) -> str:
 def alarm_name(stack: str, model: str, signal: str) -> str:
     """`clinops-<stack>-<model>-<signal>`: every alarm the breaker obeys is named after its endpoint."""
     return f"{endpoint_name(stack, model)}-{signal}"
+
+
+def config_version(endpoint_config: str) -> int | None:
+    """The package version an endpoint configuration of `config_name` serves (`...-v3` -> 3)."""
+    match = re.search(r"-v(\d+)$", endpoint_config or "")
+    return int(match.group(1)) if match else None
+
+
+def cds_alarm_names(stack: str, model: str) -> list[str]:
+    """Alarms in force that stop the CDS service from showing the model's score: drift, quality, overrides."""
+    return [alarm_name(stack, model, s) for s in (*BREAKER_ALARM_SUFFIXES, CDS_OVERRIDE_ALARM_SUFFIX)]
 
 
 def training_pipeline_name(model: str) -> str:
