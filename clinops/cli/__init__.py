@@ -200,6 +200,7 @@ EXIT_CODES: dict[str, tuple[ExitCode, ...]] = {
     "drill": (ExitCode.ENDPOINT_BUSY, ExitCode.AWS_UNAVAILABLE),
     "rollback": (ExitCode.AWS_UNAVAILABLE,),
     "retrain": (ExitCode.AWS_UNAVAILABLE,),
+    "cds": (),
 }
 
 # The release path's commands live beside their code; the CLI mounts them by name and imports a group only
@@ -227,4 +228,5 @@ LAZY_COMMANDS: dict[str, tuple[str, str, bool, str | None]] = {
     "drill": ("clinops.cli.rollback", "drill_app", True, None),
     "rollback": ("clinops.cli.rollback", "rollback_app", True, None),
     "retrain": ("clinops.cli.rollback", "retrain_app", True, None),
+    "cds": ("clinops.cli.cds", "app", True, "The CDS Hooks service clinicians reach from the EHR, locally."),
 }

@@ -75,12 +75,12 @@ class ModelService:
         return self.model.cds_service_id
 
 
-def model_services(config: StackConfig, scorers: dict[str, Scorer]) -> list[ModelService]:
-    """Every model of the stack with a `cds` section, its mapping checked against its contract and its
-    prefetch; a model without a scorer is an error, not a silent gap in discovery."""
+def model_services(config: StackConfig, scorers: dict[str, Scorer], only: set[str] | None = None) -> list[ModelService]:
+    """Every model of the stack with a `cds` section (or those in `only`), its mapping checked against its
+    contract and its prefetch; a model without a scorer is an error, not a silent gap in discovery."""
     out = []
     for model in config.models:
-        if model.cds is None:
+        if model.cds is None or (only is not None and model.name not in only):
             continue
         mapper = FeatureMapper(
             load_mapping(builtin_mapping_path(model.name)), load_contract(builtin_contract_path(model.name))
