@@ -80,7 +80,7 @@ def render_cmd(
 @app.command("demo", epilog=epilog())
 def demo_cmd(out_dir: Path = typer.Option(Path("out"), "--out-dir")) -> None:
     """The main job on embedded defaults: render and gate every stack, then the release path, offline."""
-    from clinops.cli.demo import drift_demo, render_and_gate, serve_and_ask, train_locally
+    from clinops.cli.demo import cds_hooks, drift_demo, render_and_gate, serve_and_ask, train_locally
 
     try:
         results = {"gate": render_and_gate(out_dir, console)}
@@ -88,6 +88,7 @@ def demo_cmd(out_dir: Path = typer.Option(Path("out"), "--out-dir")) -> None:
         raise _config_failure(exc) from None
     results["pipeline"] = train_locally(console)
     results["serve"] = results["pipeline"] and serve_and_ask(console)
+    results["cds"] = results["pipeline"] and cds_hooks(console)
     results["drift"] = drift_demo(out_dir, console)
     console.rule("demo")
     for step, ok in results.items():

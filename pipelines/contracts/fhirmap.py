@@ -100,7 +100,7 @@ class FhirMapping(BaseModel):
                 unknown = sorted(set(spec.map.values()) - set(column.categories or []))
                 if unknown or not spec.map:
                     problems.append(f"{where}: map must give contract categories (unknown: {unknown})")
-            known_units = {column.unit, *(alt.unit for alt in column.alternate_units)} - {None}
+            known_units = {u for u in (column.unit, *(alt.unit for alt in column.alternate_units)) if u is not None}
             if spec.source == "observation":
                 if not spec.loinc or not spec.units:
                     problems.append(f"{where}: an observation needs loinc codes and units")

@@ -105,7 +105,9 @@ def resources_for_row(
         )
     hours = row.get("hours_since_admission")
     los = row.get("length_of_stay_days")
-    start = now - timedelta(hours=float(hours)) if not _missing(hours) else now - timedelta(days=int(los or 1))
+    start = now - (
+        timedelta(hours=float(hours)) if hours is not None and not _missing(hours) else timedelta(days=int(los or 1))
+    )
     patient: dict[str, Any] = {
         "resourceType": "Patient",
         "id": pid,

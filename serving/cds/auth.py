@@ -93,7 +93,7 @@ class JwtVerifier:
             raise Unauthorized(f"algorithm {str(header.get('alg'))[:10]!r} is not accepted (unsigned or symmetric)")
         issuer = unverified.get("iss")
         keyset = self._keysets.get(issuer) if isinstance(issuer, str) else None
-        if keyset is None:
+        if keyset is None or not isinstance(issuer, str):
             raise Unauthorized("issuer not on the allow-list")
         key = keyset.key(header.get("kid"))
         try:

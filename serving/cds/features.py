@@ -100,7 +100,7 @@ def _instant(value: Any) -> datetime | None:
 
 def _codes(concept: Any) -> list[str]:
     concepts = concept if isinstance(concept, list) else [concept]
-    out = []
+    out: list[str] = []
     for item in concepts:
         codings = getattr(item, "coding", None)
         if codings is None and getattr(item, "code", None) is not None:
