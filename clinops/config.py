@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from clinops.identity import ROLE_ARN
-from clinops.models import ModelConfig, StrictModel
+from clinops.models import CdsGateway, ModelConfig, StrictModel
 
 NAMESPACE = "clinops"
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -74,6 +74,7 @@ INTERFACE_ENDPOINT_SERVICES = (
     "com.amazonaws.{region}.ssm",
     "com.amazonaws.{region}.sns",
     "com.amazonaws.{region}.lambda",
+    "com.amazonaws.{region}.execute-api",  # the private CDS Hooks API (infra/cds_api.py): EHR calls enter here
     "aws.sagemaker.{region}.experiments",  # SageMaker-managed MLflow
 )
 S3_ENDPOINT_SERVICE = "com.amazonaws.{region}.s3"  # a gateway endpoint (free, no ENI)
@@ -165,6 +166,7 @@ class StackConfig(StrictModel):
         default=None, description="role `clinops release/verify` assume in this stack's account (cross-account)"
     )
     models: list[ModelConfig] = Field(default_factory=list)
+    cds: CdsGateway | None = Field(default=None, description="the CDS Hooks API; deployed when set")
 
     @field_validator("release_role_arn")
     @classmethod

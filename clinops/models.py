@@ -222,6 +222,25 @@ class CdsConfig(StrictModel):
         return self
 
 
+class CdsGateway(StrictModel):
+    """The stack's CDS Hooks API (infra/cds_api.py): which EHRs may call it, from where, how fast."""
+
+    issuers: dict[str, str] = Field(min_length=1, description="allowed JWT issuer -> its JWKS URL (https)")
+    allowed_origins: list[str] = Field(default_factory=list, description="EHR web origins allowed by CORS")
+    throttle_rate_per_second: float = Field(default=50, gt=0, le=10000)
+    throttle_burst: int = Field(default=100, ge=1, le=5000)
+
+    @model_validator(mode="after")
+    def _https(self) -> CdsGateway:
+        for issuer, url in self.issuers.items():
+            if not url.startswith("https://"):
+                raise ValueError(f"issuers.{issuer}: JWKS URL '{url}' must be https; fix: the EHR's https JWKS URL")
+        for origin in self.allowed_origins:
+            if not re.match(r"^https://[A-Za-z0-9.-]+(:\d+)?$", origin):
+                raise ValueError(f"allowedOrigins: '{origin}' is not an https origin; fix: https://host[:port]")
+        return self
+
+
 class ModelConfig(StrictModel):
     """One model of the mesh: a registry group, a training pipeline, and an endpoint once a package is pinned."""
 

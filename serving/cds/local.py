@@ -124,7 +124,7 @@ def start_local(
     base = f"http://127.0.0.1:{server.server_address[1]}"
     service = CdsService(
         CdsSettings(base, config.stack, {ehr.issuer: "local"}, frozenset({LOCAL_ORIGIN}), hash_key_path.read_bytes()),
-        model_services(config, {model: HttpScorer(inference_url)}, only={model}),
+        model_services(config.models, {model: HttpScorer(inference_url)}, only={model}),
         JwtVerifier({ehr.issuer: "local"}, lambda url: jwks),
         GuardrailView(LocalGuardrails(state_dir / "guardrails"), ttl_seconds=GUARDRAIL_TTL_SECONDS),
         HttpFhirFetcher(allow_http=True),

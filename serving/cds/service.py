@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from clinops.config import StackConfig
 from clinops.models import ModelConfig, fill_prefetch_template
 from pipelines.contracts import builtin_contract_path, load_contract
 from pipelines.contracts.fhirmap import builtin_mapping_path, load_mapping
@@ -75,11 +74,13 @@ class ModelService:
         return self.model.cds_service_id
 
 
-def model_services(config: StackConfig, scorers: dict[str, Scorer], only: set[str] | None = None) -> list[ModelService]:
+def model_services(
+    models: list[ModelConfig], scorers: dict[str, Scorer], only: set[str] | None = None
+) -> list[ModelService]:
     """Every model of the stack with a `cds` section (or those in `only`), its mapping checked against its
     contract and its prefetch; a model without a scorer is an error, not a silent gap in discovery."""
     out = []
-    for model in config.models:
+    for model in models:
         if model.cds is None or (only is not None and model.name not in only):
             continue
         mapper = FeatureMapper(

@@ -178,7 +178,7 @@ def harness(tmp_path: Path) -> Harness:
     jwks = ehr.jwks()
     service = CdsService(
         CdsSettings(BASE, "dev", {ISSUER: JWKS_URL}, frozenset({ORIGIN}), hash_key=b"k" * 32),
-        model_services(config, scorers),
+        model_services(config.models, scorers),
         JwtVerifier({ISSUER: JWKS_URL}, lambda url: jwks if url == JWKS_URL else {}),
         GuardrailView(guardrails, ttl_seconds=0),
         fhir,

@@ -139,13 +139,13 @@ def test_a_mapping_that_disagrees_with_its_contract_is_refused() -> None:
 def test_every_prefetch_reads_what_its_mapping_needs() -> None:
     config = load_from_stack_file("dev", REPO)
     scorers = {m.name: FakeScorer(m.name) for m in config.models}
-    assert [s.id for s in model_services(config, scorers)] == ["readmission-risk", "sepsis-warning"]
+    assert [s.id for s in model_services(config.models, scorers)] == ["readmission-risk", "sepsis-warning"]
     model = config.models[0]
     narrowed = model.model_copy(
         update={"cds": model.cds.model_copy(update={"prefetch": {"patient": "Patient/{{context.patientId}}"}})}
     )
     with pytest.raises(ValueError, match=r"cds.prefetch reads no \['Condition', 'Coverage'"):
-        model_services(config.model_copy(update={"models": [narrowed]}), scorers)
+        model_services([narrowed], scorers)
 
 
 def test_cds_config_rejects_tokens_the_hook_lacks_and_unordered_bands() -> None:
