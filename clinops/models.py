@@ -195,6 +195,10 @@ class CdsConfig(StrictModel):
     model_card_url: str = Field(pattern=r"^https://\S+$")
     bands: list[CdsBand] = Field(min_length=1)
     top_factors: int = Field(default=3, ge=0, le=10)
+    override_rate_alarm: float = Field(
+        default=0.5, gt=0, lt=1, description="daily share of cards clinicians override that raises the alarm"
+    )
+    override_min_feedback: int = Field(default=20, ge=1, description="below this many a day, no override verdict")
     fallback: CdsFallback
 
     @field_validator("service_id")

@@ -23,7 +23,14 @@ import pulumi_aws as aws
 
 from clinops.config import project_root
 from clinops.models import ModelConfig
-from clinops.names import CDS_METRIC_NAMESPACE, cds_alarm_names, parameter
+from clinops.names import (
+    CDS_METRIC_NAMESPACE,
+    CDS_OVERRIDDEN_METRIC,
+    CDS_OVERRIDE_ALARM_SUFFIX,
+    alarm_name,
+    cds_alarm_names,
+    parameter,
+)
 from infra.base import Platform, allow, policy_document, service_trust, vpc_network_interface_statements
 from infra.logs import encrypted_log_group
 
@@ -74,6 +81,7 @@ class CdsApiArgs:
     evidence_bucket: pulumi.Input[str]
     endpoints: dict[str, pulumi.Input[str]]  # model -> endpoint name (models with an endpoint)
     models: list[ModelConfig]  # models with a `cds` section
+    topic_arn: pulumi.Input[str]  # the platform's alert topic
 
 
 def code_archive(root: Path | None = None) -> pulumi.AssetArchive:
@@ -162,6 +170,7 @@ class CdsHooksApi(pulumi.ComponentResource):
                 "HASH_KEY_PARAMETER": parameter(cfg.stack, model.name, "cds-hash-key"),
             }
             function = self._function(f"cds-{model.name}", env, base_url, statements)
+            self._override_alarm(model)
             hook = aws.apigateway.Resource(
                 f"cds-{model.name}-hook",
                 rest_api=self.api.id,
@@ -214,6 +223,37 @@ class CdsHooksApi(pulumi.ComponentResource):
         )
         self.base_url = base_url
         self.register_outputs({"baseUrl": base_url})
+
+    def _override_alarm(self, model: ModelConfig) -> None:
+        """Clinicians overriding the model more often is a drift signal: the service holds the score while it is
+        in ALARM (`clinops.names.cds_alarm_names`), and it pages. Days with little feedback give no verdict."""
+        assert model.cds is not None
+        p = self._platform
+        dims = {"Stack": p.config.stack, "Model": model.name}
+        stat = {"metric_name": CDS_OVERRIDDEN_METRIC, "namespace": CDS_METRIC_NAMESPACE, "dimensions": dims}
+        aws.cloudwatch.MetricAlarm(
+            f"cds-{model.name}-override-rate",
+            name=alarm_name(p.config.stack, model.name, CDS_OVERRIDE_ALARM_SUFFIX),
+            alarm_description=f"clinicians override {model.name}'s cards more than the configured daily share",
+            comparison_operator="GreaterThanThreshold",
+            threshold=model.cds.override_rate_alarm,
+            evaluation_periods=1,
+            treat_missing_data="notBreaching",
+            metric_queries=[
+                {"id": "rate", "metric": {**stat, "period": 86400, "stat": "Average"}, "return_data": False},
+                {"id": "feedback", "metric": {**stat, "period": 86400, "stat": "SampleCount"}, "return_data": False},
+                {
+                    "id": "judged",
+                    "expression": f"IF(feedback >= {model.cds.override_min_feedback}, rate, 0)",
+                    "label": "override rate (days with enough feedback)",
+                    "return_data": True,
+                },
+            ],
+            alarm_actions=[self._args.topic_arn],
+            ok_actions=[self._args.topic_arn],
+            tags=p.tags(),
+            opts=p.child(self),
+        )
 
     def _model_statements(self, model: str, endpoint_name: pulumi.Input[str]) -> list:
         p, stack = self._platform, self._platform.config.stack

@@ -195,6 +195,7 @@ def build_platform(config: StackConfig) -> None:
                 evidence_bucket=storage.buckets["evidence"].bucket.bucket,
                 endpoints={m.name: endpoints[m.name] for m in cds_models if m.package_arn},
                 models=cds_models,
+                topic_arn=alerts.topic.arn,
             ),
         )
         pulumi.export("cdsHooksUrl", cds_api.base_url)

@@ -80,3 +80,16 @@ def test_each_function_runs_in_the_vpc_and_may_invoke_only_its_models_endpoint(p
         (statement,) = invoke
         assert statement["Action"] == ["sagemaker:InvokeEndpoint"]
         assert ":endpoint/clinops-" in statement["Resource"] and statement["Resource"].endswith(f"-{model}")
+
+
+def test_the_override_rate_alarm_is_the_one_the_service_reads_and_pages(plan: dict) -> None:
+    from clinops.names import cds_alarm_names
+
+    alarms = {a["inputs"]["name"]: a["inputs"] for a in of_type(plan, "aws:cloudwatch/metricAlarm:MetricAlarm")}
+    stack = named(plan, "::cds-api-stage")["inputs"]["tags"]["clinops:stack"]
+    for model in ("readmission-risk",):
+        name = next(n for n in cds_alarm_names(stack, model) if n.endswith("-override-rate"))
+        alarm = alarms[name]
+        judged = next(q for q in alarm["metricQueries"] if q.get("returnData"))
+        assert judged["expression"].startswith("IF(feedback >= ") and alarm["threshold"] == 0.5
+        assert alarm["alarmActions"] and alarm["treatMissingData"] == "notBreaching"
