@@ -117,6 +117,8 @@ class FeedbackRecorder:
         data = []
         for item in items:
             card = issued.get(item.card)
+            if card is not None and card.model != model:
+                card = None  # a card of another service: its outcome is not this model's
             details = {
                 "card_kind": card.kind if card else "unknown-card",
                 "band": card.band if card else None,
