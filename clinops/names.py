@@ -28,6 +28,10 @@ SLO_EXHAUSTED_SUFFIX = {"breaker": "slo-budget", "freeze": "release-freeze", "no
 FREEZE_ALARM_SUFFIX = SLO_EXHAUSTED_SUFFIX["freeze"]
 # CloudWatch alarm state changes as EventBridge delivers them (the guardrail rules match on these).
 ALARM_SOURCE, ALARM_DETAIL_TYPE = "aws.cloudwatch", "CloudWatch Alarm State Change"
+# CDS Hooks service (serving/cds): clinicians' feedback on its cards, as a metric the monitoring alarms on.
+CDS_METRIC_NAMESPACE = "clinops/cds"
+CDS_OVERRIDDEN_METRIC = "CardOverridden"  # 1 overridden, 0 accepted: its Average is the override rate
+CDS_OVERRIDE_ALARM_SUFFIX = "override-rate"
 _PACKAGE_VERSION = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/([\w-]+)/(\d+)$")
 
 
@@ -104,6 +108,17 @@ def drift_pipeline_name(stack: str, model: str) -> str:
 
 def drift_scheduler_role_name(stack: str, model: str) -> str:
     return f"{drift_pipeline_name(stack, model)}-scheduler"
+
+
+def config_version(endpoint_config: str) -> int | None:
+    """The package version an endpoint configuration of `config_name` serves (`...-v3` -> 3)."""
+    match = re.search(r"-v(\d+)$", endpoint_config or "")
+    return int(match.group(1)) if match else None
+
+
+def cds_alarm_names(stack: str, model: str) -> list[str]:
+    """Alarms in force that stop the CDS service from showing the model's score: drift, quality, overrides."""
+    return [alarm_name(stack, model, s) for s in (*BREAKER_ALARM_SUFFIXES, CDS_OVERRIDE_ALARM_SUFFIX)]
 
 
 def training_pipeline_name(model: str) -> str:

@@ -10,6 +10,7 @@ from clinops.pricing import price_table
 from infra.alerts import Alerts
 from infra.audit import Audit, AuditArgs
 from infra.base import Platform
+from infra.cds_api import CdsApiArgs, CdsHooksApi
 from infra.drift_monitoring import DriftMonitoring, DriftMonitoringArgs
 from infra.endpoint import EndpointArgs, ModelEndpoint
 from infra.guardrails import BREAKER, GuardrailArgs, Guardrails, function_name, function_purposes
@@ -207,6 +208,25 @@ def build_platform(config: StackConfig) -> None:
             all_models=[m.name for m in config.models],
         ),
     )
+    cds_models = [m for m in config.models if m.cds is not None]
+    if config.cds is not None and cds_models:
+        cds_api = CdsHooksApi(
+            "cds-hooks",
+            platform,
+            CdsApiArgs(
+                subnet_ids=network.subnet_ids,
+                security_group_id=network.workload_sg.id,
+                execute_api_endpoint_id=network.interface_endpoints["com.amazonaws.{region}.execute-api"].id,
+                boundary_arn=identity.boundary.arn,
+                logs_key=keys.keys["logs"],
+                evidence_key=keys.keys["audit"],
+                evidence_bucket=storage.buckets["evidence"].bucket.bucket,
+                endpoints={m.name: endpoints[m.name] for m in cds_models if m.package_arn},
+                models=cds_models,
+                topic_arn=alerts.topic.arn,
+            ),
+        )
+        pulumi.export("cdsHooksUrl", cds_api.base_url)
 
     pulumi.export("vpcId", network.vpc.id)
     pulumi.export("endpoints", endpoints)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.policies.baseline import ALARM_NAME
+from tests.policies.baseline import ALARM_NAME, policy
 from tests.policies.planbuilder import DELETE, PlanBuilder
 
 Mutation = Callable[[PlanBuilder], None]
@@ -228,6 +228,15 @@ FAILING: list[Case] = [
         "readmission", frozenset({"CLIN-DEP-003"})),
     Case("CLIN-DEP-007", "blue/green wait of 0", lambda b: b.set("readmission", f"{ROUTING}.waitIntervalInSeconds",
          0), "readmission", frozenset({"CLIN-DEP-005"})),
+    Case("CLIN-API-001", "regional API", lambda b: b.set("cds-api", "endpointConfiguration.types", "REGIONAL"),
+         "cds-api"),
+    Case("CLIN-API-002", "no resource policy", lambda b: b.remove("cds-api-policy"), "cds-api"),
+    Case("CLIN-API-002", "allow not pinned to the endpoint", lambda b: b.set("cds-api-policy", "policy",
+         policy({"Effect": "Allow", "Principal": "*", "Action": "execute-api:Invoke", "Resource": "*"})),
+         "cds-api-policy"),
+    Case("CLIN-API-003", "no access log", lambda b: b.set("cds-api-stage", "accessLogSettings", DELETE),
+         "cds-api-stage"),
+    Case("CLIN-API-003", "no throttling", lambda b: b.remove("cds-api-throttling"), "cds-api-stage"),
 ]
 # fmt: on
 
