@@ -116,6 +116,11 @@ def config_version(endpoint_config: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def cds_function_name(stack: str, model: str) -> str:
+    """The model's CDS Hooks Lambda and its role (infra.cds_api); it writes clinician-feedback evidence."""
+    return f"clinops-{stack}-cds-{model}"
+
+
 def cds_alarm_names(stack: str, model: str) -> list[str]:
     """Alarms in force that stop the CDS service from showing the model's score: drift, quality, overrides."""
     return [alarm_name(stack, model, s) for s in (*BREAKER_ALARM_SUFFIXES, CDS_OVERRIDE_ALARM_SUFFIX)]

@@ -22,6 +22,7 @@ import pulumi
 import pulumi_aws as aws
 
 from clinops.config import project_root
+from clinops.evidence.anchor import head_parameter_name
 from clinops.models import ModelConfig
 from clinops.names import (
     CDS_METRIC_NAMESPACE,
@@ -78,6 +79,7 @@ class CdsApiArgs:
     boundary_arn: pulumi.Input[str]
     logs_key: aws.kms.Key
     evidence_key: aws.kms.Key
+    evidence_mac_key: aws.kms.Key  # seals feedback entries like every other evidence writer's
     evidence_bucket: pulumi.Input[str]
     endpoints: dict[str, pulumi.Input[str]]  # model -> endpoint name (models with an endpoint)
     models: list[ModelConfig]  # models with a `cds` section
@@ -167,6 +169,7 @@ class CdsHooksApi(pulumi.ComponentResource):
                 "ENDPOINT_NAME": args.endpoints[model.name],
                 "EVIDENCE_BUCKET": args.evidence_bucket,
                 "EVIDENCE_KMS_KEY_ID": args.evidence_key.arn,
+                "EVIDENCE_MAC_KEY_ID": args.evidence_mac_key.arn,
                 "HASH_KEY_PARAMETER": parameter(cfg.stack, model.name, "cds-hash-key"),
             }
             function = self._function(f"cds-{model.name}", env, base_url, statements)
@@ -294,6 +297,12 @@ class CdsHooksApi(pulumi.ComponentResource):
                 "EncryptEvidenceAndReadHashKey",
                 ["kms:Decrypt", "kms:GenerateDataKey"],
                 self._args.evidence_key.arn,
+            ),
+            allow("SealEvidence", ["kms:GenerateMac", "kms:VerifyMac"], self._args.evidence_mac_key.arn),
+            allow(
+                "PublishEvidenceHead",
+                ["ssm:GetParameter", "ssm:PutParameter"],
+                f"arn:aws:ssm:{p.region}:{p.account}:parameter{head_parameter_name(p.config.stack)}",
             ),
         ]
 

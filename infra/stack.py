@@ -220,6 +220,7 @@ def build_platform(config: StackConfig) -> None:
                 boundary_arn=identity.boundary.arn,
                 logs_key=keys.keys["logs"],
                 evidence_key=keys.keys["audit"],
+                evidence_mac_key=keys.keys["evidence-mac"],
                 evidence_bucket=storage.buckets["evidence"].bucket.bucket,
                 endpoints={m.name: endpoints[m.name] for m in cds_models if m.package_arn},
                 models=cds_models,

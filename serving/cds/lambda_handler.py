@@ -60,7 +60,13 @@ def build(env: dict[str, str] | os._Environ[str] = os.environ) -> CdsService:
             models, {model: SageMakerScorer(runtime, env["ENDPOINT_NAME"])}, only={model}
         )
         hash_key = ssm.get_parameter(Name=env["HASH_KEY_PARAMETER"], WithDecryption=True)["Parameter"]["Value"]
-        evidence = EvidenceLog.s3(env["EVIDENCE_BUCKET"], "evidence", stack, kms_key_id=env.get("EVIDENCE_KMS_KEY_ID"))
+        evidence = EvidenceLog.s3(
+            env["EVIDENCE_BUCKET"],
+            "evidence",
+            stack,
+            mac_key_id=env["EVIDENCE_MAC_KEY_ID"],
+            kms_key_id=env.get("EVIDENCE_KMS_KEY_ID"),
+        )
     else:
         services = model_services(models, {m.name: _NoScorer() for m in models})
         hash_key, evidence = "", None

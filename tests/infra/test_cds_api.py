@@ -93,3 +93,30 @@ def test_the_override_rate_alarm_is_the_one_the_service_reads_and_pages(plan: di
         judged = next(q for q in alarm["metricQueries"] if q.get("returnData"))
         assert judged["expression"].startswith("IF(feedback >= ") and alarm["threshold"] == 0.5
         assert alarm["alarmActions"] and alarm["treatMissingData"] == "notBreaching"
+
+
+def test_the_model_function_may_seal_feedback_evidence(plan: dict) -> None:
+    """Feedback is evidence: the function gets the HMAC key and the head parameter, and the keys' own policies
+    (which KMS consults first) name its role among the evidence writers."""
+    from clinops.names import cds_function_name
+
+    stack = plan["config"]["clinops:stack"] if "clinops:stack" in plan["config"] else None
+    functions = [
+        f
+        for f in of_type(plan, "aws:lambda/function:Function")
+        if f["inputs"]["name"].endswith("-cds-readmission-risk")
+    ]
+    if not functions:
+        pytest.skip("no CDS model function in this stack")
+    [function] = functions
+    assert function["inputs"]["environment"]["variables"]["EVIDENCE_MAC_KEY_ID"]
+    role_name = function["inputs"]["name"]
+    assert stack is None or role_name == cds_function_name(stack, "readmission-risk")
+    permissions = json.loads(named(plan, "::cds-readmission-risk-permissions")["inputs"]["policy"])
+    actions = {
+        a for s in permissions["Statement"] for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+    }
+    assert {"kms:GenerateMac", "ssm:PutParameter", "s3:PutObject"} <= actions
+    for key in ("audit-key", "evidence-mac-key"):
+        policy = named(plan, f"::{key}")["inputs"]["policy"]
+        assert f":role/{role_name}" in policy, f"{key} does not name {role_name}"

@@ -58,9 +58,15 @@ def test_build_from_the_components_environment(harness: Harness, monkeypatch) ->
             Name=parameter("dev", "readmission-risk", "cds-hash-key"), Value="k" * 32, Type="SecureString"
         )
         model = lambda_handler.build(
-            {**env, "CDS_MODEL": "readmission-risk", "ENDPOINT_NAME": "clinops-dev-readmission-risk",
-             "EVIDENCE_BUCKET": "b", "HASH_KEY_PARAMETER": parameter("dev", "readmission-risk", "cds-hash-key")}
-        )  # fmt: skip
+            {
+                **env,
+                "CDS_MODEL": "readmission-risk",
+                "ENDPOINT_NAME": "clinops-dev-readmission-risk",
+                "EVIDENCE_BUCKET": "b",
+                "EVIDENCE_MAC_KEY_ID": "alias/clinops-dev-evidence-mac",
+                "HASH_KEY_PARAMETER": parameter("dev", "readmission-risk", "cds-hash-key"),
+            }
+        )
     path = "/cds-services"
     listed = discovery.handle("GET", path, {"Authorization": f"Bearer {harness.ehr.token(path)}"}, b"")
     assert listed.status == 200 and len(listed.body["services"]) == 2
