@@ -31,6 +31,9 @@ def serve(
     out: Annotated[Path, typer.Option(help="the pipeline's output directory (runs and MLflow store)")] = Path("out"),
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for models:/ (default: OUT/mlflow)")]
     = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="worker processes (default: "
+                                                            "SAGEMAKER_MODEL_SERVER_WORKERS, else one per CPU)")]
+    = None,
 ) -> None:  # fmt: skip
     """Serve MODEL on http://127.0.0.1:PORT (/ping, /invocations) until Ctrl-C."""
     if local is None:
@@ -41,25 +44,28 @@ def serve(
     scratch = Path(tempfile.mkdtemp(prefix="clinops-serve-"))
     try:
         located = locate(local, out_dir=out, tracking_uri=tracking_uri, scratch=scratch)
-        settings = ServerSettings.from_env(model_dir=located.path, host="127.0.0.1", port=port)
+        overrides: dict[str, object] = {"workers": workers} if workers else {}
+        settings = ServerSettings.from_env(model_dir=located.path, host="127.0.0.1", port=port, **overrides)
     except (LocateError, SettingsError) as exc:
         shutil.rmtree(scratch, ignore_errors=True)
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_UNUSABLE) from None
-    from serving.container.app import InferenceServer
+    from serving.container.app import InferenceService
     from serving.container.app import serve as run_server  # heavy imports after argument checks keep --help fast
 
-    def announce(server: InferenceServer) -> None:
-        host, bound = server.server_address[:2]
-        model, reason = server.service.model, server.service.unavailable_reason
+    def announce(service: InferenceService, address: tuple[str, int]) -> None:
+        host, bound = address
+        model, reason = service.model, service.unavailable_reason
         state = f"{model.name} {model.version}" if model else f"NO MODEL ({reason})"
-        typer.echo(f"serving {state} from {located.source}\n  http://{host}:{bound}/ping  "
-                   f"http://{host}:{bound}/invocations  (Ctrl-C stops)", err=True)  # fmt: skip
+        typer.echo(f"serving {state} from {located.source} with {settings.workers} worker(s)\n"
+                   f"  http://{host}:{bound}/ping  http://{host}:{bound}/invocations  (Ctrl-C stops)",
+                   err=True)  # fmt: skip
 
     try:
-        run_server(settings, on_ready=announce)
+        code = run_server(settings, on_ready=announce)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -165,7 +165,14 @@ class RequestSchema:
             matrix.append(values)
         return self._result(matrix, problems)
 
-    def from_csv(self, header: list[str], rows: list[list[str]]) -> tuple[np.ndarray | None, list[Problem]]:
+    @property
+    def contract_names(self) -> frozenset[str]:
+        """Every column the contract declares: a CSV first row naming one of them is a header."""
+        return self.names | self.not_inputs
+
+    def from_csv(self, header: list[str] | None, rows: list[list[str]]) -> tuple[np.ndarray | None, list[Problem]]:
+        if header is None:
+            return self.from_positional(rows)
         names = [cell.strip() for cell in header]
         if not self.names & set(names):
             return None, [Problem(None, None, "CSV needs a header row naming the fields; the first line names "
@@ -185,6 +192,26 @@ class RequestSchema:
                     values.append(math.nan)
                     continue
                 number, problem = rule.from_text(cells[position])
+                if problem is not None:
+                    problems.append(Problem(row, rule.name, problem))
+                values.append(number)
+            matrix.append(values)
+        return self._result(matrix, problems)
+
+    def from_positional(self, rows: list[list[str]]) -> tuple[np.ndarray | None, list[Problem]]:
+        """Headerless CSV: every row holds the feature columns in the contract's order (SageMaker's convention)."""
+        width = len(self.rules)
+        problems: list[Problem] = []
+        matrix: list[list[float]] = []
+        for row, cells in enumerate(rows):
+            if len(cells) != width:
+                problems.append(Problem(row, None, f"the row has {len(cells)} cells; a CSV row without a header "
+                                                   f"holds the {width} feature columns in the contract's order ("
+                                                   f"{', '.join(self.columns)}), or send a header row"))  # fmt: skip
+                continue
+            values: list[float] = []
+            for cell, rule in zip(cells, self.rules, strict=True):
+                number, problem = rule.from_text(cell)
                 if problem is not None:
                     problems.append(Problem(row, rule.name, problem))
                 values.append(number)

@@ -128,7 +128,7 @@ def test_problem_list_is_capped_but_counted(client: Client) -> None:
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
-        ("71,F,Medicare\n70,M,Medicaid\n", "CSV needs a header row"),
+        ("71,F,Medicare\n70,M,Medicaid\n", "a CSV row without a header holds the 15 feature columns"),
         ("age,sex\n", "no records to score"),
         ("", "the body is empty"),
     ],
@@ -178,7 +178,7 @@ def test_too_many_rows_is_413(client: Client) -> None:
 
 @pytest.mark.parametrize(
     "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1",
-                     "application/jsonlines", "multipart/form-data; boundary=x"],
+                     "text/csv; header=maybe", "multipart/form-data; boundary=x"],
 )  # fmt: skip
 def test_unsupported_content_type_is_415(client: Client, content_type: str | None) -> None:
     reply = client.post(json.dumps(READMISSION_ROW), content_type)
@@ -187,8 +187,9 @@ def test_unsupported_content_type_is_415(client: Client, content_type: str | Non
 
 
 def test_unacceptable_accept_is_406(client: Client) -> None:
-    assert client.post(json.dumps(READMISSION_ROW), Accept="text/csv").status == 406
-    assert client.post(json.dumps(READMISSION_ROW), Accept="text/csv, application/json;q=0.5").status == 200
+    assert client.post(json.dumps(READMISSION_ROW), Accept="text/html").status == 406
+    assert client.post(json.dumps(READMISSION_ROW), Accept="application/json;q=0, text/csv;q=0").status == 406
+    assert client.post(json.dumps(READMISSION_ROW), Accept="text/html, application/json;q=0.5").status == 200
 
 
 @pytest.mark.parametrize(

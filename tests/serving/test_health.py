@@ -86,7 +86,8 @@ def test_a_damaged_bundle_starts_the_server_but_ping_is_503(
     assert json.loads(server.log.lines()[0])["event"] == "model_unavailable"
     last = logged[-1]
     assert last == {"event": "invocation", "endpoint": "test-endpoint", "model": None, "model_version": None,
-                    "status": 503, "rows": 0, "invalid_scores": 0, "latency_ms": last["latency_ms"]}  # fmt: skip
+                    "status": 503, "rows": 0, "invalid_scores": 0, "latency_ms": last["latency_ms"],
+                    "synthetic": False}  # fmt: skip
 
 
 def test_a_missing_model_directory_is_503(tmp_path: Path) -> None:

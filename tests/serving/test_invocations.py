@@ -146,7 +146,7 @@ def test_each_invocation_logs_one_line_with_the_metric_fields(running: Running) 
     assert len(logged) == 2
     ok, bad = logged
     assert set(ok) == {"event", "endpoint", "model", "model_version", "status", "rows", "invalid_scores",
-                       "latency_ms"}  # fmt: skip
+                       "latency_ms", "synthetic"}  # fmt: skip
     assert (ok["endpoint"], ok["status"], ok["rows"], ok["invalid_scores"]) == ("test-endpoint", 200, 37, 0)
     assert ok["latency_ms"] > 0
     assert (bad["status"], bad["rows"], bad["problems"]) == (400, 0, 15)

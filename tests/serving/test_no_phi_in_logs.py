@@ -30,7 +30,8 @@ INVALID_VALUE = "Zebulon-Quartermaine"
 FIELD_NAME = "Ottoline_Featherstonehaugh"
 SECRETS = [*(str(v) for v in VALID_VALUES.values()), *IDENTIFIERS.values(), INVALID_VALUE, FIELD_NAME, "99173355",
            "Wintergreen", "Quartermaine", "Featherstonehaugh"]  # fmt: skip
-INVOCATION_KEYS = {"event", "endpoint", "model", "model_version", "status", "rows", "invalid_scores", "latency_ms"}
+INVOCATION_KEYS = {"event", "endpoint", "model", "model_version", "status", "rows", "invalid_scores", "latency_ms",
+                   "synthetic", "worker"}  # fmt: skip
 
 
 class ServerProcess:
@@ -113,4 +114,5 @@ def test_no_value_or_identifier_reaches_any_log(process: ServerProcess) -> None:
         expected = INVOCATION_KEYS | ({"problems"} if 400 <= event["status"] < 500 else set())
         assert set(event) == expected
         assert event["endpoint"] == "phi-test"
-    assert {e["event"] for e in events} == {"model_loaded", "listening", "invocation", "rejected_request"}
+    assert {e["event"] for e in events} == {"model_loaded", "listening", "invocation", "rejected_request",
+                                            "worker_ready", "draining", "worker_stopped", "stopped"}  # fmt: skip
