@@ -12,6 +12,10 @@ from infra.logs import encrypted_log_group
 from serving.canary.payload import canary_payload_csv
 
 HANDLER_DIR = Path(__file__).resolve().parent
+ROOT = HANDLER_DIR.parents[1]
+# the handler and the one clinops module it imports (how synthetic traffic is marked), at the archive's root
+ARCHIVE_FILES = {"handler.py": HANDLER_DIR / "handler.py", "clinops/__init__.py": ROOT / "clinops" / "__init__.py",
+                 "clinops/traffic.py": ROOT / "clinops" / "traffic.py"}  # fmt: skip
 REQUESTS_PER_TICK = 30
 
 
@@ -63,7 +67,7 @@ class SyntheticTrafficCanary(pulumi.ComponentResource):
             name=function_name,
             runtime="python3.12",
             handler="handler.handler",
-            code=pulumi.AssetArchive({"handler.py": pulumi.FileAsset(str(HANDLER_DIR / "handler.py"))}),
+            code=pulumi.AssetArchive({name: pulumi.FileAsset(str(path)) for name, path in ARCHIVE_FILES.items()}),
             role=role.arn,
             timeout=50,
             memory_size=256,
