@@ -157,6 +157,7 @@ def main() -> None:  # pragma: no cover - console entry point
 LAZY_COMMANDS: dict[str, tuple[str, str, bool, str | None]] = {
     "pipeline": ("pipelines.cli", "app", True, "Train, evaluate and register a model (locally or in SageMaker)."),
     "serve": ("serving.container.cli", "app", False, None),
+    "score": ("serving.container.cli", "score_app", False, None),
     "release": ("serving.release.cli", "release_app", False, None),
     "verify": ("serving.release.cli", "verify_app", False, None),
     "shadow": ("serving.release.cli", "shadow_app", True, None),

@@ -1,7 +1,8 @@
 """`clinops serve --local MODEL`: the inference container's server on this machine, on loopback only.
+`clinops score --local MODEL --data CSV --out CSV`: the same model and scoring code over a CSV extract (`batch`).
 
-Mounted into the `clinops` CLI with `app.add_typer(serving.container.cli.app)`; standalone:
-`python -m serving.container.cli serve --local MODEL`. Structured log lines go to stdout, as in the
+Mounted into the `clinops` CLI lazily (`clinops.cli.LAZY_COMMANDS`: `app` as `serve`, `score_app` as `score`);
+standalone: `python -m serving.container.cli serve --local MODEL`. Structured log lines go to stdout, as in the
 container; the banner goes to stderr.
 """
 
@@ -66,6 +67,51 @@ def serve(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     raise typer.Exit(code)
+
+
+score_app = typer.Typer(add_completion=False, help="Score a CSV extract with a model bundle, as the endpoint would.")
+
+
+@score_app.command("score")
+def score(
+    local: Annotated[str, typer.Option("--local", metavar="MODEL",
+                                       help="bundle directory, pipeline run directory, models:/NAME/VERSION or a "
+                                            "model name (its newest local pipeline run)")],
+    data: Annotated[Path, typer.Option("--data", metavar="CSV", help="extract with a header row")],
+    out: Annotated[Path, typer.Option("--out", metavar="CSV", help="scores, one line per input row")],
+    id_column: Annotated[list[str] | None, typer.Option("--id-column", help="record id column(s) copied to the "
+                                                                            "output (repeatable)")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="scoring processes (default: one per CPU)")] = None,
+    pipeline_out: Annotated[Path, typer.Option("--pipeline-out", help="the pipeline's output directory (runs and "
+                                                                      "MLflow store)")] = Path("out"),
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for models:/")] = None,
+) -> None:  # fmt: skip
+    """Score every row of CSV into OUT: row number, id columns, score, flag, problem count. Prints counts only;
+    exits 1 when a row could not be scored (its problems column says how many field problems), 2 when nothing ran."""
+    import json
+
+    from serving.container.artifact import ArtifactError
+    from serving.container.batch import BatchError, score_file
+    from serving.container.settings import available_cpus
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if not data.is_file():
+        typer.echo(f"error: --data {data} is not a file; pass the CSV extract to score", err=True)
+        raise typer.Exit(EXIT_UNUSABLE)
+    scratch = Path(tempfile.mkdtemp(prefix="clinops-score-"))
+    try:
+        located = locate(local, out_dir=pipeline_out, tracking_uri=tracking_uri, scratch=scratch)
+        summary = score_file(located.path, data, out, id_columns=id_column or [],
+                             workers=workers or available_cpus())  # fmt: skip
+    except (LocateError, ArtifactError, BatchError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_UNUSABLE) from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    typer.echo(json.dumps({"event": "batch_scored", "model_source": located.source, **summary.as_dict()}))
+    if summary.rejected:
+        typer.echo(f"{summary.rejected} of {summary.rows} rows not scored: see their problems column", err=True)
+        raise typer.Exit(1)
 
 
 def main() -> None:

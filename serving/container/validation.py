@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +130,26 @@ class FieldRule:
         return number, None
 
 
+class TextMemo(dict[str, float]):
+    """One column's `FieldRule.from_text`, computed once per distinct text: clinical extracts repeat values
+    (ages, counts, categories, lab values to two decimals), so a million rows hold few distinct cells."""
+
+    MAX_ENTRIES = 200_000  # beyond this many distinct texts, compute without remembering
+
+    def __init__(self, rule: FieldRule) -> None:
+        super().__init__()
+        self.rule = rule
+        self.problems: dict[str, str] = {}
+
+    def __missing__(self, text: str) -> float:
+        number, problem = self.rule.from_text(text)
+        if problem is not None:
+            self.problems[text] = problem
+        if len(self) < self.MAX_ENTRIES:
+            self[text] = number
+        return number
+
+
 class RequestSchema:
     """The contract's feature columns as request rules; builds the feature matrix or lists the problems."""
 
@@ -197,6 +218,25 @@ class RequestSchema:
                 values.append(number)
             matrix.append(values)
         return self._result(matrix, problems)
+
+    def from_columns(self, columns: list[Sequence[str] | None], rows: int,
+                     memos: list[TextMemo] | None = None) -> tuple[np.ndarray, list[Problem]]:  # fmt: skip
+        """Column-major CSV cells (one sequence per rule, None for an optional column left out) for large
+        batches: the same `FieldRule.from_text` on each distinct text once (memoised per column), so the matrix
+        and problems equal `from_csv`'s. Unlike `from_csv`, the matrix is returned with the problems; rows named
+        by a problem hold NaN where the problem is."""
+        memos = memos or [TextMemo(rule) for rule in self.rules]
+        matrix = np.full((rows, len(self.rules)), np.nan)
+        problems: list[Problem] = []
+        for j, (cells, rule, memo) in enumerate(zip(columns, self.rules, memos, strict=True)):
+            if cells is None:
+                continue
+            matrix[:, j] = np.fromiter(map(memo.__getitem__, cells), dtype=np.float64, count=rows)
+            if memo.problems:
+                problems += [Problem(row, rule.name, memo.problems[text]) for row, text in enumerate(cells)
+                             if text in memo.problems]  # fmt: skip
+        problems.sort(key=lambda p: p.row if p.row is not None else -1)
+        return matrix, problems
 
     def from_positional(self, rows: list[list[str]]) -> tuple[np.ndarray | None, list[Problem]]:
         """Headerless CSV: every row holds the feature columns in the contract's order (SageMaker's convention)."""
