@@ -20,6 +20,7 @@ from serving.drift.cloud import DriftMonitoring, DriftMonitoringArgs
 from serving.endpoint import EndpointArgs, ModelEndpoint
 from serving.guardrails import GuardrailArgs, Guardrails
 from serving.monitoring import ModelMonitoring
+from serving.transform import BatchScoring, BatchScoringArgs
 
 # Image tag of the step and inference images built by CI for this revision (immutable tags).
 PIPELINE_IMAGE_TAG = "1.0.0"
@@ -158,6 +159,19 @@ def build_platform(config: StackConfig) -> None:
                 phi_key=keys.keys["phi"],
                 capture_bucket=storage.buckets["data-capture"].bucket.bucket,
                 artifact_bucket=storage.buckets["model-artifacts"].bucket.bucket,
+                data_bucket=storage.buckets["phi-data"].bucket.bucket,
+                boundary_arn=identity.boundary.arn,
+                schedule_key=keys.keys["logs"],
+            ),
+        )
+        BatchScoring(
+            f"{model.name}-batch-scoring",
+            platform,
+            model,
+            BatchScoringArgs(
+                role_arn=identity.roles["execution"].arn,
+                model_name=endpoint.pinned_model.name,
+                phi_key=keys.keys["phi"],
                 data_bucket=storage.buckets["phi-data"].bucket.bucket,
                 boundary_arn=identity.boundary.arn,
                 schedule_key=keys.keys["logs"],

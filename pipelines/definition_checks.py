@@ -26,8 +26,10 @@ OPERATIONS = {
     "Processing": "CreateProcessingJob",
     "Training": "CreateTrainingJob",
     "RegisterModel": "CreateModelPackage",
+    "Transform": "CreateTransformJob",
 }
-RUNTIME_NAMES = {"Processing": {"ProcessingJobName": "clinops-step"}, "Training": {"TrainingJobName": "clinops-step"}}
+RUNTIME_NAMES = {"Processing": {"ProcessingJobName": "clinops-step"}, "Training": {"TrainingJobName": "clinops-step"},
+                 "Transform": {"TransformJobName": "clinops-step"}}  # fmt: skip
 _EXPRESSION_KEYS = frozenset({"Get", "Std:Join", "Std:JsonGet"})
 
 

@@ -108,6 +108,10 @@ def pipeline_definition(key: str) -> str:
         {"Name": "QualityGate", "Type": "Condition", "Arguments": {"Conditions": [], "ElseSteps": [], "IfSteps": [
             {"Name": "Register", "Type": "RegisterModel", "Arguments": {
                 "ModelPackageGroupName": "readmission-risk", "ModelApprovalStatus": "PendingManualApproval"}}]}},
+        {"Name": "BatchScore", "Type": "Transform", "Arguments": {
+            "ModelName": "clinops-prod-readmission-v3",
+            "TransformResources": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeKmsKeyId": key},
+            "TransformOutput": {"S3OutputPath": "s3://clinops-prod-phi/scores", "KmsKeyId": key}}},
     ]}, sort_keys=True)  # fmt: skip
 
 
@@ -142,7 +146,7 @@ def _sagemaker(b: PlanBuilder) -> None:
             "autoRollbackConfiguration": {"alarms": [{"alarmName": ALARM_NAME}]}}},
         {"endpointConfigName": ["readmission-config"]})  # fmt: skip
     b.add("aws:sagemaker/pipeline:Pipeline", "readmission-pipeline", {"pipelineDefinition": pipeline_definition(key)},
-          {"pipelineDefinition": ["data-key", "workload-sg"]})  # fmt: skip
+          {"pipelineDefinition": ["data-key", "workload-sg", "readmission-model"]})  # fmt: skip
 
 
 def compliant(environment: str = "prod") -> PlanBuilder:
