@@ -202,7 +202,8 @@ class InferenceServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:
-            while len(self.connections) >= self.settings.max_connections and not self._stopping.is_set():
+            while (len(self.connections) >= self.settings.max_connections and not self._stopping.is_set()
+                   and not self.service.health.draining):  # fmt: skip
                 idle = [c for c in self.connections.values() if c.reading and c.served > 0]
                 if idle:  # a keep-alive connection waiting for its next request makes room for a new one
                     _close_reading(min(idle, key=lambda c: c.since).sock)
