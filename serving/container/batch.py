@@ -14,6 +14,7 @@ Rows are read, validated and scored in chunks (`chunk_rows`), so memory stays fl
 from __future__ import annotations
 
 import csv
+import io
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -52,7 +54,8 @@ class BatchSummary:
 
 @dataclass(frozen=True)
 class ChunkResult:
-    lines: list[list[str]]
+    text: str  # the chunk's output lines, CSV-quoted (rendered where the chunk was scored)
+    rows: int
     scored: int
     rejected: int
     invalid_scores: int
@@ -100,7 +103,10 @@ def score_chunk(model: ServedModel, header: list[str], rows: list[list[str]], fi
             lines.append([str(first_row + index), *ids, "", "", str(problem_rows.get(index, 0))])
         else:
             lines.append([str(first_row + index), *ids, repr(score), "1" if score >= threshold else "0", "0"])
-    return ChunkResult(lines, len(scored_rows) - invalid, len(rows) - len(scored_rows), invalid, kinds)
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(lines)
+    return ChunkResult(buffer.getvalue(), len(rows), len(scored_rows) - invalid, len(rows) - len(scored_rows),
+                       invalid, kinds)  # fmt: skip
 
 
 def _score_in_worker(args: tuple[list[str], list[list[str]], int, list[int]]) -> ChunkResult:
@@ -152,9 +158,9 @@ def score_file(model_dir: Path, data: Path, out: Path, *, id_columns: list[str] 
                 if workers > 1:
                     _MODEL = model
                     with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-                        _write_all(_in_order(pool, jobs, 2 * workers), writer, summary)
+                        _write_all(_in_order(pool, jobs, 2 * workers), target, summary)
                 else:
-                    _write_all((score_chunk(model, *job) for job in jobs), writer, summary)
+                    _write_all((score_chunk(model, *job) for job in jobs), target, summary)
             except csv.Error as exc:
                 raise BatchError(f"{data} is not valid CSV at line {reader.line_num}: "
                                  f"{str(exc).split(':')[0]}") from None  # fmt: skip
@@ -176,10 +182,10 @@ def _in_order(pool: ProcessPoolExecutor, jobs: Iterator[tuple[list[str], list[li
         yield pending.popleft().result()
 
 
-def _write_all(results: Iterator[ChunkResult], writer: csv._writer, summary: BatchSummary) -> None:  # type: ignore[name-defined]
+def _write_all(results: Iterator[ChunkResult], target: TextIO, summary: BatchSummary) -> None:
     for result in results:
-        writer.writerows(result.lines)
-        summary.rows += len(result.lines)
+        target.write(result.text)
+        summary.rows += result.rows
         summary.scored += result.scored
         summary.rejected += result.rejected
         summary.invalid_scores += result.invalid_scores
