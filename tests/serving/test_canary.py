@@ -65,3 +65,13 @@ def test_the_archive_carries_every_first_party_module_the_handler_imports() -> N
     import sys
 
     assert traffic_imports <= set(sys.stdlib_module_names) | {"__future__"}  # the Lambda runtime has no more
+
+
+def test_synthetic_rows_are_counted_apart_and_still_feed_the_alarms() -> None:
+    from tests.conftest import rendered
+
+    states = [s["newState"] for s in rendered("prod")["steps"]]
+    filters = {s["inputs"]["metricTransformation"]["name"]: s["inputs"]["pattern"] for s in states
+               if s["type"] == "aws:cloudwatch/logMetricFilter:LogMetricFilter"}  # fmt: skip
+    assert filters["SyntheticScored"] == '{ ($.event = "invocation") && ($.synthetic IS TRUE) }'
+    assert filters["Scored"] == filters["InvalidScores"] == '{ $.event = "invocation" }'  # the canary's purpose
