@@ -64,6 +64,7 @@ from serving.container.validation import Problem
 LINGER_SECONDS = 2.0  # how long a rejected connection keeps reading (and discarding) what the client still sends
 LINGER_MAX_BYTES = 16 * 1024 * 1024
 WATCHDOG_SECONDS = 0.2  # how often request deadlines are checked
+ACCEPT_DEFER_SECONDS = 0.02  # how long a busier worker leaves a new connection to a less busy one
 ROUTES = {"/ping": "GET", "/invocations": "POST"}
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
 
@@ -95,6 +96,13 @@ class Health:
 
     def problem(self) -> str | None:
         return "draining: the server is shutting down" if self._draining else None
+
+    def report_connections(self, worker: int | None, count: int) -> None:
+        """How many connections a worker holds (shared with the other workers; one process has no peers)."""
+
+    def others_less_busy(self, worker: int | None, count: int) -> bool:
+        """True when another running worker holds fewer connections than `count`: it should take the next one."""
+        return False
 
 
 class InferenceService:
@@ -209,13 +217,28 @@ class InferenceServer(ThreadingHTTPServer):
                     _close_reading(min(idle, key=lambda c: c.since).sock)
                 self._lock.wait(timeout=0.05)
             self.connections[id(request)] = Connection(request, time.monotonic() + self.settings.request_seconds)
+            self.service.health.report_connections(self.worker, len(self.connections))
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
         with self._lock:
             self.connections.pop(id(request), None)
+            self.service.health.report_connections(self.worker, len(self.connections))
             self._lock.notify_all()
         super().shutdown_request(request)
+
+    def get_request(self) -> tuple[Any, Any]:
+        """Balanced accept: clients keep their connections alive, so whichever worker accepts a connection serves
+        all its requests. A worker holding more connections than a peer leaves a new one to that peer (every
+        worker is woken for it) - for at most ACCEPT_DEFER_SECONDS, in case the peer is stuck."""
+        if self.service.health.others_less_busy(self.worker, len(self.connections)):
+            now = time.monotonic()
+            self._deferring_since = getattr(self, "_deferring_since", None) or now
+            if now - self._deferring_since < ACCEPT_DEFER_SECONDS:
+                time.sleep(0.0005)  # the socket stays readable: yield rather than spin
+                raise BlockingIOError("left to a less busy worker")
+        self._deferring_since = None
+        return super().get_request()
 
     def connection(self, request: Any) -> Connection | None:
         return self.connections.get(id(request))

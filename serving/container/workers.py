@@ -7,7 +7,9 @@ worker accepts it first. A Python process runs Python on one core at a time, so 
 instance gets used. The count is `SAGEMAKER_MODEL_SERVER_WORKERS` (the variable SageMaker's serving toolkits
 read), by default one per CPU this process may run on.
 
-Health: a byte per worker in memory shared by every process says which workers run; /ping (answered by any
+Health: a byte per worker in memory shared by every process says which workers run, and a counter per worker
+how many connections it holds (a busier worker leaves new connections to a less busy one, since keep-alive
+clients stay with the worker that accepted them); /ping (answered by any
 worker) is 503 while one is down or the fleet is draining. A worker that dies is logged (`worker_exited`) and
 started again after `RESTART_DELAY_SECONDS`; /ping is healthy again once it serves.
 
@@ -42,7 +44,9 @@ class Fleet(Health):
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._memory = mmap.mmap(-1, 1 + size)  # [draining][worker 0 up]...[worker N-1 up]
+        # [draining][worker 0 up]...[worker N-1 up][worker 0 connections (uint32)]...
+        self._memory = mmap.mmap(-1, 1 + size + 4 * size)
+        self._counts = memoryview(self._memory)[1 + size :].cast("I")
 
     @property
     def draining(self) -> bool:
@@ -53,6 +57,17 @@ class Fleet(Health):
 
     def mark(self, worker: int, up: bool) -> None:
         self._memory[1 + worker] = 1 if up else 0
+        if not up:
+            self._counts[worker] = 0
+
+    def report_connections(self, worker: int | None, count: int) -> None:
+        if worker is not None:
+            self._counts[worker] = count
+
+    def others_less_busy(self, worker: int | None, count: int) -> bool:
+        return worker is not None and any(
+            self._counts[i] < count and self._memory[1 + i] == 1 for i in range(self.size) if i != worker
+        )
 
     def down(self) -> list[int]:
         return [i for i in range(self.size) if self._memory[1 + i] != 1]

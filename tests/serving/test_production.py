@@ -261,3 +261,42 @@ def test_ping_is_503_while_draining_and_in_flight_requests_finish(bundle_dir: Pa
         assert drained == [True]
     finally:
         server.server.server_close()
+
+
+def test_a_busier_worker_leaves_new_connections_to_a_less_busy_one(bundle_dir: Path) -> None:
+    """Keep-alive clients stay with the worker that accepted them: accepts are balanced by connection count."""
+    from serving.container.app import ACCEPT_DEFER_SECONDS, InferenceServer, InferenceService
+    from serving.container.logs import EventLog
+    from serving.container.settings import ServerSettings
+    from serving.container.workers import Fleet, bind
+
+    fleet = Fleet(2)
+    listener = bind("127.0.0.1", 0)
+    service = InferenceService(ServerSettings(model_dir=bundle_dir), EventLog("t", open(os.devnull, "w")), fleet)  # noqa: SIM115
+    server = InferenceServer(listener.getsockname()[:2], service, listener, worker=0)
+    try:
+        fleet.mark(0, True)
+        fleet.mark(1, True)
+        fleet.report_connections(1, 0)
+        server.connections.update({i: None for i in range(3)})  # type: ignore[misc]
+        with socket.create_connection(listener.getsockname()[:2]):
+            time.sleep(0.05)
+            with pytest.raises(BlockingIOError):  # worker 1 holds none: it should take this one
+                server.get_request()
+            fleet.report_connections(1, 5)
+            accepted, _ = server.get_request()  # now worker 0 is the less busy one
+            accepted.close()
+            fleet.report_connections(1, 0)
+            fleet.mark(1, False)  # a worker that is down takes nothing
+            assert not fleet.others_less_busy(0, 3)
+            fleet.mark(1, True)
+            with socket.create_connection(listener.getsockname()[:2]):
+                time.sleep(0.05)
+                with pytest.raises(BlockingIOError):
+                    server.get_request()
+                time.sleep(ACCEPT_DEFER_SECONDS)  # the peer never took it (stuck?): accept anyway
+                accepted, _ = server.get_request()
+                accepted.close()
+    finally:
+        server.connections.clear()
+        server.server_close()
