@@ -252,6 +252,7 @@ def main() -> None:
     parser.add_argument("--batch-requests", type=int, default=150)
     parser.add_argument("--time-cap", type=float, default=10.0, help="seconds per case per server, at most")
     parser.add_argument("--client-processes", type=int, default=2, help="client processes sharing the threads")
+    parser.add_argument("--scaling-rounds", type=int, default=6, help="alternating 1-worker/N-worker pairs")
     args = parser.parse_args()
     ensure_local_run(args.model, args.out)
     scratch = Path(tempfile.mkdtemp(prefix="clinops-bench-"))
@@ -275,6 +276,23 @@ def main() -> None:
             target.process.terminate()
             target.process.wait(timeout=30)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def paired_scaling(ours: list[Target], args: argparse.Namespace) -> None:
+    """Worker scaling measured in alternating pairs (one row, concurrency 16), so a change in machine load between
+    two cases does not pass for scaling: the median of the per-round ratios."""
+    ratios: list[float] = []
+    p99: dict[str, list[float]] = {t.name: [] for t in ours}
+    for round_ in range(args.scaling_rounds):
+        result: dict[str, dict[str, float]] = {}
+        for target in ours if round_ % 2 == 0 else ours[::-1]:
+            result[target.name] = run_case(target.port, target.single, args.requests, 16, args.time_cap,
+                                           args.client_processes).summary(1)  # fmt: skip
+            p99[target.name].append(result[target.name]["p99_ms"])
+        ratios.append(result[ours[1].name]["req_per_s"] / result[ours[0].name]["req_per_s"])
+    print(f"paired rounds, one row at concurrency 16: {ours[1].name} / {ours[0].name} = "
+          f"{', '.join(f'{r:.2f}' for r in ratios)}; median {float(np.median(ratios)):.2f}x (target >= 1.7x); "
+          f"median p99 {ours[1].name} {float(np.median(p99[ours[1].name])):.1f} ms (target < 20 ms)")  # fmt: skip
 
 
 def report(targets: list[Target], args: argparse.Namespace, source: str, mlflow_uri: str, agreement: str,
@@ -306,11 +324,12 @@ def report(targets: list[Target], args: argparse.Namespace, source: str, mlflow_
             summary = result.summary(rows)
             throughput[(payload, concurrency, target.name)] = summary["req_per_s"]
             line(label, concurrency, target.name, summary)
-    names = [t.name for t in targets if t.name.startswith("clinops-")]
-    if len(names) == 2:
+    ours = [t for t in targets if t.name.startswith("clinops-")]
+    if len(ours) == 2:
         for payload in ("single", "batch"):
-            one, many = throughput[(payload, 16, names[0])], throughput[(payload, 16, names[1])]
-            print(f"\n{payload}, concurrency 16: {names[1]} / {names[0]} throughput = {many / one:.2f}x")
+            one, many = throughput[(payload, 16, ours[0].name)], throughput[(payload, 16, ours[1].name)]
+            print(f"\n{payload}, concurrency 16: {ours[1].name} / {ours[0].name} throughput = {many / one:.2f}x")
+        paired_scaling(ours, args)
     print(f"\nload average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
