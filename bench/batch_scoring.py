@@ -67,16 +67,21 @@ def main() -> None:
         load_before = os.getloadavg()
         cpu_before = _cpu()
         started = time.perf_counter()
-        summary = score_file(model_dir, extract, work / "scores.csv", id_columns=["admission_id"],
-                             workers=args.workers)  # fmt: skip
+        summary = score_file(model_dir, extract, work / "scores.csv", id_columns=["admission_id"], workers=args.workers)
         wall = time.perf_counter() - started
         cpu = _cpu() - cpu_before
-        print(f"rows: {summary.rows:,} ({extract.stat().st_size / 1e6:.0f} MB CSV), scored {summary.scored:,}, "
-              f"not scored {summary.rejected:,}")  # fmt: skip
-        print(f"workers: {args.workers}; wall {wall:.1f} s ({summary.rows / wall:,.0f} rows/s); CPU {cpu:.1f} s "
-              f"(all processes); peak RSS {_peak_mb():.0f} MB (largest process)")  # fmt: skip
-        print(f"load average before: {', '.join(f'{x:.2f}' for x in load_before)}; after: "
-              f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")  # fmt: skip
+        print(
+            f"rows: {summary.rows:,} ({extract.stat().st_size / 1e6:.0f} MB CSV), scored {summary.scored:,}, "
+            f"not scored {summary.rejected:,}"
+        )
+        print(
+            f"workers: {args.workers}; wall {wall:.1f} s ({summary.rows / wall:,.0f} rows/s); CPU {cpu:.1f} s "
+            f"(all processes); peak RSS {_peak_mb():.0f} MB (largest process)"
+        )
+        print(
+            f"load average before: {', '.join(f'{x:.2f}' for x in load_before)}; after: "
+            f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
+        )
         print(f"target <= 60 s: {'met' if wall <= 60 else 'NOT met'}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -122,9 +122,17 @@ def run_clinops(reference_path: Path, current_path: Path) -> dict[str, Any]:
     read_seconds = time.perf_counter() - started
     result = detect_drift(baseline, current)
     total_seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    return {"tool": "clinops", "read_s": read_seconds, "compute_s": total_seconds - read_seconds,
-            "total_s": total_seconds, "cpu_s": cpu_seconds, "peak_rss_mb": _peak_mb(),
-            "flagged": sorted(result.drifted), "baseline_s": baseline_seconds, "verdict": result.verdict}  # fmt: skip
+    return {
+        "tool": "clinops",
+        "read_s": read_seconds,
+        "compute_s": total_seconds - read_seconds,
+        "total_s": total_seconds,
+        "cpu_s": cpu_seconds,
+        "peak_rss_mb": _peak_mb(),
+        "flagged": sorted(result.drifted),
+        "baseline_s": baseline_seconds,
+        "verdict": result.verdict,
+    }
 
 
 EVIDENTLY_SCRIPT = """
@@ -166,17 +174,25 @@ def ensure_bench_venv() -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
     probe = subprocess.run([str(python), "-c", "import evidently"], capture_output=True)
     if probe.returncode != 0:
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "evidently==0.7.*", "pandas<3", "pyarrow"],
-                       check=True)  # fmt: skip
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "evidently==0.7.*", "pandas<3", "pyarrow"], check=True
+        )
     return python
 
 
 def run_evidently(reference_path: Path, current_path: Path) -> dict[str, Any]:
     python = ensure_bench_venv()
-    version = subprocess.run([str(python), "-c", "import evidently; print(evidently.__version__)"],
-                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    done = subprocess.run([str(python), "-c", EVIDENTLY_SCRIPT, str(reference_path), str(current_path),
-                           json.dumps(list(CATEGORIES))], capture_output=True, text=True)  # fmt: skip
+    version = subprocess.run(
+        [str(python), "-c", "import evidently; print(evidently.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    done = subprocess.run(
+        [str(python), "-c", EVIDENTLY_SCRIPT, str(reference_path), str(current_path), json.dumps(list(CATEGORIES))],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"Evidently failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1]) | {"version": version}
@@ -186,8 +202,10 @@ def _row(r: dict[str, Any]) -> str:
     others = sorted(set(r["flagged"]) - SHIFTED)
     missed = sorted(SHIFTED - set(r["flagged"]))
     times = f"{r['total_s']:>9.2f} {r['compute_s']:>9.2f} {r['cpu_s']:>9.2f}"
-    return (f"{r['tool']:<10} {times} {r['peak_rss_mb']:>9.0f}   "
-            f"{len(r['flagged'])} flagged; missed {missed or 'none'}; false {others or 'none'}")  # fmt: skip
+    return (
+        f"{r['tool']:<10} {times} {r['peak_rss_mb']:>9.0f}   "
+        f"{len(r['flagged'])} flagged; missed {missed or 'none'}; false {others or 'none'}"
+    )
 
 
 def main() -> None:
@@ -211,12 +229,14 @@ def main() -> None:
         print(_row(r))
     if len(results) == 2:
         clin, evid = results
-        print(f"Evidently {evid['version']} ({', '.join(evid['methods'])}) vs clinops: "
-              f"{evid['total_s'] / clin['total_s']:.0f}x the wall time (read + detect), "
-              f"{evid['compute_s'] / clin['compute_s']:.0f}x detection alone, "
-              f"{evid['cpu_s'] / clin['cpu_s']:.0f}x the CPU time, "
-              f"{evid['peak_rss_mb'] / clin['peak_rss_mb']:.1f}x the peak memory; "
-              f"same flagged columns: {clin['flagged'] == evid['flagged']}")  # fmt: skip
+        print(
+            f"Evidently {evid['version']} ({', '.join(evid['methods'])}) vs clinops: "
+            f"{evid['total_s'] / clin['total_s']:.0f}x the wall time (read + detect), "
+            f"{evid['compute_s'] / clin['compute_s']:.0f}x detection alone, "
+            f"{evid['cpu_s'] / clin['cpu_s']:.0f}x the CPU time, "
+            f"{evid['peak_rss_mb'] / clin['peak_rss_mb']:.1f}x the peak memory; "
+            f"same flagged columns: {clin['flagged'] == evid['flagged']}"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -22,11 +22,13 @@ def _timed_process(code: str) -> float:
 
 def main() -> None:
     floor = statistics.median(
-        _timed_process("import pulumi, pulumi_aws as a; [getattr(a, m).__name__ for m in "
-                       "('ec2','s3','kms','iam','cloudwatch','cloudtrail','sagemaker','vpc')]; "
-                       "a.ec2.Vpc; a.s3.Bucket; a.sagemaker.Domain; a.vpc.SecurityGroupEgressRule")
+        _timed_process(
+            "import pulumi, pulumi_aws as a; [getattr(a, m).__name__ for m in "
+            "('ec2','s3','kms','iam','cloudwatch','cloudtrail','sagemaker','vpc')]; "
+            "a.ec2.Vpc; a.s3.Bucket; a.sagemaker.Domain; a.vpc.SecurityGroupEgressRule"
+        )
         for _ in range(COLD_RUNS)
-    )  # fmt: skip
+    )
     python = statistics.median(_timed_process("pass") for _ in range(COLD_RUNS))
     sys.path.insert(0, str(ROOT))
     from clinops.render import render
@@ -41,8 +43,10 @@ def main() -> None:
         plan = render(stack)
         warm = time.perf_counter() - start
         print(f"{stack:<8} {cold:>22.2f} {warm:>8.2f} {len(plan['steps']):>10}")
-    print(f"reference: python startup {python:.2f} s; importing the pulumi_aws modules used {floor:.2f} s "
-          "(cold floor for any render); target <= 2.00 s cold")  # fmt: skip
+    print(
+        f"reference: python startup {python:.2f} s; importing the pulumi_aws modules used {floor:.2f} s "
+        "(cold floor for any render); target <= 2.00 s cold"
+    )
 
 
 if __name__ == "__main__":

@@ -71,8 +71,14 @@ class CaseResult:
         done = len(self.latencies_ms)
         p50, p99 = np.percentile(self.latencies_ms, [50, 99]) if done else (float("nan"), float("nan"))
         per_second = done / self.wall_seconds
-        return {"requests": done, "errors": self.errors, "p50_ms": float(p50), "p99_ms": float(p99),
-                "req_per_s": per_second, "rows_per_s": per_second * rows_per_request}  # fmt: skip
+        return {
+            "requests": done,
+            "errors": self.errors,
+            "p50_ms": float(p50),
+            "p99_ms": float(p99),
+            "req_per_s": per_second,
+            "rows_per_s": per_second * rows_per_request,
+        }
 
 
 def free_port() -> int:
@@ -103,8 +109,7 @@ def post(connection: http.client.HTTPConnection, body: bytes) -> tuple[int, byte
     return response.status, response.read()
 
 
-def _client_process(port: int, body: bytes, counts: list[int], start_at: float, time_cap: float,
-                    results: Any) -> None:  # fmt: skip
+def _client_process(port: int, body: bytes, counts: list[int], start_at: float, time_cap: float, results: Any) -> None:
     """One client process: a thread per connection, each sending its count of requests."""
     latencies: list[list[float]] = [[] for _ in counts]
     errors = [0] * len(counts)
@@ -131,16 +136,19 @@ def _client_process(port: int, body: bytes, counts: list[int], start_at: float, 
     results.put(([x for part in latencies for x in part], sum(errors), time.time()))
 
 
-def run_case(port: int, body: bytes, requests: int, concurrency: int, time_cap: float,
-             processes: int = 1) -> CaseResult:  # fmt: skip
+def run_case(
+    port: int, body: bytes, requests: int, concurrency: int, time_cap: float, processes: int = 1
+) -> CaseResult:
     budget = [requests // concurrency + (1 if i < requests % concurrency else 0) for i in range(concurrency)]
     processes = max(1, min(processes, concurrency))
     shares = [budget[i::processes] for i in range(processes)]
     context = multiprocessing.get_context("fork")
     results = context.Queue()
     start_at = time.time() + 0.3  # every process connects, then all start together
-    clients = [context.Process(target=_client_process, args=(port, body, share, start_at, time_cap, results))
-               for share in shares]  # fmt: skip
+    clients = [
+        context.Process(target=_client_process, args=(port, body, share, start_at, time_cap, results))
+        for share in shares
+    ]
     for client in clients:
         client.start()
     collected = [results.get() for _ in clients]
@@ -183,13 +191,19 @@ def logged_model_uri(model: str, bundle: Path, tracking_uri: str) -> str:
     client = mlflow.MlflowClient(tracking_uri)
     name = json.loads((bundle / "metadata.json").read_text())["model_name"]
     experiment = client.get_experiment_by_name(name)
-    runs = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{bundle.parent.name}'") \
-        if experiment else []  # fmt: skip
+    runs = (
+        client.search_runs([experiment.experiment_id], f"attributes.run_name = '{bundle.parent.name}'")
+        if experiment
+        else []
+    )
     if not runs:
         raise SystemExit(f"no MLflow run named {bundle.parent.name} in {tracking_uri}; pass --model models:/NAME/VER")
     mlflow.set_tracking_uri(tracking_uri)
-    logged = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list",
-                                         filter_string=f"source_run_id = '{runs[0].info.run_id}'")  # fmt: skip
+    logged = mlflow.search_logged_models(
+        experiment_ids=[experiment.experiment_id],
+        output_format="list",
+        filter_string=f"source_run_id = '{runs[0].info.run_id}'",
+    )
     if not logged:
         raise SystemExit(f"MLflow run {runs[0].info.run_id} logged no model")
     return str(logged[0].model_uri)
@@ -208,22 +222,60 @@ def start_targets(
     bundle: Path, mlflow_uri: str, tracking_uri: str, single: list[Any], batch: list[Any]
 ) -> list[Target]:
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MLFLOW_TRACKING_URI": tracking_uri}  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MLFLOW_TRACKING_URI": tracking_uri,
+    }
     targets = []
     for workers in sorted({1, workers_default()}):
         port = free_port()
-        command = [sys.executable, "-m", "serving.container.cli", "serve", "--local", str(bundle), "--port",
-                   str(port), "--workers", str(workers)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "serving.container.cli",
+            "serve",
+            "--local",
+            str(bundle),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ]
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        targets.append(Target(f"clinops-{workers}w", port, process, json.dumps(single[0]).encode(),
-                              json.dumps({"instances": batch}).encode()))  # fmt: skip
+        targets.append(
+            Target(
+                f"clinops-{workers}w",
+                port,
+                process,
+                json.dumps(single[0]).encode(),
+                json.dumps({"instances": batch}).encode(),
+            )
+        )
     mlflow_port = free_port()
-    mlflow_command = [shutil.which("mlflow", path=env["PATH"]) or "mlflow", "models", "serve", "-m", mlflow_uri,
-                      "--env-manager", "local", "-h", "127.0.0.1", "-p", str(mlflow_port)]  # fmt: skip
+    mlflow_command = [
+        shutil.which("mlflow", path=env["PATH"]) or "mlflow",
+        "models",
+        "serve",
+        "-m",
+        mlflow_uri,
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(mlflow_port),
+    ]
     theirs = subprocess.Popen(mlflow_command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    targets.append(Target("mlflow", mlflow_port, theirs, json.dumps({"dataframe_records": single}).encode(),
-                          json.dumps({"dataframe_records": batch}).encode()))  # fmt: skip
+    targets.append(
+        Target(
+            "mlflow",
+            mlflow_port,
+            theirs,
+            json.dumps({"dataframe_records": single}).encode(),
+            json.dumps({"dataframe_records": batch}).encode(),
+        )
+    )
     return targets
 
 
@@ -286,31 +338,46 @@ def paired_scaling(ours: list[Target], args: argparse.Namespace) -> None:
     for round_ in range(args.scaling_rounds):
         result: dict[str, dict[str, float]] = {}
         for target in ours if round_ % 2 == 0 else ours[::-1]:
-            result[target.name] = run_case(target.port, target.single, args.requests, 16, args.time_cap,
-                                           args.client_processes).summary(1)  # fmt: skip
+            result[target.name] = run_case(
+                target.port, target.single, args.requests, 16, args.time_cap, args.client_processes
+            ).summary(1)
             p99[target.name].append(result[target.name]["p99_ms"])
         ratios.append(result[ours[1].name]["req_per_s"] / result[ours[0].name]["req_per_s"])
-    print(f"paired rounds, one row at concurrency 16: {ours[1].name} / {ours[0].name} = "
-          f"{', '.join(f'{r:.2f}' for r in ratios)}; median {float(np.median(ratios)):.2f}x (target >= 1.7x); "
-          f"median p99 {ours[1].name} {float(np.median(p99[ours[1].name])):.1f} ms (target < 20 ms)")  # fmt: skip
+    print(
+        f"paired rounds, one row at concurrency 16: {ours[1].name} / {ours[0].name} = "
+        f"{', '.join(f'{r:.2f}' for r in ratios)}; median {float(np.median(ratios)):.2f}x (target >= 1.7x); "
+        f"median p99 {ours[1].name} {float(np.median(p99[ours[1].name])):.1f} ms (target < 20 ms)"
+    )
 
 
-def report(targets: list[Target], args: argparse.Namespace, source: str, mlflow_uri: str, agreement: str,
-           bundle: Path) -> None:  # fmt: skip
-    cases = [(label, payload, rows, c, n) for label, payload, rows, n in
-             (("single row", "single", 1, args.requests), (f"batch of {BATCH_ROWS}", "batch", BATCH_ROWS,
-                                                            args.batch_requests)) for c in (1, 4, 16)]  # fmt: skip
-    print(f"model: {source}\nMLflow model: {mlflow_uri}\n{agreement}\nclient: {CLIENT}, "
-          f"{args.client_processes} processes")  # fmt: skip
+def report(
+    targets: list[Target], args: argparse.Namespace, source: str, mlflow_uri: str, agreement: str, bundle: Path
+) -> None:
+    cases = [
+        (label, payload, rows, c, n)
+        for label, payload, rows, n in (
+            ("single row", "single", 1, args.requests),
+            (f"batch of {BATCH_ROWS}", "batch", BATCH_ROWS, args.batch_requests),
+        )
+        for c in (1, 4, 16)
+    ]
+    print(
+        f"model: {source}\nMLflow model: {mlflow_uri}\n{agreement}\nclient: {CLIENT}, {args.client_processes} processes"
+    )
     print(f"machine: {os.cpu_count()} CPUs, load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
-    header = f"{'case':<16}{'conc.':>6}  {'server':<11}{'requests':>9}{'errors':>7}{'p50 ms':>9}{'p99 ms':>9}" \
-             f"{'req/s':>9}{'rows/s':>10}"  # fmt: skip
+    header = (
+        f"{'case':<16}{'conc.':>6}  {'server':<11}{'requests':>9}{'errors':>7}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'req/s':>9}{'rows/s':>10}"
+    )
     print(header)
     print("-" * len(header))
 
     def line(label: str, concurrency: int | str, name: str, s: dict[str, float]) -> None:
-        print(f"{label:<16}{concurrency:>6}  {name:<11}{s['requests']:>9.0f}{s['errors']:>7.0f}{s['p50_ms']:>9.2f}"
-              f"{s['p99_ms']:>9.2f}{s['req_per_s']:>9.0f}{s['rows_per_s']:>10.0f}", flush=True)  # fmt: skip
+        print(
+            f"{label:<16}{concurrency:>6}  {name:<11}{s['requests']:>9.0f}{s['errors']:>7.0f}{s['p50_ms']:>9.2f}"
+            f"{s['p99_ms']:>9.2f}{s['req_per_s']:>9.0f}{s['rows_per_s']:>10.0f}",
+            flush=True,
+        )
 
     throughput: dict[tuple[str, int, str], float] = {}
     for payload, rows in (("single", 1), ("batch", BATCH_ROWS)):
@@ -319,8 +386,9 @@ def report(targets: list[Target], args: argparse.Namespace, source: str, mlflow_
         line(label, "-", "in-process", floor.summary(rows))
     for label, payload, rows, concurrency, requests in cases:
         for target in targets:  # interleaved, so a change in machine load hits every server alike
-            result = run_case(target.port, getattr(target, payload), requests, concurrency, args.time_cap,
-                              args.client_processes)  # fmt: skip
+            result = run_case(
+                target.port, getattr(target, payload), requests, concurrency, args.time_cap, args.client_processes
+            )
             summary = result.summary(rows)
             throughput[(payload, concurrency, target.name)] = summary["req_per_s"]
             line(label, concurrency, target.name, summary)

@@ -28,8 +28,11 @@ OPERATIONS = {
     "RegisterModel": "CreateModelPackage",
     "Transform": "CreateTransformJob",
 }
-RUNTIME_NAMES = {"Processing": {"ProcessingJobName": "clinops-step"}, "Training": {"TrainingJobName": "clinops-step"},
-                 "Transform": {"TransformJobName": "clinops-step"}}  # fmt: skip
+RUNTIME_NAMES = {
+    "Processing": {"ProcessingJobName": "clinops-step"},
+    "Training": {"TrainingJobName": "clinops-step"},
+    "Transform": {"TransformJobName": "clinops-step"},
+}
 _EXPRESSION_KEYS = frozenset({"Get", "Std:Join", "Std:JsonGet"})
 
 

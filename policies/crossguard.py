@@ -56,8 +56,12 @@ def _per_rule(facts: Mapping[str, Any], rules: Sequence[Rule] = ALL_RULES) -> di
 
 def policy_config_for(stack_config: StackConfig) -> dict[str, dict[str, Any]]:
     """The `--policy-pack-config` document for a stack (what `policies/config/<stack>.json` holds)."""
-    facts = _facts(stack_config.environment, stack_config.tags.data_classification,
-                   stack_config.rollback_slo_seconds, stack_config.region)  # fmt: skip
+    facts = _facts(
+        stack_config.environment,
+        stack_config.tags.data_classification,
+        stack_config.rollback_slo_seconds,
+        stack_config.region,
+    )
     return _per_rule(facts)
 
 
@@ -65,8 +69,12 @@ def policy_config_from_plan(plan: Plan) -> dict[str, dict[str, Any]]:
     """The same document, derived from the stack config a plan carries (no validation: secure defaults)."""
     values = plan.platform_config()
     tags = values.get("tags") if isinstance(values.get("tags"), dict) else {}
-    facts = _facts(values.get("environment"), tags.get("dataClassification"), values.get("rollbackSloSeconds"),
-                   plan.config.get("aws:region"))  # fmt: skip
+    facts = _facts(
+        values.get("environment"),
+        tags.get("dataClassification"),
+        values.get("rollbackSloSeconds"),
+        plan.config.get("aws:region"),
+    )
     return _per_rule(facts)
 
 
@@ -137,14 +145,27 @@ def evaluate(plan: Plan, rules: Sequence[Rule] = ALL_RULES) -> EngineReport:
         judged = {r.urn for r in resources if r.resource_type in rule.resource_types} | set(violations)
         for urn in judged:
             messages = list(dict.fromkeys(violations.get(urn, [])))
-            results.append(CheckResult(
-                engine=ENGINE, rule_id=rule.id, title=rule.title, severity=rule.severity, controls=rule.controls,
-                urn=urn, resource_type=types.get(urn, ""), status="failed" if messages else "passed",
-                message="; ".join(messages), fix=rule.fix if messages else "", mandatory=rule.mandatory,
-            ))  # fmt: skip
+            results.append(
+                CheckResult(
+                    engine=ENGINE,
+                    rule_id=rule.id,
+                    title=rule.title,
+                    severity=rule.severity,
+                    controls=rule.controls,
+                    urn=urn,
+                    resource_type=types.get(urn, ""),
+                    status="failed" if messages else "passed",
+                    message="; ".join(messages),
+                    fix=rule.fix if messages else "",
+                    mandatory=rule.mandatory,
+                )
+            )
     judged_types = {t for rule in rules for t in (*rule.resource_types, *rule.reads)}
-    coverage = {r.type: "seen" if r.type in judged_types else "unseen"
-                for r in plan.resources if r.custom and not r.type.startswith("pulumi:providers:")}  # fmt: skip
+    coverage = {
+        r.type: "seen" if r.type in judged_types else "unseen"
+        for r in plan.resources
+        if r.custom and not r.type.startswith("pulumi:providers:")
+    }
     facts = {key: value for entry in config.values() for key, value in entry.items()}
     return EngineReport(
         engine=ENGINE,

@@ -84,8 +84,10 @@ class Plan:
 
 def parse_plan(doc: Any) -> Plan:
     if not isinstance(doc, dict) or not isinstance(doc.get("steps"), list):
-        raise PlanError("not a preview-shaped plan: expected a JSON object with a 'steps' list "
-                        "(from `clinops render` or `pulumi preview --json`)")  # fmt: skip
+        raise PlanError(
+            "not a preview-shaped plan: expected a JSON object with a 'steps' list "
+            "(from `clinops render` or `pulumi preview --json`)"
+        )
     resources: list[PlanResource] = []
     stack = project = ""
     for i, step in enumerate(doc["steps"]):

@@ -76,8 +76,11 @@ class RollbackAlarms(pulumi.ComponentResource):
         # All traffic feeds the alarms (the canary exists to give them datapoints mid-deployment); synthetic rows
         # are also counted on their own, so dashboards and capacity planning can tell patients from the canary.
         every, synthetic = '{ $.event = "invocation" }', '{ ($.event = "invocation") && ($.synthetic IS TRUE) }'
-        counters = {"Scored": ("$.rows", every), "InvalidScores": ("$.invalid_scores", every),
-                    "SyntheticScored": ("$.rows", synthetic)}  # fmt: skip
+        counters = {
+            "Scored": ("$.rows", every),
+            "InvalidScores": ("$.invalid_scores", every),
+            "SyntheticScored": ("$.rows", synthetic),
+        }
         for metric, (value, pattern) in counters.items():
             aws.cloudwatch.LogMetricFilter(
                 f"{endpoint}-{metric.lower()}",

@@ -48,8 +48,12 @@ def input_uri(data_bucket: str, model: str) -> str:
 
 
 def transform_arguments(s: TransformSettings) -> dict[str, Any]:
-    output = {"Std:Join": {"On": "/", "Values": [f"s3://{s.data_bucket}/{s.model}/batch/output",
-                                                 {"Get": "Execution.PipelineExecutionId"}]}}  # fmt: skip
+    output = {
+        "Std:Join": {
+            "On": "/",
+            "Values": [f"s3://{s.data_bucket}/{s.model}/batch/output", {"Get": "Execution.PipelineExecutionId"}],
+        }
+    }
     return {
         "ModelName": s.model_name,
         "BatchStrategy": "MultiRecord",

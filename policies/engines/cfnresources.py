@@ -63,35 +63,84 @@ def first(v: Any) -> dict[str, Any]:
 
 Spec = dict[str, "str | tuple[str, Any]"]  # CloudFormation property <- "input[@ref|@arn|@refs]" (, default)
 SIMPLE: dict[str, tuple[str, Spec]] = {
-    "aws:ec2/vpc:Vpc": ("AWS::EC2::VPC", {
-        "CidrBlock": "cidrBlock", "EnableDnsSupport": "enableDnsSupport",
-        "EnableDnsHostnames": "enableDnsHostnames", "InstanceTenancy": "instanceTenancy"}),
-    "aws:ec2/subnet:Subnet": ("AWS::EC2::Subnet", {
-        "VpcId": "vpcId@ref", "CidrBlock": "cidrBlock", "AvailabilityZone": "availabilityZone",
-        "MapPublicIpOnLaunch": "mapPublicIpOnLaunch"}),
-    "aws:cloudwatch/logGroup:LogGroup": ("AWS::Logs::LogGroup", {
-        "LogGroupName": "name", "RetentionInDays": "retentionInDays", "KmsKeyId": "kmsKeyId@arn"}),
-    "aws:cloudwatch/metricAlarm:MetricAlarm": ("AWS::CloudWatch::Alarm", {
-        "AlarmName": "name", "ComparisonOperator": "comparisonOperator", "EvaluationPeriods": "evaluationPeriods",
-        "MetricName": "metricName", "Namespace": "namespace", "Threshold": "threshold",
-        "ActionsEnabled": "actionsEnabled", "AlarmActions": "alarmActions@refs", "OKActions": "okActions@refs",
-        "InsufficientDataActions": "insufficientDataActions@refs"}),
-    "aws:cloudtrail/trail:Trail": ("AWS::CloudTrail::Trail", {
-        "TrailName": "name", "IsLogging": ("enableLogging", True), "S3BucketName": "s3BucketName@ref",
-        "KMSKeyId": "kmsKeyId@arn", "EnableLogFileValidation": "enableLogFileValidation",
-        "IsMultiRegionTrail": "isMultiRegionTrail", "CloudWatchLogsLogGroupArn": "cloudWatchLogsGroupArn@arn",
-        "CloudWatchLogsRoleArn": "cloudWatchLogsRoleArn@arn"}),
+    "aws:ec2/vpc:Vpc": (
+        "AWS::EC2::VPC",
+        {
+            "CidrBlock": "cidrBlock",
+            "EnableDnsSupport": "enableDnsSupport",
+            "EnableDnsHostnames": "enableDnsHostnames",
+            "InstanceTenancy": "instanceTenancy",
+        },
+    ),
+    "aws:ec2/subnet:Subnet": (
+        "AWS::EC2::Subnet",
+        {
+            "VpcId": "vpcId@ref",
+            "CidrBlock": "cidrBlock",
+            "AvailabilityZone": "availabilityZone",
+            "MapPublicIpOnLaunch": "mapPublicIpOnLaunch",
+        },
+    ),
+    "aws:cloudwatch/logGroup:LogGroup": (
+        "AWS::Logs::LogGroup",
+        {"LogGroupName": "name", "RetentionInDays": "retentionInDays", "KmsKeyId": "kmsKeyId@arn"},
+    ),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": (
+        "AWS::CloudWatch::Alarm",
+        {
+            "AlarmName": "name",
+            "ComparisonOperator": "comparisonOperator",
+            "EvaluationPeriods": "evaluationPeriods",
+            "MetricName": "metricName",
+            "Namespace": "namespace",
+            "Threshold": "threshold",
+            "ActionsEnabled": "actionsEnabled",
+            "AlarmActions": "alarmActions@refs",
+            "OKActions": "okActions@refs",
+            "InsufficientDataActions": "insufficientDataActions@refs",
+        },
+    ),
+    "aws:cloudtrail/trail:Trail": (
+        "AWS::CloudTrail::Trail",
+        {
+            "TrailName": "name",
+            "IsLogging": ("enableLogging", True),
+            "S3BucketName": "s3BucketName@ref",
+            "KMSKeyId": "kmsKeyId@arn",
+            "EnableLogFileValidation": "enableLogFileValidation",
+            "IsMultiRegionTrail": "isMultiRegionTrail",
+            "CloudWatchLogsLogGroupArn": "cloudWatchLogsGroupArn@arn",
+            "CloudWatchLogsRoleArn": "cloudWatchLogsRoleArn@arn",
+        },
+    ),
     "aws:sns/topic:Topic": ("AWS::SNS::Topic", {"TopicName": "name", "KmsMasterKeyId": "kmsMasterKeyId@ref"}),
-    "aws:sagemaker/notebookInstance:NotebookInstance": ("AWS::SageMaker::NotebookInstance", {
-        "InstanceType": "instanceType", "RoleArn": "roleArn@arn", "KmsKeyId": "kmsKeyId@arn",
-        "DirectInternetAccess": "directInternetAccess", "SubnetId": "subnetId@ref"}),
-    "aws:lambda/permission:Permission": ("AWS::Lambda::Permission", {
-        "Action": "action", "FunctionName": "function@ref", "Principal": "principal", "SourceArn": "sourceArn",
-        "SourceAccount": "sourceAccount", "PrincipalOrgID": "principalOrgId"}),
+    "aws:sagemaker/notebookInstance:NotebookInstance": (
+        "AWS::SageMaker::NotebookInstance",
+        {
+            "InstanceType": "instanceType",
+            "RoleArn": "roleArn@arn",
+            "KmsKeyId": "kmsKeyId@arn",
+            "DirectInternetAccess": "directInternetAccess",
+            "SubnetId": "subnetId@ref",
+        },
+    ),
+    "aws:lambda/permission:Permission": (
+        "AWS::Lambda::Permission",
+        {
+            "Action": "action",
+            "FunctionName": "function@ref",
+            "Principal": "principal",
+            "SourceArn": "sourceArn",
+            "SourceAccount": "sourceAccount",
+            "PrincipalOrgID": "principalOrgId",
+        },
+    ),
     "aws:secretsmanager/secret:Secret": ("AWS::SecretsManager::Secret", {"Name": "name", "KmsKeyId": "kmsKeyId@arn"}),
-    "aws:secretsmanager/secretRotation:SecretRotation": ("AWS::SecretsManager::RotationSchedule", {
-        "SecretId": "secretId@ref", "RotationLambdaARN": "rotationLambdaArn@arn"}),
-}  # fmt: skip
+    "aws:secretsmanager/secretRotation:SecretRotation": (
+        "AWS::SecretsManager::RotationSchedule",
+        {"SecretId": "secretId@ref", "RotationLambdaARN": "rotationLambdaArn@arn"},
+    ),
+}
 
 
 def _simple(ctx: Ctx, r: PlanResource) -> tuple[str, dict[str, Any]]:
@@ -129,8 +178,14 @@ def _sg_rules(rules: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     protocols = {"all": "-1", "6": "tcp", "17": "udp", "1": "icmp"}
     for rule in rules or []:
         protocol = rule.get("protocol")
-        base = drop_none({"IpProtocol": protocols.get(str(protocol), protocol), "FromPort": rule.get("fromPort"),
-                          "ToPort": rule.get("toPort"), "Description": rule.get("description")})  # fmt: skip
+        base = drop_none(
+            {
+                "IpProtocol": protocols.get(str(protocol), protocol),
+                "FromPort": rule.get("fromPort"),
+                "ToPort": rule.get("toPort"),
+                "Description": rule.get("description"),
+            }
+        )
         cidrs = [("CidrIp", c) for c in rule.get("cidrBlocks") or []]
         cidrs += [("CidrIpv6", c) for c in rule.get("ipv6CidrBlocks") or []]
         if not cidrs:  # source is another group, itself or a prefix list: no CIDR for the pack to judge
@@ -140,20 +195,27 @@ def _sg_rules(rules: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
 
 
 def _security_group(ctx: Ctx, r: PlanResource) -> tuple[str, dict[str, Any]]:
-    return "AWS::EC2::SecurityGroup", drop_none({
-        "GroupDescription": ctx.val(r, "description", "Managed by Pulumi"), "VpcId": ctx.link(r, "vpcId"),
-        "SecurityGroupIngress": _sg_rules(ctx.val(r, "ingress")),
-        "SecurityGroupEgress": _sg_rules(ctx.val(r, "egress")),
-    })  # fmt: skip
+    return "AWS::EC2::SecurityGroup", drop_none(
+        {
+            "GroupDescription": ctx.val(r, "description", "Managed by Pulumi"),
+            "VpcId": ctx.link(r, "vpcId"),
+            "SecurityGroupIngress": _sg_rules(ctx.val(r, "ingress")),
+            "SecurityGroupEgress": _sg_rules(ctx.val(r, "egress")),
+        }
+    )
 
 
 def _ingress_rule(ctx: Ctx, r: PlanResource) -> list[tuple[str, dict[str, Any]]]:
     """`aws:vpc/securityGroupIngressRule` and `aws:ec2/securityGroupRule` (type=ingress) alike."""
     if r.type.startswith("aws:ec2/") and ctx.val(r, "type") != "ingress":
         return []  # egress: the pack judges ingress only
-    rule = {"protocol": ctx.val(r, "protocol", ctx.val(r, "ipProtocol")), "fromPort": ctx.val(r, "fromPort"),
-            "toPort": ctx.val(r, "toPort"), "cidrBlocks": ctx.val(r, "cidrBlocks") or [ctx.val(r, "cidrIpv4")],
-            "ipv6CidrBlocks": [ctx.val(r, "cidrIpv6")]}  # fmt: skip
+    rule = {
+        "protocol": ctx.val(r, "protocol", ctx.val(r, "ipProtocol")),
+        "fromPort": ctx.val(r, "fromPort"),
+        "toPort": ctx.val(r, "toPort"),
+        "cidrBlocks": ctx.val(r, "cidrBlocks") or [ctx.val(r, "cidrIpv4")],
+        "ipv6CidrBlocks": [ctx.val(r, "cidrIpv6")],
+    }
     rule["cidrBlocks"] = [c for c in rule["cidrBlocks"] if c]
     rule["ipv6CidrBlocks"] = [c for c in rule["ipv6CidrBlocks"] if c]
     group = ctx.link(r, "securityGroupId")
@@ -163,35 +225,60 @@ def _ingress_rule(ctx: Ctx, r: PlanResource) -> list[tuple[str, dict[str, Any]]]
 def _flow_log(ctx: Ctx, r: PlanResource) -> tuple[str, dict[str, Any]]:
     targets = (("VPC", "vpcId"), ("Subnet", "subnetId"), ("NetworkInterface", "eniId"))
     kind, prop = next(((k, p) for k, p in targets if p in r.inputs or r.refs(p)), targets[0])
-    return "AWS::EC2::FlowLog", drop_none({
-        "ResourceId": ctx.link(r, prop), "ResourceType": kind, "TrafficType": ctx.val(r, "trafficType"),
-        "LogDestinationType": ctx.val(r, "logDestinationType"), "LogDestination": ctx.link(r, "logDestination", True),
-        "DeliverLogsPermissionArn": ctx.link(r, "iamRoleArn", True),
-    })  # fmt: skip
+    return "AWS::EC2::FlowLog", drop_none(
+        {
+            "ResourceId": ctx.link(r, prop),
+            "ResourceType": kind,
+            "TrafficType": ctx.val(r, "trafficType"),
+            "LogDestinationType": ctx.val(r, "logDestinationType"),
+            "LogDestination": ctx.link(r, "logDestination", True),
+            "DeliverLogsPermissionArn": ctx.link(r, "iamRoleArn", True),
+        }
+    )
 
 
 def _routes(ctx: Ctx, r: PlanResource) -> list[tuple[str, dict[str, Any]]]:
     """A route table's inline routes (or one `aws:ec2/route`) -> one AWS::EC2::Route each; the table has no
     rule of its own."""
     routes = (ctx.val(r, "routes") or []) if r.type.endswith("routeTable:RouteTable") else [r.inputs]
-    keys = {"GatewayId": "gatewayId", "NatGatewayId": "natGatewayId", "VpcEndpointId": "vpcEndpointId",
-            "TransitGatewayId": "transitGatewayId", "VpcPeeringConnectionId": "vpcPeeringConnectionId"}  # fmt: skip
-    return [("AWS::EC2::Route", drop_none({
-        "RouteTableId": "route-table",
-        "DestinationCidrBlock": route.get("cidrBlock") or route.get("destinationCidrBlock"),
-        "DestinationIpv6CidrBlock": route.get("ipv6CidrBlock") or route.get("destinationIpv6CidrBlock"),
-        **{cfn: route.get(key) for cfn, key in keys.items()},
-    })) for route in routes]  # fmt: skip
+    keys = {
+        "GatewayId": "gatewayId",
+        "NatGatewayId": "natGatewayId",
+        "VpcEndpointId": "vpcEndpointId",
+        "TransitGatewayId": "transitGatewayId",
+        "VpcPeeringConnectionId": "vpcPeeringConnectionId",
+    }
+    return [
+        (
+            "AWS::EC2::Route",
+            drop_none(
+                {
+                    "RouteTableId": "route-table",
+                    "DestinationCidrBlock": route.get("cidrBlock") or route.get("destinationCidrBlock"),
+                    "DestinationIpv6CidrBlock": route.get("ipv6CidrBlock") or route.get("destinationIpv6CidrBlock"),
+                    **{cfn: route.get(key) for cfn, key in keys.items()},
+                }
+            ),
+        )
+        for route in routes
+    ]
 
 
 def _role(ctx: Ctx, r: PlanResource) -> tuple[str, dict[str, Any]]:
-    inline = [{"PolicyName": p.get("name") or "inline", "PolicyDocument": doc(p.get("policy"))}
-              for p in ctx.val(r, "inlinePolicies") or [] if doc(p.get("policy"))]  # fmt: skip
-    return "AWS::IAM::Role", drop_none({
-        "RoleName": ctx.val(r, "name"), "AssumeRolePolicyDocument": doc(ctx.val(r, "assumeRolePolicy")) or {},
-        "ManagedPolicyArns": ctx.val(r, "managedPolicyArns"), "Policies": inline,
-        "PermissionsBoundary": ctx.link(r, "permissionsBoundary", arn=True),
-    })  # fmt: skip
+    inline = [
+        {"PolicyName": p.get("name") or "inline", "PolicyDocument": doc(p.get("policy"))}
+        for p in ctx.val(r, "inlinePolicies") or []
+        if doc(p.get("policy"))
+    ]
+    return "AWS::IAM::Role", drop_none(
+        {
+            "RoleName": ctx.val(r, "name"),
+            "AssumeRolePolicyDocument": doc(ctx.val(r, "assumeRolePolicy")) or {},
+            "ManagedPolicyArns": ctx.val(r, "managedPolicyArns"),
+            "Policies": inline,
+            "PermissionsBoundary": ctx.link(r, "permissionsBoundary", arn=True),
+        }
+    )
 
 
 def _policy(ctx: Ctx, r: PlanResource) -> tuple[str, dict[str, Any]] | None:
@@ -235,27 +322,40 @@ def _own_arns(document: dict[str, Any], name: str, lid: str) -> dict[str, Any]:
 
 
 def _endpoint_config(ctx: Ctx, r: PlanResource) -> tuple[str, dict[str, Any]]:
-    keys = {"VariantName": "variantName", "InstanceType": "instanceType",
-            "InitialInstanceCount": "initialInstanceCount", "InitialVariantWeight": "initialVariantWeight"}  # fmt: skip
+    keys = {
+        "VariantName": "variantName",
+        "InstanceType": "instanceType",
+        "InitialInstanceCount": "initialInstanceCount",
+        "InitialVariantWeight": "initialVariantWeight",
+    }
     variants = [
         drop_none({cfn: v.get(key) for cfn, key in keys.items()}) for v in ctx.val(r, "productionVariants") or []
     ]
-    return "AWS::SageMaker::EndpointConfig", drop_none({
-        "EndpointConfigName": ctx.val(r, "name"), "KmsKeyId": ctx.link(r, "kmsKeyArn", arn=True),
-        "ProductionVariants": variants,
-    })  # fmt: skip
+    return "AWS::SageMaker::EndpointConfig", drop_none(
+        {
+            "EndpointConfigName": ctx.val(r, "name"),
+            "KmsKeyId": ctx.link(r, "kmsKeyArn", arn=True),
+            "ProductionVariants": variants,
+        }
+    )
 
 
 def _function(ctx: Ctx, r: PlanResource) -> tuple[str, dict[str, Any]]:
     vpc, dlq = first(ctx.val(r, "vpcConfig")), first(ctx.val(r, "deadLetterConfig"))
-    return "AWS::Lambda::Function", drop_none({
-        "Role": ctx.link(r, "role", arn=True), "Runtime": ctx.val(r, "runtime"), "Handler": ctx.val(r, "handler"),
-        "Code": {"ZipFile": "code is not part of the plan"},
-        "ReservedConcurrentExecutions": ctx.val(r, "reservedConcurrentExecutions"),
-        "DeadLetterConfig": drop_none({"TargetArn": ctx.link(r, "deadLetterConfig", True, dlq.get("targetArn"))}),
-        "VpcConfig": drop_none({"SubnetIds": vpc.get("subnetIds"), "SecurityGroupIds": vpc.get("securityGroupIds")}),
-        "KmsKeyArn": ctx.link(r, "kmsKeyArn", arn=True),
-    })  # fmt: skip
+    return "AWS::Lambda::Function", drop_none(
+        {
+            "Role": ctx.link(r, "role", arn=True),
+            "Runtime": ctx.val(r, "runtime"),
+            "Handler": ctx.val(r, "handler"),
+            "Code": {"ZipFile": "code is not part of the plan"},
+            "ReservedConcurrentExecutions": ctx.val(r, "reservedConcurrentExecutions"),
+            "DeadLetterConfig": drop_none({"TargetArn": ctx.link(r, "deadLetterConfig", True, dlq.get("targetArn"))}),
+            "VpcConfig": drop_none(
+                {"SubnetIds": vpc.get("subnetIds"), "SecurityGroupIds": vpc.get("securityGroupIds")}
+            ),
+            "KmsKeyArn": ctx.link(r, "kmsKeyArn", arn=True),
+        }
+    )
 
 
 Made = tuple[str, dict[str, Any]] | list[tuple[str, dict[str, Any]]] | None

@@ -26,9 +26,17 @@ FLOW_LOG = "aws:ec2/flowLog:FlowLog"
 # Pulumi's separate bucket resources, folded into the bucket their `bucket` input names.
 BUCKET_PARTS = frozenset(
     f"aws:s3/bucket{m}:Bucket{m}"
-    for m in ("ServerSideEncryptionConfiguration", "Versioning", "PublicAccessBlock", "Logging", "OwnershipControls",
-              "LifecycleConfiguration", "ObjectLockConfiguration", "ReplicationConfig")
-)  # fmt: skip
+    for m in (
+        "ServerSideEncryptionConfiguration",
+        "Versioning",
+        "PublicAccessBlock",
+        "Logging",
+        "OwnershipControls",
+        "LifecycleConfiguration",
+        "ObjectLockConfiguration",
+        "ReplicationConfig",
+    )
+)
 # The parts some rule of the pack reads (encryption, versioning, public access, logging, replication).
 READ_PARTS = frozenset(
     ("ServerSideEncryptionConfiguration", "Versioning", "PublicAccessBlock", "Logging", "ReplicationConfig")
@@ -122,15 +130,21 @@ def _bucket(ctx: Ctx, bucket: PlanResource, parts: list[PlanResource]) -> dict[s
             }
         elif kind == "LifecycleConfiguration":
             expiry = [first(rule.get("expiration")).get("days") for rule in rules]
-            props["LifecycleConfiguration"] = {"Rules": [
-                drop_none({"Id": rule.get("id"), "Status": rule.get("status"), "ExpirationInDays": days})
-                for rule, days in zip(rules, expiry, strict=True)
-            ]}  # fmt: skip
+            props["LifecycleConfiguration"] = {
+                "Rules": [
+                    drop_none({"Id": rule.get("id"), "Status": rule.get("status"), "ExpirationInDays": days})
+                    for rule, days in zip(rules, expiry, strict=True)
+                ]
+            }
         elif kind == "ObjectLockConfiguration":
             retention = first(first(ctx.val(p, "rule")).get("defaultRetention"))
             props["ObjectLockEnabled"] = True
-            props["ObjectLockConfiguration"] = {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": drop_none(
-                {k.title(): retention.get(k) for k in ("mode", "days", "years")})}}  # fmt: skip
+            props["ObjectLockConfiguration"] = {
+                "ObjectLockEnabled": "Enabled",
+                "Rule": {
+                    "DefaultRetention": drop_none({k.title(): retention.get(k) for k in ("mode", "days", "years")})
+                },
+            }
         elif kind == "ReplicationConfig":
             targets = [ctx.link(p, "rules", True, first(rule.get("destination")).get("bucket")) for rule in rules]
             replicated = [

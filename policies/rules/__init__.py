@@ -6,9 +6,14 @@ from policies.rules import access, audit, deployment, encryption, network, sagem
 from policies.rules.base import Rule
 
 ALL_RULES: tuple[Rule, ...] = (
-    *network.RULES, *encryption.RULES, *transmission.RULES, *audit.RULES, *access.RULES, *sagemaker.RULES,
+    *network.RULES,
+    *encryption.RULES,
+    *transmission.RULES,
+    *audit.RULES,
+    *access.RULES,
+    *sagemaker.RULES,
     *deployment.RULES,
-)  # fmt: skip
+)
 RULES_BY_ID: dict[str, Rule] = {r.id: r for r in ALL_RULES}
 if len(RULES_BY_ID) != len(ALL_RULES):  # CrossGuard policy names must be unique within a pack
     raise RuntimeError("duplicate rule ids in policies.rules")

@@ -38,8 +38,11 @@ def _documents(stack: StackView, findings: Findings, resource: PolicyResource) -
     props = stack.props(resource)
     raw: list[tuple[str, Any]] = []
     if resource.resource_type == ROLE:
-        raw = [(f"inline policy {p.get('name', i)}", p.get("policy"))
-               for i, p in enumerate(as_list(props.get("inlinePolicies"))) if isinstance(p, dict)]  # fmt: skip
+        raw = [
+            (f"inline policy {p.get('name', i)}", p.get("policy"))
+            for i, p in enumerate(as_list(props.get("inlinePolicies")))
+            if isinstance(p, dict)
+        ]
     elif "policy" in props:
         raw = [("policy", props["policy"])]
     for label, value in raw:
@@ -54,16 +57,24 @@ def _documents(stack: StackView, findings: Findings, resource: PolicyResource) -
             yield label, doc
 
 
-@rule(id="CLIN-IAM-001", title="No IAM statement allows every action on every resource", severity="critical",
-      controls=(ACCESS_CONTROL,), types=(ROLE, *INLINE_DOCUMENT_TYPES, ATTACHMENT),
-      fix="Replace the wildcard with the specific actions and resource ARNs the principal needs.")  # fmt: skip
+@rule(
+    id="CLIN-IAM-001",
+    title="No IAM statement allows every action on every resource",
+    severity="critical",
+    controls=(ACCESS_CONTROL,),
+    types=(ROLE, *INLINE_DOCUMENT_TYPES, ATTACHMENT),
+    fix="Replace the wildcard with the specific actions and resource ARNs the principal needs.",
+)
 def no_admin_statements(stack: StackView, findings: Findings) -> None:
     for resource in stack.of_type(ROLE, *INLINE_DOCUMENT_TYPES):
         for label, doc in _documents(stack, findings, resource):
             for statement in statements(doc):
                 if statement.get("Effect") == "Allow" and covers_all_resources(statement) and _any_action(statement):
-                    findings.fail(resource, f"'{resource.name}' {label} allows every action on every resource "
-                                  f"(statement {statement.get('Sid', 'without Sid')})")  # fmt: skip
+                    findings.fail(
+                        resource,
+                        f"'{resource.name}' {label} allows every action on every resource "
+                        f"(statement {statement.get('Sid', 'without Sid')})",
+                    )
     for attachment in stack.of_type(ATTACHMENT):
         if stack.props(attachment).get("policyArn") in ADMIN_POLICY_ARNS:
             findings.fail(attachment, f"'{attachment.name}' attaches AdministratorAccess")
@@ -90,11 +101,17 @@ def _role_documents(stack: StackView, findings: Findings, role: PolicyResource) 
     return documents, findings.unknown_count > before
 
 
-@rule(id="CLIN-IAM-002", title="Persona roles carry segregation-of-duties denies", severity="high",
-      controls=(WORKFORCE_SECURITY, ACCESS_CONTROL), types=(ROLE,), config=("personas",),
-      reads=(ROLE_POLICY, POLICY, ATTACHMENT),
-      fix="Tag each persona role clinops:persona=<author|approver|deployer> and add an unconditional Deny "
-          "(Resource '*') of the actions that persona must never perform.")  # fmt: skip
+@rule(
+    id="CLIN-IAM-002",
+    title="Persona roles carry segregation-of-duties denies",
+    severity="high",
+    controls=(WORKFORCE_SECURITY, ACCESS_CONTROL),
+    types=(ROLE,),
+    config=("personas",),
+    reads=(ROLE_POLICY, POLICY, ATTACHMENT),
+    fix="Tag each persona role clinops:persona=<author|approver|deployer> and add an unconditional Deny "
+    "(Resource '*') of the actions that persona must never perform.",
+)
 def segregation_of_duties(stack: StackView, findings: Findings) -> None:
     roles = stack.of_type(ROLE)
     by_persona: dict[str, list[PolicyResource]] = {}
@@ -107,15 +124,23 @@ def segregation_of_duties(stack: StackView, findings: Findings) -> None:
             findings.fail(None, f"no role is tagged {PERSONA_TAG}={persona}, so its duties cannot be separated")
         for role in by_persona.get(persona, []):
             documents, incomplete = _role_documents(stack, findings, role)
-            missing = [action for action in SEGREGATION[persona]
-                       if not any(unconditional_deny(s, action) for d in documents for s in statements(d))]  # fmt: skip
+            missing = [
+                action
+                for action in SEGREGATION[persona]
+                if not any(unconditional_deny(s, action) for d in documents for s in statements(d))
+            ]
             if missing and not incomplete:  # a document unknown until apply may hold the deny
                 findings.fail(role, f"{persona} role '{role.name}' is not denied {', '.join(missing)}")
 
 
-@rule(id="CLIN-IAM-003", title="Every role has a permissions boundary", severity="medium",
-      controls=(ACCESS_CONTROL,), types=(ROLE,),
-      fix="Set permissions_boundary=<the platform boundary policy>.arn on the role.")  # fmt: skip
+@rule(
+    id="CLIN-IAM-003",
+    title="Every role has a permissions boundary",
+    severity="medium",
+    controls=(ACCESS_CONTROL,),
+    types=(ROLE,),
+    fix="Set permissions_boundary=<the platform boundary policy>.arn on the role.",
+)
 def permissions_boundaries(stack: StackView, findings: Findings) -> None:
     for role in stack.of_type(ROLE):
         if not stack.props(role).get("permissionsBoundary"):

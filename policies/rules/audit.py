@@ -16,10 +16,15 @@ OBJECT_LOCK = "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguratio
 S3_OBJECT = "AWS::S3::Object"
 
 
-@rule(id="CLIN-AUD-001", title="CloudTrail is multi-region, validated and KMS-encrypted", severity="high",
-      controls=(AUDIT, INTEGRITY), reads=KMS_KEY_TYPES, types=(TRAIL,),
-      fix="Set is_multi_region_trail=True, enable_log_file_validation=True and kms_key_id=<a key of this "
-          "stack>.arn.")  # fmt: skip
+@rule(
+    id="CLIN-AUD-001",
+    title="CloudTrail is multi-region, validated and KMS-encrypted",
+    severity="high",
+    controls=(AUDIT, INTEGRITY),
+    reads=KMS_KEY_TYPES,
+    types=(TRAIL,),
+    fix="Set is_multi_region_trail=True, enable_log_file_validation=True and kms_key_id=<a key of this stack>.arn.",
+)
 def trail_integrity(stack: StackView, findings: Findings) -> None:
     for trail in stack.of_type(TRAIL):
         props = stack.props(trail)
@@ -48,24 +53,36 @@ def _advanced_selector_reads_and_writes_objects(selector: dict[str, Any]) -> boo
     return "Data" in category and S3_OBJECT in kinds and "readOnly" not in fields
 
 
-@rule(id="CLIN-AUD-002", title="CloudTrail records S3 object reads and writes", severity="high",
-      controls=(AUDIT, ACTIVITY_REVIEW), types=(TRAIL,),
-      fix="Add an advanced event selector with eventCategory=Data and resources.type=AWS::S3::Object "
-          "(no readOnly filter) for the PHI buckets.")  # fmt: skip
+@rule(
+    id="CLIN-AUD-002",
+    title="CloudTrail records S3 object reads and writes",
+    severity="high",
+    controls=(AUDIT, ACTIVITY_REVIEW),
+    types=(TRAIL,),
+    fix="Add an advanced event selector with eventCategory=Data and resources.type=AWS::S3::Object "
+    "(no readOnly filter) for the PHI buckets.",
+)
 def trail_data_events(stack: StackView, findings: Findings) -> None:
     for trail in stack.of_type(TRAIL):
         props = stack.props(trail)
         basic = [s for s in as_list(props.get("eventSelectors")) if isinstance(s, dict)]
         advanced = [s for s in as_list(props.get("advancedEventSelectors")) if isinstance(s, dict)]
-        if not (any(map(_basic_selector_reads_and_writes_objects, basic))
-                or any(map(_advanced_selector_reads_and_writes_objects, advanced))):  # fmt: skip
+        if not (
+            any(map(_basic_selector_reads_and_writes_objects, basic))
+            or any(map(_advanced_selector_reads_and_writes_objects, advanced))
+        ):
             findings.fail(trail, f"trail '{trail.name}' does not record S3 object-level reads and writes")
 
 
-@rule(id="CLIN-AUD-003", title="Log groups keep logs at least the retention floor", severity="medium",
-      controls=(AUDIT,), types=(LOG_GROUP,), config=("logRetentionFloorDays",),
-      fix="Set retention_in_days to clinops:logRetentionDays (at or above the floor for the data "
-          "classification).")  # fmt: skip
+@rule(
+    id="CLIN-AUD-003",
+    title="Log groups keep logs at least the retention floor",
+    severity="medium",
+    controls=(AUDIT,),
+    types=(LOG_GROUP,),
+    config=("logRetentionFloorDays",),
+    fix="Set retention_in_days to clinops:logRetentionDays (at or above the floor for the data classification).",
+)
 def log_retention(stack: StackView, findings: Findings) -> None:
     floor = stack.number("logRetentionFloorDays")
     for group in stack.of_type(LOG_GROUP):
@@ -94,10 +111,17 @@ def _lock_problem(stack: StackView, lock: PolicyResource, floor: int) -> str | N
     return None
 
 
-@rule(id="CLIN-AUD-004", title="Evidence is kept in an Object Lock bucket in COMPLIANCE mode", severity="high",
-      controls=(AUDIT, INTEGRITY), reads=(BUCKET,), types=(OBJECT_LOCK,), config=("evidenceRetentionFloorDays",),
-      fix="Create the evidence bucket with object_lock_enabled=True and an aws.s3.BucketObjectLockConfiguration "
-          "in COMPLIANCE mode retaining at least clinops:evidenceRetentionDays.")  # fmt: skip
+@rule(
+    id="CLIN-AUD-004",
+    title="Evidence is kept in an Object Lock bucket in COMPLIANCE mode",
+    severity="high",
+    controls=(AUDIT, INTEGRITY),
+    reads=(BUCKET,),
+    types=(OBJECT_LOCK,),
+    config=("evidenceRetentionFloorDays",),
+    fix="Create the evidence bucket with object_lock_enabled=True and an aws.s3.BucketObjectLockConfiguration "
+    "in COMPLIANCE mode retaining at least clinops:evidenceRetentionDays.",
+)
 def evidence_object_lock(stack: StackView, findings: Findings) -> None:
     floor = stack.number("evidenceRetentionFloorDays")
     compliant = 0

@@ -36,11 +36,16 @@ KMS_KEY_TYPES = ("aws:kms/key:Key", "aws:kms/replicaKey:ReplicaKey")
 # S3 may be a gateway endpoint; every other service needs an interface endpoint with private DNS so the
 # SDKs' default hostnames resolve inside the VPC.
 REQUIRED_ENDPOINT_SERVICES = (
-    "com.amazonaws.{region}.sagemaker.api", "com.amazonaws.{region}.sagemaker.runtime",
-    "com.amazonaws.{region}.sts", "com.amazonaws.{region}.logs", "com.amazonaws.{region}.monitoring",
-    "com.amazonaws.{region}.kms", "com.amazonaws.{region}.ecr.api", "com.amazonaws.{region}.ecr.dkr",
+    "com.amazonaws.{region}.sagemaker.api",
+    "com.amazonaws.{region}.sagemaker.runtime",
+    "com.amazonaws.{region}.sts",
+    "com.amazonaws.{region}.logs",
+    "com.amazonaws.{region}.monitoring",
+    "com.amazonaws.{region}.kms",
+    "com.amazonaws.{region}.ecr.api",
+    "com.amazonaws.{region}.ecr.dkr",
     "com.amazonaws.{region}.s3",
-)  # fmt: skip
+)
 PERSONAS = ("author", "approver", "deployer")
 
 # The platform facts rules read from policy config, as JSON schema. Defaults are prod with PHI floors (the
@@ -50,13 +55,19 @@ CONFIG_SCHEMA: dict[str, dict[str, Any]] = {
     "environment": {"type": "string", "enum": ["dev", "staging", "prod"], "default": "prod"},
     "logRetentionFloorDays": {"type": "integer", "minimum": 1, "default": RETENTION_FLOORS["phi"]["log"]},
     "evidenceRetentionFloorDays": {"type": "integer", "minimum": 1, "default": RETENTION_FLOORS["phi"]["evidence"]},
-    "rollbackSloSeconds": {"type": "integer", "minimum": 60,
-                           "default": StackConfig.model_fields["rollback_slo_seconds"].default},
+    "rollbackSloSeconds": {
+        "type": "integer",
+        "minimum": 60,
+        "default": StackConfig.model_fields["rollback_slo_seconds"].default,
+    },
     "region": {"type": "string", "default": "", "description": "empty: endpoints may be in any region"},
-    "requiredEndpointServices": {"type": "array", "items": {"type": "string"},
-                                 "default": list(REQUIRED_ENDPOINT_SERVICES)},
+    "requiredEndpointServices": {
+        "type": "array",
+        "items": {"type": "string"},
+        "default": list(REQUIRED_ENDPOINT_SERVICES),
+    },
     "personas": {"type": "array", "items": {"type": "string", "enum": list(PERSONAS)}, "default": list(PERSONAS)},
-}  # fmt: skip
+}
 
 
 class _Unknown:
@@ -67,8 +78,17 @@ class _Unknown:
 
 
 UNKNOWN: Any = _Unknown()
-_SENTINELS = frozenset({UNKNOWN_BOOLEAN_VALUE, UNKNOWN_NUMBER_VALUE, UNKNOWN_STRING_VALUE, UNKNOWN_ARRAY_VALUE,
-                        UNKNOWN_ASSET_VALUE, UNKNOWN_ARCHIVE_VALUE, UNKNOWN_OBJECT_VALUE})  # fmt: skip
+_SENTINELS = frozenset(
+    {
+        UNKNOWN_BOOLEAN_VALUE,
+        UNKNOWN_NUMBER_VALUE,
+        UNKNOWN_STRING_VALUE,
+        UNKNOWN_ARRAY_VALUE,
+        UNKNOWN_ASSET_VALUE,
+        UNKNOWN_ARCHIVE_VALUE,
+        UNKNOWN_OBJECT_VALUE,
+    }
+)
 
 
 def plain(value: Any) -> Any:
@@ -195,9 +215,18 @@ class Rule:
     reads: tuple[str, ...] = ()  # types consulted to judge `resource_types` (counted as coverage, not results)
 
 
-def rule(*, id: str, title: str, severity: Severity, controls: tuple[str, ...], fix: str, types: tuple[str, ...],
-         mandatory: bool = True, config: tuple[str, ...] = (), reads: tuple[str, ...] = ()
-         ) -> Callable[[Check], Rule]:  # fmt: skip
+def rule(
+    *,
+    id: str,
+    title: str,
+    severity: Severity,
+    controls: tuple[str, ...],
+    fix: str,
+    types: tuple[str, ...],
+    mandatory: bool = True,
+    config: tuple[str, ...] = (),
+    reads: tuple[str, ...] = (),
+) -> Callable[[Check], Rule]:
     """Turn a `check(stack, findings)` function into a `Rule` whose `validate` has CrossGuard's signature."""
 
     def build(check: Check) -> Rule:
@@ -208,8 +237,18 @@ def rule(*, id: str, title: str, severity: Severity, controls: tuple[str, ...], 
 
         validate.__name__ = validate.__qualname__ = check.__name__
         validate.__doc__ = check.__doc__
-        return Rule(id=id, title=title, severity=severity, controls=controls, fix=fix, resource_types=types,
-                    validate=validate, mandatory=mandatory, config_keys=config, reads=reads)  # fmt: skip
+        return Rule(
+            id=id,
+            title=title,
+            severity=severity,
+            controls=controls,
+            fix=fix,
+            resource_types=types,
+            validate=validate,
+            mandatory=mandatory,
+            config_keys=config,
+            reads=reads,
+        )
 
     return build
 

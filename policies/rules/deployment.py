@@ -85,10 +85,16 @@ def detection_seconds(props: dict[str, Any]) -> Any:
     return int(max(known) * evaluations) + PUBLISHING_DELAY_SECONDS
 
 
-@rule(id="CLIN-DEP-001", title="Production endpoints shift traffic gradually (canary or linear)",
-      severity="high", controls=(CONTINGENCY,), types=(ENDPOINT,), config=("environment",),
-      fix="Set deployment_config.blue_green_update_policy.traffic_routing_configuration.type to CANARY "
-          "(with canary_size) or LINEAR (with linear_step_size).")  # fmt: skip
+@rule(
+    id="CLIN-DEP-001",
+    title="Production endpoints shift traffic gradually (canary or linear)",
+    severity="high",
+    controls=(CONTINGENCY,),
+    types=(ENDPOINT,),
+    config=("environment",),
+    fix="Set deployment_config.blue_green_update_policy.traffic_routing_configuration.type to CANARY "
+    "(with canary_size) or LINEAR (with linear_step_size).",
+)
 def gradual_traffic_shifting(stack: StackView, findings: Findings) -> None:
     if stack.config["environment"] != "prod":
         return  # dev and staging may replace a model all at once to iterate quickly
@@ -100,16 +106,25 @@ def gradual_traffic_shifting(stack: StackView, findings: Findings) -> None:
             findings.unknown(endpoint, "deploymentConfig.blueGreenUpdatePolicy.trafficRoutingConfiguration.type")
         elif mode not in GRADUAL_MODES:
             how = "a rolling update" if dig(props, "deploymentConfig", "rollingUpdatePolicy") else mode or "ALL_AT_ONCE"
-            findings.fail(endpoint, f"prod endpoint '{endpoint.name}' shifts traffic by {how}: every patient "
-                          "meets the new model at once")  # fmt: skip
+            findings.fail(
+                endpoint,
+                f"prod endpoint '{endpoint.name}' shifts traffic by {how}: every patient meets the new model at once",
+            )
         elif not dig(routing, "canarySize" if mode == "CANARY" else "linearStepSize", "value"):
             findings.fail(endpoint, f"prod endpoint '{endpoint.name}' uses {mode} without a step size")
 
 
-@rule(id="CLIN-DEP-002", title="Endpoints roll back on 1-10 alarms of this stack that watch them",
-      severity="high", controls=(CONTINGENCY,), reads=(ALARM,), types=(ENDPOINT,), config=("environment",),
-      fix="List 1-10 alarms of this stack in deployment_config.auto_rollback_configuration.alarms, each with "
-          "an EndpointName dimension equal to the endpoint's explicit name.")  # fmt: skip
+@rule(
+    id="CLIN-DEP-002",
+    title="Endpoints roll back on 1-10 alarms of this stack that watch them",
+    severity="high",
+    controls=(CONTINGENCY,),
+    reads=(ALARM,),
+    types=(ENDPOINT,),
+    config=("environment",),
+    fix="List 1-10 alarms of this stack in deployment_config.auto_rollback_configuration.alarms, each with "
+    "an EndpointName dimension equal to the endpoint's explicit name.",
+)
 def rollback_alarms_watch_endpoint(stack: StackView, findings: Findings) -> None:
     low, high = ROLLBACK_ALARMS
     for endpoint in stack.of_type(ENDPOINT):
@@ -120,15 +135,20 @@ def rollback_alarms_watch_endpoint(stack: StackView, findings: Findings) -> None
                 findings.fail(endpoint, f"prod endpoint '{endpoint.name}' has no auto-rollback alarms")
             continue
         if not low <= len(entries) <= high:
-            findings.fail(endpoint, f"endpoint '{endpoint.name}' lists {len(entries)} rollback alarms; "
-                          f"SageMaker accepts {low} to {high}")  # fmt: skip
+            findings.fail(
+                endpoint,
+                f"endpoint '{endpoint.name}' lists {len(entries)} rollback alarms; SageMaker accepts {low} to {high}",
+            )
         name = props.get("name")
         for alarm_name, alarm in rollback_alarms(stack, endpoint):
             if alarm is None:
                 findings.fail(endpoint, f"rollback alarm {alarm_name} is not declared in this stack")
             elif not isinstance(name, str):
-                findings.fail(endpoint, f"endpoint '{endpoint.name}' has no explicit name, so alarm {alarm_name} "
-                              "cannot be shown to watch it")  # fmt: skip
+                findings.fail(
+                    endpoint,
+                    f"endpoint '{endpoint.name}' has no explicit name, so alarm {alarm_name} "
+                    "cannot be shown to watch it",
+                )
             elif name not in _watched_endpoints(stack.props(alarm)):
                 findings.fail(endpoint, f"rollback alarm {alarm_name} watches no EndpointName={name} metric")
 
@@ -142,24 +162,36 @@ def _bake_count(stack: StackView, endpoint: PolicyResource, routing: dict[str, A
     if step.get("type") == "CAPACITY_PERCENT":
         return max(1, math.ceil(100 / step["value"]) - 1)
     configs = stack.refs(endpoint, "endpointConfigName", ENDPOINT_CONFIG)
-    instances = sum(v.get("initialInstanceCount") or 0 for c in configs
-                    for v in as_list(stack.props(c).get("productionVariants")) if isinstance(v, dict))  # fmt: skip
+    instances = sum(
+        v.get("initialInstanceCount") or 0
+        for c in configs
+        for v in as_list(stack.props(c).get("productionVariants"))
+        if isinstance(v, dict)
+    )
     return max(1, math.ceil(instances / step["value"]) - 1) if instances else 1
 
 
-@rule(id="CLIN-DEP-003", title="Blue/green waits and timeout are within SageMaker's limits", severity="medium",
-      controls=(CONTINGENCY,), reads=(ENDPOINT_CONFIG,), types=(ENDPOINT,),
-      fix="Keep wait_interval_in_seconds and termination_wait_in_seconds within 0-3600 and set "
-          "maximum_execution_timeout_in_seconds (600-28800) above the total of the waits.")  # fmt: skip
+@rule(
+    id="CLIN-DEP-003",
+    title="Blue/green waits and timeout are within SageMaker's limits",
+    severity="medium",
+    controls=(CONTINGENCY,),
+    reads=(ENDPOINT_CONFIG,),
+    types=(ENDPOINT,),
+    fix="Keep wait_interval_in_seconds and termination_wait_in_seconds within 0-3600 and set "
+    "maximum_execution_timeout_in_seconds (600-28800) above the total of the waits.",
+)
 def blue_green_timing(stack: StackView, findings: Findings) -> None:
     for endpoint in stack.of_type(ENDPOINT):
         policy = dig(stack.props(endpoint), "deploymentConfig", "blueGreenUpdatePolicy")
         if not isinstance(policy, dict):
             continue
         routing = policy.get("trafficRoutingConfiguration") or {}
-        values = {"waitIntervalInSeconds": routing.get("waitIntervalInSeconds"),
-                  "terminationWaitInSeconds": policy.get("terminationWaitInSeconds", 0),
-                  "maximumExecutionTimeoutInSeconds": policy.get("maximumExecutionTimeoutInSeconds")}  # fmt: skip
+        values = {
+            "waitIntervalInSeconds": routing.get("waitIntervalInSeconds"),
+            "terminationWaitInSeconds": policy.get("terminationWaitInSeconds", 0),
+            "maximumExecutionTimeoutInSeconds": policy.get("maximumExecutionTimeoutInSeconds"),
+        }
         limits = (WAIT_SECONDS, TERMINATION_WAIT_SECONDS, EXECUTION_TIMEOUT_SECONDS)
         for (key, value), (low, high) in zip(values.items(), limits, strict=True):
             if value is UNKNOWN:
@@ -172,14 +204,24 @@ def blue_green_timing(stack: StackView, findings: Findings) -> None:
         if all(isinstance(v, int | float) for v in (wait, termination, timeout)):
             total = wait * _bake_count(stack, endpoint, routing) + termination
             if timeout <= total:
-                findings.fail(endpoint, f"endpoint '{endpoint.name}' times out after {timeout} s, not more than "
-                              f"its {total} s of waiting: the deployment would be cut off mid-bake")  # fmt: skip
+                findings.fail(
+                    endpoint,
+                    f"endpoint '{endpoint.name}' times out after {timeout} s, not more than "
+                    f"its {total} s of waiting: the deployment would be cut off mid-bake",
+                )
 
 
-@rule(id="CLIN-DEP-004", title="Rollback alarms detect a failure within the rollback SLO", severity="high",
-      controls=(CONTINGENCY,), reads=(ENDPOINT,), types=(ALARM,), config=("rollbackSloSeconds",),
-      fix="Shorten period or evaluation_periods of the alarm so period x evaluation periods + "
-          f"{PUBLISHING_DELAY_SECONDS} s fits within clinops:rollbackSloSeconds.")  # fmt: skip
+@rule(
+    id="CLIN-DEP-004",
+    title="Rollback alarms detect a failure within the rollback SLO",
+    severity="high",
+    controls=(CONTINGENCY,),
+    reads=(ENDPOINT,),
+    types=(ALARM,),
+    config=("rollbackSloSeconds",),
+    fix="Shorten period or evaluation_periods of the alarm so period x evaluation periods + "
+    f"{PUBLISHING_DELAY_SECONDS} s fits within clinops:rollbackSloSeconds.",
+)
 def detection_within_slo(stack: StackView, findings: Findings) -> None:
     slo = stack.number("rollbackSloSeconds")
     judged: set[str] = set()
@@ -194,16 +236,25 @@ def detection_within_slo(stack: StackView, findings: Findings) -> None:
             elif seconds is None:
                 findings.fail(alarm, f"alarm '{alarm.name}' has no known period and evaluation periods")
             elif seconds > slo:
-                findings.fail(alarm, f"alarm '{alarm.name}' may take {seconds} s to fire (with "
-                              f"{PUBLISHING_DELAY_SECONDS} s publishing delay); rollback SLO is {slo} s")  # fmt: skip
+                findings.fail(
+                    alarm,
+                    f"alarm '{alarm.name}' may take {seconds} s to fire (with "
+                    f"{PUBLISHING_DELAY_SECONDS} s publishing delay); rollback SLO is {slo} s",
+                )
 
 
 # Advisory: if the bake is shorter than detection, a faulty canary gets full traffic before its alarm can
 # fire. SageMaker still watches the alarms until the old fleet is terminated, so rollback is delayed, not lost.
-@rule(id="CLIN-DEP-005", title="Canary and linear bakes outlast alarm detection", severity="medium",
-      controls=(CONTINGENCY,), reads=(ALARM,), types=(ENDPOINT,), mandatory=False,
-      fix="Set wait_interval_in_seconds to at least the slowest rollback alarm's worst-case "
-          "detection time.")  # fmt: skip
+@rule(
+    id="CLIN-DEP-005",
+    title="Canary and linear bakes outlast alarm detection",
+    severity="medium",
+    controls=(CONTINGENCY,),
+    reads=(ALARM,),
+    types=(ENDPOINT,),
+    mandatory=False,
+    fix="Set wait_interval_in_seconds to at least the slowest rollback alarm's worst-case detection time.",
+)
 def bake_outlasts_detection(stack: StackView, findings: Findings) -> None:
     for endpoint in stack.of_type(ENDPOINT):
         routing = _routing(stack.props(endpoint))
@@ -214,9 +265,16 @@ def bake_outlasts_detection(stack: StackView, findings: Findings) -> None:
         detections = [(s, a.name) for a in alarms if isinstance(s := detection_seconds(stack.props(a)), int)]
         slowest, alarm = max(detections, default=(0, ""))
         if slowest > wait:
-            findings.fail(endpoint, f"endpoint '{endpoint.name}' bakes {wait} s per step but alarm '{alarm}' "
-                          f"may need {slowest} s to fire")  # fmt: skip
+            findings.fail(
+                endpoint,
+                f"endpoint '{endpoint.name}' bakes {wait} s per step but alarm '{alarm}' may need {slowest} s to fire",
+            )
 
 
-RULES = (gradual_traffic_shifting, rollback_alarms_watch_endpoint, blue_green_timing, detection_within_slo,
-         bake_outlasts_detection)  # fmt: skip
+RULES = (
+    gradual_traffic_shifting,
+    rollback_alarms_watch_endpoint,
+    blue_green_timing,
+    detection_within_slo,
+    bake_outlasts_detection,
+)

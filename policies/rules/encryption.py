@@ -24,8 +24,9 @@ ENDPOINT_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
 KMS_ALGORITHMS = ("aws:kms", "aws:kms:dsse")
 
 
-def _key_problem(stack: StackView, resource: PolicyResource, prop: str, value: object,
-                 shown: str | None = None) -> str | None:  # fmt: skip
+def _key_problem(
+    stack: StackView, resource: PolicyResource, prop: str, value: object, shown: str | None = None
+) -> str | None:
     """Why `value` (found in top-level input `prop`, shown as `shown`) is not a customer key of this stack."""
     shown = shown or prop
     if value is None or value == "":
@@ -43,26 +44,38 @@ def _require_stack_key(stack: StackView, findings: Findings, resource: PolicyRes
         findings.fail(resource, f"'{resource.name}': {problem}")
 
 
-@rule(id="CLIN-ENC-001", title="KMS keys rotate at least yearly", severity="high", controls=(ENCRYPTION,),
-      types=("aws:kms/key:Key",),
-      fix="Set enable_key_rotation=True (rotation_period_in_days at most 365) on the key.")  # fmt: skip
+@rule(
+    id="CLIN-ENC-001",
+    title="KMS keys rotate at least yearly",
+    severity="high",
+    controls=(ENCRYPTION,),
+    types=("aws:kms/key:Key",),
+    fix="Set enable_key_rotation=True (rotation_period_in_days at most 365) on the key.",
+)
 def key_rotation(stack: StackView, findings: Findings) -> None:
     for key in stack.of_type("aws:kms/key:Key"):
         props = stack.props(key)
         spec = props.get("customerMasterKeySpec") or "SYMMETRIC_DEFAULT"
         if spec != "SYMMETRIC_DEFAULT":
-            findings.fail(key, f"key '{key.name}' is {spec}, which KMS cannot rotate; encrypt data with a "
-                          "symmetric key")  # fmt: skip
+            findings.fail(
+                key, f"key '{key.name}' is {spec}, which KMS cannot rotate; encrypt data with a symmetric key"
+            )
         elif props.get("enableKeyRotation") is not True:
             findings.fail(key, f"key '{key.name}' has automatic rotation off")
         elif isinstance(props.get("rotationPeriodInDays"), int | float) and props["rotationPeriodInDays"] > 365:
             findings.fail(key, f"key '{key.name}' rotates only every {props['rotationPeriodInDays']} days")
 
 
-@rule(id="CLIN-ENC-002", title="S3 buckets use SSE-KMS with a key of this stack", severity="critical",
-      controls=(ENCRYPTION,), reads=(BUCKET_SSE, *KMS_KEY_TYPES), types=(BUCKET,),
-      fix="Add an aws.s3.BucketServerSideEncryptionConfiguration with sse_algorithm='aws:kms' and "
-          "kms_master_key_id=<a key of this stack>.arn.")  # fmt: skip
+@rule(
+    id="CLIN-ENC-002",
+    title="S3 buckets use SSE-KMS with a key of this stack",
+    severity="critical",
+    controls=(ENCRYPTION,),
+    reads=(BUCKET_SSE, *KMS_KEY_TYPES),
+    types=(BUCKET,),
+    fix="Add an aws.s3.BucketServerSideEncryptionConfiguration with sse_algorithm='aws:kms' and "
+    "kms_master_key_id=<a key of this stack>.arn.",
+)
 def bucket_encryption(stack: StackView, findings: Findings) -> None:
     for bucket in stack.of_type(BUCKET):
         configs = stack.referencing(bucket, "bucket", BUCKET_SSE)
@@ -80,35 +93,57 @@ def bucket_encryption(stack: StackView, findings: Findings) -> None:
                     findings.fail(bucket, f"bucket '{bucket.name}' SSE-KMS: {problem}")
 
 
-@rule(id="CLIN-ENC-003", title="Log groups are encrypted with a key of this stack", severity="high",
-      controls=(ENCRYPTION,), reads=KMS_KEY_TYPES, types=(LOG_GROUP,),
-      fix="Set kms_key_id=<a key of this stack>.arn on the log group (the key policy must allow "
-          "logs.<region>).")  # fmt: skip
+@rule(
+    id="CLIN-ENC-003",
+    title="Log groups are encrypted with a key of this stack",
+    severity="high",
+    controls=(ENCRYPTION,),
+    reads=KMS_KEY_TYPES,
+    types=(LOG_GROUP,),
+    fix="Set kms_key_id=<a key of this stack>.arn on the log group (the key policy must allow logs.<region>).",
+)
 def log_group_encryption(stack: StackView, findings: Findings) -> None:
     for group in stack.of_type(LOG_GROUP):
         _require_stack_key(stack, findings, group, "kmsKeyId")
 
 
-@rule(id="CLIN-ENC-004", title="SNS topics are encrypted with a key of this stack", severity="high",
-      controls=(ENCRYPTION,), reads=KMS_KEY_TYPES, types=(TOPIC,),
-      fix="Set kms_master_key_id=<a key of this stack>.arn on the topic.")  # fmt: skip
+@rule(
+    id="CLIN-ENC-004",
+    title="SNS topics are encrypted with a key of this stack",
+    severity="high",
+    controls=(ENCRYPTION,),
+    reads=KMS_KEY_TYPES,
+    types=(TOPIC,),
+    fix="Set kms_master_key_id=<a key of this stack>.arn on the topic.",
+)
 def topic_encryption(stack: StackView, findings: Findings) -> None:
     for topic in stack.of_type(TOPIC):
         _require_stack_key(stack, findings, topic, "kmsMasterKeyId")
 
 
-@rule(id="CLIN-ENC-005", title="Studio domains are encrypted with a key of this stack", severity="high",
-      controls=(ENCRYPTION,), reads=KMS_KEY_TYPES, types=(DOMAIN,),
-      fix="Set kms_key_id=<a key of this stack>.arn on the SageMaker domain.")  # fmt: skip
+@rule(
+    id="CLIN-ENC-005",
+    title="Studio domains are encrypted with a key of this stack",
+    severity="high",
+    controls=(ENCRYPTION,),
+    reads=KMS_KEY_TYPES,
+    types=(DOMAIN,),
+    fix="Set kms_key_id=<a key of this stack>.arn on the SageMaker domain.",
+)
 def domain_encryption(stack: StackView, findings: Findings) -> None:
     for domain in stack.of_type(DOMAIN):
         _require_stack_key(stack, findings, domain, "kmsKeyId")
 
 
-@rule(id="CLIN-ENC-006", title="Endpoint storage and data capture are encrypted with a key of this stack",
-      severity="high", controls=(ENCRYPTION,), reads=KMS_KEY_TYPES, types=(ENDPOINT_CONFIG,),
-      fix="Set kms_key_arn and data_capture_config.kms_key_id (and async output kms_key_id) to a key of this "
-          "stack.")  # fmt: skip
+@rule(
+    id="CLIN-ENC-006",
+    title="Endpoint storage and data capture are encrypted with a key of this stack",
+    severity="high",
+    controls=(ENCRYPTION,),
+    reads=KMS_KEY_TYPES,
+    types=(ENDPOINT_CONFIG,),
+    fix="Set kms_key_arn and data_capture_config.kms_key_id (and async output kms_key_id) to a key of this stack.",
+)
 def endpoint_encryption(stack: StackView, findings: Findings) -> None:
     for config in stack.of_type(ENDPOINT_CONFIG):
         props = stack.props(config)
@@ -123,11 +158,17 @@ def endpoint_encryption(stack: StackView, findings: Findings) -> None:
                 findings.fail(config, f"'{config.name}': {problem}")
 
 
-@rule(id="CLIN-ENC-007", title="Training, processing and transform volumes and outputs use a key of this stack",
-      severity="high", controls=(ENCRYPTION,), reads=KMS_KEY_TYPES, types=(PIPELINE,),
-      fix="In every Training/Processing/Transform step set ResourceConfig.VolumeKmsKeyId (ClusterConfig for "
-          "processing, TransformResources for transform) and the output KmsKeyId to the literal ARN of a key of "
-          "this stack.")  # fmt: skip
+@rule(
+    id="CLIN-ENC-007",
+    title="Training, processing and transform volumes and outputs use a key of this stack",
+    severity="high",
+    controls=(ENCRYPTION,),
+    reads=KMS_KEY_TYPES,
+    types=(PIPELINE,),
+    fix="In every Training/Processing/Transform step set ResourceConfig.VolumeKmsKeyId (ClusterConfig for "
+    "processing, TransformResources for transform) and the output KmsKeyId to the literal ARN of a key of "
+    "this stack.",
+)
 def job_encryption(stack: StackView, findings: Findings) -> None:
     for pipeline in stack.of_type(PIPELINE):
         doc = definition(stack, pipeline, findings)
@@ -142,12 +183,21 @@ def job_encryption(stack: StackView, findings: Findings) -> None:
                 elif value is UNKNOWN:
                     findings.unknown(pipeline, f"pipelineDefinition:{path}")
                 elif not value or (isinstance(value, str) and value.startswith("alias/aws/")):
-                    findings.fail(pipeline, f"{path} is {value or 'not set'}: the job's data is not under a key "
-                                  "of this stack")  # fmt: skip
+                    findings.fail(
+                        pipeline, f"{path} is {value or 'not set'}: the job's data is not under a key of this stack"
+                    )
                 elif not stack_key:
-                    findings.fail(pipeline, f"{path} names a key, but the definition references no KMS key "
-                                  "declared in this stack")  # fmt: skip
+                    findings.fail(
+                        pipeline, f"{path} names a key, but the definition references no KMS key declared in this stack"
+                    )
 
 
-RULES = (key_rotation, bucket_encryption, log_group_encryption, topic_encryption, domain_encryption,
-         endpoint_encryption, job_encryption)  # fmt: skip
+RULES = (
+    key_rotation,
+    bucket_encryption,
+    log_group_encryption,
+    topic_encryption,
+    domain_encryption,
+    endpoint_encryption,
+    job_encryption,
+)

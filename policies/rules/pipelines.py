@@ -87,8 +87,11 @@ def jobs(definition: dict[str, Any]) -> list[Job]:
 
 def transforms(definition: dict[str, Any]) -> list[Job]:
     """Batch Transform steps (their VPC and isolation are the named Model's, judged on the Model)."""
-    return [Job(str(s.get("Name", "?")), "transform", s.get("Arguments") or {}) for s in steps(definition)
-            if s.get("Type") == "Transform"]  # fmt: skip
+    return [
+        Job(str(s.get("Name", "?")), "transform", s.get("Arguments") or {})
+        for s in steps(definition)
+        if s.get("Type") == "Transform"
+    ]
 
 
 def registrations(definition: dict[str, Any]) -> list[dict[str, Any]]:

@@ -11,10 +11,15 @@ BUCKET = "aws:s3/bucket:Bucket"
 BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
 
 
-@rule(id="CLIN-TLS-001", title="Bucket policies refuse requests without TLS", severity="high",
-      controls=(TRANSMISSION,), reads=(BUCKET_POLICY,), types=(BUCKET,),
-      fix="Attach an aws.s3.BucketPolicy with a Deny of s3:* for Principal '*' when aws:SecureTransport is "
-          "false.")  # fmt: skip
+@rule(
+    id="CLIN-TLS-001",
+    title="Bucket policies refuse requests without TLS",
+    severity="high",
+    controls=(TRANSMISSION,),
+    reads=(BUCKET_POLICY,),
+    types=(BUCKET,),
+    fix="Attach an aws.s3.BucketPolicy with a Deny of s3:* for Principal '*' when aws:SecureTransport is false.",
+)
 def buckets_require_tls(stack: StackView, findings: Findings) -> None:
     for bucket in stack.of_type(BUCKET):
         policies = stack.referencing(bucket, "bucket", BUCKET_POLICY)
@@ -36,10 +41,15 @@ def buckets_require_tls(stack: StackView, findings: Findings) -> None:
             findings.fail(bucket, f"bucket '{bucket.name}' policy does not deny aws:SecureTransport=false")
 
 
-@rule(id="CLIN-TLS-002", title="Inter-container traffic of jobs is encrypted", severity="high",
-      controls=(TRANSMISSION, ENCRYPTION), types=(PIPELINE,),
-      fix="Set EnableInterContainerTrafficEncryption=true in every Training step "
-          "(NetworkConfig.EnableInterContainerTrafficEncryption for Processing).")  # fmt: skip
+@rule(
+    id="CLIN-TLS-002",
+    title="Inter-container traffic of jobs is encrypted",
+    severity="high",
+    controls=(TRANSMISSION, ENCRYPTION),
+    types=(PIPELINE,),
+    fix="Set EnableInterContainerTrafficEncryption=true in every Training step "
+    "(NetworkConfig.EnableInterContainerTrafficEncryption for Processing).",
+)
 def job_traffic_encryption(stack: StackView, findings: Findings) -> None:
     for pipeline in stack.of_type(PIPELINE):
         doc = definition(stack, pipeline, findings)

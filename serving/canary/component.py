@@ -14,8 +14,11 @@ from serving.canary.payload import canary_payload_csv
 HANDLER_DIR = Path(__file__).resolve().parent
 ROOT = HANDLER_DIR.parents[1]
 # the handler and the one clinops module it imports (how synthetic traffic is marked), at the archive's root
-ARCHIVE_FILES = {"handler.py": HANDLER_DIR / "handler.py", "clinops/__init__.py": ROOT / "clinops" / "__init__.py",
-                 "clinops/traffic.py": ROOT / "clinops" / "traffic.py"}  # fmt: skip
+ARCHIVE_FILES = {
+    "handler.py": HANDLER_DIR / "handler.py",
+    "clinops/__init__.py": ROOT / "clinops" / "__init__.py",
+    "clinops/traffic.py": ROOT / "clinops" / "traffic.py",
+}
 REQUESTS_PER_TICK = 30
 
 

@@ -122,9 +122,16 @@ class InferenceService:
             self.log.event("model_unavailable", endpoint=self.log.endpoint, reason=str(exc))
             return
         model = self.model
-        self.log.event("model_loaded", endpoint=self.log.endpoint, model=model.name, model_version=model.version,
-                       scoring=model.scorer.path, note=model.scoring_note, load_seconds=model.load_seconds,
-                       warnings=list(model.warnings))  # fmt: skip
+        self.log.event(
+            "model_loaded",
+            endpoint=self.log.endpoint,
+            model=model.name,
+            model_version=model.version,
+            scoring=model.scorer.path,
+            note=model.scoring_note,
+            load_seconds=model.load_seconds,
+            warnings=list(model.warnings),
+        )
 
     def ping(self) -> Answer:
         if self.model is None:
@@ -132,8 +139,15 @@ class InferenceService:
         problem = self.health.problem()
         if problem is not None:
             return Answer(503, {"status": "unhealthy", "reason": problem})
-        return Answer(200, {"status": "healthy", "model": self.model.name, "model_version": self.model.version,
-                            "scoring": self.model.scorer.path})  # fmt: skip
+        return Answer(
+            200,
+            {
+                "status": "healthy",
+                "model": self.model.name,
+                "model_version": self.model.version,
+                "scoring": self.model.scorer.path,
+            },
+        )
 
     def problems_answer(self, error: ClientError) -> Answer:
         listed = [p.as_dict() for p in error.problems[: self.settings.max_listed_problems]]
@@ -153,11 +167,17 @@ class InferenceService:
         shown = [float(s) if ok else None for s, ok in zip(scores.tolist(), valid.tolist(), strict=True)]
         invalid = int((~valid).sum())
         if reply == CSV_TYPE:
-            return Answer(200, {}, rows=len(shown), invalid_scores=invalid, payload=csv_reply(shown),
-                          content_type=CSV_TYPE)  # fmt: skip
+            return Answer(
+                200, {}, rows=len(shown), invalid_scores=invalid, payload=csv_reply(shown), content_type=CSV_TYPE
+            )
         flags = [None if s is None else s >= model.threshold for s in shown]
-        body_out = {"model": model.name, "model_version": model.version, "scores": shown,
-                    "threshold": model.threshold, "flags": flags}  # fmt: skip
+        body_out = {
+            "model": model.name,
+            "model_version": model.version,
+            "scores": shown,
+            "threshold": model.threshold,
+            "flags": flags,
+        }
         return Answer(200, body_out, rows=len(shown), invalid_scores=invalid)
 
 
@@ -178,8 +198,13 @@ class InferenceServer(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], service: InferenceService,
-                 listener: socket.socket | None = None, worker: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        address: tuple[str, int],
+        service: InferenceService,
+        listener: socket.socket | None = None,
+        worker: int | None = None,
+    ) -> None:
         self.service, self.worker = service, worker
         self.connections: dict[int, Connection] = {}
         self._lock = threading.Condition()
@@ -210,8 +235,11 @@ class InferenceServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:
-            while (len(self.connections) >= self.settings.max_connections and not self._stopping.is_set()
-                   and not self.service.health.draining):  # fmt: skip
+            while (
+                len(self.connections) >= self.settings.max_connections
+                and not self._stopping.is_set()
+                and not self.service.health.draining
+            ):
                 idle = [c for c in self.connections.values() if c.reading and c.served > 0]
                 if idle:  # a keep-alive connection waiting for its next request makes room for a new one
                     _close_reading(min(idle, key=lambda c: c.since).sock)
@@ -349,8 +377,14 @@ class InferenceHandler(BaseHTTPRequestHandler):
             self.request_version = "HTTP/1.0"
         self._send(code, {"error": HTTPStatus(code).phrase})
 
-    def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None,
-              payload: bytes | None = None, content_type: str = JSON_TYPE) -> None:  # fmt: skip
+    def _send(
+        self,
+        status: int,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        payload: bytes | None = None,
+        content_type: str = JSON_TYPE,
+    ) -> None:
         if payload is None:
             payload = json.dumps(body, separators=(",", ":")).encode()
         if self.server.service.health.draining:
@@ -426,9 +460,14 @@ class InferenceHandler(BaseHTTPRequestHandler):
         try:
             answer = self._answer(service, model, attributes)
         except Exception as exc:  # a fault of this server, never of the request
-            service.log.event("server_fault", endpoint=service.log.endpoint, error=type(exc).__name__,
-                              where=[f"{Path(f.filename).name}:{f.lineno} in {f.name}"
-                                     for f in traceback.extract_tb(exc.__traceback__)])  # fmt: skip
+            service.log.event(
+                "server_fault",
+                endpoint=service.log.endpoint,
+                error=type(exc).__name__,
+                where=[
+                    f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in traceback.extract_tb(exc.__traceback__)
+                ],
+            )
             answer = Answer(500, {"error": "Internal Server Error"})
         headers = {"Allow": "POST"} if answer.status == 405 else {}
         if attributes is not None and valid_custom_attributes(attributes):
@@ -438,11 +477,16 @@ class InferenceHandler(BaseHTTPRequestHandler):
         else:
             self._send(answer.status, answer.body, headers, answer.payload, answer.content_type)
         service.log.invocation(
-            model=model.name if model else None, model_version=model.version if model else None,
-            status=answer.status, rows=answer.rows, invalid_scores=answer.invalid_scores,
-            latency_ms=(time.perf_counter() - started) * 1000, problems=answer.problems, synthetic=synthetic,
+            model=model.name if model else None,
+            model_version=model.version if model else None,
+            status=answer.status,
+            rows=answer.rows,
+            invalid_scores=answer.invalid_scores,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            problems=answer.problems,
+            synthetic=synthetic,
             worker=self.server.worker,
-        )  # fmt: skip
+        )
 
     def _answer(self, service: InferenceService, model: ServedModel | None, attributes: str | None) -> Answer:
         if model is None:
@@ -451,8 +495,9 @@ class InferenceHandler(BaseHTTPRequestHandler):
             if self.command != "POST":
                 raise ClientError.about_body(405, "invocations are POST requests")
             if attributes is not None and not valid_custom_attributes(attributes):
-                raise ClientError.about_body(400, "at most 1024 visible US-ASCII characters are allowed",
-                                             CUSTOM_ATTRIBUTES_HEADER)  # fmt: skip
+                raise ClientError.about_body(
+                    400, "at most 1024 visible US-ASCII characters are allowed", CUSTOM_ATTRIBUTES_HEADER
+                )
             request = media_type(self.headers.get("Content-Type"))
             reply = reply_type(self.headers.get("Accept"))
             body = self._read_body(service.settings.max_body_bytes)
@@ -482,14 +527,20 @@ class InferenceHandler(BaseHTTPRequestHandler):
         if len(body) != length:
             self.close_connection = True
             if self._timed_out():
-                raise ClientError.about_body(408, f"the request did not arrive whole within "
-                                                  f"{self.server.settings.request_seconds:g} s")  # fmt: skip
+                raise ClientError.about_body(
+                    408, f"the request did not arrive whole within {self.server.settings.request_seconds:g} s"
+                )
             raise ClientError.about_body(400, "the body ended before Content-Length bytes arrived")
         return body
 
 
-def build_server(settings: ServerSettings, log: EventLog | None = None, health: Health | None = None,
-                 listener: socket.socket | None = None, worker: int | None = None) -> InferenceServer:  # fmt: skip
+def build_server(
+    settings: ServerSettings,
+    log: EventLog | None = None,
+    health: Health | None = None,
+    listener: socket.socket | None = None,
+    worker: int | None = None,
+) -> InferenceServer:
     """Load the bundle (or record why not), then bind; the server answers /ping either way."""
     service = InferenceService(settings, log or EventLog(settings.endpoint), health)
     service.load(settings.model_dir)
@@ -503,8 +554,11 @@ def prepare_process() -> None:
     threadpool_limits(limits=1)  # one request, one core: OpenMP spin-waits hurt tail latency on small instances
 
 
-def serve(settings: ServerSettings, log: EventLog | None = None,
-          on_ready: Callable[[InferenceService, tuple[str, int]], None] | None = None) -> int:  # fmt: skip
+def serve(
+    settings: ServerSettings,
+    log: EventLog | None = None,
+    on_ready: Callable[[InferenceService, tuple[str, int]], None] | None = None,
+) -> int:
     """Serve until SIGTERM or SIGINT (SageMaker stops a container with SIGTERM), then drain; returns the exit
     code. Owns the process. With `settings.workers` > 1 (or always in the container), see `workers.supervise`."""
     from serving.container.workers import supervise

@@ -97,10 +97,15 @@ def load_served_model(directory: Path) -> ServedModel:
     schema = RequestSchema(contract)
     _self_check(schema, scorer)
     return ServedModel(
-        name=str(metadata["model_name"]), version=str(metadata["model_version"]),
-        threshold=float(metadata["operating_threshold"]), schema=schema, scorer=scorer, scoring_note=note,
-        load_seconds=round(time.perf_counter() - started, 3), warnings=_warnings(metadata),
-    )  # fmt: skip
+        name=str(metadata["model_name"]),
+        version=str(metadata["model_version"]),
+        threshold=float(metadata["operating_threshold"]),
+        schema=schema,
+        scorer=scorer,
+        scoring_note=note,
+        load_seconds=round(time.perf_counter() - started, 3),
+        warnings=_warnings(metadata),
+    )
 
 
 def _self_check(schema: RequestSchema, scorer: Scorer) -> None:

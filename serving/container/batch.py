@@ -47,9 +47,14 @@ class BatchSummary:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
-        return {"rows": self.rows, "scored": self.scored, "rejected": self.rejected,
-                "invalid_scores": self.invalid_scores, "problems": dict(self.problems.most_common(20)),
-                "seconds": round(self.seconds, 2)}  # fmt: skip
+        return {
+            "rows": self.rows,
+            "scored": self.scored,
+            "rejected": self.rejected,
+            "invalid_scores": self.invalid_scores,
+            "problems": dict(self.problems.most_common(20)),
+            "seconds": round(self.seconds, 2),
+        }
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,14 @@ class ChunkResult:
 _MODEL: ServedModel | None = None
 
 
-def score_chunk(model: ServedModel, header: list[str], rows: list[list[str]], first_row: int,
-                id_positions: list[int], memos: list[TextMemo] | None = None) -> ChunkResult:  # fmt: skip
+def score_chunk(
+    model: ServedModel,
+    header: list[str],
+    rows: list[list[str]],
+    first_row: int,
+    id_positions: list[int],
+    memos: list[TextMemo] | None = None,
+) -> ChunkResult:
     """Validate and score rows (all cells as read); one output line per row, in order."""
     width = len(header)
     whole = [i for i, cells in enumerate(rows) if len(cells) == width]
@@ -92,8 +103,10 @@ def score_chunk(model: ServedModel, header: list[str], rows: list[list[str]], fi
         values = model.scorer.probabilities(matrix[keep])
         ok = np.isfinite(values) & (values >= 0.0) & (values <= 1.0)
         invalid = int((~ok).sum())
-        scores = {row: (float(v) if good else None) for row, v, good in zip(scored_rows, values.tolist(),
-                                                                             ok.tolist(), strict=True)}  # fmt: skip
+        scores = {
+            row: (float(v) if good else None)
+            for row, v, good in zip(scored_rows, values.tolist(), ok.tolist(), strict=True)
+        }
     threshold = model.threshold
     lines = []
     for index, cells in enumerate(rows):
@@ -105,8 +118,9 @@ def score_chunk(model: ServedModel, header: list[str], rows: list[list[str]], fi
             lines.append([str(first_row + index), *ids, repr(score), "1" if score >= threshold else "0", "0"])
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(lines)
-    return ChunkResult(buffer.getvalue(), len(rows), len(scored_rows) - invalid, len(rows) - len(scored_rows),
-                       invalid, kinds)  # fmt: skip
+    return ChunkResult(
+        buffer.getvalue(), len(rows), len(scored_rows) - invalid, len(rows) - len(scored_rows), invalid, kinds
+    )
 
 
 def _score_in_worker(args: tuple[list[str], list[list[str]], int, list[int]]) -> ChunkResult:
@@ -129,8 +143,15 @@ def _chunks(reader: Iterator[list[str]], size: int) -> Iterator[tuple[list[list[
         yield chunk, first
 
 
-def score_file(model_dir: Path, data: Path, out: Path, *, id_columns: list[str] | None = None,
-               chunk_rows: int = DEFAULT_CHUNK_ROWS, workers: int = 1) -> BatchSummary:  # fmt: skip
+def score_file(
+    model_dir: Path,
+    data: Path,
+    out: Path,
+    *,
+    id_columns: list[str] | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    workers: int = 1,
+) -> BatchSummary:
     """Score every row of `data` into `out` (see the module docstring); returns counts only."""
     global _MODEL
     from threadpoolctl import threadpool_limits
@@ -162,16 +183,18 @@ def score_file(model_dir: Path, data: Path, out: Path, *, id_columns: list[str] 
                 else:
                     _write_all((score_chunk(model, *job) for job in jobs), target, summary)
             except csv.Error as exc:
-                raise BatchError(f"{data} is not valid CSV at line {reader.line_num}: "
-                                 f"{str(exc).split(':')[0]}") from None  # fmt: skip
+                raise BatchError(
+                    f"{data} is not valid CSV at line {reader.line_num}: {str(exc).split(':')[0]}"
+                ) from None
             finally:
                 _MODEL = None
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _in_order(pool: ProcessPoolExecutor, jobs: Iterator[tuple[list[str], list[list[str]], int, list[int]]],
-              ahead: int) -> Iterator[ChunkResult]:  # fmt: skip
+def _in_order(
+    pool: ProcessPoolExecutor, jobs: Iterator[tuple[list[str], list[list[str]], int, list[int]]], ahead: int
+) -> Iterator[ChunkResult]:
     """Results in input order with at most `ahead` chunks in flight (Executor.map would read the whole file)."""
     pending: deque[Future[ChunkResult]] = deque()
     for job in jobs:

@@ -25,21 +25,31 @@ app = typer.Typer(add_completion=False, help="Serve a model bundle behind SageMa
 
 @app.command()
 def serve(
-    local: Annotated[str | None, typer.Option("--local", metavar="MODEL",
-                                              help="bundle directory, pipeline run directory, models:/NAME/VERSION "
-                                                   "or a model name (its newest local pipeline run)")] = None,
+    local: Annotated[
+        str | None,
+        typer.Option(
+            "--local",
+            metavar="MODEL",
+            help="bundle directory, pipeline run directory, models:/NAME/VERSION "
+            "or a model name (its newest local pipeline run)",
+        ),
+    ] = None,
     port: Annotated[int, typer.Option(min=0, max=65535, help="port on 127.0.0.1 (0: any free port)")] = 8080,
     out: Annotated[Path, typer.Option(help="the pipeline's output directory (runs and MLflow store)")] = Path("out"),
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for models:/ (default: OUT/mlflow)")]
-    = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="worker processes (default: "
-                                                            "SAGEMAKER_MODEL_SERVER_WORKERS, else one per CPU)")]
-    = None,
-) -> None:  # fmt: skip
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI for models:/ (default: OUT/mlflow)")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="worker processes (default: SAGEMAKER_MODEL_SERVER_WORKERS, else one per CPU)"),
+    ] = None,
+) -> None:
     """Serve MODEL on http://127.0.0.1:PORT (/ping, /invocations) until Ctrl-C."""
     if local is None:
-        typer.echo("error: only --local MODEL serving starts here; on SageMaker the image's entrypoint serves "
-                   "/opt/ml/model", err=True)  # fmt: skip
+        typer.echo(
+            "error: only --local MODEL serving starts here; on SageMaker the image's entrypoint serves /opt/ml/model",
+            err=True,
+        )
         raise typer.Exit(EXIT_UNUSABLE)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     scratch = Path(tempfile.mkdtemp(prefix="clinops-serve-"))
@@ -58,9 +68,11 @@ def serve(
         host, bound = address
         model, reason = service.model, service.unavailable_reason
         state = f"{model.name} {model.version}" if model else f"NO MODEL ({reason})"
-        typer.echo(f"serving {state} from {located.source} with {settings.workers} worker(s)\n"
-                   f"  http://{host}:{bound}/ping  http://{host}:{bound}/invocations  (Ctrl-C stops)",
-                   err=True)  # fmt: skip
+        typer.echo(
+            f"serving {state} from {located.source} with {settings.workers} worker(s)\n"
+            f"  http://{host}:{bound}/ping  http://{host}:{bound}/invocations  (Ctrl-C stops)",
+            err=True,
+        )
 
     try:
         code = run_server(settings, on_ready=announce)
@@ -74,18 +86,26 @@ score_app = typer.Typer(add_completion=False, help="Score a CSV extract with a m
 
 @score_app.command("score")
 def score(
-    local: Annotated[str, typer.Option("--local", metavar="MODEL",
-                                       help="bundle directory, pipeline run directory, models:/NAME/VERSION or a "
-                                            "model name (its newest local pipeline run)")],
+    local: Annotated[
+        str,
+        typer.Option(
+            "--local",
+            metavar="MODEL",
+            help="bundle directory, pipeline run directory, models:/NAME/VERSION or a "
+            "model name (its newest local pipeline run)",
+        ),
+    ],
     data: Annotated[Path, typer.Option("--data", metavar="CSV", help="extract with a header row")],
     out: Annotated[Path, typer.Option("--out", metavar="CSV", help="scores, one line per input row")],
-    id_column: Annotated[list[str] | None, typer.Option("--id-column", help="record id column(s) copied to the "
-                                                                            "output (repeatable)")] = None,
+    id_column: Annotated[
+        list[str] | None, typer.Option("--id-column", help="record id column(s) copied to the output (repeatable)")
+    ] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="scoring processes (default: one per CPU)")] = None,
-    pipeline_out: Annotated[Path, typer.Option("--pipeline-out", help="the pipeline's output directory (runs and "
-                                                                      "MLflow store)")] = Path("out"),
+    pipeline_out: Annotated[
+        Path, typer.Option("--pipeline-out", help="the pipeline's output directory (runs and MLflow store)")
+    ] = Path("out"),
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for models:/")] = None,
-) -> None:  # fmt: skip
+) -> None:
     """Score every row of CSV into OUT: row number, id columns, score, flag, problem count. Prints counts only;
     exits 1 when a row could not be scored (its problems column says how many field problems), 2 when nothing ran."""
     import json
@@ -101,8 +121,7 @@ def score(
     scratch = Path(tempfile.mkdtemp(prefix="clinops-score-"))
     try:
         located = locate(local, out_dir=pipeline_out, tracking_uri=tracking_uri, scratch=scratch)
-        summary = score_file(located.path, data, out, id_columns=id_column or [],
-                             workers=workers or available_cpus())  # fmt: skip
+        summary = score_file(located.path, data, out, id_columns=id_column or [], workers=workers or available_cpus())
     except (LocateError, ArtifactError, BatchError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_UNUSABLE) from None

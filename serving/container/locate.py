@@ -48,8 +48,9 @@ def tracking_uri_for(out_dir: Path, tracking_uri: str | None) -> str:
         return os.environ["MLFLOW_TRACKING_URI"]
     store = (out_dir / "mlflow" / "mlflow.db").resolve()
     if not store.is_file():
-        raise LocateError(f"no MLflow store at {store}; run `clinops pipeline run --local` first or pass "
-                          "--tracking-uri")  # fmt: skip
+        raise LocateError(
+            f"no MLflow store at {store}; run `clinops pipeline run --local` first or pass --tracking-uri"
+        )
     return f"sqlite:///{store}"
 
 
@@ -72,8 +73,9 @@ def from_registry(uri: str, tracking_uri: str, scratch: Path) -> Located:
             version = max(versions, key=lambda v: int(v.version))
         else:
             version = client.get_model_version(name, version_ref)
-        path = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="bundle",
-                                                   dst_path=str(scratch), tracking_uri=tracking_uri)  # fmt: skip
+        path = mlflow.artifacts.download_artifacts(
+            run_id=version.run_id, artifact_path="bundle", dst_path=str(scratch), tracking_uri=tracking_uri
+        )
     except MlflowException as exc:
         raise LocateError(f"{uri}: {str(exc).splitlines()[0]}") from None
     bundle = _bundle_in(Path(path))
@@ -87,8 +89,10 @@ def newest_run(model_name: str, out_dir: Path) -> Located:
     runs = out_dir / "pipeline" / model_name
     candidates = sorted((d for d in runs.glob("*") if _bundle_in(d)), key=lambda d: d.name) if runs.is_dir() else []
     if not candidates:
-        raise LocateError(f"no pipeline run of {model_name} with a model under {runs}; run `clinops pipeline run "
-                          f"--local --model {model_name}` or pass a bundle directory or models:/ URI")  # fmt: skip
+        raise LocateError(
+            f"no pipeline run of {model_name} with a model under {runs}; run `clinops pipeline run "
+            f"--local --model {model_name}` or pass a bundle directory or models:/ URI"
+        )
     run_dir = candidates[-1]
     return Located(_bundle_in(run_dir), f"newest local run {run_dir} (verdict: {_verdict(run_dir)})")  # type: ignore[arg-type]
 

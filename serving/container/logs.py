@@ -26,12 +26,29 @@ class EventLog:
             self.stream.write(line)
             self.stream.flush()
 
-    def invocation(self, *, model: str | None, model_version: str | None, status: int, rows: int,
-                   invalid_scores: int, latency_ms: float, problems: int | None = None, synthetic: bool = False,
-                   worker: int | None = None) -> None:  # fmt: skip
-        fields: dict[str, Any] = {"endpoint": self.endpoint, "model": model, "model_version": model_version,
-                                  "status": status, "rows": rows, "invalid_scores": invalid_scores,
-                                  "latency_ms": round(latency_ms, 3), "synthetic": synthetic}  # fmt: skip
+    def invocation(
+        self,
+        *,
+        model: str | None,
+        model_version: str | None,
+        status: int,
+        rows: int,
+        invalid_scores: int,
+        latency_ms: float,
+        problems: int | None = None,
+        synthetic: bool = False,
+        worker: int | None = None,
+    ) -> None:
+        fields: dict[str, Any] = {
+            "endpoint": self.endpoint,
+            "model": model,
+            "model_version": model_version,
+            "status": status,
+            "rows": rows,
+            "invalid_scores": invalid_scores,
+            "latency_ms": round(latency_ms, 3),
+            "synthetic": synthetic,
+        }
         if problems is not None:
             fields["problems"] = problems
         if worker is not None:

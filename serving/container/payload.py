@@ -38,8 +38,13 @@ CSV_TYPE = "text/csv"
 JSON_TYPES = frozenset({JSON_TYPE})
 CSV_TYPES = frozenset({CSV_TYPE})
 SUPPORTED = "application/json, application/jsonlines, text/csv"
-REPLY_TYPES = {"*/*": JSON_TYPE, "application/*": JSON_TYPE, JSON_TYPE: JSON_TYPE, "text/*": CSV_TYPE,
-               CSV_TYPE: CSV_TYPE}  # fmt: skip
+REPLY_TYPES = {
+    "*/*": JSON_TYPE,
+    "application/*": JSON_TYPE,
+    JSON_TYPE: JSON_TYPE,
+    "text/*": CSV_TYPE,
+    CSV_TYPE: CSV_TYPE,
+}
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _INSTANCES = re.compile(r'[ \t\n\r]*\{[ \t\n\r]*"instances"[ \t\n\r]*:[ \t\n\r]*\[')
 
@@ -143,8 +148,9 @@ class _JsonReader:
             seen: set[str] = set()
             for key, _ in pairs:
                 if key in seen:
-                    raise ClientError.about_body(400, "duplicate field in a JSON object: which value to score is "
-                                                      "ambiguous", shown_name(key))  # fmt: skip
+                    raise ClientError.about_body(
+                        400, "duplicate field in a JSON object: which value to score is ambiguous", shown_name(key)
+                    )
                 seen.add(key)
         return record
 
@@ -182,8 +188,9 @@ class _JsonReader:
 
 def _json_errors(text_error: Exception) -> ClientError:
     if isinstance(text_error, json.JSONDecodeError):
-        return ClientError.about_body(400, f"body is not valid JSON: {text_error.msg} at line {text_error.lineno} "
-                                           f"column {text_error.colno}")  # fmt: skip
+        return ClientError.about_body(
+            400, f"body is not valid JSON: {text_error.msg} at line {text_error.lineno} column {text_error.colno}"
+        )
     if isinstance(text_error, RecursionError):
         return ClientError.about_body(400, "body is not valid JSON: nested too deeply")
     message = str(text_error) if "not valid JSON" in str(text_error) else "a number literal is too long"
@@ -211,8 +218,9 @@ def read_json(body: bytes, max_rows: int) -> Records:
                     raise ClientError.about_body(400, 'a body with "instances" must have no other top-level key')
                 raise ClientError.about_body(400, '"instances" must be a list of records')
             if not isinstance(document, dict):
-                raise ClientError.about_body(400, 'expected a JSON object (one record), a list of records, or '
-                                                  '{"instances": [records]}')  # fmt: skip
+                raise ClientError.about_body(
+                    400, 'expected a JSON object (one record), a list of records, or {"instances": [records]}'
+                )
             document = [document]
     except (json.JSONDecodeError, RecursionError, ValueError) as exc:
         raise _json_errors(exc) from None
@@ -252,8 +260,7 @@ def _lines(text: str) -> Iterator[str]:
         start = end + 1
 
 
-def read_csv(body: bytes, max_rows: int, header: bool | None = None,
-             names: frozenset[str] = frozenset()) -> CsvTable:  # fmt: skip
+def read_csv(body: bytes, max_rows: int, header: bool | None = None, names: frozenset[str] = frozenset()) -> CsvTable:
     """Rows, counted as read. `header`: True/False from the request, None to decide from the first row (a
     header when it names one of `names`, the contract's columns)."""
     reader = csv.reader(io.StringIO(_text(body), newline=""), strict=True)
@@ -273,8 +280,9 @@ def read_csv(body: bytes, max_rows: int, header: bool | None = None,
             if len(rows) > max_rows:
                 raise _too_many(max_rows)
     except csv.Error as exc:
-        raise ClientError.about_body(400, f"body is not valid CSV at line {reader.line_num}: "
-                                          f"{str(exc).split(':')[0]}") from None  # fmt: skip
+        raise ClientError.about_body(
+            400, f"body is not valid CSV at line {reader.line_num}: {str(exc).split(':')[0]}"
+        ) from None
     if first is None:
         raise ClientError.about_body(400, "the CSV body has no lines")
     _check_count(len(rows), max_rows)
@@ -288,8 +296,9 @@ def _check_count(rows: int, max_rows: int) -> None:
         raise _too_many(max_rows)
 
 
-def read_body(body: bytes, request: RequestType | str, max_rows: int,
-              names: frozenset[str] = frozenset()) -> Records | CsvTable:  # fmt: skip
+def read_body(
+    body: bytes, request: RequestType | str, max_rows: int, names: frozenset[str] = frozenset()
+) -> Records | CsvTable:
     if isinstance(request, str):
         request = RequestType(request)
     if not body:

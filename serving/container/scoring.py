@@ -150,8 +150,9 @@ def _probe_inputs(to_booster: Callable[[np.ndarray], np.ndarray], contract: Cont
         used.append(target)
     if sorted(used) != list(range(out.shape[1])):
         raise Unsupported("the booster reads inputs that are not one contract column each")
-    return TreeInputs(out.shape[1], np.array(numeric_from, dtype=np.intp), np.array(numeric_to, dtype=np.intp),
-                      tuple(categorical))  # fmt: skip
+    return TreeInputs(
+        out.shape[1], np.array(numeric_from, dtype=np.intp), np.array(numeric_to, dtype=np.intp), tuple(categorical)
+    )
 
 
 def _member(calibrated: Any, contract: Contract, frame: Callable[[np.ndarray], pd.DataFrame]) -> CalibratedTrees:
@@ -176,8 +177,9 @@ def _member(calibrated: Any, contract: Contract, frame: Callable[[np.ndarray], p
         return booster._preprocessor.transform(x) if booster._preprocessor is not None else np.asarray(x, float)
 
     calibrator = calibrators[0]
-    return CalibratedTrees(_probe_inputs(to_booster, contract), compile_ensemble(booster),
-                           float(calibrator.a_), float(calibrator.b_))  # fmt: skip
+    return CalibratedTrees(
+        _probe_inputs(to_booster, contract), compile_ensemble(booster), float(calibrator.a_), float(calibrator.b_)
+    )
 
 
 def synthetic_features(contract: Contract, rows: int, seed: int = 0) -> np.ndarray:

@@ -31,8 +31,18 @@ from pipelines.contracts.validate import safe_example
 
 ABSENT = object()
 CSV_MISSING = frozenset({"", "NA", "NaN", "null"})  # what the pipeline reads as missing in a CSV extract
-CSV_BOOLEAN = {"true": 1.0, "t": 1.0, "yes": 1.0, "y": 1.0, "1": 1.0,
-               "false": 0.0, "f": 0.0, "no": 0.0, "n": 0.0, "0": 0.0}  # fmt: skip
+CSV_BOOLEAN = {
+    "true": 1.0,
+    "t": 1.0,
+    "yes": 1.0,
+    "y": 1.0,
+    "1": 1.0,
+    "false": 0.0,
+    "f": 0.0,
+    "no": 0.0,
+    "n": 0.0,
+    "0": 0.0,
+}
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 WITHHELD = "[withheld]"
@@ -81,8 +91,12 @@ class FieldRule:
         self.out_of_range = f"out of range: allowed [{self.low:g}, {self.high:g}]{unit}"
         self.unknown_category = "unknown category: allowed " + ", ".join(spec.categories or [])
         self.missing = "missing: a value is required" + ("" if self.required else " when the field is sent")
-        expected = {"integer": "an integer", "float": "a number", "boolean": "true or false",
-                    "category": "a string (one of the categories)"}[spec.dtype]  # fmt: skip
+        expected = {
+            "integer": "an integer",
+            "float": "a number",
+            "boolean": "true or false",
+            "category": "a string (one of the categories)",
+        }[spec.dtype]
         self.expected = f"wrong type: expected {expected}"
 
     def from_json(self, value: object) -> tuple[float, str | None]:
@@ -165,8 +179,9 @@ class RequestSchema:
         matrix: list[list[float]] = []
         for row, record in enumerate(records):
             if not isinstance(record, dict):
-                problems.append(Problem(row, None, f"a record must be a JSON object of field: value, got "
-                                                   f"{json_type(record)}"))  # fmt: skip
+                problems.append(
+                    Problem(row, None, f"a record must be a JSON object of field: value, got {json_type(record)}")
+                )
                 continue
             values: list[float] = []
             for rule in self.rules:
@@ -181,8 +196,9 @@ class RequestSchema:
                     problems.append(Problem(row, rule.name, problem))
                 values.append(number)
             if not self.ignore_extra and not record.keys() <= self.names:
-                problems.extend(Problem(row, shown_name(key), self._extra(key)) for key in record
-                                if key not in self.names)  # fmt: skip
+                problems.extend(
+                    Problem(row, shown_name(key), self._extra(key)) for key in record if key not in self.names
+                )
             matrix.append(values)
         return self._result(matrix, problems)
 
@@ -196,8 +212,14 @@ class RequestSchema:
             return self.from_positional(rows)
         names = [cell.strip() for cell in header]
         if not self.names & set(names):
-            return None, [Problem(None, None, "CSV needs a header row naming the fields; the first line names "
-                                              "none of the contract's feature columns")]  # fmt: skip
+            return None, [
+                Problem(
+                    None,
+                    None,
+                    "CSV needs a header row naming the fields; the first line names "
+                    "none of the contract's feature columns",
+                )
+            ]
         problems = self._header_problems(names)
         if problems:
             return None, problems
@@ -219,8 +241,9 @@ class RequestSchema:
             matrix.append(values)
         return self._result(matrix, problems)
 
-    def from_columns(self, columns: list[Sequence[str] | None], rows: int,
-                     memos: list[TextMemo] | None = None) -> tuple[np.ndarray, list[Problem]]:  # fmt: skip
+    def from_columns(
+        self, columns: list[Sequence[str] | None], rows: int, memos: list[TextMemo] | None = None
+    ) -> tuple[np.ndarray, list[Problem]]:
         """Column-major CSV cells (one sequence per rule, None for an optional column left out) for large
         batches: the same `FieldRule.from_text` on each distinct text once (memoised per column), so the matrix
         and problems equal `from_csv`'s. Unlike `from_csv`, the matrix is returned with the problems; rows named
@@ -233,8 +256,11 @@ class RequestSchema:
                 continue
             matrix[:, j] = np.fromiter(map(memo.__getitem__, cells), dtype=np.float64, count=rows)
             if memo.problems:
-                problems += [Problem(row, rule.name, memo.problems[text]) for row, text in enumerate(cells)
-                             if text in memo.problems]  # fmt: skip
+                problems += [
+                    Problem(row, rule.name, memo.problems[text])
+                    for row, text in enumerate(cells)
+                    if text in memo.problems
+                ]
         problems.sort(key=lambda p: p.row if p.row is not None else -1)
         return matrix, problems
 
@@ -245,9 +271,15 @@ class RequestSchema:
         matrix: list[list[float]] = []
         for row, cells in enumerate(rows):
             if len(cells) != width:
-                problems.append(Problem(row, None, f"the row has {len(cells)} cells; a CSV row without a header "
-                                                   f"holds the {width} feature columns in the contract's order ("
-                                                   f"{', '.join(self.columns)}), or send a header row"))  # fmt: skip
+                problems.append(
+                    Problem(
+                        row,
+                        None,
+                        f"the row has {len(cells)} cells; a CSV row without a header "
+                        f"holds the {width} feature columns in the contract's order ("
+                        f"{', '.join(self.columns)}), or send a header row",
+                    )
+                )
                 continue
             values: list[float] = []
             for cell, rule in zip(cells, self.rules, strict=True):
@@ -259,13 +291,18 @@ class RequestSchema:
         return self._result(matrix, problems)
 
     def _header_problems(self, names: list[str]) -> list[Problem]:
-        problems = [Problem(None, shown_name(name), "duplicate column in the header")
-                    for i, name in enumerate(names) if name in names[:i]]  # fmt: skip
-        problems += [Problem(None, rule.name, "missing: required column") for rule in self.rules
-                     if rule.required and rule.name not in names]  # fmt: skip
+        problems = [
+            Problem(None, shown_name(name), "duplicate column in the header")
+            for i, name in enumerate(names)
+            if name in names[:i]
+        ]
+        problems += [
+            Problem(None, rule.name, "missing: required column")
+            for rule in self.rules
+            if rule.required and rule.name not in names
+        ]
         if not self.ignore_extra:
-            problems += [Problem(None, shown_name(name), self._extra(name)) for name in names
-                         if name not in self.names]  # fmt: skip
+            problems += [Problem(None, shown_name(name), self._extra(name)) for name in names if name not in self.names]
         return problems
 
     def _extra(self, name: str) -> str:

@@ -87,8 +87,9 @@ def bind(host: str, port: int) -> socket.socket:
     return listener
 
 
-def supervise(settings: ServerSettings, log: EventLog,
-              on_ready: Callable[[InferenceService, tuple[str, int]], None] | None = None) -> int:  # fmt: skip
+def supervise(
+    settings: ServerSettings, log: EventLog, on_ready: Callable[[InferenceService, tuple[str, int]], None] | None = None
+) -> int:
     prepare_process()
     fleet = Fleet(settings.workers)
     service = InferenceService(settings, log, fleet)
@@ -133,8 +134,9 @@ def supervise(settings: ServerSettings, log: EventLog,
     return _drain(fleet, workers, listener, settings, log)
 
 
-def _drain(fleet: Fleet, workers: dict[int, int], listener: socket.socket, settings: ServerSettings,
-           log: EventLog) -> int:  # fmt: skip
+def _drain(
+    fleet: Fleet, workers: dict[int, int], listener: socket.socket, settings: ServerSettings, log: EventLog
+) -> int:
     fleet.start_draining()
     log.event("draining", endpoint=log.endpoint, workers=len(workers), seconds=settings.drain_seconds)
     for pid in workers:

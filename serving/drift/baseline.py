@@ -97,11 +97,14 @@ def _numeric(name: str, raw: dict[str, Any], rows: int, where: str) -> NumericBa
         raise InputError(f"baseline {where}: proportions must be non-negative and sum to 1")
     missing = _number(raw.get("missing_fraction", 0.0), f"{where}.missing_fraction")
     return NumericBaseline(
-        name=name, edges=edges, proportions=proportions, missing_fraction=missing,
+        name=name,
+        edges=edges,
+        proportions=proportions,
+        missing_fraction=missing,
         mean=_number(raw.get("mean"), f"{where}.mean", allow_none=True),
         sd=_number(raw.get("sd"), f"{where}.sd", allow_none=True),
         present_rows=max(rows * (1.0 - missing), 0.0),
-    )  # fmt: skip
+    )
 
 
 def _categorical(name: str, raw: dict[str, Any], rows: int, where: str) -> CategoricalBaseline:
@@ -110,12 +113,22 @@ def _categorical(name: str, raw: dict[str, Any], rows: int, where: str) -> Categ
         raise InputError(f"baseline {where}.proportions must map each level to its share")
     missing = _number(raw.get("missing_fraction", 0.0), f"{where}.missing_fraction")
     proportions = np.asarray([_number(v, f"{where}.proportions.{k}") for k, v in shares.items()], dtype=float)
-    return CategoricalBaseline(name=name, levels=tuple(str(k) for k in shares), proportions=proportions,
-                               missing_fraction=missing, present_rows=max(rows * (1.0 - missing), 0.0))  # fmt: skip
+    return CategoricalBaseline(
+        name=name,
+        levels=tuple(str(k) for k in shares),
+        proportions=proportions,
+        missing_fraction=missing,
+        present_rows=max(rows * (1.0 - missing), 0.0),
+    )
 
 
-def parse_baseline(doc: dict[str, Any], *, source: str = "<memory>", metadata: dict[str, Any] | None = None,
-                   contract: Contract | None = None) -> Baseline:  # fmt: skip
+def parse_baseline(
+    doc: dict[str, Any],
+    *,
+    source: str = "<memory>",
+    metadata: dict[str, Any] | None = None,
+    contract: Contract | None = None,
+) -> Baseline:
     if not isinstance(doc, dict) or not isinstance(doc.get("features"), dict):
         raise InputError(f"baseline {source} has no 'features' mapping; is it a clinops baseline.json?")
     if doc.get("format_version", SUPPORTED_FORMAT) != SUPPORTED_FORMAT:
@@ -140,11 +153,16 @@ def parse_baseline(doc: dict[str, Any], *, source: str = "<memory>", metadata: d
         score = _numeric("score", raw_score, int(raw_score.get("rows", rows)), "score")
     metadata = metadata or {}
     return Baseline(
-        features=features, score=score, rows=rows, model_name=str(metadata.get("model_name", "model")),
-        model_version=str(metadata.get("model_version", "unknown")), contract=contract,
-        operating_threshold=metadata.get("operating_threshold"), source=source,
+        features=features,
+        score=score,
+        rows=rows,
+        model_name=str(metadata.get("model_name", "model")),
+        model_version=str(metadata.get("model_version", "unknown")),
+        contract=contract,
+        operating_threshold=metadata.get("operating_threshold"),
+        source=source,
         feature_order=[c for c in metadata.get("feature_columns", []) if c in features],
-    )  # fmt: skip
+    )
 
 
 def load_baseline(path: str | Path, contract_path: str | Path | None = None) -> Baseline:
@@ -164,8 +182,9 @@ def load_baseline(path: str | Path, contract_path: str | Path | None = None) -> 
     return parse_baseline(doc, source=str(file), metadata=metadata, contract=contract)
 
 
-def baseline_from_frame(frame: pd.DataFrame, numeric: list[str], categorical: dict[str, list[str]],
-                        scores: np.ndarray | None = None) -> dict[str, Any]:  # fmt: skip
+def baseline_from_frame(
+    frame: pd.DataFrame, numeric: list[str], categorical: dict[str, list[str]], scores: np.ndarray | None = None
+) -> dict[str, Any]:
     """A baseline document for a frame without a contract, built by the pipeline's own per-column code."""
     features: dict[str, Any] = {}
     for name in frame.columns:
@@ -173,10 +192,17 @@ def baseline_from_frame(frame: pd.DataFrame, numeric: list[str], categorical: di
             features[name] = _categorical_baseline(frame[name], categorical[name])
         elif name in numeric:
             features[name] = _numeric_baseline(frame[name])
-    doc: dict[str, Any] = {"format_version": SUPPORTED_FORMAT, "features_computed_on": "reference frame",
-                           "rows": len(frame), "features": features}  # fmt: skip
+    doc: dict[str, Any] = {
+        "format_version": SUPPORTED_FORMAT,
+        "features_computed_on": "reference frame",
+        "rows": len(frame),
+        "features": features,
+    }
     if scores is not None:
         score = _numeric_baseline(pd.Series(scores))
-        doc["score"] = {"computed_on": "reference scores", "rows": len(scores),
-                        **{k: v for k, v in score.items() if k not in ("kind", "missing_fraction")}}  # fmt: skip
+        doc["score"] = {
+            "computed_on": "reference scores",
+            "rows": len(scores),
+            **{k: v for k, v in score.items() if k not in ("kind", "missing_fraction")},
+        }
     return doc

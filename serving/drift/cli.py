@@ -52,9 +52,15 @@ def _print(result: DriftResult) -> None:
         table.add_column(column)
     shown = [*result.features.values(), *([result.score] if result.score else [])]
     for f in sorted(shown, key=lambda f: (f.status != "drift", f.status != "warn", f.name)):
-        table.add_row(display_name(f.name), f.status, "-" if f.psi != f.psi else f"{f.psi:.3f}",
-                      "-" if f.shift != f.shift else f"{f.shift:.3f}", f"{f.missing_fraction:.1%}",
-                      f"{f.violation_rate:.1%}", ", ".join(f.reasons))  # fmt: skip
+        table.add_row(
+            display_name(f.name),
+            f.status,
+            "-" if f.psi != f.psi else f"{f.psi:.3f}",
+            "-" if f.shift != f.shift else f"{f.shift:.3f}",
+            f"{f.missing_fraction:.1%}",
+            f"{f.violation_rate:.1%}",
+            ", ".join(f.reasons),
+        )
     console.print(table)
     console.print(headline(result))
 
@@ -75,8 +81,13 @@ def _finish(results: list[DriftResult], baseline: Baseline, out: Path, publish: 
     raise typer.Exit(EXIT_DRIFT if any(r.verdict == "drift" for r in results) else EXIT_NO_DRIFT)
 
 
-def _compare_all(baseline: Baseline, summaries: dict[str, Summary], malformed: Counter[str],
-                 settings: DriftSettings, variant: str | None) -> list[DriftResult]:  # fmt: skip
+def _compare_all(
+    baseline: Baseline,
+    summaries: dict[str, Summary],
+    malformed: Counter[str],
+    settings: DriftSettings,
+    variant: str | None,
+) -> list[DriftResult]:
     if variant is not None:
         if variant not in summaries:
             raise InputError(f"variant {variant} not in the capture (found: {', '.join(summaries) or 'none'})")

@@ -37,8 +37,15 @@ def demo_bundle(folder: Path, rows: int = 4000, seed: int = 3) -> Bundle:
     cut = int(rows * 0.7)
     settings = TrainingSettings(max_iter=60)
     trained = train(table.iloc[:cut], table.iloc[cut:], contract, settings)
-    save(trained, table.iloc[:cut], contract, settings, folder, dataset_sha256="sha256:" + "0" * 64,
-         trained_at=datetime(2025, 6, 30, tzinfo=UTC))  # fmt: skip
+    save(
+        trained,
+        table.iloc[:cut],
+        contract,
+        settings,
+        folder,
+        dataset_sha256="sha256:" + "0" * 64,
+        trained_at=datetime(2025, 6, 30, tzinfo=UTC),
+    )
     return read_bundle(folder)
 
 

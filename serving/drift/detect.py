@@ -120,15 +120,23 @@ class DriftResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format_version": 1, "verdict": self.verdict, "model": self.model, "model_version": self.model_version,
-            "variant": self.variant, "rows": self.rows, "window": {"first": self.first_time, "last": self.last_time},
-            "drifted_features": self.drifted, "warned_features": self.warned,
+            "format_version": 1,
+            "verdict": self.verdict,
+            "model": self.model,
+            "model_version": self.model_version,
+            "variant": self.variant,
+            "rows": self.rows,
+            "window": {"first": self.first_time, "last": self.last_time},
+            "drifted_features": self.drifted,
+            "warned_features": self.warned,
             "score_drift": bool(self.score and self.score.status == "drift"),
-            "malformed_records": self.malformed_records, "unexpected_columns": self.unexpected_columns,
-            "baseline": self.baseline_source, "settings": self.settings.model_dump(),
+            "malformed_records": self.malformed_records,
+            "unexpected_columns": self.unexpected_columns,
+            "baseline": self.baseline_source,
+            "settings": self.settings.model_dump(),
             "features": {n: asdict(f) for n, f in self.features.items()},
             "score": asdict(self.score) if self.score else None,
-        }  # fmt: skip
+        }
 
 
 def _status(significant: bool, psi_value: float, shift: float, s: DriftSettings) -> Status:
@@ -145,11 +153,26 @@ def _bin_labels(edges: np.ndarray) -> list[str]:
     return [f"{a:.3g}-{b:.3g}" for a, b in itertools.pairwise(edges)]
 
 
-def _numeric(name: str, base: NumericBaseline, counts: NumericCounts, rows: int, m: int, s: DriftSettings,
-             kind: Literal["numeric", "score"] = "numeric") -> FeatureDrift:  # fmt: skip
+def _numeric(
+    name: str,
+    base: NumericBaseline,
+    counts: NumericCounts,
+    rows: int,
+    m: int,
+    s: DriftSettings,
+    kind: Literal["numeric", "score"] = "numeric",
+) -> FeatureDrift:
     present, base_rows = counts.present, _rows(base)
-    drift = _common(name, kind, base.missing_fraction, counts.missing, counts.invalid + counts.out_of_range, rows,
-                    present, {"not_a_number": counts.invalid, "out_of_range": counts.out_of_range})  # fmt: skip
+    drift = _common(
+        name,
+        kind,
+        base.missing_fraction,
+        counts.missing,
+        counts.invalid + counts.out_of_range,
+        rows,
+        present,
+        {"not_a_number": counts.invalid, "out_of_range": counts.out_of_range},
+    )
     drift.mean, drift.sd = counts.moments.mean if counts.moments.n else math.nan, counts.moments.sd
     drift.baseline_mean, drift.baseline_sd = base.mean, base.sd
     if counts.out_of_range and counts.alternate_unit_fits:
@@ -165,17 +188,30 @@ def _numeric(name: str, base: NumericBaseline, counts: NumericCounts, rows: int,
     drift.ks_pvalue = ks_pvalue(drift.ks, base.present_rows, present)
     drift.pvalue = chi2_homogeneity(base.proportions, base.present_rows, counts.bins)[1]
     drift.outside_training_range = (counts.below + counts.above) / present
-    drift.bins = {"labels": _bin_labels(base.edges), "baseline": base.proportions.tolist(), "current": current.tolist(),
-                  "below": counts.below / present, "above": counts.above / present}  # fmt: skip
+    drift.bins = {
+        "labels": _bin_labels(base.edges),
+        "baseline": base.proportions.tolist(),
+        "current": current.tolist(),
+        "below": counts.below / present,
+        "above": counts.above / present,
+    }
     return _finish(drift, _status(drift.pvalue < s.alpha / m, drift.psi, drift.shift, s), s, base_rows)
 
 
-def _categorical(name: str, base: CategoricalBaseline, counts: CategoricalCounts, rows: int, m: int,
-                 s: DriftSettings, contract_lists_levels: bool) -> FeatureDrift:  # fmt: skip
+def _categorical(
+    name: str,
+    base: CategoricalBaseline,
+    counts: CategoricalCounts,
+    rows: int,
+    m: int,
+    s: DriftSettings,
+    contract_lists_levels: bool,
+) -> FeatureDrift:
     present, base_rows = counts.present, _rows(base)
     violations = {"unseen_category": counts.unseen} if contract_lists_levels else {}
-    drift = _common(name, "categorical", base.missing_fraction, counts.missing, sum(violations.values()), rows,
-                    present, violations)  # fmt: skip
+    drift = _common(
+        name, "categorical", base.missing_fraction, counts.missing, sum(violations.values()), rows, present, violations
+    )
     unseen = {k: v for k, v in counts.levels.items() if k not in set(base.levels)}
     drift.unseen_values = {k: v for k, v in unseen.items() if v >= s.small_cell and k != OTHER_UNSEEN}
     if not base.usable or present < s.min_feature_rows:
@@ -188,8 +224,11 @@ def _categorical(name: str, base: CategoricalBaseline, counts: CategoricalCounts
     drift.js = js_distance(expected, actual, s.js_base)
     drift.tv = drift.shift = total_variation(expected, actual)
     drift.pvalue = chi2_homogeneity(expected, base.present_rows, actual)[1]
-    drift.bins = {"labels": [*base.levels, UNSEEN], "baseline": expected.tolist(),
-                  "current": normalise(actual).tolist()}  # fmt: skip
+    drift.bins = {
+        "labels": [*base.levels, UNSEEN],
+        "baseline": expected.tolist(),
+        "current": normalise(actual).tolist(),
+    }
     return _finish(drift, _status(drift.pvalue < s.alpha / m, drift.psi, drift.shift, s), s, base_rows)
 
 
@@ -198,12 +237,28 @@ def _rows(base: FeatureBaseline) -> float:
     return base.present_rows / (1 - base.missing_fraction) if base.missing_fraction < 1 else 0.0
 
 
-def _common(name: str, kind: Literal["numeric", "categorical", "score"], baseline_missing: float, missing: int,
-            violating: int, rows: int, present: int, violations: dict[str, int]) -> FeatureDrift:  # fmt: skip
-    drift = FeatureDrift(name=name, kind=kind, status="stable", reasons=[], rows=rows, present=present,
-                         missing_fraction=missing / rows if rows else math.nan,
-                         baseline_missing_fraction=baseline_missing,
-                         violation_rate=violating / rows if rows else math.nan, violations=violations)  # fmt: skip
+def _common(
+    name: str,
+    kind: Literal["numeric", "categorical", "score"],
+    baseline_missing: float,
+    missing: int,
+    violating: int,
+    rows: int,
+    present: int,
+    violations: dict[str, int],
+) -> FeatureDrift:
+    drift = FeatureDrift(
+        name=name,
+        kind=kind,
+        status="stable",
+        reasons=[],
+        rows=rows,
+        present=present,
+        missing_fraction=missing / rows if rows else math.nan,
+        baseline_missing_fraction=baseline_missing,
+        violation_rate=violating / rows if rows else math.nan,
+        violations=violations,
+    )
     return drift
 
 
@@ -223,8 +278,14 @@ def _finish(drift: FeatureDrift, distribution: Status, s: DriftSettings, baselin
     return drift
 
 
-def compare(baseline: Baseline, summary: Summary, settings: DriftSettings | None = None, *, variant: str = "AllTraffic",
-            malformed: dict[str, int] | None = None) -> DriftResult:  # fmt: skip
+def compare(
+    baseline: Baseline,
+    summary: Summary,
+    settings: DriftSettings | None = None,
+    *,
+    variant: str = "AllTraffic",
+    malformed: dict[str, int] | None = None,
+) -> DriftResult:
     s = settings or DriftSettings()
     judged = [n for n, c in summary.features.items() if c.present >= s.min_feature_rows]
     m = max(1, len(judged) + (1 if summary.score is not None else 0))  # Bonferroni family
@@ -246,15 +307,31 @@ def compare(baseline: Baseline, summary: Summary, settings: DriftSettings | None
         verdict = "drift"
     else:
         verdict = "no-drift"
-    return DriftResult(verdict=verdict, model=baseline.model_name, model_version=baseline.model_version,
-                       variant=variant, rows=summary.rows, settings=s, features=features, score=score,
-                       unexpected_columns=summary.unexpected_columns, malformed_records=dict(malformed or {}),
-                       first_time=summary.first_time, last_time=summary.last_time,
-                       baseline_source=baseline.source)  # fmt: skip
+    return DriftResult(
+        verdict=verdict,
+        model=baseline.model_name,
+        model_version=baseline.model_version,
+        variant=variant,
+        rows=summary.rows,
+        settings=s,
+        features=features,
+        score=score,
+        unexpected_columns=summary.unexpected_columns,
+        malformed_records=dict(malformed or {}),
+        first_time=summary.first_time,
+        last_time=summary.last_time,
+        baseline_source=baseline.source,
+    )
 
 
-def detect_drift(baseline: Baseline, current: pd.DataFrame, settings: DriftSettings | None = None, *,
-                 variant: str = "AllTraffic", malformed: dict[str, int] | None = None) -> DriftResult:  # fmt: skip
+def detect_drift(
+    baseline: Baseline,
+    current: pd.DataFrame,
+    settings: DriftSettings | None = None,
+    *,
+    variant: str = "AllTraffic",
+    malformed: dict[str, int] | None = None,
+) -> DriftResult:
     """Summarise `current` (features, optional `score` and `inference_time` columns) and compare it."""
     return compare(baseline, summarize(current, baseline), settings, variant=variant, malformed=malformed)
 

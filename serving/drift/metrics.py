@@ -21,19 +21,32 @@ from serving.drift.detect import DriftResult, FeatureDrift
 
 NAMESPACE = "clinops/drift"
 MAX_METRICS_PER_REQUEST = 1000
-_FEATURE_METRICS = (("PSI", "psi", "None"), ("KSStatistic", "ks", "None"), ("TotalVariation", "tv", "None"),
-                    ("JSDistance", "js", "None"), ("MissingFraction", "missing_fraction", "None"),
-                    ("ContractViolationRate", "violation_rate", "None"))  # fmt: skip
+_FEATURE_METRICS = (
+    ("PSI", "psi", "None"),
+    ("KSStatistic", "ks", "None"),
+    ("TotalVariation", "tv", "None"),
+    ("JSDistance", "js", "None"),
+    ("MissingFraction", "missing_fraction", "None"),
+    ("ContractViolationRate", "violation_rate", "None"),
+)
 
 
 def _datum(name: str, value: float, dimensions: dict[str, str], at: datetime, unit: str = "None") -> dict[str, Any]:
-    return {"MetricName": name, "Value": float(value), "Unit": unit, "Timestamp": at,
-            "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()]}  # fmt: skip
+    return {
+        "MetricName": name,
+        "Value": float(value),
+        "Unit": unit,
+        "Timestamp": at,
+        "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
+    }
 
 
 def _feature_data(f: FeatureDrift, dims: dict[str, str], at: datetime) -> list[dict[str, Any]]:
-    data = [_datum(metric, getattr(f, attr), dims, at) for metric, attr, _ in _FEATURE_METRICS
-            if not math.isnan(getattr(f, attr))]  # fmt: skip
+    data = [
+        _datum(metric, getattr(f, attr), dims, at)
+        for metric, attr, _ in _FEATURE_METRICS
+        if not math.isnan(getattr(f, attr))
+    ]
     if f.status != "insufficient-data" or f.reasons:
         data.append(_datum("Drift", 1.0 if f.status == "drift" else 0.0, dims, at))
     return data
@@ -42,12 +55,16 @@ def _feature_data(f: FeatureDrift, dims: dict[str, str], at: datetime) -> list[d
 def metric_data(result: DriftResult, timestamp: datetime | None = None) -> list[dict[str, Any]]:
     at = timestamp or datetime.now(UTC)
     model = {"Model": result.model, "Variant": result.variant}
-    data = [_datum("RowsAnalysed", result.rows, model, at, "Count"),
-            _datum("MalformedRecords", sum(result.malformed_records.values()), model, at, "Count"),
-            _datum("InsufficientData", 1.0 if result.verdict == "insufficient-data" else 0.0, model, at)]  # fmt: skip
+    data = [
+        _datum("RowsAnalysed", result.rows, model, at, "Count"),
+        _datum("MalformedRecords", sum(result.malformed_records.values()), model, at, "Count"),
+        _datum("InsufficientData", 1.0 if result.verdict == "insufficient-data" else 0.0, model, at),
+    ]
     if result.verdict != "insufficient-data":
-        data += [_datum("Drift", 1.0 if result.verdict == "drift" else 0.0, model, at),
-                 _datum("DriftedFeatures", len(result.drifted), model, at, "Count")]  # fmt: skip
+        data += [
+            _datum("Drift", 1.0 if result.verdict == "drift" else 0.0, model, at),
+            _datum("DriftedFeatures", len(result.drifted), model, at, "Count"),
+        ]
         for name, f in result.features.items():
             data += _feature_data(f, {**model, "Feature": name}, at)
         score = result.score
@@ -63,8 +80,9 @@ def batches(data: list[dict[str, Any]], size: int = MAX_METRICS_PER_REQUEST) -> 
         yield data[start : start + size]
 
 
-def publish(result: DriftResult, cloudwatch: Any | None = None, *, namespace: str = NAMESPACE,
-            timestamp: datetime | None = None) -> int:  # fmt: skip
+def publish(
+    result: DriftResult, cloudwatch: Any | None = None, *, namespace: str = NAMESPACE, timestamp: datetime | None = None
+) -> int:
     """Send the result's metrics; returns how many were sent."""
     if cloudwatch is None:
         import boto3

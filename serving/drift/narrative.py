@@ -32,8 +32,11 @@ def _num(x: float) -> str:
 
 def _unit(contract: Contract | None, name: str) -> str:
     spec = contract.columns.get(name) if contract is not None else None
-    return f" {spec.unit}" if spec is not None and spec.unit and spec.unit not in ("count", "%") else (
-        "%" if spec is not None and spec.unit == "%" else "")  # fmt: skip
+    return (
+        f" {spec.unit}"
+        if spec is not None and spec.unit and spec.unit not in ("count", "%")
+        else ("%" if spec is not None and spec.unit == "%" else "")
+    )
 
 
 def _numeric_change(f: FeatureDrift, unit: str) -> list[str]:
@@ -45,10 +48,15 @@ def _numeric_change(f: FeatureDrift, unit: str) -> list[str]:
         if abs(moved) >= MEAN_SHIFT_SD:
             direction = "higher" if moved > 0 else "lower"
             times = f.mean / f.baseline_mean if f.baseline_mean > 0 else math.nan
-            size = (f"about {times:.0f} times the training average" if times >= 3 else
-                    f"{abs(moved):.2f} training standard deviations")  # fmt: skip
-            out.append(f"Values are {direction} than in training: average {_num(f.baseline_mean)}{unit} now "
-                       f"{_num(f.mean)}{now_unit} ({size}).")  # fmt: skip
+            size = (
+                f"about {times:.0f} times the training average"
+                if times >= 3
+                else f"{abs(moved):.2f} training standard deviations"
+            )
+            out.append(
+                f"Values are {direction} than in training: average {_num(f.baseline_mean)}{unit} now "
+                f"{_num(f.mean)}{now_unit} ({size})."
+            )
         ratio = f.sd / f.baseline_sd if not math.isnan(f.sd) else math.nan
         if ratio >= SPREAD_RATIO or ratio <= 1 / SPREAD_RATIO:
             how = "more spread out" if ratio > 1 else "more tightly grouped"
@@ -95,8 +103,10 @@ def _violation_sentences(f: FeatureDrift, contract: Contract | None, unit: str) 
         lo, hi = spec.range
         text = f"{_pct(share)} of values are outside the contract's range {lo:g}-{hi:g}{unit}"
         if f.unit_hint:
-            text += (f"; nearly all of them fit it if read as {f.unit_hint}: the source has probably switched units. "
-                     "Check with the lab or interface team before trusting the scores.")  # fmt: skip
+            text += (
+                f"; nearly all of them fit it if read as {f.unit_hint}: the source has probably switched units. "
+                "Check with the lab or interface team before trusting the scores."
+            )
         out.append(text + ("" if text.endswith(".") else "."))
     if f.violations.get("not_a_number"):
         out.append(f"{f.violations['not_a_number']} values are not numbers (a changed export format?).")
@@ -108,11 +118,16 @@ def _violation_sentences(f: FeatureDrift, contract: Contract | None, unit: str) 
 def headline(result: DriftResult) -> str:
     n = len(result.features)
     if result.verdict == "insufficient-data":
-        return (f"Only {result.rows} predictions in this window; at least {result.settings.min_rows} are needed "
-                "before anything is concluded. No verdict.")  # fmt: skip
+        return (
+            f"Only {result.rows} predictions in this window; at least {result.settings.min_rows} are needed "
+            "before anything is concluded. No verdict."
+        )
     score_changed = result.score is not None and result.score.status == "drift"
-    score_text = " The model's risk scores have changed too." if score_changed else (
-        " The model's risk scores have not changed meaningfully." if result.score is not None else "")  # fmt: skip
+    score_text = (
+        " The model's risk scores have changed too."
+        if score_changed
+        else (" The model's risk scores have not changed meaningfully." if result.score is not None else "")
+    )
     if result.verdict == "drift":
         names = ", ".join(display_name(x) for x in result.drifted) or "none of the inputs"
         count = len(result.drifted)
@@ -124,12 +139,16 @@ def advice(result: DriftResult) -> list[str]:
     tips = []
     flagged = [*result.features.values(), *([result.score] if result.score else [])]
     if any(f.unit_hint for f in flagged):
-        tips.append("A unit change is the likeliest cause where the report says so: scores for affected patients "
-                    "are unreliable until the feed is fixed or converted.")  # fmt: skip
+        tips.append(
+            "A unit change is the likeliest cause where the report says so: scores for affected patients "
+            "are unreliable until the feed is fixed or converted."
+        )
     if any("missingness" in f.reasons for f in flagged):
         tips.append("Inputs that went missing usually mean a broken interface mapping or a renamed field.")
     if any("distribution" in f.reasons and "contract" not in f.reasons for f in result.features.values()):
-        tips.append("A distribution change without a contract violation can be a real change in the patients "
-                    "seen (new service line, season, referral pattern): check with the clinical lead, then see "
-                    "whether model quality on adjudicated outcomes has moved (clinops quality).")  # fmt: skip
+        tips.append(
+            "A distribution change without a contract violation can be a real change in the patients "
+            "seen (new service line, season, referral pattern): check with the clinical lead, then see "
+            "whether model quality on adjudicated outcomes has moved (clinops quality)."
+        )
     return tips

@@ -20,10 +20,17 @@ from serving.drift.narrative import advice, display_name, feature_sentences, hea
 from serving.drift.plots import feature_svg
 
 _ORDER = {"drift": 0, "warn": 1, "insufficient-data": 2, "stable": 3}
-_BADGE = {"drift": ("#b42318", "changed"), "warn": ("#b54708", "watch"), "stable": ("#067647", "stable"),
-          "insufficient-data": ("#475467", "not judged")}  # fmt: skip
-_VERDICT = {"drift": ("#b42318", "Drift detected"), "no-drift": ("#067647", "No drift"),
-            "insufficient-data": ("#475467", "Not enough data")}  # fmt: skip
+_BADGE = {
+    "drift": ("#b42318", "changed"),
+    "warn": ("#b54708", "watch"),
+    "stable": ("#067647", "stable"),
+    "insufficient-data": ("#475467", "not judged"),
+}
+_VERDICT = {
+    "drift": ("#b42318", "Drift detected"),
+    "no-drift": ("#067647", "No drift"),
+    "insufficient-data": ("#475467", "Not enough data"),
+}
 _CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:980px;color:#101828}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}.muted{color:#475467}
 .banner{padding:14px 18px;border-radius:8px;color:#fff;font-size:16px;margin:14px 0}
@@ -77,19 +84,25 @@ def _badge(status: str) -> str:
 
 def _row(f: FeatureDrift, contract: Contract | None, min_rows: int) -> str:
     sentences = " ".join(feature_sentences(f, contract, min_rows))
-    return (f"<tr><td><a href='#f-{html.escape(f.name)}'>{html.escape(display_name(f.name))}</a></td>"
-            f"<td>{_badge(f.status)}</td><td>{html.escape(sentences)}</td><td class=n>{_fmt(f.psi)}</td>"
-            f"<td class=n>{_fmt(f.shift)}</td><td class=n>{_pct(f.missing_fraction)}</td>"
-            f"<td class=n>{_pct(f.violation_rate)}</td></tr>")  # fmt: skip
+    return (
+        f"<tr><td><a href='#f-{html.escape(f.name)}'>{html.escape(display_name(f.name))}</a></td>"
+        f"<td>{_badge(f.status)}</td><td>{html.escape(sentences)}</td><td class=n>{_fmt(f.psi)}</td>"
+        f"<td class=n>{_fmt(f.shift)}</td><td class=n>{_pct(f.missing_fraction)}</td>"
+        f"<td class=n>{_pct(f.violation_rate)}</td></tr>"
+    )
 
 
 def _section(f: FeatureDrift, contract: Contract | None, min_rows: int, charts: bool) -> str:
-    chart = (feature_svg(f, f"{display_name(f.name)}: share of patients, training vs this window") if charts
-             else None) or ""  # fmt: skip
+    chart = (
+        feature_svg(f, f"{display_name(f.name)}: share of patients, training vs this window") if charts else None
+    ) or ""
     sentences = "".join(f"<li>{html.escape(s)}</li>" for s in feature_sentences(f, contract, min_rows))
-    detail = (f"PSI {_fmt(f.psi, 3)} · KS {_fmt(f.ks, 3)} · JS distance {_fmt(f.js, 3)} · "
-              f"chi-square p {f.pvalue:.2g} · {f.present} values" if not math.isnan(f.pvalue) else
-              f"{f.present} values")  # fmt: skip
+    detail = (
+        f"PSI {_fmt(f.psi, 3)} · KS {_fmt(f.ks, 3)} · JS distance {_fmt(f.js, 3)} · "
+        f"chi-square p {f.pvalue:.2g} · {f.present} values"
+        if not math.isnan(f.pvalue)
+        else f"{f.present} values"
+    )
     return (
         f"<div class=feature id='f-{html.escape(f.name)}'><h3>{html.escape(display_name(f.name))} "
         f"{_badge(f.status)}</h3><ul>{sentences}</ul>{chart}<div class=muted>{html.escape(detail)}</div></div>"
@@ -104,8 +117,10 @@ def render_html(result: DriftResult, contract: Contract | None = None, *, charts
     malformed = sum(result.malformed_records.values())
     notes = []
     if malformed:
-        notes.append(f"{malformed} captured records could not be read and were skipped "
-                     f"({', '.join(f'{k}: {v}' for k, v in sorted(result.malformed_records.items()))}).")  # fmt: skip
+        notes.append(
+            f"{malformed} captured records could not be read and were skipped "
+            f"({', '.join(f'{k}: {v}' for k, v in sorted(result.malformed_records.items()))})."
+        )
     if result.unexpected_columns:
         notes.append("Fields the model does not use were sent: " + ", ".join(sorted(result.unexpected_columns)) + ".")
     window = f"{_when(result.first_time)} to {_when(result.last_time)}" if result.first_time else "not recorded"

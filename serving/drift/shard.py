@@ -42,8 +42,9 @@ def assign(keys: list[str], index: int, count: int) -> list[str]:
     return sorted(keys)[index::count]
 
 
-def summarize_batch(batch: CaptureBatch, baseline: Baseline, default_variant: str = DEFAULT_VARIANT
-                    ) -> dict[str, Summary]:  # fmt: skip
+def summarize_batch(
+    batch: CaptureBatch, baseline: Baseline, default_variant: str = DEFAULT_VARIANT
+) -> dict[str, Summary]:
     """One summary per endpoint variant (production and shadow variants must not be mixed)."""
     frame = batch.frame
     if "variant" not in frame.columns or frame["variant"].isna().all():

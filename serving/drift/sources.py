@@ -39,8 +39,9 @@ def s3_client(region: str | None = None) -> Any:
     return boto3.client("s3", region_name=region)
 
 
-def list_s3_keys(client: Any, location: S3Location, suffixes: tuple[str, ...] = CAPTURE_SUFFIXES,
-                 page_size: int = 1000) -> list[str]:  # fmt: skip
+def list_s3_keys(
+    client: Any, location: S3Location, suffixes: tuple[str, ...] = CAPTURE_SUFFIXES, page_size: int = 1000
+) -> list[str]:
     keys: list[str] = []
     pages = client.get_paginator("list_objects_v2").paginate(
         Bucket=location.bucket, Prefix=location.prefix, PaginationConfig={"PageSize": page_size}
@@ -68,8 +69,9 @@ def read_capture_files(files: list[Path], columns: list[str]) -> CaptureBatch:
     return combine(batches)
 
 
-def read_capture_s3(uri: str, columns: list[str], client: Any | None = None,
-                    keys: list[str] | None = None) -> CaptureBatch:  # fmt: skip
+def read_capture_s3(
+    uri: str, columns: list[str], client: Any | None = None, keys: list[str] | None = None
+) -> CaptureBatch:
     location = S3Location.parse(uri)
     client = client or s3_client()
     keys = keys if keys is not None else list_s3_keys(client, location)

@@ -78,9 +78,16 @@ class NumericCounts:
 
     def merge(self, other: NumericCounts) -> NumericCounts:
         units = Counter(self.alternate_unit_fits) + Counter(other.alternate_unit_fits)
-        return NumericCounts(self.bins + other.bins, self.missing + other.missing, self.invalid + other.invalid,
-                             self.out_of_range + other.out_of_range, self.below + other.below,
-                             self.above + other.above, self.moments.merge(other.moments), dict(units))  # fmt: skip
+        return NumericCounts(
+            self.bins + other.bins,
+            self.missing + other.missing,
+            self.invalid + other.invalid,
+            self.out_of_range + other.out_of_range,
+            self.below + other.below,
+            self.above + other.above,
+            self.moments.merge(other.moments),
+            dict(units),
+        )
 
 
 @dataclass
@@ -126,25 +133,37 @@ class Summary:
             score = self.score.merge(other.score)
         times = [t for t in (self.first_time, self.last_time, other.first_time, other.last_time) if t]
         return Summary(
-            rows=self.rows + other.rows, features={k: v.merge(other.features[k]) for k, v in self.features.items()},  # type: ignore[arg-type]
-            score=score, unexpected_columns=dict(Counter(self.unexpected_columns) + Counter(other.unexpected_columns)),
-            first_time=min(times) if times else None, last_time=max(times) if times else None,
-        )  # fmt: skip
+            rows=self.rows + other.rows,
+            features={k: v.merge(other.features[k]) for k, v in self.features.items()},  # type: ignore[arg-type]
+            score=score,
+            unexpected_columns=dict(Counter(self.unexpected_columns) + Counter(other.unexpected_columns)),
+            first_time=min(times) if times else None,
+            last_time=max(times) if times else None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": SUMMARY_FORMAT, "rows": self.rows, "first_time": self.first_time,
-                "last_time": self.last_time, "unexpected_columns": self.unexpected_columns,
-                "features": {k: _counts_to_dict(v) for k, v in self.features.items()},
-                "score": _counts_to_dict(self.score) if self.score else None}  # fmt: skip
+        return {
+            "format_version": SUMMARY_FORMAT,
+            "rows": self.rows,
+            "first_time": self.first_time,
+            "last_time": self.last_time,
+            "unexpected_columns": self.unexpected_columns,
+            "features": {k: _counts_to_dict(v) for k, v in self.features.items()},
+            "score": _counts_to_dict(self.score) if self.score else None,
+        }
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Summary:
         if doc.get("format_version") != SUMMARY_FORMAT:
             raise ValueError(f"partial summary format {doc.get('format_version')} is not {SUMMARY_FORMAT}")
-        return cls(rows=int(doc["rows"]), features={k: _counts_from_dict(v) for k, v in doc["features"].items()},
-                   score=_counts_from_dict(doc["score"]) if doc.get("score") else None,  # type: ignore[arg-type]
-                   unexpected_columns=dict(doc.get("unexpected_columns", {})), first_time=doc.get("first_time"),
-                   last_time=doc.get("last_time"))  # fmt: skip
+        return cls(
+            rows=int(doc["rows"]),
+            features={k: _counts_from_dict(v) for k, v in doc["features"].items()},
+            score=_counts_from_dict(doc["score"]) if doc.get("score") else None,  # type: ignore[arg-type]
+            unexpected_columns=dict(doc.get("unexpected_columns", {})),
+            first_time=doc.get("first_time"),
+            last_time=doc.get("last_time"),
+        )
 
 
 def merge(summaries: list[Summary]) -> Summary:
@@ -160,19 +179,35 @@ def _counts_to_dict(counts: FeatureCounts) -> dict[str, Any]:
     if isinstance(counts, CategoricalCounts):
         return {"kind": "categorical", "levels": counts.levels, "missing": counts.missing, "unseen": counts.unseen}
     m = counts.moments
-    return {"kind": "numeric", "bins": counts.bins.tolist(), "missing": counts.missing, "invalid": counts.invalid,
-            "out_of_range": counts.out_of_range, "below": counts.below, "above": counts.above,
-            "moments": [m.n, m.mean, m.m2], "alternate_unit_fits": counts.alternate_unit_fits}  # fmt: skip
+    return {
+        "kind": "numeric",
+        "bins": counts.bins.tolist(),
+        "missing": counts.missing,
+        "invalid": counts.invalid,
+        "out_of_range": counts.out_of_range,
+        "below": counts.below,
+        "above": counts.above,
+        "moments": [m.n, m.mean, m.m2],
+        "alternate_unit_fits": counts.alternate_unit_fits,
+    }
 
 
 def _counts_from_dict(doc: dict[str, Any]) -> FeatureCounts:
     if doc["kind"] == "categorical":
-        return CategoricalCounts({str(k): int(v) for k, v in doc["levels"].items()}, int(doc["missing"]),
-                                 int(doc["unseen"]))  # fmt: skip
+        return CategoricalCounts(
+            {str(k): int(v) for k, v in doc["levels"].items()}, int(doc["missing"]), int(doc["unseen"])
+        )
     n, mean, m2 = doc["moments"]
-    return NumericCounts(np.asarray(doc["bins"], dtype=np.int64), int(doc["missing"]), int(doc["invalid"]),
-                         int(doc["out_of_range"]), int(doc["below"]), int(doc["above"]),
-                         Moments(int(n), float(mean), float(m2)), dict(doc.get("alternate_unit_fits", {})))  # fmt: skip
+    return NumericCounts(
+        np.asarray(doc["bins"], dtype=np.int64),
+        int(doc["missing"]),
+        int(doc["invalid"]),
+        int(doc["out_of_range"]),
+        int(doc["below"]),
+        int(doc["above"]),
+        Moments(int(n), float(mean), float(m2)),
+        dict(doc.get("alternate_unit_fits", {})),
+    )
 
 
 def _as_float(raw: pd.Series | None, rows: int) -> tuple[np.ndarray, int]:
@@ -236,8 +271,9 @@ def numeric_counts(raw: pd.Series | None, rows: int, base: NumericBaseline, spec
             fits[alt.unit] = int(((converted >= lo) & (converted <= hi)).sum())
     moments = _moments(present)
     if not base.usable:  # the training column was empty: only missingness and violations can be judged
-        return NumericCounts(np.zeros(0, dtype=np.int64), missing, invalid, out_of_range, moments=moments,
-                             alternate_unit_fits=fits)  # fmt: skip
+        return NumericCounts(
+            np.zeros(0, dtype=np.int64), missing, invalid, out_of_range, moments=moments, alternate_unit_fits=fits
+        )
     bins, below, above = _binned(present, base.edges)
     return NumericCounts(bins, missing, invalid, out_of_range, below, above, moments, fits)
 
@@ -264,8 +300,14 @@ def _label(value: object) -> str:
     return str(value).strip()
 
 
-def summarize(frame: pd.DataFrame, baseline: Baseline, *, score_column: str = "score",
-              time_column: str = "inference_time", ignore: tuple[str, ...] = META_COLUMNS) -> Summary:  # fmt: skip
+def summarize(
+    frame: pd.DataFrame,
+    baseline: Baseline,
+    *,
+    score_column: str = "score",
+    time_column: str = "inference_time",
+    ignore: tuple[str, ...] = META_COLUMNS,
+) -> Summary:
     """Count one batch of rows (a table, or parsed capture) against the baseline."""
     rows = len(frame)
     contract = baseline.contract

@@ -42,8 +42,16 @@ def _print(result: QualityResult) -> None:
         m = w.metrics
         auc = f"{m['auc']:.3f} ({m['auc_ci95'][0]:.3f}-{m['auc_ci95'][1]:.3f})" if m else "-"
         oe = f"{m['observed_expected']:.2f}" if m and not math.isnan(m["observed_expected"]) else "-"
-        table.add_row(f"{w.start[:10]} to {w.end[:10]}", str(w.inferences), str(w.labelled), str(w.positives), auc,
-                      oe, f"{m['calibration_slope']:.2f}" if m else "-", w.status)  # fmt: skip
+        table.add_row(
+            f"{w.start[:10]} to {w.end[:10]}",
+            str(w.inferences),
+            str(w.labelled),
+            str(w.positives),
+            auc,
+            oe,
+            f"{m['calibration_slope']:.2f}" if m else "-",
+            w.status,
+        )
     console.print(table)
     for line in result.reasons:
         console.print(f"[bold red]decay:[/] {line}")
@@ -51,12 +59,27 @@ def _print(result: QualityResult) -> None:
         console.print(f"[yellow]warning:[/] {line}")
 
 
-def evaluate(inferences: pd.DataFrame, outcome_source: str, reference: ReferenceMetrics | None,
-             settings: QualitySettings, *, model: str, variant: str, contract: object = None,
-             threshold: float | None = None, as_of: pd.Timestamp | None = None) -> QualityResult:  # fmt: skip
+def evaluate(
+    inferences: pd.DataFrame,
+    outcome_source: str,
+    reference: ReferenceMetrics | None,
+    settings: QualitySettings,
+    *,
+    model: str,
+    variant: str,
+    contract: object = None,
+    threshold: float | None = None,
+    as_of: pd.Timestamp | None = None,
+) -> QualityResult:
     joined = join_outcomes(inferences, clean_outcomes(read_outcome_frames(outcome_source)))
-    windows = rolling_windows(joined.labelled, joined.inferences, settings, as_of=as_of, contract=contract,  # type: ignore[arg-type]
-                              threshold=threshold)  # fmt: skip
+    windows = rolling_windows(
+        joined.labelled,
+        joined.inferences,
+        settings,
+        as_of=as_of,
+        contract=contract,  # type: ignore[arg-type]
+        threshold=threshold,
+    )
     return judge(windows, reference, settings, model=model, variant=variant, counts=joined.counts)
 
 
@@ -84,8 +107,9 @@ def run(
     alarm_action: list[str] = typer.Option([], "--alarm-action", help="SNS topic ARN(s) for the alarms"),
 ) -> None:
     """Backtest the deployed model on adjudicated outcomes and judge decay."""
-    settings = QualitySettings(window_days=window_days, step_days=step_days, windows=windows,
-                               label_lag_days=label_lag_days)  # fmt: skip
+    settings = QualitySettings(
+        window_days=window_days, step_days=step_days, windows=windows, label_lag_days=label_lag_days
+    )
     try:
         baseline = load_baseline(baseline_path)
         reference = load_reference(baseline_metrics) if baseline_metrics else None
@@ -93,13 +117,27 @@ def run(
         frame = batch.frame
         if not len(frame) or "inference_id" not in frame.columns:
             raise InputError(f"no captured inferences with inference ids in {capture}")
-        variants = frame["variant"].fillna(DEFAULT_VARIANT) if "variant" in frame.columns else pd.Series(
-            DEFAULT_VARIANT, index=frame.index)  # fmt: skip
+        variants = (
+            frame["variant"].fillna(DEFAULT_VARIANT)
+            if "variant" in frame.columns
+            else pd.Series(DEFAULT_VARIANT, index=frame.index)
+        )
         wanted = [variant] if variant else sorted(variants.unique())
         stamp = pd.Timestamp(as_of, tz="UTC") if as_of else None
-        results = [evaluate(frame[variants == v], outcomes, reference, settings, model=baseline.model_name,
-                            variant=v, contract=baseline.contract, threshold=baseline.operating_threshold,
-                            as_of=stamp) for v in wanted]  # fmt: skip
+        results = [
+            evaluate(
+                frame[variants == v],
+                outcomes,
+                reference,
+                settings,
+                model=baseline.model_name,
+                variant=v,
+                contract=baseline.contract,
+                threshold=baseline.operating_threshold,
+                as_of=stamp,
+            )
+            for v in wanted
+        ]
     except (InputError, ValueError) as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(EXIT_UNUSABLE) from None

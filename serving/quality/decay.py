@@ -56,15 +56,30 @@ class QualityResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": 1, "verdict": self.verdict, "model": self.model, "variant": self.variant,
-                "reasons": self.reasons, "warnings": self.warnings,
-                "reference": asdict(self.reference) if self.reference else None, "judged_window": self.judged_window,
-                "counts": self.counts, "settings": self.settings.model_dump(),
-                "windows": [asdict(w) for w in self.windows]}  # fmt: skip
+        return {
+            "format_version": 1,
+            "verdict": self.verdict,
+            "model": self.model,
+            "variant": self.variant,
+            "reasons": self.reasons,
+            "warnings": self.warnings,
+            "reference": asdict(self.reference) if self.reference else None,
+            "judged_window": self.judged_window,
+            "counts": self.counts,
+            "settings": self.settings.model_dump(),
+            "windows": [asdict(w) for w in self.windows],
+        }
 
 
-def judge(windows: list[WindowQuality], reference: ReferenceMetrics | None, settings: QualitySettings, *,
-          model: str, variant: str, counts: dict[str, int]) -> QualityResult:  # fmt: skip
+def judge(
+    windows: list[WindowQuality],
+    reference: ReferenceMetrics | None,
+    settings: QualitySettings,
+    *,
+    model: str,
+    variant: str,
+    counts: dict[str, int],
+) -> QualityResult:
     s = settings
     index = next((i for i, w in enumerate(windows) if w.status == "ok"), None)
     result = QualityResult("insufficient-data", model, variant, [], [], reference, windows, counts, s, index)

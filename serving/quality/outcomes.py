@@ -35,8 +35,9 @@ def _read_csv(source: Any, name: str) -> pd.DataFrame:
         raise InputError(f"outcome file {name} is not a readable CSV: {str(exc).splitlines()[0]}") from None
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
-        raise InputError(f"outcome file {name} lacks column(s) {', '.join(missing)}; expected {', '.join(REQUIRED)}"
-                         ", outcome_time")  # fmt: skip
+        raise InputError(
+            f"outcome file {name} lacks column(s) {', '.join(missing)}; expected {', '.join(REQUIRED)}, outcome_time"
+        )
     return frame
 
 

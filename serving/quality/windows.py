@@ -75,9 +75,17 @@ def observed_expected(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
 def window_metrics(y: np.ndarray, p: np.ndarray, threshold: float | None) -> dict[str, Any]:
     auc, se, lo, hi = auc_with_ci(y, p)
     oe, oe_p = observed_expected(y, p)
-    metrics = {"auc": auc, "auc_se": se, "auc_ci95": [lo, hi], "brier": float(brier_score_loss(y, p)),
-               **calibration(y, p), "observed_rate": float(y.mean()), "mean_predicted": float(p.mean()),
-               "observed_expected": oe, "observed_expected_pvalue": oe_p}  # fmt: skip
+    metrics = {
+        "auc": auc,
+        "auc_se": se,
+        "auc_ci95": [lo, hi],
+        "brier": float(brier_score_loss(y, p)),
+        **calibration(y, p),
+        "observed_rate": float(y.mean()),
+        "mean_predicted": float(p.mean()),
+        "observed_expected": oe,
+        "observed_expected_pvalue": oe_p,
+    }
     if threshold is not None:
         point = at_threshold(y, p, threshold)
         metrics |= {k: point[k] for k in ("threshold", "sensitivity", "ppv", "alert_rate")}
@@ -102,14 +110,23 @@ def _subgroups(frame: pd.DataFrame, contract: Contract | None, s: QualitySetting
             table[str(group)] = row
         judged = {g: r["auc"] for g, r in table.items() if r["status"] == "ok"}
         gap = max(judged.values()) - min(judged.values()) if len(judged) >= 2 else math.nan
-        out[name] = {"groups": table, "auc_gap": gap,
-                     "lowest_group": min(judged, key=judged.__getitem__) if judged else None}  # fmt: skip
+        out[name] = {
+            "groups": table,
+            "auc_gap": gap,
+            "lowest_group": min(judged, key=judged.__getitem__) if judged else None,
+        }
     return out
 
 
-def rolling_windows(labelled: pd.DataFrame, inferences: pd.DataFrame, settings: QualitySettings | None = None, *,
-                    as_of: pd.Timestamp | None = None, contract: Contract | None = None,
-                    threshold: float | None = None) -> list[WindowQuality]:  # fmt: skip
+def rolling_windows(
+    labelled: pd.DataFrame,
+    inferences: pd.DataFrame,
+    settings: QualitySettings | None = None,
+    *,
+    as_of: pd.Timestamp | None = None,
+    contract: Contract | None = None,
+    threshold: float | None = None,
+) -> list[WindowQuality]:
     """Windows newest first. `labelled` has score, outcome, inference_time (UTC) and any attributes;
     `inferences` has every usable inference's time (the coverage denominator)."""
     s = settings or QualitySettings()
@@ -128,8 +145,16 @@ def rolling_windows(labelled: pd.DataFrame, inferences: pd.DataFrame, settings: 
         negatives = len(y) - positives
         coverage = len(part) / made if made else math.nan
         enough = positives >= s.min_positives and negatives >= s.min_negatives and coverage >= s.min_label_coverage
-        window = WindowQuality(start.isoformat(), end.isoformat(), made, len(part), positives, negatives, coverage,
-                               "ok" if enough else "insufficient-data")  # fmt: skip
+        window = WindowQuality(
+            start.isoformat(),
+            end.isoformat(),
+            made,
+            len(part),
+            positives,
+            negatives,
+            coverage,
+            "ok" if enough else "insufficient-data",
+        )
         if positives >= 2 and negatives >= 2:  # shown for context even when too small to judge
             window.metrics = window_metrics(y, p, threshold)
             window.subgroups = _subgroups(part, contract, s)

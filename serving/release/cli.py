@@ -106,8 +106,13 @@ def release_cmd(
 
     def action() -> Any:
         _, aws, who, project = _context(stack, actor, root)
-        releaser = Releaser(project, aws, _evidence(evidence), gate_options=GateOptions(engines=tuple(engine)),
-                            say=lambda line: console.print(Text(line)))  # fmt: skip
+        releaser = Releaser(
+            project,
+            aws,
+            _evidence(evidence),
+            gate_options=GateOptions(engines=tuple(engine)),
+            say=lambda line: console.print(Text(line)),
+        )
         return releaser.release(ReleaseRequest(stack, model, package, reason, who, shadow=shadow, dry_run=dry_run))
 
     outcome = _run(action)
@@ -145,8 +150,12 @@ def verify_cmd(
         if finding.level == ROLLBACK:
             err.print(Panel(Text(finding.message), title="ENDPOINT NOT ON ITS PIN", style="bold red"))
     code = report.exit_code
-    console.print(Text(f"{code.name} (exit {int(code)}); evidence seq {report.evidence_seq}",
-                       style="bold green" if code == ExitCode.OK else "bold red"))  # fmt: skip
+    console.print(
+        Text(
+            f"{code.name} (exit {int(code)}); evidence seq {report.evidence_seq}",
+            style="bold green" if code == ExitCode.OK else "bold red",
+        )
+    )
     raise typer.Exit(int(code))
 
 
@@ -185,9 +194,17 @@ def shadow_report_cmd(
             criteria = ShadowCriteria(min_matched=min_samples, latency_p99_ms=criteria.latency_p99_ms)
         start = since.replace(tzinfo=dt.UTC) if since and since.tzinfo is None else since
         report = run_report(
-            aws, config, chosen, criteria=criteria, capture=capture, contract=contract, shadow_arn=package,
-            threshold=threshold, since=start, use_cloudwatch=cloudwatch,
-        )  # fmt: skip
+            aws,
+            config,
+            chosen,
+            criteria=criteria,
+            capture=capture,
+            contract=contract,
+            shadow_arn=package,
+            threshold=threshold,
+            since=start,
+            use_cloudwatch=cloudwatch,
+        )
         write_report(report, out or default_out_dir(stack, model, report.inputs.shadow_arn))
         return record_report(report, _evidence(evidence), actor=who, reason=reason)
 

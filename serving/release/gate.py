@@ -55,9 +55,12 @@ def run(stack: str, staged_root: Path, options: GateOptions) -> GateResult:
     text = dumps(plan)
     try:
         verdict = run_gate(
-            parse_plan(plan), text, engines=options.engines, exceptions_path=options.exceptions_path or DEFAULT_PATH,
+            parse_plan(plan),
+            text,
+            engines=options.engines,
+            exceptions_path=options.exceptions_path or DEFAULT_PATH,
             today=options.today,
-        )  # fmt: skip
+        )
     except ExceptionsFileError as exc:
         raise UnusableInput(str(exc)) from None
     blocking = [

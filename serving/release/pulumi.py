@@ -12,9 +12,16 @@ from pathlib import Path
 
 def up_command(stack: str) -> list[str]:
     return [
-        "pulumi", "up", "--stack", stack, "--yes", "--policy-pack", "policies",
-        "--policy-pack-config", f"policies/config/{stack}.json",
-    ]  # fmt: skip
+        "pulumi",
+        "up",
+        "--stack",
+        stack,
+        "--yes",
+        "--policy-pack",
+        "policies",
+        "--policy-pack-config",
+        f"policies/config/{stack}.json",
+    ]
 
 
 def shown(command: list[str]) -> str:

@@ -81,8 +81,12 @@ def _unique(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 def _operations(ops: VariantOperations | None) -> dict[str, float | None] | None:
     if ops is None:
         return None
-    return {"invocations": ops.invocations, "errors_5xx": ops.errors_5xx, "error_rate": ops.error_rate,
-            "latency_p99_ms": ops.latency_p99_ms}  # fmt: skip
+    return {
+        "invocations": ops.invocations,
+        "errors_5xx": ops.errors_5xx,
+        "error_rate": ops.error_rate,
+        "latency_p99_ms": ops.latency_p99_ms,
+    }
 
 
 def compare(
@@ -107,12 +111,16 @@ def compare(
     s = valid["score_shadow"].astype(float).to_numpy()
     shadow_invalid = int((~_valid(shadow["score"])).sum()) if len(shadow) else 0
     counts = {
-        "production_rows": len(production), "shadow_rows": len(shadow), "matched": len(pairs),
-        "matched_valid": len(valid), "production_unmatched": len(prod_unique) - len(pairs),
-        "shadow_unmatched": len(shadow_unique) - len(pairs), "ambiguous_ids": prod_dupes + shadow_dupes,
+        "production_rows": len(production),
+        "shadow_rows": len(shadow),
+        "matched": len(pairs),
+        "matched_valid": len(valid),
+        "production_unmatched": len(prod_unique) - len(pairs),
+        "shadow_unmatched": len(shadow_unique) - len(pairs),
+        "ambiguous_ids": prod_dupes + shadow_dupes,
         "shadow_invalid": shadow_invalid,
         "production_invalid": int((~_valid(production["score"])).sum()) if len(production) else 0,
-    }  # fmt: skip
+    }
     scores = _score_stats(p, s, production_threshold, shadow_threshold)
     scores["shadow_invalid_rate"] = shadow_invalid / len(shadow) if len(shadow) else None
     operations = {"production": _operations(production_ops), "shadow": _operations(shadow_ops)}
@@ -123,18 +131,30 @@ def compare(
 
 def _score_stats(p: np.ndarray, s: np.ndarray, tp: float, ts: float) -> dict[str, float | None]:
     if len(p) == 0:
-        return {"production_threshold": tp, "shadow_threshold": ts, "agreement": None, "mean_abs_diff": None,
-                "p95_abs_diff": None, "ks_statistic": None, "ks_pvalue": None, "production_flag_rate": None,
-                "shadow_flag_rate": None}  # fmt: skip
+        return {
+            "production_threshold": tp,
+            "shadow_threshold": ts,
+            "agreement": None,
+            "mean_abs_diff": None,
+            "p95_abs_diff": None,
+            "ks_statistic": None,
+            "ks_pvalue": None,
+            "production_flag_rate": None,
+            "shadow_flag_rate": None,
+        }
     diff = np.abs(p - s)
     ks = ks_2samp(p, s)
     return {
-        "production_threshold": tp, "shadow_threshold": ts,
-        "agreement": float(np.mean((p >= tp) == (s >= ts))), "mean_abs_diff": float(diff.mean()),
-        "p95_abs_diff": float(np.quantile(diff, 0.95)), "ks_statistic": float(ks.statistic),
-        "ks_pvalue": float(ks.pvalue), "production_flag_rate": float(np.mean(p >= tp)),
+        "production_threshold": tp,
+        "shadow_threshold": ts,
+        "agreement": float(np.mean((p >= tp) == (s >= ts))),
+        "mean_abs_diff": float(diff.mean()),
+        "p95_abs_diff": float(np.quantile(diff, 0.95)),
+        "ks_statistic": float(ks.statistic),
+        "ks_pvalue": float(ks.pvalue),
+        "production_flag_rate": float(np.mean(p >= tp)),
         "shadow_flag_rate": float(np.mean(s >= ts)),
-    }  # fmt: skip
+    }
 
 
 def _check(result: ShadowComparison, name: str, value: float | None, limit: float, ok: bool | None) -> None:
@@ -151,12 +171,23 @@ def _judge(
     if matched < criteria.min_matched:
         inconclusive.append(f"only {matched} matched requests with valid scores (needs {criteria.min_matched})")
     else:
-        _check(result, "agreement", scores["agreement"], criteria.min_agreement,
-               scores["agreement"] >= criteria.min_agreement)  # type: ignore[operator]  # fmt: skip
-        _check(result, "mean_abs_diff", scores["mean_abs_diff"], criteria.max_mean_abs_diff,
-               scores["mean_abs_diff"] <= criteria.max_mean_abs_diff)  # type: ignore[operator]  # fmt: skip
-        _check(result, "ks_statistic", scores["ks_statistic"], criteria.max_ks,
-               scores["ks_statistic"] <= criteria.max_ks)  # type: ignore[operator]  # fmt: skip
+        _check(
+            result,
+            "agreement",
+            scores["agreement"],
+            criteria.min_agreement,
+            scores["agreement"] >= criteria.min_agreement,
+        )  # type: ignore[operator]
+        _check(
+            result,
+            "mean_abs_diff",
+            scores["mean_abs_diff"],
+            criteria.max_mean_abs_diff,
+            scores["mean_abs_diff"] <= criteria.max_mean_abs_diff,
+        )  # type: ignore[operator]
+        _check(
+            result, "ks_statistic", scores["ks_statistic"], criteria.max_ks, scores["ks_statistic"] <= criteria.max_ks
+        )  # type: ignore[operator]
     invalid = scores["shadow_invalid_rate"]
     if invalid is not None:
         _check(result, "shadow_invalid_rate", invalid, criteria.max_invalid_rate, invalid <= criteria.max_invalid_rate)
@@ -164,8 +195,13 @@ def _judge(
         inconclusive.append("no CloudWatch invocation metrics for both variants over the window")
     else:
         increase = shadow.error_rate - prod.error_rate
-        _check(result, "error_rate_increase", increase, criteria.max_error_rate_increase,
-               increase <= criteria.max_error_rate_increase)  # fmt: skip
+        _check(
+            result,
+            "error_rate_increase",
+            increase,
+            criteria.max_error_rate_increase,
+            increase <= criteria.max_error_rate_increase,
+        )
         latency = shadow.latency_p99_ms
         if latency is None or math.isnan(latency):
             inconclusive.append("no p99 ModelLatency for the shadow variant")

@@ -119,8 +119,15 @@ def resolve_inputs(
     shadow_threshold, s_source = _threshold(aws, candidate, threshold)
     start = since or (endpoint or {}).get("LastModifiedTime") or now - dt.timedelta(days=1)
     start = start if start.tzinfo else start.replace(tzinfo=dt.UTC)
-    return ShadowInputs(model.package_arn, candidate, production_threshold, shadow_threshold, start, now,
-                        {"production": p_source, "shadow": s_source})  # fmt: skip
+    return ShadowInputs(
+        model.package_arn,
+        candidate,
+        production_threshold,
+        shadow_threshold,
+        start,
+        now,
+        {"production": p_source, "shadow": s_source},
+    )
 
 
 def operations(aws: StackAws, endpoint: str, since: dt.datetime, until: dt.datetime) -> dict[str, VariantOperations]:
@@ -131,10 +138,24 @@ def operations(aws: StackAws, endpoint: str, since: dt.datetime, until: dt.datet
         for metric, stat in (("Invocations", "Sum"), ("Invocation5XXErrors", "Sum"), ("ModelLatency", "p99")):
             qid = f"{variant.lower()}_{metric.lower()}"
             keys[qid] = (variant, metric)
-            queries.append({"Id": qid, "ReturnData": True, "MetricStat": {"Stat": stat, "Period": period, "Metric": {
-                "Namespace": "AWS/SageMaker", "MetricName": metric,
-                "Dimensions": [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}],
-            }}})  # fmt: skip
+            queries.append(
+                {
+                    "Id": qid,
+                    "ReturnData": True,
+                    "MetricStat": {
+                        "Stat": stat,
+                        "Period": period,
+                        "Metric": {
+                            "Namespace": "AWS/SageMaker",
+                            "MetricName": metric,
+                            "Dimensions": [
+                                {"Name": "EndpointName", "Value": endpoint},
+                                {"Name": "VariantName", "Value": variant},
+                            ],
+                        },
+                    },
+                }
+            )
     answer = aws.call("cloudwatch", "get_metric_data", MetricDataQueries=queries, StartTime=since, EndTime=until)
     values: dict[tuple[str, str], list[float]] = {}
     for result in answer.get("MetricDataResults", []):
@@ -173,10 +194,16 @@ class ShadowReport:
 
     def document(self) -> dict[str, Any]:
         inputs = asdict(self.inputs) | {"since": self.inputs.since.isoformat(), "until": self.inputs.until.isoformat()}
-        return finite({
-            "stack": self.stack, "model": self.model, "capture_source": self.capture_source,
-            "inputs": inputs, "criteria": asdict(self.criteria), **self.comparison.as_dict(),
-        })  # fmt: skip
+        return finite(
+            {
+                "stack": self.stack,
+                "model": self.model,
+                "capture_source": self.capture_source,
+                "inputs": inputs,
+                "criteria": asdict(self.criteria),
+                **self.comparison.as_dict(),
+            }
+        )
 
 
 def finite(value: Any) -> Any:
@@ -197,12 +224,15 @@ def _fmt(value: Any) -> str:
 def markdown(report: ShadowReport) -> str:
     doc, comparison = report.document(), report.comparison
     lines = [
-        f"# Shadow report: {report.model} in {report.stack} - {comparison.verdict.upper()}", "",
+        f"# Shadow report: {report.model} in {report.stack} - {comparison.verdict.upper()}",
+        "",
         f"- production: `{report.inputs.production_arn}` (threshold {_fmt(report.inputs.production_threshold)})",
         f"- shadow: `{report.inputs.shadow_arn}` (threshold {_fmt(report.inputs.shadow_threshold)})",
-        f"- window: {doc['inputs']['since']} to {doc['inputs']['until']}; capture: {report.capture_source}", "",
-        "| criterion | value | limit | result |", "|---|---|---|---|",
-    ]  # fmt: skip
+        f"- window: {doc['inputs']['since']} to {doc['inputs']['until']}; capture: {report.capture_source}",
+        "",
+        "| criterion | value | limit | result |",
+        "|---|---|---|---|",
+    ]
     for check in comparison.checks:
         result = {True: "pass", False: "FAIL", None: "-"}[check["passed"]]
         lines.append(f"| {check['criterion']} | {_fmt(check['value'])} | {_fmt(check['limit'])} | {result} |")
@@ -248,8 +278,9 @@ def run_report(
     now = now or dt.datetime.now(dt.UTC)
     endpoint_name = names.endpoint_name(config.stack, model.name)
     endpoint = describe_endpoint(aws, endpoint_name) if capture is None or since is None else None
-    inputs = resolve_inputs(aws, config, model, shadow_arn=shadow_arn, threshold=threshold, since=since, now=now,
-                            endpoint=endpoint)  # fmt: skip
+    inputs = resolve_inputs(
+        aws, config, model, shadow_arn=shadow_arn, threshold=threshold, since=since, now=now, endpoint=endpoint
+    )
     if capture is None:
         destination = ((endpoint or {}).get("DataCaptureConfig") or {}).get("DestinationS3Uri")
         if not destination:
@@ -265,10 +296,14 @@ def run_report(
     rows = rows.loc[rows["endpoint"] == endpoint_name]  # a shared capture folder may hold other endpoints
     ops = operations(aws, endpoint_name, inputs.since, inputs.until) if use_cloudwatch else {}
     comparison = compare(
-        rows.loc[rows["variant"] == names.VARIANT], rows.loc[rows["variant"] == names.SHADOW_VARIANT],
-        production_threshold=inputs.production_threshold, shadow_threshold=inputs.shadow_threshold,
-        criteria=criteria, production_ops=ops.get(names.VARIANT), shadow_ops=ops.get(names.SHADOW_VARIANT),
-    )  # fmt: skip
+        rows.loc[rows["variant"] == names.VARIANT],
+        rows.loc[rows["variant"] == names.SHADOW_VARIANT],
+        production_threshold=inputs.production_threshold,
+        shadow_threshold=inputs.shadow_threshold,
+        criteria=criteria,
+        production_ops=ops.get(names.VARIANT),
+        shadow_ops=ops.get(names.SHADOW_VARIANT),
+    )
     return ShadowReport(config.stack, model.name, inputs, criteria, capture, comparison, [])
 
 
@@ -276,16 +311,28 @@ def record_report(report: ShadowReport, evidence: EvidenceLocation, *, actor: st
     document = report.document()
     digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
     details = {
-        "passed": report.comparison.verdict == PASS, "verdict": report.comparison.verdict,
-        "production_package": report.inputs.production_arn, "counts": report.comparison.counts,
-        "scores": report.comparison.scores, "operations": report.comparison.operations,
-        "checks": report.comparison.checks, "reasons": report.comparison.reasons, "criteria": document["criteria"],
+        "passed": report.comparison.verdict == PASS,
+        "verdict": report.comparison.verdict,
+        "production_package": report.inputs.production_arn,
+        "counts": report.comparison.counts,
+        "scores": report.comparison.scores,
+        "operations": report.comparison.operations,
+        "checks": report.comparison.checks,
+        "reasons": report.comparison.reasons,
+        "criteria": document["criteria"],
         "window": {"since": document["inputs"]["since"], "until": document["inputs"]["until"]},
-        "report_sha256": digest, "report_files": [str(p) for p in report.paths],
-    }  # fmt: skip
+        "report_sha256": digest,
+        "report_files": [str(p) for p in report.paths],
+    }
     entry = record(
-        evidence.log(report.stack), "shadow", CHECK_SHADOW, model=report.model,
-        package_arn=report.inputs.shadow_arn, actor=actor, reason=reason, details=finite(details),
-    )  # fmt: skip
+        evidence.log(report.stack),
+        "shadow",
+        CHECK_SHADOW,
+        model=report.model,
+        package_arn=report.inputs.shadow_arn,
+        actor=actor,
+        reason=reason,
+        details=finite(details),
+    )
     report.evidence_seq = entry.seq
     return report

@@ -178,9 +178,15 @@ class Verifier:
                 fired.append(alarm)
                 continue
             history = self.aws.call(
-                "cloudwatch", "describe_alarm_history", AlarmName=alarm, HistoryItemType="StateUpdate",
-                StartDate=now - self.lookback, EndDate=now, ScanBy="TimestampDescending", MaxRecords=50,
-            )  # fmt: skip
+                "cloudwatch",
+                "describe_alarm_history",
+                AlarmName=alarm,
+                HistoryItemType="StateUpdate",
+                StartDate=now - self.lookback,
+                EndDate=now,
+                ScanBy="TimestampDescending",
+                MaxRecords=50,
+            )
             if any("to ALARM" in item.get("HistorySummary", "") for item in history.get("AlarmHistoryItems", [])):
                 fired.append(alarm)
         return fired
@@ -244,8 +250,10 @@ class Verifier:
         wanted = model.serving.data_capture_percent
         problems = []
         if not capture.get("EnableCapture") or capture.get("CaptureStatus") != "Started":
-            problems.append(f"capture is off (EnableCapture={capture.get('EnableCapture')}, "
-                            f"CaptureStatus={capture.get('CaptureStatus')})")  # fmt: skip
+            problems.append(
+                f"capture is off (EnableCapture={capture.get('EnableCapture')}, "
+                f"CaptureStatus={capture.get('CaptureStatus')})"
+            )
         if capture and capture.get("CurrentSamplingPercentage") != wanted:
             problems.append(f"sampling {capture.get('CurrentSamplingPercentage')}%, configured {wanted}%")
         destination = str(capture.get("DestinationS3Uri", ""))
@@ -317,10 +325,16 @@ def record_verification(
 
     try:
         mark_verified(
-            aws.client("ssm"), aws.client("sagemaker"), stack=report.stack, model=report.model,
-            endpoint_config=report.serving_config, package_arn=report.package_arn, evidence_anchor=str(entry.anchor),
-            actor=actor, clock=clock,
-        )  # fmt: skip
+            aws.client("ssm"),
+            aws.client("sagemaker"),
+            stack=report.stack,
+            model=report.model,
+            endpoint_config=report.serving_config,
+            package_arn=report.package_arn,
+            evidence_anchor=str(entry.anchor),
+            actor=actor,
+            clock=clock,
+        )
     except ClientError as exc:
         raise AwsUnavailable(
             f"verification passed and is recorded (evidence seq {entry.seq}), but the verified marker for "

@@ -27,8 +27,13 @@ def contract() -> Contract:
 def toy_scores(frame: pd.DataFrame) -> np.ndarray:
     """A fixed logistic model of a few features: deterministic, so score drift follows input drift."""
     x = features(frame, contract())
-    z = (-3.2 + 0.35 * x["prior_admissions_12m"].fillna(0) + 0.15 * x["charlson_index"].fillna(0)
-         + 0.25 * np.log(x["creatinine"].fillna(1.0).clip(0.1)) + 0.01 * (x["age"].fillna(60) - 60))  # fmt: skip
+    z = (
+        -3.2
+        + 0.35 * x["prior_admissions_12m"].fillna(0)
+        + 0.15 * x["charlson_index"].fillna(0)
+        + 0.25 * np.log(x["creatinine"].fillna(1.0).clip(0.1))
+        + 0.01 * (x["age"].fillna(60) - 60)
+    )
     return (1 / (1 + np.exp(-z))).to_numpy()
 
 

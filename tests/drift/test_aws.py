@@ -55,8 +55,9 @@ def test_capture_is_read_from_s3_across_pages(tmp_path: Path) -> None:
 
 @mock_aws
 def test_metrics_reach_cloudwatch_with_model_variant_feature_dimensions() -> None:
-    result = detect_drift(baseline(), window(3000, seed=22, injections=Injections(unit_change="creatinine")),
-                          variant="blue")  # fmt: skip
+    result = detect_drift(
+        baseline(), window(3000, seed=22, injections=Injections(unit_change="creatinine")), variant="blue"
+    )
     cloudwatch = boto3.client("cloudwatch", region_name=REGION)
     sent = publish(result, cloudwatch, timestamp=datetime.now(UTC))
     listed = cloudwatch.get_paginator("list_metrics").paginate(Namespace=NAMESPACE).build_full_result()["Metrics"]
@@ -65,11 +66,18 @@ def test_metrics_reach_cloudwatch_with_model_variant_feature_dimensions() -> Non
     assert ("PSI", (("Feature", "creatinine"), ("Model", "readmission-risk"), ("Variant", "blue"))) in keyed
     assert ("Drift", (("Model", "readmission-risk"), ("Variant", "blue"))) in keyed
     drift_flags = cloudwatch.get_metric_statistics(
-        Namespace=NAMESPACE, MetricName="Drift", Statistics=["Maximum"], Period=60,
-        Dimensions=[{"Name": "Model", "Value": "readmission-risk"}, {"Name": "Variant", "Value": "blue"},
-                    {"Name": "Feature", "Value": "creatinine"}],
-        StartTime=datetime(2020, 1, 1, tzinfo=UTC), EndTime=datetime(2100, 1, 1, tzinfo=UTC),
-    )["Datapoints"]  # fmt: skip
+        Namespace=NAMESPACE,
+        MetricName="Drift",
+        Statistics=["Maximum"],
+        Period=60,
+        Dimensions=[
+            {"Name": "Model", "Value": "readmission-risk"},
+            {"Name": "Variant", "Value": "blue"},
+            {"Name": "Feature", "Value": "creatinine"},
+        ],
+        StartTime=datetime(2020, 1, 1, tzinfo=UTC),
+        EndTime=datetime(2100, 1, 1, tzinfo=UTC),
+    )["Datapoints"]
     assert [p["Maximum"] for p in drift_flags] == [1.0]
 
 

@@ -23,8 +23,15 @@ AT = datetime(2025, 7, 1, 8, 30, tzinfo=UTC)
 @pytest.mark.parametrize("encoding", ["CSV", "JSON", "BASE64"])
 def test_capture_round_trip(tmp_path: Path, encoding: str) -> None:
     frame = window(60, seed=1)
-    write_capture(frame[COLUMNS], frame["score"].to_numpy(), tmp_path, COLUMNS, encoding=encoding,  # type: ignore[arg-type]
-                  endpoint="readmission-prod", variant="blue")  # fmt: skip
+    write_capture(
+        frame[COLUMNS],
+        frame["score"].to_numpy(),
+        tmp_path,
+        COLUMNS,
+        encoding=encoding,  # type: ignore[arg-type]
+        endpoint="readmission-prod",
+        variant="blue",
+    )
     batch = read_current(str(tmp_path), COLUMNS)
     got = batch.frame.sort_values("inference_id", key=lambda s: s.str.split("-").str[-1].astype(int))
     assert not batch.malformed and batch.events == 60 and len(got) == 60
@@ -37,18 +44,34 @@ def test_capture_round_trip(tmp_path: Path, encoding: str) -> None:
 
 
 def _event(data: object, encoding: str, content_type: str, output: object = "0.25") -> str:
-    return json.dumps({"captureData": {
-        "endpointInput": {"observedContentType": content_type, "mode": "INPUT", "data": data, "encoding": encoding},
-        "endpointOutput": {"observedContentType": content_type, "mode": "OUTPUT", "data": output,
-                           "encoding": encoding}},
-        "eventMetadata": {"eventId": "e-1", "inferenceTime": "2025-07-01T08:00:00Z"}, "eventVersion": "0"})  # fmt: skip
+    return json.dumps(
+        {
+            "captureData": {
+                "endpointInput": {
+                    "observedContentType": content_type,
+                    "mode": "INPUT",
+                    "data": data,
+                    "encoding": encoding,
+                },
+                "endpointOutput": {
+                    "observedContentType": content_type,
+                    "mode": "OUTPUT",
+                    "data": output,
+                    "encoding": encoding,
+                },
+            },
+            "eventMetadata": {"eventId": "e-1", "inferenceTime": "2025-07-01T08:00:00Z"},
+            "eventVersion": "0",
+        }
+    )
 
 
 def test_multi_record_requests_get_one_row_each_with_indexed_ids() -> None:
     record = window(3, seed=2)[COLUMNS].to_dict(orient="records")
     clean = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in record]
-    json_line = _event(json.dumps({"instances": clean}), "JSON", "application/json",
-                       json.dumps({"predictions": [0.1, 0.2, 0.3]}))  # fmt: skip
+    json_line = _event(
+        json.dumps({"instances": clean}), "JSON", "application/json", json.dumps({"predictions": [0.1, 0.2, 0.3]})
+    )
     header = ",".join(COLUMNS)
     rows = "\n".join(",".join("" if v is None else str(v) for v in r.values()) for r in clean)
     csv_line = _event(f"{header}\n{rows}", "CSV", "text/csv", "0.1,0.9\n0.2,0.8\n0.3,0.7")
@@ -59,8 +82,9 @@ def test_multi_record_requests_get_one_row_each_with_indexed_ids() -> None:
 
 
 def test_malformed_lines_are_counted_by_reason_and_never_stop_the_job() -> None:
-    good = capture_line(window(1, seed=3)[COLUMNS].iloc[0].to_dict(), COLUMNS, 0.3, event_id="e", inference_id="i",
-                        at=AT)  # fmt: skip
+    good = capture_line(
+        window(1, seed=3)[COLUMNS].iloc[0].to_dict(), COLUMNS, 0.3, event_id="e", inference_id="i", at=AT
+    )
     lines = [
         good,
         "{not json",
@@ -73,8 +97,13 @@ def test_malformed_lines_are_counted_by_reason_and_never_stop_the_job() -> None:
     ]
     batch = parse_lines(lines, COLUMNS)
     assert batch.events == 7 and len(batch.frame) == 3  # two good lines + one with an unreadable output
-    assert dict(batch.malformed) == {"not_json": 1, "no_capture_data": 1, "input_column_count": 1,
-                                     "input_base64": 1, "output_unreadable": 1}  # fmt: skip
+    assert dict(batch.malformed) == {
+        "not_json": 1,
+        "no_capture_data": 1,
+        "input_column_count": 1,
+        "input_base64": 1,
+        "output_unreadable": 1,
+    }
     assert batch.frame["score"].isna().sum() == 1
     assert batch.frame["inference_id"].iloc[0] == "i"
 
@@ -93,8 +122,9 @@ def test_synthetic_traffic_is_left_out_and_counted_apart(tmp_path: Path) -> None
     frame = window(40, seed=5)
     write_capture(frame[COLUMNS], frame["score"].to_numpy(), tmp_path / "real", COLUMNS)
     synthetic = window(25, seed=6)
-    write_capture(synthetic[COLUMNS], np.full(25, 0.99), tmp_path / "canary", COLUMNS,
-                  id_prefix=synthetic_inference_id())  # fmt: skip
+    write_capture(
+        synthetic[COLUMNS], np.full(25, 0.99), tmp_path / "canary", COLUMNS, id_prefix=synthetic_inference_id()
+    )
     for file in (tmp_path / "canary").rglob("*.jsonl"):  # the canary's lines land in the same hourly files
         target = tmp_path / "real" / file.relative_to(tmp_path / "canary")
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -54,8 +54,9 @@ def test_each_pinned_model_gets_a_scheduled_drift_pipeline() -> None:
         for s in states
         if s["type"] == "aws:sagemaker/pipeline:Pipeline" and s["inputs"]["pipelineName"].endswith("-drift")
     ]  # beside it: batch scoring (serving.transform)
-    schedules = [s for s in states if s["type"] == "aws:scheduler/schedule:Schedule"
-                 and s["inputs"]["name"].endswith("-drift")]  # fmt: skip
+    schedules = [
+        s for s in states if s["type"] == "aws:scheduler/schedule:Schedule" and s["inputs"]["name"].endswith("-drift")
+    ]
     assert [p["inputs"]["pipelineName"] for p in pipelines] == ["clinops-prod-readmission-risk-drift"]
     assert schedules[0]["inputs"]["scheduleExpression"] == "cron(0 6 * * ? *)"
     assert schedules[0]["propertyDependencies"]["target"]

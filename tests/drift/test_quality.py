@@ -31,8 +31,15 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-z))
 
 
-def inferences(n: int = 9000, seed: int = 0, *, decay_after: int | None = None, miscalibrated: bool = False,
-               noisy_group: str | None = None, days: int = DAYS) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+def inferences(
+    n: int = 9000,
+    seed: int = 0,
+    *,
+    decay_after: int | None = None,
+    miscalibrated: bool = False,
+    noisy_group: str | None = None,
+    days: int = DAYS,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scored inferences over DAYS days with outcomes drawn from the true risk. Knobs break the model: after day
     `decay_after` the score stops ranking patients well; `miscalibrated` makes events 1.6x the predicted rate;
     `noisy_group` makes outcomes for one payer ignore the score (as unreliable ascertainment would)."""
@@ -50,12 +57,23 @@ def inferences(n: int = 9000, seed: int = 0, *, decay_after: int | None = None, 
     if noisy_group is not None:
         noisy = payer == noisy_group
         truth[noisy] = rng.permutation(truth[noisy])
-    frame = pd.DataFrame({
-        "inference_id": [f"inf-{i}" for i in range(n)], "inference_time": START + pd.to_timedelta(day, unit="D"),
-        "score": score, "payer": payer, "sex": rng.choice(["F", "M"], n), "age": rng.integers(18, 91, n),
-    })  # fmt: skip
-    outcomes = pd.DataFrame({"inference_id": frame["inference_id"], "outcome": (rng.random(n) < truth).astype(int),
-                             "outcome_time": frame["inference_time"] + pd.Timedelta(days=40)})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "inference_id": [f"inf-{i}" for i in range(n)],
+            "inference_time": START + pd.to_timedelta(day, unit="D"),
+            "score": score,
+            "payer": payer,
+            "sex": rng.choice(["F", "M"], n),
+            "age": rng.integers(18, 91, n),
+        }
+    )
+    outcomes = pd.DataFrame(
+        {
+            "inference_id": frame["inference_id"],
+            "outcome": (rng.random(n) < truth).astype(int),
+            "outcome_time": frame["inference_time"] + pd.Timedelta(days=40),
+        }
+    )
     return frame, outcomes
 
 
@@ -71,15 +89,20 @@ def test_join_counts_pending_orphans_duplicates_and_conflicts() -> None:
     later = outcomes.iloc[:5].assign(
         outcome=1 - outcomes["outcome"].iloc[:5], outcome_time=outcomes["outcome_time"].iloc[:5] + pd.Timedelta(days=3)
     )
-    extra = pd.DataFrame({"inference_id": ["ghost", "", "inf-7"], "outcome": ["1", "0", "maybe"],
-                          "outcome_time": ["2025-03-01"] * 3})  # fmt: skip
+    extra = pd.DataFrame(
+        {"inference_id": ["ghost", "", "inf-7"], "outcome": ["1", "0", "maybe"], "outcome_time": ["2025-03-01"] * 3}
+    )
     rows = pd.concat([outcomes.iloc[:150], later, outcomes.iloc[:2]], ignore_index=True).astype(str)
     cleaned = clean_outcomes([rows, extra])
     joined = join_outcomes(frame, cleaned)
     assert joined.counts["inferences"] == 200 and joined.counts["inferences_duplicated"] == 3
     assert joined.counts["labelled"] == 150 and joined.counts["pending"] == 50 and joined.counts["orphan_outcomes"] == 1
-    assert cleaned.issues == {"missing_inference_id": 1, "outcome_unreadable": 1, "conflicting_duplicates": 5,
-                              "duplicates": 7}  # fmt: skip
+    assert cleaned.issues == {
+        "missing_inference_id": 1,
+        "outcome_unreadable": 1,
+        "conflicting_duplicates": 5,
+        "duplicates": 7,
+    }
     corrected = joined.labelled.set_index("inference_id")["outcome"]
     assert (corrected.loc[[f"inf-{i}" for i in range(5)]].to_numpy() == later["outcome"].to_numpy()).all()
 
@@ -129,8 +152,11 @@ def test_too_few_events_give_no_verdict() -> None:
     result = _result(frame, outcomes)
     assert result.verdict == "insufficient-data" and result.judged_window is None
     assert all(w.status == "insufficient-data" for w in result.windows)
-    assert {d["MetricName"] for d in metric_data(result)} == {"InsufficientData", "LabelledInferences",
-                                                               "PendingInferences"}  # fmt: skip
+    assert {d["MetricName"] for d in metric_data(result)} == {
+        "InsufficientData",
+        "LabelledInferences",
+        "PendingInferences",
+    }
 
 
 @mock_aws
@@ -168,15 +194,41 @@ def test_quality_cli_exit_codes(tmp_path: Path) -> None:
         rows.to_csv(tmp_path / f"{name}.csv", index=False)
         scores = ordered["score"].to_numpy()
         write_capture(features, scores, tmp_path / name, columns, start=start, every=timedelta(days=days) / len(frame))
-        done = runner.invoke(app, ["run", "--baseline", str(bundle), "--capture", str(tmp_path / name),
-                                   "--outcomes", str(tmp_path / f"{name}.csv"), "--baseline-metrics",
-                                   str(tmp_path / "evaluation.json"), "--label-lag-days", "0", "--windows", "3",
-                                   "--out", str(tmp_path / f"{name}-out")])  # fmt: skip
+        done = runner.invoke(
+            app,
+            [
+                "run",
+                "--baseline",
+                str(bundle),
+                "--capture",
+                str(tmp_path / name),
+                "--outcomes",
+                str(tmp_path / f"{name}.csv"),
+                "--baseline-metrics",
+                str(tmp_path / "evaluation.json"),
+                "--label-lag-days",
+                "0",
+                "--windows",
+                "3",
+                "--out",
+                str(tmp_path / f"{name}-out"),
+            ],
+        )
         assert done.exit_code == expected, done.output
         doc = json.loads((tmp_path / f"{name}-out" / "quality.json").read_text())
         assert doc["verdict"] == ("no-decay" if expected == 0 else "decay")
-    missing = runner.invoke(app, ["run", "--baseline", str(bundle), "--capture", str(tmp_path / "healthy"),
-                                  "--outcomes", str(tmp_path / "nothing.csv")])  # fmt: skip
+    missing = runner.invoke(
+        app,
+        [
+            "run",
+            "--baseline",
+            str(bundle),
+            "--capture",
+            str(tmp_path / "healthy"),
+            "--outcomes",
+            str(tmp_path / "nothing.csv"),
+        ],
+    )
     assert missing.exit_code == 2
 
 
@@ -194,21 +246,50 @@ def test_synthetic_capture_never_reaches_the_backtest(tmp_path: Path) -> None:
     rows.insert(0, "inference_id", [f"inf-{i}" for i in range(len(rows))])
     rows.to_csv(tmp_path / "outcomes.csv", index=False)
     every, start = timedelta(days=45) / len(frame), START.to_pydatetime()
-    write_capture(window(len(frame), seed=4)[columns], ordered["score"].to_numpy(), tmp_path / "real", columns,
-                  start=start, every=every)  # fmt: skip
+    write_capture(
+        window(len(frame), seed=4)[columns],
+        ordered["score"].to_numpy(),
+        tmp_path / "real",
+        columns,
+        start=start,
+        every=every,
+    )
 
     def run(capture: Path, out: str) -> dict:
-        done = CliRunner().invoke(app, ["run", "--baseline", str(bundle), "--capture", str(capture), "--outcomes",
-                                        str(tmp_path / "outcomes.csv"), "--baseline-metrics",
-                                        str(tmp_path / "evaluation.json"), "--label-lag-days", "0", "--windows", "3",
-                                        "--out", str(tmp_path / out)])  # fmt: skip
+        done = CliRunner().invoke(
+            app,
+            [
+                "run",
+                "--baseline",
+                str(bundle),
+                "--capture",
+                str(capture),
+                "--outcomes",
+                str(tmp_path / "outcomes.csv"),
+                "--baseline-metrics",
+                str(tmp_path / "evaluation.json"),
+                "--label-lag-days",
+                "0",
+                "--windows",
+                "3",
+                "--out",
+                str(tmp_path / out),
+            ],
+        )
         assert done.exit_code in (0, 1), done.output
         return json.loads((tmp_path / out / "quality.json").read_text())
 
     clean = run(tmp_path / "real", "clean")
     canary = window(300, seed=9)[columns]
-    write_capture(canary, np.full(300, 0.999), tmp_path / "canary", columns, start=start, every=every * 4,
-                  id_prefix=synthetic_inference_id())  # fmt: skip
+    write_capture(
+        canary,
+        np.full(300, 0.999),
+        tmp_path / "canary",
+        columns,
+        start=start,
+        every=every * 4,
+        id_prefix=synthetic_inference_id(),
+    )
     marked = []
     for i, line in enumerate(capture_lines(tmp_path / "real")[:50]):  # replayed ids: duplicates if not excluded
         event = json.loads(line)

@@ -20,12 +20,25 @@ from tests.drift.helpers import baseline, window, write_bundle_files
 RUNNER = CliRunner()
 
 
-def _capture(folder: Path, rows: int, seed: int, injections: Injections | None = None, variant: str = "AllTraffic",
-             prefix: str = "inf") -> None:  # fmt: skip
+def _capture(
+    folder: Path,
+    rows: int,
+    seed: int,
+    injections: Injections | None = None,
+    variant: str = "AllTraffic",
+    prefix: str = "inf",
+) -> None:
     frame = window(rows, seed=seed, injections=injections)
     columns = baseline().columns
-    write_capture(frame[columns], frame["score"].to_numpy(), folder, columns, variant=variant, id_prefix=prefix,
-                  start=datetime(2025, 7, 1, tzinfo=UTC))  # fmt: skip
+    write_capture(
+        frame[columns],
+        frame["score"].to_numpy(),
+        folder,
+        columns,
+        variant=variant,
+        id_prefix=prefix,
+        start=datetime(2025, 7, 1, tzinfo=UTC),
+    )
 
 
 def test_sharded_summaries_merge_to_the_single_run_result(tmp_path: Path) -> None:
@@ -65,8 +78,9 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_cli_no_drift_exits_0_and_writes_json_and_html(tmp_path: Path, bundle: Path) -> None:
     _capture(tmp_path / "capture", 600, 41)
     out = tmp_path / "out"
-    done = RUNNER.invoke(app, ["run", "--baseline", str(bundle.parent), "--current", str(tmp_path / "capture"),
-                               "--out", str(out)])  # fmt: skip
+    done = RUNNER.invoke(
+        app, ["run", "--baseline", str(bundle.parent), "--current", str(tmp_path / "capture"), "--out", str(out)]
+    )
     assert done.exit_code == 0, done.output
     doc = json.loads((out / "drift.json").read_text())
     assert doc["verdict"] == "no-drift" and doc["rows"] == 600 and doc["model"] == "readmission-risk"
@@ -93,8 +107,9 @@ def test_cli_unusable_input_and_too_few_rows_exit_2(tmp_path: Path, bundle: Path
     empty = RUNNER.invoke(app, ["run", "--baseline", str(bundle), "--current", str(tmp_path / "empty")])
     assert empty.exit_code == 2
     _capture(tmp_path / "few", 40, 43)
-    few = RUNNER.invoke(app, ["run", "--baseline", str(bundle), "--current", str(tmp_path / "few"),
-                              "--out", str(tmp_path / "few-out")])  # fmt: skip
+    few = RUNNER.invoke(
+        app, ["run", "--baseline", str(bundle), "--current", str(tmp_path / "few"), "--out", str(tmp_path / "few-out")]
+    )
     assert few.exit_code == 2
     assert json.loads((tmp_path / "few-out" / "drift.json").read_text())["verdict"] == "insufficient-data"
 
@@ -102,11 +117,26 @@ def test_cli_unusable_input_and_too_few_rows_exit_2(tmp_path: Path, bundle: Path
 def test_cli_partial_and_merge(tmp_path: Path, bundle: Path) -> None:
     _capture(tmp_path / "capture", 700, 44, Injections(unit_change="hba1c"))
     for index in range(2):
-        done = RUNNER.invoke(app, ["partial", "--baseline", str(bundle), "--capture", str(tmp_path / "capture"),
-                                   "--out", str(tmp_path / "partials"), "--shard-index", str(index),
-                                   "--shard-count", "2"])  # fmt: skip
+        done = RUNNER.invoke(
+            app,
+            [
+                "partial",
+                "--baseline",
+                str(bundle),
+                "--capture",
+                str(tmp_path / "capture"),
+                "--out",
+                str(tmp_path / "partials"),
+                "--shard-index",
+                str(index),
+                "--shard-count",
+                "2",
+            ],
+        )
         assert done.exit_code == 0, done.output
-    merged = RUNNER.invoke(app, ["merge", "--baseline", str(bundle), "--partials", str(tmp_path / "partials"),
-                                 "--out", str(tmp_path / "out")])  # fmt: skip
+    merged = RUNNER.invoke(
+        app,
+        ["merge", "--baseline", str(bundle), "--partials", str(tmp_path / "partials"), "--out", str(tmp_path / "out")],
+    )
     assert merged.exit_code == 1, merged.output
     assert json.loads((tmp_path / "out" / "drift.json").read_text())["drifted_features"] == ["hba1c"]

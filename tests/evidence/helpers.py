@@ -29,19 +29,54 @@ def stepping_clock(start: datetime = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)) -> 
 
 # A plausible release story for one model version, then another model's events.
 STORY: list[dict[str, Any]] = [
-    {"kind": "gate", "model": MODEL, "actor": CI, "reason": "policy gate on the prod plan",
-     "details": {"passed": True, "plan_sha256": "a" * 64}},
-    {"kind": "approval", "model": MODEL, "package_arn": package_arn(3), "actor": APPROVER,
-     "reason": "clinical governance board approved v3", "details": {"ticket": "CGB-112"}},
-    {"kind": "release", "model": MODEL, "package_arn": package_arn(3), "actor": DEPLOYER,
-     "reason": "blue/green release of v3", "details": {"canary_percent": 10}},
-    {"kind": "drift", "model": OTHER_MODEL, "model_version": 7, "actor": CI, "reason": "PSI above threshold",
-     "details": {"features": [{"feature": "lactate", "psi": 0.31}]}},
-    {"kind": "verification", "model": MODEL, "package_arn": package_arn(3), "actor": DEPLOYER,
-     "reason": "post-release verification", "details": {"p99_ms": 41.5, "errors": 0}},
-    {"kind": "rollback", "model": MODEL, "package_arn": package_arn(3), "actor": DEPLOYER,
-     "reason": "alarm fired: rolled back to v2", "details": {"to_version": "2", "seconds_to_rollback": 212}},
-]  # fmt: skip
+    {
+        "kind": "gate",
+        "model": MODEL,
+        "actor": CI,
+        "reason": "policy gate on the prod plan",
+        "details": {"passed": True, "plan_sha256": "a" * 64},
+    },
+    {
+        "kind": "approval",
+        "model": MODEL,
+        "package_arn": package_arn(3),
+        "actor": APPROVER,
+        "reason": "clinical governance board approved v3",
+        "details": {"ticket": "CGB-112"},
+    },
+    {
+        "kind": "release",
+        "model": MODEL,
+        "package_arn": package_arn(3),
+        "actor": DEPLOYER,
+        "reason": "blue/green release of v3",
+        "details": {"canary_percent": 10},
+    },
+    {
+        "kind": "drift",
+        "model": OTHER_MODEL,
+        "model_version": 7,
+        "actor": CI,
+        "reason": "PSI above threshold",
+        "details": {"features": [{"feature": "lactate", "psi": 0.31}]},
+    },
+    {
+        "kind": "verification",
+        "model": MODEL,
+        "package_arn": package_arn(3),
+        "actor": DEPLOYER,
+        "reason": "post-release verification",
+        "details": {"p99_ms": 41.5, "errors": 0},
+    },
+    {
+        "kind": "rollback",
+        "model": MODEL,
+        "package_arn": package_arn(3),
+        "actor": DEPLOYER,
+        "reason": "alarm fired: rolled back to v2",
+        "details": {"to_version": "2", "seconds_to_rollback": 212},
+    },
+]
 
 
 def filled_log(root: Path, stack: str = "prod", events: list[dict[str, Any]] | None = None) -> EvidenceLog:

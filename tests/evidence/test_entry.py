@@ -86,9 +86,17 @@ def test_actor_refuses_free_text(actor: str) -> None:
 
 def test_every_kind_of_the_brief_exists() -> None:
     assert {k.value for k in EvidenceKind} == {
-        "approval", "release", "verification", "shadow", "rollback", "drill", "drift", "gate", "retraining",
+        "approval",
+        "release",
+        "verification",
+        "shadow",
+        "rollback",
+        "drill",
+        "drift",
+        "gate",
+        "retraining",
         "pin-change",
-    }  # fmt: skip
+    }
     with pytest.raises(ValidationError, match="kind"):
         sealed(kind="deploy")
 

@@ -14,12 +14,37 @@ from tests.evidence.helpers import CI, MODEL, stepping_clock
 @pytest.mark.parametrize(
     "key",
     [
-        "mrn", "MRN", "name", "Name", "first_name", "lastName", "dob", "date_of_birth", "DateOfBirth", "ssn",
-        "social_security_number", "address", "street_address", "zip", "phone", "phone_number", "fax", "email",
-        "email_address", "patient_id", "patientName", "patient_first_name", "member_zip", "input_mrn",
-        "patientSSN", "health_plan_id", "encounter-id", "admission_date", "ip_address",
+        "mrn",
+        "MRN",
+        "name",
+        "Name",
+        "first_name",
+        "lastName",
+        "dob",
+        "date_of_birth",
+        "DateOfBirth",
+        "ssn",
+        "social_security_number",
+        "address",
+        "street_address",
+        "zip",
+        "phone",
+        "phone_number",
+        "fax",
+        "email",
+        "email_address",
+        "patient_id",
+        "patientName",
+        "patient_first_name",
+        "member_zip",
+        "input_mrn",
+        "patientSSN",
+        "health_plan_id",
+        "encounter-id",
+        "admission_date",
+        "ip_address",
     ],
-)  # fmt: skip
+)
 def test_identifier_keys_are_refused(key: str) -> None:
     with pytest.raises(PHIError, match=f"details.{key}: key names a patient identifier"):
         check_no_phi({key: "x"})
@@ -28,10 +53,22 @@ def test_identifier_keys_are_refused(key: str) -> None:
 @pytest.mark.parametrize(
     "key",
     [
-        "model_name", "endpoint_name", "alarm_name", "plan_sha256", "rows_scored", "patients_scored",
-        "psi", "auc", "feature", "p99_ms", "ticket", "canary_percent", "to_version", "dobutamine_dose_bucket",
+        "model_name",
+        "endpoint_name",
+        "alarm_name",
+        "plan_sha256",
+        "rows_scored",
+        "patients_scored",
+        "psi",
+        "auc",
+        "feature",
+        "p99_ms",
+        "ticket",
+        "canary_percent",
+        "to_version",
+        "dobutamine_dose_bucket",
     ],
-)  # fmt: skip
+)
 def test_operational_keys_pass(key: str) -> None:
     assert find_phi({key: 1}) == []
 

@@ -92,10 +92,16 @@ def test_every_position_with_every_tricky_byte_is_caught() -> None:
     """Exhaustive where random sampling is thin: each byte of an entry replaced by each byte that could yield
     equivalent JSON (and by its case flip) is caught, and only at that entry."""
     entry = EvidenceEntry.seal(
-        seq=0, kind="drift", stack="prod", model=MODEL, actor=CI, reason="PSI drift é \u2028",
-        at=stepping_clock()(), details={"psi": 1e16, "delta": -0.5, "note": 'a"b\\c\n', "ok": True, "none": None},
+        seq=0,
+        kind="drift",
+        stack="prod",
+        model=MODEL,
+        actor=CI,
+        reason="PSI drift é \u2028",
+        at=stepping_clock()(),
+        details={"psi": 1e16, "delta": -0.5, "note": 'a"b\\c\n', "ok": True, "none": None},
         prev_hash=GENESIS_HASH,
-    )  # fmt: skip
+    )
     raw = entry.to_bytes()
     assert b"e+16" in raw and b"\\" in raw  # the exponent and escapes are really there to be tampered with
     missed = []

@@ -207,9 +207,15 @@ def test_precondition_failed_and_conflict_make_append_reread_the_head_and_retry(
 
     def entry(seq: int, prev: str) -> EvidenceEntry:
         return EvidenceEntry.seal(
-            seq=seq, kind="gate", stack=STACK, model=MODEL, actor=CI, reason=f"rival {seq}",
-            at=stepping_clock()(), prev_hash=prev,
-        )  # fmt: skip
+            seq=seq,
+            kind="gate",
+            stack=STACK,
+            model=MODEL,
+            actor=CI,
+            reason=f"rival {seq}",
+            at=stepping_clock()(),
+            prev_hash=prev,
+        )
 
     first = entry(0, GENESIS_HASH)
     second = entry(1, first.hash)

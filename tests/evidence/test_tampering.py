@@ -39,9 +39,16 @@ def root(log: EvidenceLog) -> Path:
 def forge(log: EvidenceLog, seq: int, prev_hash: str, stack: str = "prod") -> EvidenceEntry:
     """An entry with a valid hash of its own, as someone without clinops but with the format would make."""
     return EvidenceEntry.seal(
-        seq=seq, kind="approval", stack=stack, model=MODEL, actor=CI, reason="forged approval",
-        at=stepping_clock()(), details={}, prev_hash=prev_hash,
-    )  # fmt: skip
+        seq=seq,
+        kind="approval",
+        stack=stack,
+        model=MODEL,
+        actor=CI,
+        reason="forged approval",
+        at=stepping_clock()(),
+        details={},
+        prev_hash=prev_hash,
+    )
 
 
 def rewrite_fields(log: EvidenceLog, seq: int, *, rehash: bool, **changes: object) -> None:

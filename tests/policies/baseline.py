@@ -26,127 +26,326 @@ def policy(*statements: dict[str, Any]) -> str:
 
 def _network(b: PlanBuilder) -> None:
     b.add("aws:ec2/vpc:Vpc", "vpc", {"cidrBlock": "10.40.0.0/16"})
-    b.add("aws:ec2/flowLog:FlowLog", "vpc-flow-log", {"trafficType": "ALL", "logDestinationType": "cloud-watch-logs"},
-          {"vpcId": ["vpc"], "logDestination": ["flow-logs"]})  # fmt: skip
+    b.add(
+        "aws:ec2/flowLog:FlowLog",
+        "vpc-flow-log",
+        {"trafficType": "ALL", "logDestinationType": "cloud-watch-logs"},
+        {"vpcId": ["vpc"], "logDestination": ["flow-logs"]},
+    )
     for service in INTERFACE_SERVICES:
-        b.add("aws:ec2/vpcEndpoint:VpcEndpoint", f"endpoint-{service.replace('.', '-')}",
-              {"serviceName": f"com.amazonaws.{REGION}.{service}", "vpcEndpointType": "Interface",
-               "privateDnsEnabled": True}, {"vpcId": ["vpc"]})  # fmt: skip
-    b.add("aws:ec2/vpcEndpoint:VpcEndpoint", "endpoint-s3",
-          {"serviceName": f"com.amazonaws.{REGION}.s3", "vpcEndpointType": "Gateway"}, {"vpcId": ["vpc"]})  # fmt: skip
+        b.add(
+            "aws:ec2/vpcEndpoint:VpcEndpoint",
+            f"endpoint-{service.replace('.', '-')}",
+            {
+                "serviceName": f"com.amazonaws.{REGION}.{service}",
+                "vpcEndpointType": "Interface",
+                "privateDnsEnabled": True,
+            },
+            {"vpcId": ["vpc"]},
+        )
+    b.add(
+        "aws:ec2/vpcEndpoint:VpcEndpoint",
+        "endpoint-s3",
+        {"serviceName": f"com.amazonaws.{REGION}.s3", "vpcEndpointType": "Gateway"},
+        {"vpcId": ["vpc"]},
+    )
     b.add("aws:ec2/routeTable:RouteTable", "private-routes", {"routes": []}, {"vpcId": ["vpc"]})
-    b.add("aws:ec2/route:Route", "peering-route", {"destinationCidrBlock": "10.50.0.0/16",
-          "vpcPeeringConnectionId": "pcx-1"}, {"routeTableId": ["private-routes"]})  # fmt: skip
-    b.add("aws:ec2/securityGroup:SecurityGroup", "workload-sg",
-          {"ingress": [{"protocol": "-1", "fromPort": 0, "toPort": 0, "self": True}]}, {"vpcId": ["vpc"]})  # fmt: skip
-    b.add("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "endpoint-https",
-          {"cidrIpv4": "10.40.0.0/16", "ipProtocol": "tcp", "fromPort": 443, "toPort": 443},
-          {"securityGroupId": ["workload-sg"]})  # fmt: skip
+    b.add(
+        "aws:ec2/route:Route",
+        "peering-route",
+        {"destinationCidrBlock": "10.50.0.0/16", "vpcPeeringConnectionId": "pcx-1"},
+        {"routeTableId": ["private-routes"]},
+    )
+    b.add(
+        "aws:ec2/securityGroup:SecurityGroup",
+        "workload-sg",
+        {"ingress": [{"protocol": "-1", "fromPort": 0, "toPort": 0, "self": True}]},
+        {"vpcId": ["vpc"]},
+    )
+    b.add(
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+        "endpoint-https",
+        {"cidrIpv4": "10.40.0.0/16", "ipProtocol": "tcp", "fromPort": 443, "toPort": 443},
+        {"securityGroupId": ["workload-sg"]},
+    )
 
 
 def _bucket(b: PlanBuilder, name: str, lock_days: int | None = None) -> None:
     b.add("aws:s3/bucket:Bucket", name, {"bucket": f"clinops-prod-{name}", "objectLockEnabled": lock_days is not None})
-    b.add("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
-          f"{name}-encryption", {"rules": [{"applyServerSideEncryptionByDefault": {
-              "sseAlgorithm": "aws:kms", "kmsMasterKeyId": b.arn("data-key")}, "bucketKeyEnabled": True}]},
-          {"bucket": [name], "rules": ["data-key"]})  # fmt: skip
-    b.add("aws:s3/bucketPolicy:BucketPolicy", f"{name}-policy", {"policy": policy(
-        {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-         "Resource": [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"],
-         "Condition": {"Bool": {"aws:SecureTransport": "false"}}})}, {"bucket": [name], "policy": [name]})  # fmt: skip
+    b.add(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        f"{name}-encryption",
+        {
+            "rules": [
+                {
+                    "applyServerSideEncryptionByDefault": {
+                        "sseAlgorithm": "aws:kms",
+                        "kmsMasterKeyId": b.arn("data-key"),
+                    },
+                    "bucketKeyEnabled": True,
+                }
+            ]
+        },
+        {"bucket": [name], "rules": ["data-key"]},
+    )
+    b.add(
+        "aws:s3/bucketPolicy:BucketPolicy",
+        f"{name}-policy",
+        {
+            "policy": policy(
+                {
+                    "Sid": "DenyInsecureTransport",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"],
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                }
+            )
+        },
+        {"bucket": [name], "policy": [name]},
+    )
     if lock_days is not None:
         retention = {"defaultRetention": {"mode": "COMPLIANCE", "days": lock_days}}
-        b.add("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration", f"{name}-lock",
-              {"rule": retention}, {"bucket": [name]})  # fmt: skip
+        b.add(
+            "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
+            f"{name}-lock",
+            {"rule": retention},
+            {"bucket": [name]},
+        )
 
 
 def _audit(b: PlanBuilder) -> None:
     key = b.arn("data-key")
-    b.add("aws:cloudwatch/logGroup:LogGroup", "flow-logs", {"retentionInDays": 731, "kmsKeyId": key},
-          {"kmsKeyId": ["data-key"]})  # fmt: skip
+    b.add(
+        "aws:cloudwatch/logGroup:LogGroup",
+        "flow-logs",
+        {"retentionInDays": 731, "kmsKeyId": key},
+        {"kmsKeyId": ["data-key"]},
+    )
     b.add("aws:sns/topic:Topic", "alerts", {"kmsMasterKeyId": key}, {"kmsMasterKeyId": ["data-key"]})
-    b.add("aws:cloudtrail/trail:Trail", "trail", {
-        "isMultiRegionTrail": True, "enableLogFileValidation": True, "enableLogging": True, "kmsKeyId": key,
-        "advancedEventSelectors": [
-            {"name": "management", "fieldSelectors": [{"field": "eventCategory", "equals": ["Management"]}]},
-            {"name": "phi objects", "fieldSelectors": [{"field": "eventCategory", "equals": ["Data"]},
-                                                      {"field": "resources.type", "equals": ["AWS::S3::Object"]}]},
-        ]}, {"kmsKeyId": ["data-key"], "s3BucketName": ["evidence"]})  # fmt: skip
+    b.add(
+        "aws:cloudtrail/trail:Trail",
+        "trail",
+        {
+            "isMultiRegionTrail": True,
+            "enableLogFileValidation": True,
+            "enableLogging": True,
+            "kmsKeyId": key,
+            "advancedEventSelectors": [
+                {"name": "management", "fieldSelectors": [{"field": "eventCategory", "equals": ["Management"]}]},
+                {
+                    "name": "phi objects",
+                    "fieldSelectors": [
+                        {"field": "eventCategory", "equals": ["Data"]},
+                        {"field": "resources.type", "equals": ["AWS::S3::Object"]},
+                    ],
+                },
+            ],
+        },
+        {"kmsKeyId": ["data-key"], "s3BucketName": ["evidence"]},
+    )
 
 
 def _identity(b: PlanBuilder) -> None:
-    b.add("aws:iam/policy:Policy", "boundary", {"policy": policy(
-        {"Sid": "PlatformServices", "Effect": "Allow", "Action": ["sagemaker:*", "s3:*"], "Resource": "*"},
-        {"Sid": "DenyIamEscalation", "Effect": "Deny", "Action": ["iam:CreateRole"], "Resource": "*"})})  # fmt: skip
+    b.add(
+        "aws:iam/policy:Policy",
+        "boundary",
+        {
+            "policy": policy(
+                {"Sid": "PlatformServices", "Effect": "Allow", "Action": ["sagemaker:*", "s3:*"], "Resource": "*"},
+                {"Sid": "DenyIamEscalation", "Effect": "Deny", "Action": ["iam:CreateRole"], "Resource": "*"},
+            )
+        },
+    )
     for persona, denied in PERSONA_DENIES.items():
-        b.add("aws:iam/role:Role", f"{persona}-role", {
-            "name": f"clinops-prod-{persona}", "permissionsBoundary": b.arn("boundary"),
-            "assumeRolePolicy": policy({"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
-                                        "Action": "sts:AssumeRole"}),
-            "tags": {"clinops:persona": persona}}, {"permissionsBoundary": ["boundary"]})  # fmt: skip
+        b.add(
+            "aws:iam/role:Role",
+            f"{persona}-role",
+            {
+                "name": f"clinops-prod-{persona}",
+                "permissionsBoundary": b.arn("boundary"),
+                "assumeRolePolicy": policy(
+                    {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ),
+                "tags": {"clinops:persona": persona},
+            },
+            {"permissionsBoundary": ["boundary"]},
+        )
         statements = [{"Sid": "Work", "Effect": "Allow", "Action": ["sagemaker:Describe*"], "Resource": "*"}]
         if denied:
             statements.append({"Sid": "Segregation", "Effect": "Deny", "Action": denied, "Resource": "*"})
-        b.add("aws:iam/rolePolicy:RolePolicy", f"{persona}-permissions", {"role": f"clinops-prod-{persona}",
-              "policy": policy(*statements)}, {"role": [f"{persona}-role"]})  # fmt: skip
+        b.add(
+            "aws:iam/rolePolicy:RolePolicy",
+            f"{persona}-permissions",
+            {"role": f"clinops-prod-{persona}", "policy": policy(*statements)},
+            {"role": [f"{persona}-role"]},
+        )
 
 
 def pipeline_definition(key: str) -> str:
     vpc = {"Subnets": ["subnet-1", "subnet-2"], "SecurityGroupIds": ["sg-workload"]}
-    return json.dumps({"Version": "2020-12-01", "Parameters": [], "Steps": [
-        {"Name": "Preprocess", "Type": "Processing", "Arguments": {
-            "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge",
-                                                      "VolumeSizeInGB": 30, "VolumeKmsKeyId": key}},
-            "ProcessingOutputConfig": {"KmsKeyId": key, "Outputs": [{"OutputName": "train"}]},
-            "NetworkConfig": {"EnableNetworkIsolation": True, "EnableInterContainerTrafficEncryption": True,
-                              "VpcConfig": vpc}}},
-        {"Name": "Train", "Type": "Training", "Arguments": {
-            "ResourceConfig": {"InstanceCount": 2, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 30,
-                               "VolumeKmsKeyId": key},
-            "OutputDataConfig": {"S3OutputPath": "s3://clinops-prod-artifacts/models", "KmsKeyId": key},
-            "VpcConfig": vpc, "EnableNetworkIsolation": True, "EnableInterContainerTrafficEncryption": True}},
-        {"Name": "QualityGate", "Type": "Condition", "Arguments": {"Conditions": [], "ElseSteps": [], "IfSteps": [
-            {"Name": "Register", "Type": "RegisterModel", "Arguments": {
-                "ModelPackageGroupName": "readmission-risk", "ModelApprovalStatus": "PendingManualApproval"}}]}},
-        {"Name": "BatchScore", "Type": "Transform", "Arguments": {
-            "ModelName": "clinops-prod-readmission-v3",
-            "TransformResources": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeKmsKeyId": key},
-            "TransformOutput": {"S3OutputPath": "s3://clinops-prod-phi/scores", "KmsKeyId": key}}},
-    ]}, sort_keys=True)  # fmt: skip
+    return json.dumps(
+        {
+            "Version": "2020-12-01",
+            "Parameters": [],
+            "Steps": [
+                {
+                    "Name": "Preprocess",
+                    "Type": "Processing",
+                    "Arguments": {
+                        "ProcessingResources": {
+                            "ClusterConfig": {
+                                "InstanceCount": 1,
+                                "InstanceType": "ml.m5.xlarge",
+                                "VolumeSizeInGB": 30,
+                                "VolumeKmsKeyId": key,
+                            }
+                        },
+                        "ProcessingOutputConfig": {"KmsKeyId": key, "Outputs": [{"OutputName": "train"}]},
+                        "NetworkConfig": {
+                            "EnableNetworkIsolation": True,
+                            "EnableInterContainerTrafficEncryption": True,
+                            "VpcConfig": vpc,
+                        },
+                    },
+                },
+                {
+                    "Name": "Train",
+                    "Type": "Training",
+                    "Arguments": {
+                        "ResourceConfig": {
+                            "InstanceCount": 2,
+                            "InstanceType": "ml.m5.xlarge",
+                            "VolumeSizeInGB": 30,
+                            "VolumeKmsKeyId": key,
+                        },
+                        "OutputDataConfig": {"S3OutputPath": "s3://clinops-prod-artifacts/models", "KmsKeyId": key},
+                        "VpcConfig": vpc,
+                        "EnableNetworkIsolation": True,
+                        "EnableInterContainerTrafficEncryption": True,
+                    },
+                },
+                {
+                    "Name": "QualityGate",
+                    "Type": "Condition",
+                    "Arguments": {
+                        "Conditions": [],
+                        "ElseSteps": [],
+                        "IfSteps": [
+                            {
+                                "Name": "Register",
+                                "Type": "RegisterModel",
+                                "Arguments": {
+                                    "ModelPackageGroupName": "readmission-risk",
+                                    "ModelApprovalStatus": "PendingManualApproval",
+                                },
+                            }
+                        ],
+                    },
+                },
+                {
+                    "Name": "BatchScore",
+                    "Type": "Transform",
+                    "Arguments": {
+                        "ModelName": "clinops-prod-readmission-v3",
+                        "TransformResources": {
+                            "InstanceType": "ml.m5.xlarge",
+                            "InstanceCount": 1,
+                            "VolumeKmsKeyId": key,
+                        },
+                        "TransformOutput": {"S3OutputPath": "s3://clinops-prod-phi/scores", "KmsKeyId": key},
+                    },
+                },
+            ],
+        },
+        sort_keys=True,
+    )
 
 
 def _sagemaker(b: PlanBuilder) -> None:
     key = b.arn("data-key")
-    b.add("aws:sagemaker/domain:Domain", "studio", {"appNetworkAccessType": "VpcOnly", "kmsKeyId": key},
-          {"kmsKeyId": ["data-key"], "vpcId": ["vpc"]})  # fmt: skip
-    b.add("aws:sagemaker/model:Model", "readmission-model", {
-        "name": "clinops-prod-readmission-v3", "enableNetworkIsolation": True,
-        "vpcConfig": {"subnets": ["subnet-1", "subnet-2"], "securityGroupIds": ["sg-workload"]}},
-        {"vpcConfig": ["workload-sg"]})  # fmt: skip
-    b.add("aws:sagemaker/endpointConfiguration:EndpointConfiguration", "readmission-config", {
-        "kmsKeyArn": key,
-        "productionVariants": [{"variantName": "primary", "modelName": "clinops-prod-readmission-v3",
-                                "initialInstanceCount": 4, "instanceType": "ml.m5.large"}],
-        "dataCaptureConfig": {"enableCapture": True, "initialSamplingPercentage": 100, "kmsKeyId": key,
-                              "destinationS3Uri": "s3://clinops-prod-capture/"}},
-        {"kmsKeyArn": ["data-key"], "dataCaptureConfig": ["data-key"],
-         "productionVariants": ["readmission-model"]})  # fmt: skip
-    b.add("aws:cloudwatch/metricAlarm:MetricAlarm", "readmission-errors", {
-        "name": ALARM_NAME, "namespace": "AWS/SageMaker", "metricName": "Invocation5XXErrors",
-        "dimensions": {"EndpointName": ENDPOINT_NAME, "VariantName": "primary"}, "period": 60,
-        "evaluationPeriods": 3, "datapointsToAlarm": 2, "threshold": 1, "statistic": "Sum",
-        "comparisonOperator": "GreaterThanOrEqualToThreshold"})  # fmt: skip
-    b.add("aws:sagemaker/endpoint:Endpoint", "readmission", {
-        "name": ENDPOINT_NAME, "endpointConfigName": "readmission-config",
-        "deploymentConfig": {
-            "blueGreenUpdatePolicy": {
-                "trafficRoutingConfiguration": {"type": "CANARY", "waitIntervalInSeconds": 600,
-                                                "canarySize": {"type": "CAPACITY_PERCENT", "value": 10}},
-                "terminationWaitInSeconds": 600, "maximumExecutionTimeoutInSeconds": 3600},
-            "autoRollbackConfiguration": {"alarms": [{"alarmName": ALARM_NAME}]}}},
-        {"endpointConfigName": ["readmission-config"]})  # fmt: skip
-    b.add("aws:sagemaker/pipeline:Pipeline", "readmission-pipeline", {"pipelineDefinition": pipeline_definition(key)},
-          {"pipelineDefinition": ["data-key", "workload-sg", "readmission-model"]})  # fmt: skip
+    b.add(
+        "aws:sagemaker/domain:Domain",
+        "studio",
+        {"appNetworkAccessType": "VpcOnly", "kmsKeyId": key},
+        {"kmsKeyId": ["data-key"], "vpcId": ["vpc"]},
+    )
+    b.add(
+        "aws:sagemaker/model:Model",
+        "readmission-model",
+        {
+            "name": "clinops-prod-readmission-v3",
+            "enableNetworkIsolation": True,
+            "vpcConfig": {"subnets": ["subnet-1", "subnet-2"], "securityGroupIds": ["sg-workload"]},
+        },
+        {"vpcConfig": ["workload-sg"]},
+    )
+    b.add(
+        "aws:sagemaker/endpointConfiguration:EndpointConfiguration",
+        "readmission-config",
+        {
+            "kmsKeyArn": key,
+            "productionVariants": [
+                {
+                    "variantName": "primary",
+                    "modelName": "clinops-prod-readmission-v3",
+                    "initialInstanceCount": 4,
+                    "instanceType": "ml.m5.large",
+                }
+            ],
+            "dataCaptureConfig": {
+                "enableCapture": True,
+                "initialSamplingPercentage": 100,
+                "kmsKeyId": key,
+                "destinationS3Uri": "s3://clinops-prod-capture/",
+            },
+        },
+        {"kmsKeyArn": ["data-key"], "dataCaptureConfig": ["data-key"], "productionVariants": ["readmission-model"]},
+    )
+    b.add(
+        "aws:cloudwatch/metricAlarm:MetricAlarm",
+        "readmission-errors",
+        {
+            "name": ALARM_NAME,
+            "namespace": "AWS/SageMaker",
+            "metricName": "Invocation5XXErrors",
+            "dimensions": {"EndpointName": ENDPOINT_NAME, "VariantName": "primary"},
+            "period": 60,
+            "evaluationPeriods": 3,
+            "datapointsToAlarm": 2,
+            "threshold": 1,
+            "statistic": "Sum",
+            "comparisonOperator": "GreaterThanOrEqualToThreshold",
+        },
+    )
+    b.add(
+        "aws:sagemaker/endpoint:Endpoint",
+        "readmission",
+        {
+            "name": ENDPOINT_NAME,
+            "endpointConfigName": "readmission-config",
+            "deploymentConfig": {
+                "blueGreenUpdatePolicy": {
+                    "trafficRoutingConfiguration": {
+                        "type": "CANARY",
+                        "waitIntervalInSeconds": 600,
+                        "canarySize": {"type": "CAPACITY_PERCENT", "value": 10},
+                    },
+                    "terminationWaitInSeconds": 600,
+                    "maximumExecutionTimeoutInSeconds": 3600,
+                },
+                "autoRollbackConfiguration": {"alarms": [{"alarmName": ALARM_NAME}]},
+            },
+        },
+        {"endpointConfigName": ["readmission-config"]},
+    )
+    b.add(
+        "aws:sagemaker/pipeline:Pipeline",
+        "readmission-pipeline",
+        {"pipelineDefinition": pipeline_definition(key)},
+        {"pipelineDefinition": ["data-key", "workload-sg", "readmission-model"]},
+    )
 
 
 def compliant(environment: str = "prod") -> PlanBuilder:

@@ -42,11 +42,21 @@ def _steps(*mutations: Mutation) -> Mutation:
 
 def _extra_alarms(b: PlanBuilder, count: int) -> None:
     for i in range(count):
-        b.add("aws:cloudwatch/metricAlarm:MetricAlarm", f"extra-{i}", {
-            "name": f"extra-{i}", "dimensions": {"EndpointName": "clinops-prod-readmission"}, "period": 60,
-            "evaluationPeriods": 1})  # fmt: skip
-    b.set("readmission", "deploymentConfig.autoRollbackConfiguration.alarms",
-          [{"alarmName": ALARM_NAME}] + [{"alarmName": f"extra-{i}"} for i in range(count)])  # fmt: skip
+        b.add(
+            "aws:cloudwatch/metricAlarm:MetricAlarm",
+            f"extra-{i}",
+            {
+                "name": f"extra-{i}",
+                "dimensions": {"EndpointName": "clinops-prod-readmission"},
+                "period": 60,
+                "evaluationPeriods": 1,
+            },
+        )
+    b.set(
+        "readmission",
+        "deploymentConfig.autoRollbackConfiguration.alarms",
+        [{"alarmName": ALARM_NAME}] + [{"alarmName": f"extra-{i}"} for i in range(count)],
+    )
 
 
 # fmt: off

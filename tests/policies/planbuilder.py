@@ -23,8 +23,9 @@ PROJECT = "clinops"
 DELETE = object()  # `set(name, path, DELETE)` removes the input at path
 
 
-def stack_config(environment: str = "prod", classification: str = "phi", rollback_slo: int = 600,
-                 region: str = "us-east-1") -> dict[str, str]:  # fmt: skip
+def stack_config(
+    environment: str = "prod", classification: str = "phi", rollback_slo: int = 600, region: str = "us-east-1"
+) -> dict[str, str]:
     """Flat stack config as a plan carries it (every value a string, structured values as JSON)."""
     return {
         "aws:region": region,
@@ -59,8 +60,9 @@ class PlanBuilder:
         service = self.resources[name].type.split(":")[1].split("/")[0] if name in self.resources else "kms"
         return f"arn:aws:{service}:us-east-1:333333333333:{name}"
 
-    def add(self, type_: str, name: str, inputs: dict[str, Any] | None = None,
-            links: dict[str, list[str]] | None = None) -> str:  # fmt: skip
+    def add(
+        self, type_: str, name: str, inputs: dict[str, Any] | None = None, links: dict[str, list[str]] | None = None
+    ) -> str:
         if name in self.resources:
             raise ValueError(f"duplicate resource name {name}")
         links = {prop: list(targets) for prop, targets in (links or {}).items()}
@@ -101,19 +103,25 @@ class PlanBuilder:
     def document(self) -> dict[str, Any]:
         steps = [self._step(self.stack_urn, STACK_TYPE, {}, {}, custom=False)]
         for name, resource in sorted(self.resources.items()):
-            links = {prop: [self.urn(t) for t in targets if t in self.resources]
-                     for prop, targets in resource.links.items()}  # fmt: skip
+            links = {
+                prop: [self.urn(t) for t in targets if t in self.resources] for prop, targets in resource.links.items()
+            }
             steps.append(self._step(self.urn(name), resource.type, resource.inputs, links, custom=True))
         return {"config": dict(self.config), "steps": steps, "diagnostics": [], "changeSummary": {}}
 
     def plan(self) -> Plan:
         return parse_plan(self.document())
 
-    def _step(self, urn: str, type_: str, inputs: dict[str, Any], links: dict[str, list[str]],
-              custom: bool) -> dict[str, Any]:  # fmt: skip
+    def _step(
+        self, urn: str, type_: str, inputs: dict[str, Any], links: dict[str, list[str]], custom: bool
+    ) -> dict[str, Any]:
         state = {
-            "urn": urn, "type": type_, "custom": custom, "inputs": copy.deepcopy(inputs),
+            "urn": urn,
+            "type": type_,
+            "custom": custom,
+            "inputs": copy.deepcopy(inputs),
             "parent": "" if type_ == STACK_TYPE else self.stack_urn,
-            "dependencies": sorted({u for urns in links.values() for u in urns}), "propertyDependencies": links,
-        }  # fmt: skip
+            "dependencies": sorted({u for urns in links.values() for u in urns}),
+            "propertyDependencies": links,
+        }
         return {"op": "create", "urn": urn, "newState": state}

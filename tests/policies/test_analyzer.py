@@ -24,8 +24,13 @@ PACK_DIR = Path(__file__).resolve().parents[2] / "policies"
 
 @pytest.fixture(scope="module")
 def analyzer() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
-    server = subprocess.Popen([sys.executable, str(PACK_DIR / "__main__.py")], cwd=PACK_DIR,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, str(PACK_DIR / "__main__.py")],
+        cwd=PACK_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         port = int(server.stdout.readline())  # type: ignore[union-attr]  # the pack prints its port, then serves
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -46,8 +51,9 @@ def _configure(stub: analyzer_pb2_grpc.AnalyzerStub, stack: str) -> None:
 def _analyze(stub: analyzer_pb2_grpc.AnalyzerStub, plan: Plan) -> set[tuple[str, str]]:
     resources = []
     for r in plan.resources:
-        resource = analyzer_pb2.AnalyzerResource(type=r.type, urn=r.urn, name=r.name, parent=r.parent,
-                                                 dependencies=list(r.dependencies))  # fmt: skip
+        resource = analyzer_pb2.AnalyzerResource(
+            type=r.type, urn=r.urn, name=r.name, parent=r.parent, dependencies=list(r.dependencies)
+        )
         resource.properties.update(r.inputs)
         for prop, urns in r.property_dependencies.items():
             resource.propertyDependencies[prop].urns.extend(urns)
@@ -73,5 +79,10 @@ def test_crossguard_and_offline_gate_agree(analyzer: analyzer_pb2_grpc.AnalyzerS
     offline = {(r.rule_id, r.urn) for r in evaluate(plan).results if r.status == "failed"}
     crossguard = {(rule, urn or plan.stack_urn()) for rule, urn in _analyze(analyzer, plan)}
     assert crossguard == offline
-    assert {rule for rule, _ in offline} == {"CLIN-NET-005", "CLIN-AUD-003", "CLIN-DEP-004", "CLIN-DEP-005",
-                                             "CLIN-AUD-004"}  # fmt: skip
+    assert {rule for rule, _ in offline} == {
+        "CLIN-NET-005",
+        "CLIN-AUD-003",
+        "CLIN-DEP-004",
+        "CLIN-DEP-005",
+        "CLIN-AUD-004",
+    }

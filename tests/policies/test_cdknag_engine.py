@@ -144,8 +144,9 @@ def test_real_stack_findings_land_on_its_urns_and_its_controls_hold() -> None:
     fx.assert_real_stack_promises(cdknag_engine.scan, promised, lambda rule: f"{PACK}-{rule}")
 
 
-def test_policy_documents_are_judged_whatever_their_key_order(reports: dict[str, EngineReport],
-                                                              builders: dict[str, PlanBuilder]) -> None:  # fmt: skip
+def test_policy_documents_are_judged_whatever_their_key_order(
+    reports: dict[str, EngineReport], builders: dict[str, PlanBuilder]
+) -> None:
     urn = builders["broken"].urn("admin")
     assert status(reports["broken"], "IAMPolicyNoStatementsWithAdminAccess", urn) == {"failed"}
     assert status(reports["broken"], "IAMPolicyNoStatementsWithFullAccess", urn) == {"failed"}

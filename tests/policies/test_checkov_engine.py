@@ -180,9 +180,16 @@ def test_real_stack_findings_land_on_its_urns_and_its_controls_hold() -> None:
 
 def test_user_maps_keep_their_keys_and_nested_objects_become_blocks() -> None:
     b = PlanBuilder("prod")
-    b.add("aws:lambda/function:Function", "canary", {
-        "code": {"archive": {"handler.py": {"asset": {"path": "handler.py"}}}}, "tags": {"clinops:owner": "ml"},
-        "environment": {"variables": {"ENDPOINT_NAME": "x"}}, "tracingConfig": {"mode": "Active"}})  # fmt: skip
+    b.add(
+        "aws:lambda/function:Function",
+        "canary",
+        {
+            "code": {"archive": {"handler.py": {"asset": {"path": "handler.py"}}}},
+            "tags": {"clinops:owner": "ml"},
+            "environment": {"variables": {"ENDPOINT_NAME": "x"}},
+            "tracingConfig": {"mode": "Active"},
+        },
+    )
     values = build_tf_view(b.plan()).doc["planned_values"]["root_module"]["resources"][0]["values"]
     assert values["tags"] == {"clinops:owner": "ml"}
     assert values["environment"] == {"variables": {"ENDPOINT_NAME": "x"}}

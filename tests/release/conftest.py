@@ -19,9 +19,11 @@ os.environ.pop("MOTO_ACCOUNT_ID", None)  # moto maps assumed-role credentials to
 @pytest.fixture(autouse=True)
 def _fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": REGION,
-    }.items():  # fmt: skip
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 

@@ -69,12 +69,17 @@ class Registry:
         self.client.create_model_package_group(ModelPackageGroupName=MODEL)
 
     def register(self, metadata: dict[str, str] | None = None) -> str:
-        spec = {"Containers": [{"Image": f"{DEV_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/clinops:1"}],
-                "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["application/json"]}  # fmt: skip
+        spec = {
+            "Containers": [{"Image": f"{DEV_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/clinops:1"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        }
         answer = self.client.create_model_package(
-            ModelPackageGroupName=MODEL, ModelApprovalStatus="PendingManualApproval", InferenceSpecification=spec,
+            ModelPackageGroupName=MODEL,
+            ModelApprovalStatus="PendingManualApproval",
+            InferenceSpecification=spec,
             CustomerMetadataProperties=GOOD_METRICS if metadata is None else metadata,
-        )  # fmt: skip
+        )
         return answer["ModelPackageArn"]
 
     def set_status(self, arn: str, status: str, note: str = "clinical review CR-1042") -> str:
@@ -117,9 +122,11 @@ def stack_aws(session: Any, sleeps: list[float] | None = None, **clients: Any) -
 
 def not_found_endpoint(stub: Stubber, name: str) -> None:
     stub.add_client_error(
-        "describe_endpoint", "ValidationException", f"Could not find endpoint '{name}'.",
+        "describe_endpoint",
+        "ValidationException",
+        f"Could not find endpoint '{name}'.",
         expected_params={"EndpointName": name},
-    )  # fmt: skip
+    )
 
 
 def endpoint_description(
@@ -138,33 +145,58 @@ def endpoint_description(
         "EndpointName": endpoint,
         "EndpointArn": f"arn:aws:sagemaker:{REGION}:{DEV_ACCOUNT}:endpoint/{endpoint}",
         "EndpointConfigName": config,
-        "ProductionVariants": [{"VariantName": names.VARIANT, "CurrentWeight": 1.0, "DesiredWeight": 1.0,
-                                "CurrentInstanceCount": instances, "DesiredInstanceCount": instances}],
-        "DataCaptureConfig": {"EnableCapture": capture, "CaptureStatus": "Started" if capture else "Stopped",
-                              "CurrentSamplingPercentage": capture_percent,
-                              "DestinationS3Uri": f"s3://clinops-{stack}-capture/{model}/",
-                              "KmsKeyId": f"arn:aws:kms:{REGION}:{DEV_ACCOUNT}:key/capture"},
+        "ProductionVariants": [
+            {
+                "VariantName": names.VARIANT,
+                "CurrentWeight": 1.0,
+                "DesiredWeight": 1.0,
+                "CurrentInstanceCount": instances,
+                "DesiredInstanceCount": instances,
+            }
+        ],
+        "DataCaptureConfig": {
+            "EnableCapture": capture,
+            "CaptureStatus": "Started" if capture else "Stopped",
+            "CurrentSamplingPercentage": capture_percent,
+            "DestinationS3Uri": f"s3://clinops-{stack}-capture/{model}/",
+            "KmsKeyId": f"arn:aws:kms:{REGION}:{DEV_ACCOUNT}:key/capture",
+        },
         "EndpointStatus": status,
         "CreationTime": NOW - dt.timedelta(days=3),
         "LastModifiedTime": NOW - dt.timedelta(hours=2),
         "LastDeploymentConfig": {
-            "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
-                "Type": "CANARY", "WaitIntervalInSeconds": 300,
-                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50}}},
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": {
+                    "Type": "CANARY",
+                    "WaitIntervalInSeconds": 300,
+                    "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50},
+                }
+            },
             "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": a} for a in names.alarm_names(stack, model)]},
         },
-    }  # fmt: skip
+    }
     if shadow_weight is not None:
-        description["ShadowProductionVariants"] = [{"VariantName": names.SHADOW_VARIANT, "CurrentWeight": shadow_weight,
-                                                    "DesiredWeight": shadow_weight, "CurrentInstanceCount": 1,
-                                                    "DesiredInstanceCount": 1}]  # fmt: skip
+        description["ShadowProductionVariants"] = [
+            {
+                "VariantName": names.SHADOW_VARIANT,
+                "CurrentWeight": shadow_weight,
+                "DesiredWeight": shadow_weight,
+                "CurrentInstanceCount": 1,
+                "DesiredInstanceCount": 1,
+            }
+        ]
     return description
 
 
 def endpoint_config_description(stack: str, config: str, package: str, shadow: str | None = None) -> dict[str, Any]:
     def variant(name: str, arn: str) -> dict[str, Any]:
-        return {"VariantName": name, "ModelName": names.model_name(stack, MODEL, arn), "InitialInstanceCount": 1,
-                "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0}  # fmt: skip
+        return {
+            "VariantName": name,
+            "ModelName": names.model_name(stack, MODEL, arn),
+            "InitialInstanceCount": 1,
+            "InstanceType": "ml.m5.large",
+            "InitialVariantWeight": 1.0,
+        }
 
     answer: dict[str, Any] = {
         "EndpointConfigName": config,
@@ -180,20 +212,36 @@ def endpoint_config_description(stack: str, config: str, package: str, shadow: s
 def seed_evidence(
     location: EvidenceLocation, stack: str, kind: str, check: str, package: str, passed: bool, **details: Any
 ) -> None:
-    record(location.log(stack), kind, check, model=MODEL, package_arn=package, actor=ACTOR, reason="test fixture",
-           details={"passed": passed, **details})  # fmt: skip
+    record(
+        location.log(stack),
+        kind,
+        check,
+        model=MODEL,
+        package_arn=package,
+        actor=ACTOR,
+        reason="test fixture",
+        details={"passed": passed, **details},
+    )
 
 
 def deploy_alarms_and_pins(session: Any, stack: str, pinned: str, last_known_good: str = "none") -> None:
     """What `pulumi up` leaves behind that verify reads from moto: the SSM pins and the three alarms (OK)."""
     ssm, cloudwatch = session.client("ssm"), session.client("cloudwatch")
     ssm.put_parameter(Name=names.parameter_name(stack, MODEL, names.PINNED_PARAMETER), Value=pinned, Type="String")
-    ssm.put_parameter(Name=names.parameter_name(stack, MODEL, names.LAST_KNOWN_GOOD_PARAMETER),
-                      Value=last_known_good, Type="String")  # fmt: skip
+    ssm.put_parameter(
+        Name=names.parameter_name(stack, MODEL, names.LAST_KNOWN_GOOD_PARAMETER), Value=last_known_good, Type="String"
+    )
     for alarm in names.alarm_names(stack, MODEL):
         cloudwatch.put_metric_alarm(
-            AlarmName=alarm, MetricName="Invocation5XXErrors", Namespace="AWS/SageMaker", Statistic="Sum", Period=60,
-            EvaluationPeriods=3, DatapointsToAlarm=2, Threshold=1.0, ComparisonOperator="GreaterThanThreshold",
+            AlarmName=alarm,
+            MetricName="Invocation5XXErrors",
+            Namespace="AWS/SageMaker",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=3,
+            DatapointsToAlarm=2,
+            Threshold=1.0,
+            ComparisonOperator="GreaterThanThreshold",
             ActionsEnabled=True,
-        )  # fmt: skip
+        )
         cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="test: healthy")

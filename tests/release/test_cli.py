@@ -27,8 +27,13 @@ from tests.release.helpers import (
 )
 from tests.release.test_shadow import write_capture
 
-HISTORY = {"HistoryItemType": "StateUpdate", "StartDate": ANY, "EndDate": ANY, "ScanBy": "TimestampDescending",
-           "MaxRecords": ANY}  # fmt: skip
+HISTORY = {
+    "HistoryItemType": "StateUpdate",
+    "StartDate": ANY,
+    "EndDate": ANY,
+    "ScanBy": "TimestampDescending",
+    "MaxRecords": ANY,
+}
 app = typer.Typer()
 app.add_typer(release_app)
 app.add_typer(verify_app)
@@ -70,8 +75,9 @@ def test_release_refuses_a_self_approved_package(run, registry) -> None:
 def test_release_of_an_unknown_stack_or_bad_actor_is_unusable(run, registry) -> None:
     result = run("release", "--stack", "qa", "--model", MODEL, "--package", package_arn(1), "--reason", "x")
     assert result.exit_code == 2 and "no stack file Pulumi.qa.yaml" in result.output
-    result = run("release", "--stack", "dev", "--model", MODEL, "--package", package_arn(1), "--reason", "x",
-                 "--actor", "alice")  # fmt: skip
+    result = run(
+        "release", "--stack", "dev", "--model", MODEL, "--package", package_arn(1), "--reason", "x", "--actor", "alice"
+    )
     assert result.exit_code == 2 and "not an IAM/STS ARN" in result.output
 
 
@@ -81,8 +87,13 @@ def test_verify_flags_a_rolled_back_endpoint(run, session, monkeypatch, tmp_path
     sagemaker, stub = stubbed("sagemaker")
     stub.add_response("describe_endpoint", endpoint_description("dev", previous))
     five_xx, latency, alarm = names.alarm_names("dev", MODEL)
-    states = {"MetricAlarms": [{"AlarmName": five_xx, "StateValue": "OK"}, {"AlarmName": latency, "StateValue": "OK"},
-                               {"AlarmName": alarm, "StateValue": "ALARM", "StateReason": "12% invalid"}]}  # fmt: skip
+    states = {
+        "MetricAlarms": [
+            {"AlarmName": five_xx, "StateValue": "OK"},
+            {"AlarmName": latency, "StateValue": "OK"},
+            {"AlarmName": alarm, "StateValue": "ALARM", "StateReason": "12% invalid"},
+        ]
+    }
     cloudwatch, cw_stub = stubbed("cloudwatch")
     cw_stub.add_response("describe_alarms", states)
     cw_stub.add_response("describe_alarm_history", {"AlarmHistoryItems": []}, {"AlarmName": five_xx, **HISTORY})
@@ -106,9 +117,25 @@ def test_shadow_report_without_operational_metrics_is_inconclusive(run, registry
     write_capture(capture, "dev", names.VARIANT, rows, NOW)
     write_capture(capture, "dev", names.SHADOW_VARIANT, rows, NOW)
     since = (NOW - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
-    result = run("shadow", "report", "--stack", "dev", "--model", MODEL, "--package", candidate, "--capture",
-                 str(capture), "--since", since, "--no-cloudwatch", "--out", str(tmp_path / "report"),
-                 "--actor", ACTOR)  # fmt: skip
+    result = run(
+        "shadow",
+        "report",
+        "--stack",
+        "dev",
+        "--model",
+        MODEL,
+        "--package",
+        candidate,
+        "--capture",
+        str(capture),
+        "--since",
+        since,
+        "--no-cloudwatch",
+        "--out",
+        str(tmp_path / "report"),
+        "--actor",
+        ACTOR,
+    )
     assert result.exit_code == 14, result.output
     assert "INCONCLUSIVE" in result.output and "300 matched requests" in result.output
     document = json.loads((tmp_path / "report" / "shadow-report.json").read_text())

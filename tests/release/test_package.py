@@ -44,31 +44,41 @@ def _review(session, registry: Registry, arn: str, *, model: ModelConfig = READM
 
 def test_assumed_role_sessions_normalize_to_their_role() -> None:
     assert normalize_principal("arn:aws:sts::123456789012:assumed-role/clinical-governance/bob") == (
-        "123456789012:role/clinical-governance", "bob")  # fmt: skip
+        "123456789012:role/clinical-governance",
+        "bob",
+    )
     assert normalize_principal("arn:aws:iam::123456789012:role/teams/clinical-governance") == (
-        "123456789012:role/clinical-governance", None)  # fmt: skip
+        "123456789012:role/clinical-governance",
+        None,
+    )
     assert parse_user_context({}) is None
     assert parse_user_context({"IamIdentity": {"Arn": "not-an-arn"}}) is None
 
 
 def test_same_source_identity_through_different_roles_is_the_same_person() -> None:
-    package = {"CreatedBy": role_session("data-science", "s1", "alice"),
-               "LastModifiedBy": role_session("clinical-governance", "s2", "ALICE")}  # fmt: skip
+    package = {
+        "CreatedBy": role_session("data-science", "s1", "alice"),
+        "LastModifiedBy": role_session("clinical-governance", "s2", "ALICE"),
+    }
     with pytest.raises(SegregationOfDuties, match="approved by its own author"):
         check_segregation(package, GOVERNANCE, SCIENCE)
 
 
 def test_shared_role_without_a_person_cannot_prove_segregation() -> None:
-    package = {"CreatedBy": role_session("clinical-governance", "alice"),
-               "LastModifiedBy": role_session("clinical-governance", "bob")}  # fmt: skip
+    package = {
+        "CreatedBy": role_session("clinical-governance", "alice"),
+        "LastModifiedBy": role_session("clinical-governance", "bob"),
+    }
     with pytest.raises(SegregationOfDuties, match="may be the same person"):
         check_segregation(package, GOVERNANCE, SCIENCE)
 
 
 def test_studio_users_sharing_an_execution_role_are_told_apart_by_profile() -> None:
     shared = role_session("clinical-governance", "SageMaker")
-    package = {"CreatedBy": {**shared, "UserProfileName": "alice", "DomainId": "d-1"},
-               "LastModifiedBy": {**shared, "UserProfileName": "bob", "DomainId": "d-1"}}  # fmt: skip
+    package = {
+        "CreatedBy": {**shared, "UserProfileName": "alice", "DomainId": "d-1"},
+        "LastModifiedBy": {**shared, "UserProfileName": "bob", "DomainId": "d-1"},
+    }
     author, approver = check_segregation(package, GOVERNANCE, [])
     assert (author.studio_profile, approver.studio_profile) == ("d-1/alice", "d-1/bob")
 
@@ -77,8 +87,10 @@ def test_approver_must_act_as_a_configured_approver_role() -> None:
     package = {"CreatedBy": AUTHOR, "LastModifiedBy": role_session("ci-release", "bot", "deploy-bot")}
     with pytest.raises(SegregationOfDuties, match="not a configured approver"):
         check_segregation(package, GOVERNANCE, SCIENCE)
-    package = {"CreatedBy": role_session("ml-eng", "carol", "carol"),
-               "LastModifiedBy": role_session("data-science", "d", "dan")}  # fmt: skip
+    package = {
+        "CreatedBy": role_session("ml-eng", "carol", "carol"),
+        "LastModifiedBy": role_session("data-science", "d", "dan"),
+    }
     with pytest.raises(SegregationOfDuties, match="configured as an author role"):
         check_segregation(package, [], SCIENCE)
 
@@ -155,8 +167,9 @@ def test_metrics_below_threshold_or_missing_are_refused(session, registry: Regis
 
 def test_stack_thresholds_apply_not_the_pipeline_defaults(session, registry: Registry) -> None:
     [arn] = registry.approved()
-    strict = ModelConfig(name=MODEL, description="30-day readmission risk at discharge",
-                         quality=QualityGate(min_auc=0.85))  # fmt: skip
+    strict = ModelConfig(
+        name=MODEL, description="30-day readmission risk at discharge", quality=QualityGate(min_auc=0.85)
+    )
     with pytest.raises(QualityBelowThreshold, match=r"auc 0\.8100 must be at least 0\.85"):
         _review(session, registry, arn, model=strict)
 
@@ -172,11 +185,17 @@ def test_metrics_fall_back_to_the_pipelines_model_quality_and_fairness_files(ses
     package = {
         "CustomerMetadataProperties": {"brier": "0.11"},
         "ModelMetrics": {
-            "ModelQuality": {"Statistics": {"ContentType": "application/json",
-                                            "S3Uri": "s3://pipeline-artifacts/eval/model-quality.json"}},
-            "Bias": {"Report": {"ContentType": "application/json", "S3Uri": "s3://pipeline-artifacts/fair/fairness.json"}},
+            "ModelQuality": {
+                "Statistics": {
+                    "ContentType": "application/json",
+                    "S3Uri": "s3://pipeline-artifacts/eval/model-quality.json",
+                }
+            },
+            "Bias": {
+                "Report": {"ContentType": "application/json", "S3Uri": "s3://pipeline-artifacts/fair/fairness.json"}
+            },
         },
-    }  # fmt: skip
+    }
     metrics = read_metrics(package, stack_aws(session))
     assert (metrics.auc, metrics.max_subgroup_auc_gap, metrics.brier) == (0.79, 0.06, 0.11)
     assert metrics.sources["auc"].endswith("model-quality.json")

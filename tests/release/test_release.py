@@ -155,15 +155,15 @@ def test_prod_canary_cross_account_happy_path(session, project, evidence, regist
     client, stub = stubbed("sagemaker")
     aws = open_stack(config, ACTOR, session, clients={"sagemaker": client})
     assert aws.session.client("sts").get_caller_identity()["Arn"] == (
-        f"arn:aws:sts::{PROD_ACCOUNT}:assumed-role/clinops-prod-deployer/pipeline-42")  # fmt: skip
+        f"arn:aws:sts::{PROD_ACCOUNT}:assumed-role/clinops-prod-deployer/pipeline-42"
+    )
     stub.add_response("describe_model_package", registry.describe(arn), {"ModelPackageName": arn})
     serving = names.config_name("prod", MODEL, package_arn(2))
     stub.add_response("describe_endpoint", endpoint_description("prod", serving, instances=2))
     said: list[str] = []
     releaser = Releaser(project, aws, evidence, gate_options=FAST_GATE, pulumi=no_pulumi(project), say=said.append)
     outcome = releaser.release(ReleaseRequest("prod", MODEL, arn, REASON, ACTOR))
-    command = ("pulumi up --stack prod --yes --policy-pack policies "
-               "--policy-pack-config policies/config/prod.json")  # fmt: skip
+    command = "pulumi up --stack prod --yes --policy-pack policies --policy-pack-config policies/config/prod.json"
     assert outcome.status == "pinned" and outcome.command == command
     assert said[-1].endswith(f"Deploy with:\n  {command}")
     model = next(m for m in load_from_stack_file("prod", project).models if m.name == MODEL)
@@ -177,9 +177,12 @@ def test_prod_canary_cross_account_happy_path(session, project, evidence, regist
     assert details["package"]["approver"]["source_identity"] == "bob@hospital.example"
     assert details["mode"] == "canary" and details["endpoint_status_before"] == "InService"
     # What verify will look for is what the rendered stack declares.
-    wanted = {names.config_name("prod", MODEL, arn), *names.alarm_names("prod", MODEL),
-              names.parameter_name("prod", MODEL, names.PINNED_PARAMETER),
-              names.parameter_name("prod", MODEL, names.LAST_KNOWN_GOOD_PARAMETER)}  # fmt: skip
+    wanted = {
+        names.config_name("prod", MODEL, arn),
+        *names.alarm_names("prod", MODEL),
+        names.parameter_name("prod", MODEL, names.PINNED_PARAMETER),
+        names.parameter_name("prod", MODEL, names.LAST_KNOWN_GOOD_PARAMETER),
+    }
     assert wanted <= outcome.gate.declared
 
 
@@ -236,9 +239,16 @@ def test_pulumi_up_runs_and_a_failed_deploy_restores_the_pin(session, project, e
     assert caught.value.exit_code == ExitCode.DEPLOY_FAILED
     assert (project / "Pulumi.dev.yaml").read_bytes() == before
     assert failing_log.read_text().split() == [
-        str(project), "up", "--stack", "dev", "--yes", "--policy-pack", "policies",
-        "--policy-pack-config", "policies/config/dev.json",
-    ]  # fmt: skip
+        str(project),
+        "up",
+        "--stack",
+        "dev",
+        "--yes",
+        "--policy-pack",
+        "policies",
+        "--policy-pack-config",
+        "policies/config/dev.json",
+    ]
     working, _ = fake_pulumi(tmp_path, 0, project)
     releaser = Releaser(project, stack_aws(session, sagemaker=client), evidence, gate_options=FAST_GATE, pulumi=working)
     outcome = _dev_release(releaser, stub, registry, arn)

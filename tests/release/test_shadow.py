@@ -46,8 +46,16 @@ def frame(values: np.ndarray, ids: list[str] | None = None) -> pd.DataFrame:
 
 def _compare(production: pd.DataFrame, shadow: pd.DataFrame, ops: dict | None = HEALTHY, **kwargs):
     ops = ops or {}
-    return compare(production, shadow, production_threshold=0.3, shadow_threshold=0.3, criteria=CRITERIA,
-                   production_ops=ops.get("production"), shadow_ops=ops.get("shadow"), **kwargs)  # fmt: skip
+    return compare(
+        production,
+        shadow,
+        production_threshold=0.3,
+        shadow_threshold=0.3,
+        criteria=CRITERIA,
+        production_ops=ops.get("production"),
+        shadow_ops=ops.get("shadow"),
+        **kwargs,
+    )
 
 
 def test_a_close_candidate_passes() -> None:
@@ -72,8 +80,10 @@ def test_slow_or_erroring_shadow_fails_even_when_scores_agree() -> None:
     slow = {"production": VariantOperations(1000, 2, 120.0), "shadow": VariantOperations(500, 30, 450.0)}
     result = _compare(frame(p), frame(p), ops=slow)
     assert result.verdict == FAIL
-    assert {c["criterion"] for c in result.checks if c["passed"] is False} == {"error_rate_increase",
-                                                                              "shadow_latency_p99_ms"}  # fmt: skip
+    assert {c["criterion"] for c in result.checks if c["passed"] is False} == {
+        "error_rate_increase",
+        "shadow_latency_p99_ms",
+    }
 
 
 def test_too_few_pairs_or_no_operational_metrics_is_inconclusive() -> None:
@@ -103,16 +113,30 @@ def test_duplicate_ids_and_invalid_scores_are_not_paired() -> None:
 
 
 def capture_line(request: str, score: float, when: dt.datetime) -> str:
-    return json.dumps({
-        "captureData": {
-            "endpointInput": {"observedContentType": "text/csv", "mode": "INPUT", "data": FEATURES, "encoding": "CSV"},
-            "endpointOutput": {"observedContentType": "text/csv", "mode": "OUTPUT", "data": f"{score:.6f}",
-                               "encoding": "CSV"},
-        },
-        "eventMetadata": {"eventId": str(uuid.uuid4()), "inferenceId": request,
-                          "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ")},
-        "eventVersion": "0",
-    })  # fmt: skip
+    return json.dumps(
+        {
+            "captureData": {
+                "endpointInput": {
+                    "observedContentType": "text/csv",
+                    "mode": "INPUT",
+                    "data": FEATURES,
+                    "encoding": "CSV",
+                },
+                "endpointOutput": {
+                    "observedContentType": "text/csv",
+                    "mode": "OUTPUT",
+                    "data": f"{score:.6f}",
+                    "encoding": "CSV",
+                },
+            },
+            "eventMetadata": {
+                "eventId": str(uuid.uuid4()),
+                "inferenceId": request,
+                "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+            "eventVersion": "0",
+        }
+    )
 
 
 def write_capture(root: Path, stack: str, variant: str, rows: dict[str, float], when: dt.datetime) -> str:
@@ -126,10 +150,20 @@ def write_capture(root: Path, stack: str, variant: str, rows: dict[str, float], 
 def metric_data(production: VariantOperations, shadow: VariantOperations) -> dict:
     results = []
     for variant, ops in ((names.VARIANT, production), (names.SHADOW_VARIANT, shadow)):
-        for metric, value in (("invocations", ops.invocations), ("invocation5xxerrors", ops.errors_5xx),
-                              ("modellatency", (ops.latency_p99_ms or 0) * 1000)):  # fmt: skip
-            results.append({"Id": f"{variant.lower()}_{metric}", "Label": metric, "Timestamps": [NOW],
-                            "Values": [float(value)], "StatusCode": "Complete"})  # fmt: skip
+        for metric, value in (
+            ("invocations", ops.invocations),
+            ("invocation5xxerrors", ops.errors_5xx),
+            ("modellatency", (ops.latency_p99_ms or 0) * 1000),
+        ):
+            results.append(
+                {
+                    "Id": f"{variant.lower()}_{metric}",
+                    "Label": metric,
+                    "Timestamps": [NOW],
+                    "Values": [float(value)],
+                    "StatusCode": "Complete",
+                }
+            )
     return {"MetricDataResults": results}
 
 
@@ -155,8 +189,16 @@ def test_report_from_local_capture_passes_and_unlocks_the_prod_canary(session, p
     stale = when - dt.timedelta(days=2)  # an earlier shadow's traffic, before the window
     write_capture(capture, "prod", names.SHADOW_VARIANT, {f"old-{i}": 0.9 for i in range(50)}, stale)
     aws = stack_aws(session, **_stubs(registry, production, candidate))
-    report = run_report(aws, config, find_model(config, MODEL), criteria=CRITERIA, capture=str(capture),
-                        shadow_arn=candidate, since=NOW - dt.timedelta(hours=3), now=NOW)  # fmt: skip
+    report = run_report(
+        aws,
+        config,
+        find_model(config, MODEL),
+        criteria=CRITERIA,
+        capture=str(capture),
+        shadow_arn=candidate,
+        since=NOW - dt.timedelta(hours=3),
+        now=NOW,
+    )
     assert report.exit_code == ExitCode.OK, report.comparison.reasons
     assert report.comparison.counts["matched_valid"] == 240 and report.comparison.counts["shadow_rows"] == 240
     paths = write_report(report, tmp_path / "report")
@@ -187,8 +229,14 @@ def test_report_reads_s3_capture_since_the_shadow_went_live(session, project, re
         s3.upload_file(str(path), "clinops-dev-capture", f"{MODEL}/{path.relative_to(local).as_posix()}")
     described = endpoint_description("dev", names.config_name("dev", MODEL, production), shadow_weight=0.5)
     clients = _stubs(registry, production, candidate, endpoint=described)
-    report = run_report(stack_aws(session, **clients), config, find_model(config, MODEL), criteria=CRITERIA,
-                        shadow_arn=candidate, now=NOW)  # fmt: skip
+    report = run_report(
+        stack_aws(session, **clients),
+        config,
+        find_model(config, MODEL),
+        criteria=CRITERIA,
+        shadow_arn=candidate,
+        now=NOW,
+    )
     assert report.capture_source == "s3://clinops-dev-capture/readmission-risk/clinops-dev-readmission-risk/"
     assert report.inputs.since == live
     assert report.comparison.counts["shadow_rows"] == 50  # the stale hour was skipped
@@ -203,8 +251,16 @@ def test_missing_operating_threshold_needs_an_explicit_one(session, project, reg
     sagemaker, stub = stubbed("sagemaker")
     stub.add_response("describe_model_package", registry.describe(production))
     with pytest.raises(UnusableInput, match="records no operating_threshold"):
-        run_report(stack_aws(session, sagemaker=sagemaker), config, find_model(config, MODEL), criteria=CRITERIA,
-                   capture=str(tmp_path), shadow_arn=candidate, since=NOW, now=NOW)  # fmt: skip
+        run_report(
+            stack_aws(session, sagemaker=sagemaker),
+            config,
+            find_model(config, MODEL),
+            criteria=CRITERIA,
+            capture=str(tmp_path),
+            shadow_arn=candidate,
+            since=NOW,
+            now=NOW,
+        )
 
 
 def test_capture_of_another_endpoint_is_refused_not_reported_empty(session, project, registry, tmp_path) -> None:
@@ -215,8 +271,16 @@ def test_capture_of_another_endpoint_is_refused_not_reported_empty(session, proj
     for arn in (production, candidate):
         stub.add_response("describe_model_package", registry.describe(arn))
     with pytest.raises(UnusableInput, match="no capture of clinops-prod-readmission-risk"):
-        run_report(stack_aws(session, sagemaker=sagemaker), config, find_model(config, MODEL), criteria=CRITERIA,
-                   capture=str(tmp_path / "capture"), shadow_arn=candidate, since=NOW, now=NOW)  # fmt: skip
+        run_report(
+            stack_aws(session, sagemaker=sagemaker),
+            config,
+            find_model(config, MODEL),
+            criteria=CRITERIA,
+            capture=str(tmp_path / "capture"),
+            shadow_arn=candidate,
+            since=NOW,
+            now=NOW,
+        )
 
 
 def test_the_canarys_synthetic_requests_are_never_paired(session, project, registry, tmp_path) -> None:
@@ -233,8 +297,16 @@ def test_the_canarys_synthetic_requests_are_never_paired(session, project, regis
     write_capture(capture, "prod", names.VARIANT, dict.fromkeys(canary, 0.99), when)
     write_capture(capture, "prod", names.SHADOW_VARIANT, dict.fromkeys(canary, 0.01), when)
     aws = stack_aws(session, **_stubs(registry, production, candidate))
-    report = run_report(aws, config, find_model(config, MODEL), criteria=CRITERIA, capture=str(capture),
-                        shadow_arn=candidate, since=NOW - dt.timedelta(hours=3), now=NOW)  # fmt: skip
+    report = run_report(
+        aws,
+        config,
+        find_model(config, MODEL),
+        criteria=CRITERIA,
+        capture=str(capture),
+        shadow_arn=candidate,
+        since=NOW - dt.timedelta(hours=3),
+        now=NOW,
+    )
     assert report.exit_code == ExitCode.OK, report.comparison.reasons
     counts = report.comparison.counts
     assert (counts["matched_valid"], counts["shadow_rows"]) == (240, 240)

@@ -48,8 +48,11 @@ def _sagemaker(stack: str, serving: str, pinned_package: str | None = None, mark
     described = endpoint_description(stack, serving, **endpoint)
     stub.add_response("describe_endpoint", described, {"EndpointName": endpoint_name})
     for _ in range((1 + marked) if pinned_package else 0):
-        stub.add_response("describe_endpoint_config", endpoint_config_description(stack, serving, pinned_package),
-                          {"EndpointConfigName": serving})  # fmt: skip
+        stub.add_response(
+            "describe_endpoint_config",
+            endpoint_config_description(stack, serving, pinned_package),
+            {"EndpointConfigName": serving},
+        )
     return client, stub
 
 
@@ -66,8 +69,18 @@ def test_healthy_endpoint_passes_is_recorded_and_marked_verified(session, projec
     aws = stack_aws(session, sagemaker=client)
     report = _verify(project, "dev", aws)
     assert report.exit_code == ExitCode.OK, report.findings
-    assert set(_levels(report)) >= {"endpoint", "deployed-pin", "serving-config", "models", "data-capture", "alarms",
-                                    "weights", "instances", "shadow", "auto-rollback"}  # fmt: skip
+    assert set(_levels(report)) >= {
+        "endpoint",
+        "deployed-pin",
+        "serving-config",
+        "models",
+        "data-capture",
+        "alarms",
+        "weights",
+        "instances",
+        "shadow",
+        "auto-rollback",
+    }
     assert all(levels == {"pass"} for levels in _levels(report).values())
     evidence = EvidenceLocation(str(tmp_path / "evidence"))
     record_verification(report, evidence, actor=ACTOR, reason="post-deploy verification", aws=aws, clock=lambda: NOW)
@@ -88,12 +101,25 @@ def test_silent_rollback_is_reported_with_the_alarm_that_caused_it(session, proj
     alarms = names.alarm_names("staging", MODEL)
     ok = {"MetricAlarms": [{"AlarmName": a, "StateValue": "OK", "ActionsEnabled": True} for a in alarms]}
     stub.add_response("describe_alarms", ok, {"AlarmNames": alarms})
-    fired = {"AlarmHistoryItems": [{"AlarmName": alarms[0], "HistoryItemType": "StateUpdate",
-                                    "Timestamp": NOW - dt.timedelta(hours=2),
-                                    "HistorySummary": "Alarm updated from OK to ALARM"}]}  # fmt: skip
+    fired = {
+        "AlarmHistoryItems": [
+            {
+                "AlarmName": alarms[0],
+                "HistoryItemType": "StateUpdate",
+                "Timestamp": NOW - dt.timedelta(hours=2),
+                "HistorySummary": "Alarm updated from OK to ALARM",
+            }
+        ]
+    }
     for alarm, history in zip(alarms, [fired, {"AlarmHistoryItems": []}, {"AlarmHistoryItems": []}], strict=True):
-        expected = {"AlarmName": alarm, "HistoryItemType": "StateUpdate", "StartDate": NOW - dt.timedelta(hours=6),
-                    "EndDate": NOW, "ScanBy": "TimestampDescending", "MaxRecords": ANY}  # fmt: skip
+        expected = {
+            "AlarmName": alarm,
+            "HistoryItemType": "StateUpdate",
+            "StartDate": NOW - dt.timedelta(hours=6),
+            "EndDate": NOW,
+            "ScanBy": "TimestampDescending",
+            "MaxRecords": ANY,
+        }
         stub.add_response("describe_alarm_history", history, expected)
     stub.add_response("describe_alarms", ok, {"AlarmNames": alarms})
     aws = stack_aws(session, sagemaker=sagemaker, cloudwatch=cloudwatch)
@@ -148,8 +174,10 @@ def test_an_alarm_in_alarm_state_is_named(session, project) -> None:
     report = _verify(project, "dev", stack_aws(session, sagemaker=client))
     assert report.exit_code == ExitCode.DEPLOYMENT_UNHEALTHY
     messages = [f.message for f in report.findings if f.check == "alarms" and f.level == "unhealthy"]
-    assert messages == [f"ALARM STATE: {latency} is ALARM (p99 612 ms)",
-                        "rollback alarm clinops-dev-readmission-risk-invalid-scores is missing"]  # fmt: skip
+    assert messages == [
+        f"ALARM STATE: {latency} is ALARM (p99 612 ms)",
+        "rollback alarm clinops-dev-readmission-risk-invalid-scores is missing",
+    ]
 
 
 def test_cross_account_verify_reads_the_prod_account(session, project) -> None:

@@ -9,10 +9,22 @@ from dataclasses import dataclass
 from typing import Any
 
 READMISSION_ROW: dict[str, Any] = {
-    "age": 71, "sex": "F", "payer": "Medicare", "admission_type": "Emergency", "length_of_stay_days": 6,
-    "prior_admissions_12m": 2, "ed_visits_6m": 1, "charlson_index": 4, "num_medications": 12, "hba1c": None,
-    "creatinine": 1.3, "hemoglobin": 11.2, "sodium": 137.0, "albumin": 3.1, "discharge_disposition": "SNF",
-}  # fmt: skip
+    "age": 71,
+    "sex": "F",
+    "payer": "Medicare",
+    "admission_type": "Emergency",
+    "length_of_stay_days": 6,
+    "prior_admissions_12m": 2,
+    "ed_visits_6m": 1,
+    "charlson_index": 4,
+    "num_medications": 12,
+    "hba1c": None,
+    "creatinine": 1.3,
+    "hemoglobin": 11.2,
+    "sodium": 137.0,
+    "albumin": 3.1,
+    "discharge_disposition": "SNF",
+}
 
 
 @dataclass
@@ -30,8 +42,14 @@ class Client:
     def __init__(self, port: int) -> None:
         self.port = port
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-                timeout: float = 20.0) -> Reply:  # fmt: skip
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 20.0,
+    ) -> Reply:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             connection.request(method, path, body=body, headers=headers or {})

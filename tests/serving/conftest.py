@@ -39,8 +39,15 @@ def write_pipeline_bundle(directory: Path, work: Path) -> Path:
     settings = TrainingSettings(max_iter=40)
     splits = split_step.split(table, contract, settings)
     trained = train_step.train(splits.train, splits.calibration, contract, settings)
-    train_step.save(trained, splits.train, contract, settings, directory, dataset_sha256="sha256:" + "ab" * 32,
-                    trained_at=datetime(2025, 7, 1, 12, 0, tzinfo=UTC))  # fmt: skip
+    train_step.save(
+        trained,
+        splits.train,
+        contract,
+        settings,
+        directory,
+        dataset_sha256="sha256:" + "ab" * 32,
+        trained_at=datetime(2025, 7, 1, 12, 0, tzinfo=UTC),
+    )
     return directory
 
 
@@ -65,8 +72,9 @@ class Running:
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
-    def invocations_after(self, start: int, count: int, where: Callable[[dict[str, Any]], bool] = lambda e: True,
-                          timeout: float = 10.0) -> list[dict[str, Any]]:  # fmt: skip
+    def invocations_after(
+        self, start: int, count: int, where: Callable[[dict[str, Any]], bool] = lambda e: True, timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
         """Invocation log lines after line `start` that match `where`, waiting for `count` of them (a line is
         written after its reply, so it may land a moment after the client has read the reply)."""
         deadline = time.monotonic() + timeout
@@ -85,8 +93,14 @@ class Running:
 
 def start_server(model_dir: Path, **settings: object) -> Running:
     log = LogLines()
-    options = {"model_dir": model_dir, "port": 0, "endpoint": "test-endpoint", "max_body_bytes": TEST_MAX_BODY,
-               "max_rows": TEST_MAX_ROWS, **settings}  # fmt: skip
+    options = {
+        "model_dir": model_dir,
+        "port": 0,
+        "endpoint": "test-endpoint",
+        "max_body_bytes": TEST_MAX_BODY,
+        "max_rows": TEST_MAX_ROWS,
+        **settings,
+    }
     return Running(build_server(ServerSettings(**options), EventLog("test-endpoint", log)), log)  # type: ignore[arg-type]
 
 

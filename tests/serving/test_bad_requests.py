@@ -64,8 +64,9 @@ def test_duplicate_keys_are_ambiguous(client: Client) -> None:
         ("payer", "medicare", "unknown category: allowed Medicare, Medicaid, Commercial, Self-pay"),
     ],
 )
-def test_wrong_type_range_or_category_names_row_and_field(client: Client, field: str, value: object,
-                                                          problem: str) -> None:  # fmt: skip
+def test_wrong_type_range_or_category_names_row_and_field(
+    client: Client, field: str, value: object, problem: str
+) -> None:
     reply = client.post_json([READMISSION_ROW, row(**{field: value})])
     assert reply.status == 400
     assert problems_of(reply) == [(1, field, problem)]
@@ -84,12 +85,15 @@ def test_missing_and_extra_fields(client: Client) -> None:
     reply = client.post_json(record)
     assert reply.status == 400
     not_input = "not a model input: the contract declares it but the model never uses it; do not send it"
-    assert sorted(problems_of(reply), key=str) == sorted([
-        (0, "charlson_index", "missing: required field"),
-        (0, "mrn", not_input),
-        (0, "readmitted_30d", not_input),
-        (0, "favourite_colour", "unknown field: not in the feature contract"),
-    ], key=str)  # fmt: skip
+    assert sorted(problems_of(reply), key=str) == sorted(
+        [
+            (0, "charlson_index", "missing: required field"),
+            (0, "mrn", not_input),
+            (0, "readmitted_30d", not_input),
+            (0, "favourite_colour", "unknown field: not in the feature contract"),
+        ],
+        key=str,
+    )
 
 
 def test_a_field_name_that_looks_like_an_identifier_is_withheld(client: Client) -> None:
@@ -144,9 +148,10 @@ def test_csv_header_and_cell_problems(client: Client) -> None:
     cells = ",".join("" if v is None else str(v) for v in READMISSION_ROW.values())
     reply = client.post(f"{header}\n{cells},71,MRN1\n", "text/csv")
     assert reply.status == 400
-    assert set(problems_of(reply)) == {(None, "age", "duplicate column in the header"),
-                                       (None, "mrn", "not a model input: the contract declares it but the model "
-                                                     "never uses it; do not send it")}  # fmt: skip
+    assert set(problems_of(reply)) == {
+        (None, "age", "duplicate column in the header"),
+        (None, "mrn", "not a model input: the contract declares it but the model never uses it; do not send it"),
+    }
     good_header = ",".join(READMISSION_ROW)
     bad_rows = "\n".join([cells, cells + ",1", cells.replace("71", "abc", 1), cells.replace("SNF", "Jail")])
     reply = client.post(f"{good_header}\n{bad_rows}\n", "text/csv")
@@ -177,9 +182,16 @@ def test_too_many_rows_is_413(client: Client) -> None:
 
 
 @pytest.mark.parametrize(
-    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1",
-                     "text/csv; header=maybe", "multipart/form-data; boundary=x"],
-)  # fmt: skip
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/json; charset=latin-1",
+        "text/csv; header=maybe",
+        "multipart/form-data; boundary=x",
+    ],
+)
 def test_unsupported_content_type_is_415(client: Client, content_type: str | None) -> None:
     reply = client.post(json.dumps(READMISSION_ROW), content_type)
     assert reply.status == 415
@@ -194,9 +206,17 @@ def test_unacceptable_accept_is_406(client: Client) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path", "status"),
-    [("GET", "/invocations", 405), ("PUT", "/invocations", 405), ("POST", "/ping", 405), ("DELETE", "/ping", 405),
-     ("BREW", "/invocations", 405), ("GET", "/", 404), ("POST", "/predict", 404), ("GET", "/ping?x=1", 200)],
-)  # fmt: skip
+    [
+        ("GET", "/invocations", 405),
+        ("PUT", "/invocations", 405),
+        ("POST", "/ping", 405),
+        ("DELETE", "/ping", 405),
+        ("BREW", "/invocations", 405),
+        ("GET", "/", 404),
+        ("POST", "/predict", 404),
+        ("GET", "/ping?x=1", 200),
+    ],
+)
 def test_methods_and_paths(client: Client, method: str, path: str, status: int) -> None:
     reply = client.request(method, path)
     assert reply.status == status
@@ -205,11 +225,14 @@ def test_methods_and_paths(client: Client, method: str, path: str, status: int) 
 
 
 def test_no_content_length_is_411(client: Client) -> None:
-    reply = client.raw(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                       b"Connection: close\r\n\r\n")  # fmt: skip
+    reply = client.raw(
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+    )
     assert reply.startswith(b"HTTP/1.1 411 ")
-    chunked = client.raw(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")  # fmt: skip
+    chunked = client.raw(
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    )
     assert chunked.startswith(b"HTTP/1.1 411 ")
 
 
@@ -220,7 +243,9 @@ def test_garbage_request_line_is_400_and_echoes_nothing(client: Client) -> None:
 
 
 def test_short_body_is_400(client: Client) -> None:
-    reply = client.raw(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                       b"Content-Length: 50\r\n\r\n{}", half_close=True)  # fmt: skip
+    reply = client.raw(
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{}",
+        half_close=True,
+    )
     assert reply.startswith(b"HTTP/1.1 400 ")
     assert b"the body ended before Content-Length bytes arrived" in reply

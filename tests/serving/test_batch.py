@@ -54,8 +54,9 @@ def test_scores_join_back_to_their_ids_and_equal_the_endpoints(bundle_dir: Path,
     frame.loc[7, "age"] = 12  # out of range: left unscored, counted
     frame.loc[9, "sex"] = IDENTIFIER  # a value that must never reach the summary
     frame.to_csv(tmp_path / "extract.csv", index=False)
-    summary = score_file(bundle_dir, tmp_path / "extract.csv", tmp_path / "scores.csv", id_columns=["admission_id"],
-                         chunk_rows=128)  # fmt: skip
+    summary = score_file(
+        bundle_dir, tmp_path / "extract.csv", tmp_path / "scores.csv", id_columns=["admission_id"], chunk_rows=128
+    )
     scores = pd.read_csv(tmp_path / "scores.csv", dtype={"admission_id": str})
     assert list(scores.columns) == ["row", "admission_id", "score", "flag", "problems"]
     assert scores["row"].tolist() == list(range(1, 501))
@@ -63,8 +64,10 @@ def test_scores_join_back_to_their_ids_and_equal_the_endpoints(bundle_dir: Path,
     assert (summary.rows, summary.scored, summary.rejected) == (500, 498, 2)
     assert scores.loc[[7, 9], "score"].isna().all() and scores.loc[[7, 9], "problems"].tolist() == [1, 1]
     assert IDENTIFIER not in json.dumps(summary.as_dict()) and "ADM" not in json.dumps(summary.as_dict())
-    assert summary.problems == {"age: out of range: allowed [18, 90] years": 1,
-                                "sex: unknown category: allowed F, M": 1}  # fmt: skip
+    assert summary.problems == {
+        "age: out of range: allowed [18, 90] years": 1,
+        "sex: unknown category: allowed F, M": 1,
+    }
     features = [c for c in READMISSION_ROW]
     sample = frame.drop(index=[7, 9]).head(50)
     records = json.loads(sample[features].to_json(orient="records"))
@@ -101,8 +104,19 @@ def test_clinops_score_command(bundle_dir: Path, tmp_path: Path) -> None:
     frame = extract(200)
     frame.to_csv(tmp_path / "extract.csv", index=False)
     runner = CliRunner()
-    args = ["score", "--local", str(bundle_dir), "--data", str(tmp_path / "extract.csv"), "--out",
-            str(tmp_path / "scores.csv"), "--id-column", "admission_id", "--workers", "1"]  # fmt: skip
+    args = [
+        "score",
+        "--local",
+        str(bundle_dir),
+        "--data",
+        str(tmp_path / "extract.csv"),
+        "--out",
+        str(tmp_path / "scores.csv"),
+        "--id-column",
+        "admission_id",
+        "--workers",
+        "1",
+    ]
     done = runner.invoke(clinops_app, args)
     assert done.exit_code == 0, done.output
     line = json.loads(done.stdout.strip().splitlines()[-1])

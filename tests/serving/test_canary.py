@@ -16,11 +16,13 @@ from serving.canary.handler import run_canary
 
 def test_every_canary_request_is_marked_synthetic() -> None:
     sagemaker = boto3.client("sagemaker", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
-    runtime = boto3.client("sagemaker-runtime", region_name="us-east-1", aws_access_key_id="x",
-                           aws_secret_access_key="x")  # fmt: skip
+    runtime = boto3.client(
+        "sagemaker-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
     seen: list[dict[str, Any]] = []
-    runtime.meta.events.register("provide-client-params.sagemaker-runtime.InvokeEndpoint",
-                                 lambda params, **_: seen.append(dict(params)))  # fmt: skip
+    runtime.meta.events.register(
+        "provide-client-params.sagemaker-runtime.InvokeEndpoint", lambda params, **_: seen.append(dict(params))
+    )
     with Stubber(sagemaker) as sm, Stubber(runtime) as rt:
         described = {
             "EndpointName": "e",
@@ -32,9 +34,18 @@ def test_every_canary_request_is_marked_synthetic() -> None:
         }
         sm.add_response("describe_endpoint", described)
         for _ in range(3):
-            rt.add_response("invoke_endpoint", {"Body": b"{}"},
-                            {"EndpointName": "e", "ContentType": "text/csv", "Accept": "application/json",
-                             "Body": ANY, "CustomAttributes": SYNTHETIC_ATTRIBUTE, "InferenceId": ANY})  # fmt: skip
+            rt.add_response(
+                "invoke_endpoint",
+                {"Body": b"{}"},
+                {
+                    "EndpointName": "e",
+                    "ContentType": "text/csv",
+                    "Accept": "application/json",
+                    "Body": ANY,
+                    "CustomAttributes": SYNTHETIC_ATTRIBUTE,
+                    "InferenceId": ANY,
+                },
+            )
         result = run_canary(sagemaker, runtime, "e", "age\n71\n", requests=3)
     assert result["sent"] == 3
     ids = [p["InferenceId"] for p in seen]
@@ -71,7 +82,10 @@ def test_synthetic_rows_are_counted_apart_and_still_feed_the_alarms() -> None:
     from tests.conftest import rendered
 
     states = [s["newState"] for s in rendered("prod")["steps"]]
-    filters = {s["inputs"]["metricTransformation"]["name"]: s["inputs"]["pattern"] for s in states
-               if s["type"] == "aws:cloudwatch/logMetricFilter:LogMetricFilter"}  # fmt: skip
+    filters = {
+        s["inputs"]["metricTransformation"]["name"]: s["inputs"]["pattern"]
+        for s in states
+        if s["type"] == "aws:cloudwatch/logMetricFilter:LogMetricFilter"
+    }
     assert filters["SyntheticScored"] == '{ ($.event = "invocation") && ($.synthetic IS TRUE) }'
     assert filters["Scored"] == filters["InvalidScores"] == '{ $.event = "invocation" }'  # the canary's purpose

@@ -61,10 +61,17 @@ def test_a_registry_version_serves_the_bundle_its_run_logged(bundle_dir: Path, t
     from pipelines.steps.register import register
 
     uri = tracking.default_tracking_uri(tmp_path)
-    run_id, _ = tracking.log_run(uri, "readmission-risk", run_name="test", params={}, metrics={}, tags={},
-                                 artifact_dirs={"bundle": bundle_dir})  # fmt: skip
-    version = register(tracking.client(uri), "readmission-risk", f"runs:/{run_id}/bundle", run_id,
-                       {"register": True, "verdict": "PendingManualApproval"}, {})  # fmt: skip
+    run_id, _ = tracking.log_run(
+        uri, "readmission-risk", run_name="test", params={}, metrics={}, tags={}, artifact_dirs={"bundle": bundle_dir}
+    )
+    version = register(
+        tracking.client(uri),
+        "readmission-risk",
+        f"runs:/{run_id}/bundle",
+        run_id,
+        {"register": True, "verdict": "PendingManualApproval"},
+        {},
+    )
     for reference in (f"models:/readmission-risk/{version}", "models:/readmission-risk/latest"):
         located = locate(reference, out_dir=tmp_path, tracking_uri=uri, scratch=tmp_path / reference[-6:])
         assert (located.path / "model.joblib").read_bytes() == (bundle_dir / "model.joblib").read_bytes()

@@ -155,11 +155,22 @@ def test_exported_requirements_are_current_with_the_lock(path: str, tmp_path: Pa
     assert uv, "uv is a locked dev dependency; the venv must have it"
     out = tmp_path / "requirements.txt"
     subprocess.run(
-        [uv, "export", "--frozen", "--quiet", "--only-group", EXPORTS[path], "--no-emit-project",
-         "--output-file", str(out), "--project", str(REPO)],
+        [
+            uv,
+            "export",
+            "--frozen",
+            "--quiet",
+            "--only-group",
+            EXPORTS[path],
+            "--no-emit-project",
+            "--output-file",
+            str(out),
+            "--project",
+            str(REPO),
+        ],
         check=True,
         env={"PATH": "/usr/bin:/bin", "UV_NO_CONFIG": "1", "HOME": str(tmp_path)},
-    )  # fmt: skip
+    )
     assert out.read_text().splitlines()[2:] == (REPO / path).read_text().splitlines()[2:]  # past the header
     assert requirements(REPO / path)
 
@@ -187,8 +198,16 @@ def test_dockerignore_keeps_data_and_environments_out_of_the_context() -> None:
         for line in (REPO / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    for secret in (".venv/bin/python", "out/data/train.csv", "out/mlflow/mlflow.db", "mlruns/0/meta.yaml", ".git/HEAD",
-                   "out/evidence/prod/log.jsonl", "tests/data/x.csv", "Pulumi.prod.yaml"):  # fmt: skip
+    for secret in (
+        ".venv/bin/python",
+        "out/data/train.csv",
+        "out/mlflow/mlflow.db",
+        "mlruns/0/meta.yaml",
+        ".git/HEAD",
+        "out/evidence/prod/log.jsonl",
+        "tests/data/x.csv",
+        "Pulumi.prod.yaml",
+    ):
         assert _ignored(secret, patterns), f"{secret} would enter the build context"
     for source in copied_paths():
         relative = str(source.relative_to(REPO))

@@ -43,11 +43,18 @@ def write_breast_cancer_bundle(work: Path) -> tuple[Path, pd.DataFrame]:
     columns["sex"] = {"dtype": "category", "categories": ["F", "M"], "sensitive": True, "feature": False}
     columns["malignant"] = {"dtype": "integer", "range": [0, 1]}
     contract_path = work / "breast-cancer.yaml"
-    contract_path.write_text(yaml.safe_dump({
-        "name": "breast-cancer", "version": "1.0.0",
-        "description": "Fine-needle aspirate nuclei measurements, labelled malignant or benign.",
-        "label": {"column": "malignant", "positive": 1, "negative": 0}, "columns": columns,
-    }, sort_keys=False))  # fmt: skip
+    contract_path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "breast-cancer",
+                "version": "1.0.0",
+                "description": "Fine-needle aspirate nuclei measurements, labelled malignant or benign.",
+                "label": {"column": "malignant", "positive": 1, "negative": 0},
+                "columns": columns,
+            },
+            sort_keys=False,
+        )
+    )
     contract = load_contract(contract_path)
     report, table = validate_frame(frame.astype(str), contract, as_of=date(2025, 7, 1), token_key=b"test")
     assert table is not None, report.reasons()
@@ -55,8 +62,15 @@ def write_breast_cancer_bundle(work: Path) -> tuple[Path, pd.DataFrame]:
     splits = split_step.split(table, contract, settings)
     trained = train_step.train(splits.train, splits.calibration, contract, settings)
     bundle = work / "model"
-    train_step.save(trained, splits.train, contract, settings, bundle, dataset_sha256="sha256:" + "cd" * 32,
-                    trained_at=datetime(2025, 7, 1, 12, 0, tzinfo=UTC))  # fmt: skip
+    train_step.save(
+        trained,
+        splits.train,
+        contract,
+        settings,
+        bundle,
+        dataset_sha256="sha256:" + "cd" * 32,
+        trained_at=datetime(2025, 7, 1, 12, 0, tzinfo=UTC),
+    )
     return bundle, frame[features]
 
 

@@ -12,14 +12,29 @@ from tests.serving.client import READMISSION_ROW, Client
 from tests.serving.conftest import Running
 
 CONTENT_TYPES = st.one_of(
-    st.sampled_from(["application/json", "text/csv", "application/json; charset=utf-8", "text/csv; charset=UTF-8",
-                     "text/plain", "", "application/json; charset=utf-16", "TEXT/CSV", "*/*"]),
+    st.sampled_from(
+        [
+            "application/json",
+            "text/csv",
+            "application/json; charset=utf-8",
+            "text/csv; charset=UTF-8",
+            "text/plain",
+            "",
+            "application/json; charset=utf-16",
+            "TEXT/CSV",
+            "*/*",
+        ]
+    ),
     st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
-)  # fmt: skip
-JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
-                         st.text(max_size=20))  # fmt: skip
-JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)  # fmt: skip
+)
+JSON_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20)
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
 FIELD_NAMES = st.one_of(st.sampled_from([*READMISSION_ROW, "mrn", "readmitted_30d", "instances"]), st.text(max_size=12))
 # a record: the valid row with some fields replaced, dropped or added, so most mistakes are one field away
 RECORDS = st.builds(
@@ -64,8 +79,9 @@ def test_random_bodies_and_content_types_never_get_a_5xx(running: Running, body:
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(records=st.lists(RECORDS, min_size=1, max_size=4))
-def test_near_valid_records_are_scored_or_rejected_field_by_field(running: Running,
-                                                                   records: list[dict[str, Any]]) -> None:  # fmt: skip
+def test_near_valid_records_are_scored_or_rejected_field_by_field(
+    running: Running, records: list[dict[str, Any]]
+) -> None:
     reply = Client(running.port).post_json(records)
     _check(reply.status, reply.raw)
     if reply.status == 400:

@@ -85,9 +85,17 @@ def test_a_damaged_bundle_starts_the_server_but_ping_is_503(
     assert invocation.status == 503
     assert json.loads(server.log.lines()[0])["event"] == "model_unavailable"
     last = logged[-1]
-    assert last == {"event": "invocation", "endpoint": "test-endpoint", "model": None, "model_version": None,
-                    "status": 503, "rows": 0, "invalid_scores": 0, "latency_ms": last["latency_ms"],
-                    "synthetic": False}  # fmt: skip
+    assert last == {
+        "event": "invocation",
+        "endpoint": "test-endpoint",
+        "model": None,
+        "model_version": None,
+        "status": 503,
+        "rows": 0,
+        "invalid_scores": 0,
+        "latency_ms": last["latency_ms"],
+        "synthetic": False,
+    }
 
 
 def test_a_missing_model_directory_is_503(tmp_path: Path) -> None:
@@ -124,8 +132,9 @@ def test_invalid_scores_are_null_flagged_null_and_counted(bundle_dir: Path, tmp_
     server = start_server(model_dir)
     try:
         assert server.client.ping().json["scoring"] == "scikit-learn"
-        reply = server.client.post_json([{**READMISSION_ROW, "age": 90}, {**READMISSION_ROW, "age": 18},
-                                         READMISSION_ROW])  # fmt: skip
+        reply = server.client.post_json(
+            [{**READMISSION_ROW, "age": 90}, {**READMISSION_ROW, "age": 18}, READMISSION_ROW]
+        )
         logged = server.invocations_after(0, 1)
     finally:
         server.stop()

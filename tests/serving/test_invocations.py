@@ -25,9 +25,14 @@ def rows(count: int, seed: int = 1) -> list[dict[str, Any]]:
     out = []
     for i in range(count):
         row = dict(READMISSION_ROW)
-        row.update(age=int(rng.integers(18, 91)), sex=["F", "M"][i % 2], length_of_stay_days=int(rng.integers(1, 30)),
-                   creatinine=round(float(rng.uniform(0.4, 4.0)), 2), payer=["Medicare", "Medicaid", "Commercial",
-                   "Self-pay"][i % 4], hba1c=None if i % 3 else round(float(rng.uniform(4, 12)), 1))  # fmt: skip
+        row.update(
+            age=int(rng.integers(18, 91)),
+            sex=["F", "M"][i % 2],
+            length_of_stay_days=int(rng.integers(1, 30)),
+            creatinine=round(float(rng.uniform(0.4, 4.0)), 2),
+            payer=["Medicare", "Medicaid", "Commercial", "Self-pay"][i % 4],
+            hba1c=None if i % 3 else round(float(rng.uniform(4, 12)), 1),
+        )
         out.append(row)
     return out
 
@@ -52,8 +57,12 @@ def test_ping_is_healthy_with_the_bundle_identity(client: Client, bundle_dir: Pa
     reply = client.ping()
     metadata = json.loads((bundle_dir / "metadata.json").read_text())
     assert reply.status == 200
-    assert reply.json == {"status": "healthy", "model": "readmission-risk", "model_version": metadata["model_version"],
-                          "scoring": "compiled"}  # fmt: skip
+    assert reply.json == {
+        "status": "healthy",
+        "model": "readmission-risk",
+        "model_version": metadata["model_version"],
+        "scoring": "compiled",
+    }
 
 
 def test_single_record_scores_as_the_model_does(client: Client, bundle_dir: Path) -> None:
@@ -145,8 +154,17 @@ def test_each_invocation_logs_one_line_with_the_metric_fields(running: Running) 
     logged = running.invocations_after(before, 2, where=lambda e: e["rows"] == 37 or e.get("problems") == 15)
     assert len(logged) == 2
     ok, bad = sorted(logged, key=lambda e: e["status"])  # each line is written after its reply: any order
-    assert set(ok) == {"event", "endpoint", "model", "model_version", "status", "rows", "invalid_scores",
-                       "latency_ms", "synthetic"}  # fmt: skip
+    assert set(ok) == {
+        "event",
+        "endpoint",
+        "model",
+        "model_version",
+        "status",
+        "rows",
+        "invalid_scores",
+        "latency_ms",
+        "synthetic",
+    }
     assert (ok["endpoint"], ok["status"], ok["rows"], ok["invalid_scores"]) == ("test-endpoint", 200, 37, 0)
     assert ok["latency_ms"] > 0
     assert (bad["status"], bad["rows"], bad["problems"]) == (400, 0, 15)

@@ -24,14 +24,36 @@ from tests.serving.client import READMISSION_ROW, Client
 
 REPO = Path(__file__).resolve().parents[2]
 VALID_VALUES = {"creatinine": 7.654321, "hemoglobin": 13.579246, "sodium": 141.2468, "albumin": 2.864213}
-IDENTIFIERS = {"mrn": "MRN99173355", "patient_name": "Esmeralda Wintergreen-Oyelaran", "ssn": "123-45-6789",
-               "date_of_birth": "1931-02-29"}  # fmt: skip
+IDENTIFIERS = {
+    "mrn": "MRN99173355",
+    "patient_name": "Esmeralda Wintergreen-Oyelaran",
+    "ssn": "123-45-6789",
+    "date_of_birth": "1931-02-29",
+}
 INVALID_VALUE = "Zebulon-Quartermaine"
 FIELD_NAME = "Ottoline_Featherstonehaugh"
-SECRETS = [*(str(v) for v in VALID_VALUES.values()), *IDENTIFIERS.values(), INVALID_VALUE, FIELD_NAME, "99173355",
-           "Wintergreen", "Quartermaine", "Featherstonehaugh"]  # fmt: skip
-INVOCATION_KEYS = {"event", "endpoint", "model", "model_version", "status", "rows", "invalid_scores", "latency_ms",
-                   "synthetic", "worker"}  # fmt: skip
+SECRETS = [
+    *(str(v) for v in VALID_VALUES.values()),
+    *IDENTIFIERS.values(),
+    INVALID_VALUE,
+    FIELD_NAME,
+    "99173355",
+    "Wintergreen",
+    "Quartermaine",
+    "Featherstonehaugh",
+]
+INVOCATION_KEYS = {
+    "event",
+    "endpoint",
+    "model",
+    "model_version",
+    "status",
+    "rows",
+    "invalid_scores",
+    "latency_ms",
+    "synthetic",
+    "worker",
+}
 
 
 class ServerProcess:
@@ -46,8 +68,11 @@ class ServerProcess:
         with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "serving.container.cli", "serve", "--local", str(bundle_dir), "--port", "0"],
-                cwd=REPO, env=env, stdout=out, stderr=err,
-            )  # fmt: skip
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=err,
+            )
         self.port = self._wait_for_port()
 
     def _wait_for_port(self, timeout: float = 90.0) -> int:
@@ -90,7 +115,7 @@ def _send_everything(client: Client) -> list[int]:
         client.post(json.dumps({**valid, "pad": name * 5000}), "application/json").status,
         client.post(json.dumps(valid), "text/plain").status,
         client.request("GET", f"/invocations?mrn={mrn}").status,
-    ]  # fmt: skip
+    ]
     client.request("POST", f"/{IDENTIFIERS['mrn']}", json.dumps(valid).encode(), {"Content-Type": "application/json"})
     client.raw(f"{IDENTIFIERS['patient_name']} {IDENTIFIERS['mrn']}\r\n\r\n".encode())
     return statuses
@@ -114,5 +139,13 @@ def test_no_value_or_identifier_reaches_any_log(process: ServerProcess) -> None:
         expected = INVOCATION_KEYS | ({"problems"} if 400 <= event["status"] < 500 else set())
         assert set(event) == expected
         assert event["endpoint"] == "phi-test"
-    assert {e["event"] for e in events} == {"model_loaded", "listening", "invocation", "rejected_request",
-                                            "worker_ready", "draining", "worker_stopped", "stopped"}  # fmt: skip
+    assert {e["event"] for e in events} == {
+        "model_loaded",
+        "listening",
+        "invocation",
+        "rejected_request",
+        "worker_ready",
+        "draining",
+        "worker_stopped",
+        "stopped",
+    }

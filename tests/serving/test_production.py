@@ -42,12 +42,22 @@ class Container:
     def __init__(self, bundle_dir: Path, work: Path, workers: int = 2, **env: str) -> None:
         self.port = free_port()
         self.stdout = work / "stdout.log"
-        environment = {**os.environ, "SM_MODEL_DIR": str(bundle_dir), "SAGEMAKER_BIND_TO_PORT": str(self.port),
-                       "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers), "CLINOPS_ENDPOINT": "prod-test",
-                       **env}  # fmt: skip
+        environment = {
+            **os.environ,
+            "SM_MODEL_DIR": str(bundle_dir),
+            "SAGEMAKER_BIND_TO_PORT": str(self.port),
+            "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+            "CLINOPS_ENDPOINT": "prod-test",
+            **env,
+        }
         with self.stdout.open("w") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "serving.container", "serve"], cwd=REPO,
-                                            env=environment, stdout=out, stderr=subprocess.PIPE)  # fmt: skip
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "serving.container", "serve"],
+                cwd=REPO,
+                env=environment,
+                stdout=out,
+                stderr=subprocess.PIPE,
+            )
         self.client = Client(self.port)
         self.wait_for(lambda: len(self.events("worker_ready")) >= workers, 90)
         self.wait_for(lambda: self.client.ping().status == 200, 10)
@@ -230,9 +240,7 @@ def test_a_million_empty_objects_stop_at_the_limit_while_parsing(bundle_dir: Pat
         server.stop()
 
 
-@pytest.mark.parametrize(
-    "value", [b"x" * 1025, "caf\u00e9".encode("latin-1"), b"tab\tinside"]
-)  # fmt: skip
+@pytest.mark.parametrize("value", [b"x" * 1025, "caf\u00e9".encode("latin-1"), b"tab\tinside"])
 def test_custom_attributes_beyond_sagemakers_rules_are_400(strict: Running, value: bytes) -> None:
     body = json.dumps(READMISSION_ROW).encode()
     head = _request(f"Content-Length: {len(body)}\r\nConnection: close\r\n")[:-2]

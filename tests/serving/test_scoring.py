@@ -53,8 +53,7 @@ def test_compiled_scorer_matches_the_estimator(model: Any, bundle_dir: Path, row
     compiled, note = compile_scorer(model, contract, reference)
     assert compiled.path == "compiled", note
     features = synthetic_features(contract, rows, seed=99)
-    np.testing.assert_allclose(compiled.probabilities(features), reference.probabilities(features), rtol=0,
-                               atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(compiled.probabilities(features), reference.probabilities(features), rtol=0, atol=1e-12)
 
 
 def test_another_estimator_shape_is_served_through_scikit_learn(bundle_dir: Path, tmp_path: Path) -> None:
@@ -74,8 +73,9 @@ def test_another_estimator_shape_is_served_through_scikit_learn(bundle_dir: Path
     np.testing.assert_allclose(served.scorer.probabilities(matrix), expected, rtol=0, atol=1e-12)
 
 
-def test_a_compiled_scorer_that_disagrees_is_not_served(model: Any, bundle_dir: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_compiled_scorer_that_disagrees_is_not_served(
+    model: Any, bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = forest.compile_walk
 
     def off_by_a_little(booster: Any) -> forest.TreeWalk:

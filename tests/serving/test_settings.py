@@ -15,11 +15,13 @@ def test_workers_default_to_the_cpus_and_follow_sagemakers_variable() -> None:
 
 @pytest.mark.parametrize(
     ("env", "message"),
-    [({"SAGEMAKER_MODEL_SERVER_WORKERS": "0"}, "SAGEMAKER_MODEL_SERVER_WORKERS must be positive"),
-     ({"SAGEMAKER_MODEL_SERVER_WORKERS": "two"}, "must be a whole number"),
-     ({"CLINOPS_DRAIN_SECONDS": "30"}, "CLINOPS_DRAIN_SECONDS must be below 30"),
-     ({"CLINOPS_REQUEST_SECONDS": "-1"}, "CLINOPS_REQUEST_SECONDS must be positive")],
-)  # fmt: skip
+    [
+        ({"SAGEMAKER_MODEL_SERVER_WORKERS": "0"}, "SAGEMAKER_MODEL_SERVER_WORKERS must be positive"),
+        ({"SAGEMAKER_MODEL_SERVER_WORKERS": "two"}, "must be a whole number"),
+        ({"CLINOPS_DRAIN_SECONDS": "30"}, "CLINOPS_DRAIN_SECONDS must be below 30"),
+        ({"CLINOPS_REQUEST_SECONDS": "-1"}, "CLINOPS_REQUEST_SECONDS must be positive"),
+    ],
+)
 def test_unusable_values_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         ServerSettings.from_env(env)

@@ -46,9 +46,12 @@ def test_definition_is_a_valid_encrypted_transform_of_phi_data() -> None:
 
 @pytest.mark.parametrize(
     ("change", "problem"),
-    [({"instance_type": "ml.m5.huge"}, "is not one of"), ({"instance_count": 0}, "minimum"),
-     ({"phi_key_arn": "k" * 3000}, "maximum")],
-)  # fmt: skip
+    [
+        ({"instance_type": "ml.m5.huge"}, "is not one of"),
+        ({"instance_count": 0}, "minimum"),
+        ({"phi_key_arn": "k" * 3000}, "maximum"),
+    ],
+)
 def test_botocore_refuses_what_sagemaker_would(change: dict[str, object], problem: str) -> None:
     with pytest.raises(DefinitionError, match=problem):
         scoring_definition(TransformSettings(**{**SETTINGS.__dict__, **change}))
@@ -84,8 +87,9 @@ def test_on_demand_start_can_point_at_another_extract() -> None:
         assert start_batch_scoring(client, "clinops-prod-readmission-risk-batch-scoring", "s3://b/rescore/") == arn
 
 
-def test_what_batch_transform_does_to_the_rows_matches_local_scoring(bundle_dir: Path, running: Running,
-                                                                     tmp_path: Path) -> None:  # fmt: skip
+def test_what_batch_transform_does_to_the_rows_matches_local_scoring(
+    bundle_dir: Path, running: Running, tmp_path: Path
+) -> None:
     """SageMaker's part, done by hand: InputFilter $[1:] drops the id, the container scores headerless CSV
     (Accept text/csv), JoinSource=Input appends the score to the input line, OutputFilter $[0,-1] keeps id,score."""
     from tests.serving.test_batch import extract
@@ -102,6 +106,8 @@ def test_what_batch_transform_does_to_the_rows_matches_local_scoring(bundle_dir:
     cloud = [(row[0], float(row[-1])) for row in joined]  # $[0,-1]
     frame.to_csv(tmp_path / "extract.csv", index=False)
     score_file(bundle_dir, tmp_path / "extract.csv", tmp_path / "local.csv", id_columns=["admission_id"])
-    local = [(r["admission_id"], float(r["score"])) for r in csv.DictReader(io.StringIO((tmp_path / "local.csv")
-                                                                                      .read_text()))]  # fmt: skip
+    local = [
+        (r["admission_id"], float(r["score"]))
+        for r in csv.DictReader(io.StringIO((tmp_path / "local.csv").read_text()))
+    ]
     assert cloud == local
