@@ -19,7 +19,7 @@ UV := $(UV_VENV)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Artefacts built from subsets of the lock: requirements file <- dependency group (pyproject.toml).
-EXPORTS := serving/container/requirements.txt:inference-image serving/rollback/layer-requirements.txt:guardrail-layer
+EXPORTS := serving/container/requirements.txt:inference-image serving/guardrails/layer-requirements.txt:guardrail-layer
 
 $(UV):
 	python3 -m venv $(UV_VENV)
@@ -39,9 +39,11 @@ demo: $(STAMP)
 test: lint
 	$(PY) -m pytest -n 2
 
+# What CI checks is what lint checks: style, formatting, and the declared import layers (pyproject.toml).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 # The one deliberate way to move versions: re-resolve (UPGRADE=1 takes the newest allowed releases), then
 # re-export the image and layer requirements from the new lock. Commit uv.lock and the exports together.
@@ -68,7 +70,7 @@ bench: $(STAMP)
 lambda-layer: $(STAMP)
 	rm -rf build/lambda-layer && mkdir -p build/lambda-layer/python
 	$(UV) pip install --quiet --no-deps --require-hashes --only-binary :all: --python-platform x86_64-manylinux2014 \
-		--python-version 3.11 --compile-bytecode --target build/lambda-layer/python -r serving/rollback/layer-requirements.txt
+		--python-version 3.11 --compile-bytecode --target build/lambda-layer/python -r serving/guardrails/layer-requirements.txt
 	rm -f build/lambda-deps.zip && cd build/lambda-layer && $(abspath $(PY)) -m zipfile -c ../lambda-deps.zip python
 	@echo "build/lambda-deps.zip"
 

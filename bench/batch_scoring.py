@@ -48,7 +48,7 @@ def bundle(model: str | None, work: Path) -> Path:
         from serving.container.locate import locate
 
         return locate(model, out_dir=ROOT / "out", tracking_uri=None, scratch=work / "located").path
-    from tests.serving.conftest import write_pipeline_bundle
+    from tests.serving.container.conftest import write_pipeline_bundle
 
     return write_pipeline_bundle(work / "model", work)
 

@@ -34,7 +34,7 @@ print(json.dumps({"wall": time.perf_counter() - t0, "shares": shares, "passed": 
 def main() -> None:
     env = {**os.environ, "CKV_SKIP_PACKAGE_UPDATE_CHECK": "True", "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
     sys.path.insert(0, str(ROOT))
-    from clinops.render import dumps, render
+    from infra.render import dumps, render
     from policies.engines.tfview import write_tf_view
     from policies.plan import parse_plan
 

@@ -31,13 +31,13 @@ def main() -> None:
     )
     python = statistics.median(_timed_process("pass") for _ in range(COLD_RUNS))
     sys.path.insert(0, str(ROOT))
-    from clinops.render import render
+    from infra.render import render
 
     render("dev")  # load everything once
     print(f"{'stack':<8} {'cold s (median of 3)':>22} {'warm s':>8} {'resources':>10}")
     for stack in STACKS:
         cold = statistics.median(
-            _timed_process(f"from clinops.render import render; render({stack!r})") for _ in range(COLD_RUNS)
+            _timed_process(f"from infra.render import render; render({stack!r})") for _ in range(COLD_RUNS)
         )
         start = time.perf_counter()
         plan = render(stack)

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from pipelines.contracts import load_contract  # noqa: E402 - the repo root goes on sys.path first
-from serving.canary.payload import synthetic_rows  # noqa: E402
+from pipelines.contracts.synthetic import synthetic_rows  # noqa: E402
 from serving.container.locate import LocateError, locate, tracking_uri_for  # noqa: E402
 
 CLIENT = "Python http.client, one keep-alive connection per worker thread (client overhead included)"
@@ -233,7 +233,7 @@ def start_targets(
         command = [
             sys.executable,
             "-m",
-            "serving.container.cli",
+            "clinops.cli.serve",
             "serve",
             "--local",
             str(bundle),

@@ -17,6 +17,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from clinops.identity import ROLE_ARN
 from clinops.models import ModelConfig, StrictModel
 
 NAMESPACE = "clinops"
@@ -58,7 +59,7 @@ RETENTION_FLOORS: dict[str, dict[str, int]] = {
 }
 
 # AWS APIs the platform calls from inside the VPC (no NAT): each gets an interface endpoint with private DNS.
-# The gate requires exactly this list, so a component cannot quietly depend on the internet.
+# The gate requires exactly this list (policies.rules.base), so a component cannot quietly depend on the internet.
 INTERFACE_ENDPOINT_SERVICES = (
     "com.amazonaws.{region}.sagemaker.api",
     "com.amazonaws.{region}.sagemaker.runtime",
@@ -75,6 +76,7 @@ INTERFACE_ENDPOINT_SERVICES = (
     "com.amazonaws.{region}.lambda",
     "aws.sagemaker.{region}.experiments",  # SageMaker-managed MLflow
 )
+S3_ENDPOINT_SERVICE = "com.amazonaws.{region}.s3"  # a gateway endpoint (free, no ENI)
 
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
 _PRINCIPAL_RE = re.compile(r"^arn:aws[a-z-]*:(iam::\d{12}:(role|user)/[\w+=,.@/-]+|iam::\d{12}:root)$")
@@ -167,7 +169,7 @@ class StackConfig(StrictModel):
     @field_validator("release_role_arn")
     @classmethod
     def _release_role(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$", v):
+        if v is not None and not ROLE_ARN.match(v):
             raise ValueError(f"'{v}' is not an IAM role ARN; fix: arn:aws:iam::ACCOUNT:role/NAME")
         return v
 

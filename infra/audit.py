@@ -1,4 +1,9 @@
-"""Audit: a multi-region CloudTrail with log-file validation, KMS, CloudWatch delivery and S3 data events."""
+"""Audit: a multi-region CloudTrail with log-file validation, KMS, CloudWatch delivery and S3 data events.
+
+Data events cover the PHI, artifact and capture buckets and the evidence log's prefix of the evidence bucket -
+who read, wrote or tried to delete an entry. Only that prefix: the trail delivers its own files into the same
+bucket (under `cloudtrail/`), and recording those deliveries would log the log without end.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from clinops.evidence.s3 import EVIDENCE_PREFIX
 from infra.base import Platform
 from infra.logs import delivery_role, encrypted_log_group
 
@@ -47,6 +53,7 @@ class Audit(pulumi.ComponentResource):
             },
         )
         objects = [arn.apply(lambda a: f"{a}/") for arn in args.data_event_buckets]
+        objects.append(args.evidence_bucket.arn.apply(lambda a: f"{a}/{EVIDENCE_PREFIX}/"))
         self.trail = aws.cloudtrail.Trail(
             "trail",
             name=trail_name,
@@ -65,7 +72,7 @@ class Audit(pulumi.ComponentResource):
                     "field_selectors": [{"field": "eventCategory", "equals": ["Management"]}],
                 },
                 {
-                    "name": "PHI and model object access",
+                    "name": "PHI, model and evidence object access",
                     "field_selectors": [
                         {"field": "eventCategory", "equals": ["Data"]},
                         {"field": "resources.type", "equals": ["AWS::S3::Object"]},

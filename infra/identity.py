@@ -12,6 +12,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from clinops.evidence.anchor import head_parameter_name
+from clinops.names import PERSONAS
 from infra.base import Platform, Statement, allow, deny, policy_document, vpc_network_interface_statements
 
 # Approval is a change of a model package's status: only the approver persona may make it.
@@ -38,8 +40,6 @@ DEPLOY_ACTIONS = [
 ]
 KEY_USE = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
 
-PERSONAS = ("execution", "author", "approver", "deployer")
-
 
 @dataclass(frozen=True)
 class Grants:
@@ -52,6 +52,7 @@ class Grants:
     phi_key: Any
     artifacts_key: Any
     audit_key: Any
+    evidence_mac_key: Any  # the HMAC key that seals evidence entries
 
 
 class Identity(pulumi.ComponentResource):
@@ -151,6 +152,8 @@ def boundary_document(platform: Platform) -> pulumi.Output[str]:
                 "kms:GenerateDataKey*",
                 "kms:ReEncrypt*",
                 "kms:CreateGrant",
+                "kms:GenerateMac",  # evidence sealing (writers) and checking (verifiers); key policy narrows it
+                "kms:VerifyMac",
                 "ecr:BatchCheckLayerAvailability",
                 "ecr:BatchGetImage",
                 "ecr:GetAuthorizationToken",
@@ -277,6 +280,19 @@ def persona_statements(
         ["sagemaker:CreateModelPackage"],
         Condition={"StringEquals": {"sagemaker:ModelApprovalStatus": "Approved"}},
     )
+    # What `clinops evidence verify` calls (clinops.evidence.s3 / anchor / mac): every version, the lock, the head.
+    evidence_objects = objects(g.evidence_bucket)
+    head_parameter = f"arn:aws:ssm:{region}:{acct}:parameter{head_parameter_name(platform.config.stack)}"
+    verify_evidence = [
+        allow(
+            "VerifyEvidenceBucket",
+            ["s3:GetBucketObjectLockConfiguration", "s3:ListBucket", "s3:ListBucketVersions"],
+            g.evidence_bucket,
+        ),
+        allow("VerifyEvidenceObjects", ["s3:GetObject", "s3:GetObjectVersion"], evidence_objects),
+        allow("VerifyEvidenceMacs", ["kms:VerifyMac"], g.evidence_mac_key),
+        allow("ReadEvidenceHead", ["ssm:GetParameter"], head_parameter),
+    ]
     job_logs = allow(
         "JobLogs",
         ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
@@ -296,7 +312,8 @@ def persona_statements(
                 ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
                 [g.artifacts_bucket, *objects(g.artifacts_bucket)],
             ),
-            allow("AppendEvidence", ["s3:PutObject"], objects(g.evidence_bucket)),
+            # no evidence rights: jobs record nothing in the evidence log (the writers are the deployer and the
+            # guardrail Lambdas, which hold the HMAC key)
             allow("UseKeys", [*KEY_USE], [g.phi_key, g.artifacts_key, g.audit_key]),
             allow(
                 "GrantKeysToSageMaker",
@@ -381,7 +398,7 @@ def persona_statements(
             allow(
                 "ReadModelCards", ["s3:GetObject", "s3:ListBucket"], [g.artifacts_bucket, *objects(g.artifacts_bucket)]
             ),
-            allow("ReadEvidence", ["s3:GetObject", "s3:ListBucket"], [g.evidence_bucket, *objects(g.evidence_bucket)]),
+            *verify_evidence,
             allow("DecryptForReview", ["kms:Decrypt", "kms:DescribeKey"], [g.artifacts_key, g.audit_key]),
             allow(
                 "UseStudio",
@@ -423,12 +440,15 @@ def persona_statements(
                 ["s3:GetObject", "s3:ListBucket"],
                 [g.capture_bucket, *objects(g.capture_bucket)],
             ),
+            *verify_evidence,
+            allow("RecordEvidence", ["s3:PutObject"], evidence_objects),
+            # append reads the head entry before linking to it: reading SSE-KMS objects needs Decrypt too
             allow(
-                "RecordEvidence",
-                ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
-                [g.evidence_bucket, *objects(g.evidence_bucket)],
+                "EncryptEvidence",
+                ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*"],
+                [g.audit_key],
             ),
-            allow("EncryptEvidence", ["kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*"], [g.audit_key]),
+            allow("SealEvidence", ["kms:GenerateMac"], g.evidence_mac_key),
             allow(
                 "GrantEndpointKeys",
                 ["kms:CreateGrant", "kms:DescribeKey"],

@@ -2,6 +2,11 @@
 
 The account root may administer a key but not use it: usage is granted here, in the key policy, to the
 exact roles and service principals (with conditions) that need it, so no IAM policy can widen it.
+
+Besides the four encryption keys, an HMAC key (`evidence-mac`) seals evidence entries: `kms:GenerateMac` for
+the writers only (deployer, guardrail Lambdas), `kms:VerifyMac` for the verifiers (approver, deployer), so a
+role that can read (or even write) the bucket cannot forge an entry. KMS cannot rotate HMAC keys (automatic
+rotation is for symmetric encryption keys only); the reviewed exception is in policies/exceptions.yaml.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.base import Platform, Statement, policy_document
+from infra.guardrails import EVIDENCE_WRITER_FUNCTIONS
 
 ADMIN_ACTIONS = [
     "kms:CancelKeyDeletion",
@@ -31,6 +37,8 @@ ADMIN_ACTIONS = [
     "kms:Update*",
 ]
 USE_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
+EVIDENCE_MAC = "evidence-mac"
+MAC_ALGORITHM = {"StringEquals": {"kms:MacAlgorithm": "HMAC_SHA_256"}}  # clinops.evidence.mac.MAC_ALGORITHM
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ class KeyUsers:
 
 
 class Keys(pulumi.ComponentResource):
-    """Four keys: PHI data, model artifacts, logs, audit/evidence."""
+    """Four encryption keys (PHI data, model artifacts, logs, audit/evidence) and the evidence HMAC key."""
 
     def __init__(
         self,
@@ -61,6 +69,13 @@ class Keys(pulumi.ComponentResource):
         acct, region = platform.account, platform.region
         s3_via = {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}
         aws_resource = {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+        # Guardrail Lambdas are created after the keys: named by ARN in a condition (KMS needs principals to exist).
+        functions = {
+            "StringEquals": {"kms:CallerAccount": acct},
+            "ArnEquals": {
+                "aws:PrincipalArn": [platform.role_arn(f"{platform.prefix}-{f}") for f in EVIDENCE_WRITER_FUNCTIONS]
+            },
+        }
         documents: dict[str, list[Statement]] = {
             "phi": [
                 _use("DataScienceAndJobs", [users.execution, users.author]),
@@ -151,7 +166,7 @@ class Keys(pulumi.ComponentResource):
                 ),
                 _stmt(
                     "EvidenceWriters",
-                    {"AWS": sorted([users.execution, users.deployer])},
+                    {"AWS": [users.deployer]},
                     ["kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*"],
                     s3_via,
                 ),
@@ -160,6 +175,12 @@ class Keys(pulumi.ComponentResource):
                     {"AWS": sorted([users.approver, users.deployer])},
                     ["kms:Decrypt", "kms:DescribeKey"],
                     s3_via,
+                ),
+                _stmt(
+                    "EvidenceWritingFunctions",
+                    {"AWS": "*"},
+                    ["kms:Decrypt", "kms:GenerateDataKey"],
+                    _all_of(functions, s3_via),
                 ),
             ],
         }
@@ -190,7 +211,38 @@ class Keys(pulumi.ComponentResource):
                 opts=platform.child(self),
             )
             self.keys[purpose] = key
+        self.keys[EVIDENCE_MAC] = self._evidence_mac_key(platform, users, functions, after)
         self.register_outputs({p: k.arn for p, k in self.keys.items()})
+
+    def _evidence_mac_key(
+        self, platform: Platform, users: KeyUsers, functions: dict, after: list[pulumi.Resource]
+    ) -> aws.kms.Key:
+        seal = ["kms:GenerateMac", "kms:VerifyMac"]  # both carry kms:MacAlgorithm (DescribeKey does not)
+        statements = [
+            _stmt("KeyAdministration", {"AWS": platform.account_root}, ADMIN_ACTIONS),
+            _stmt("EvidenceSealers", {"AWS": [users.deployer]}, seal, MAC_ALGORITHM),
+            _stmt("EvidenceSealingFunctions", {"AWS": "*"}, seal, _all_of(functions, MAC_ALGORITHM)),
+            _stmt("EvidenceVerifiers", {"AWS": [users.approver]}, ["kms:VerifyMac"], MAC_ALGORITHM),
+        ]
+        key = aws.kms.Key(
+            f"{EVIDENCE_MAC}-key",
+            description=f"clinops {platform.config.stack}: seals evidence entries (HMAC; writers generate, "
+            "verifiers verify)",
+            customer_master_key_spec="HMAC_256",
+            key_usage="GENERATE_VERIFY_MAC",
+            enable_key_rotation=False,  # KMS rotates symmetric encryption keys only; see policies/exceptions.yaml
+            deletion_window_in_days=30 if platform.config.retain_on_delete else 7,
+            policy=policy_document(*statements),
+            tags=platform.tags(**{"clinops:purpose": EVIDENCE_MAC}),
+            opts=platform.child(self, stateful=True, depends_on=after),
+        )
+        aws.kms.Alias(
+            f"{EVIDENCE_MAC}-key-alias",
+            name=f"alias/{platform.prefix}-{EVIDENCE_MAC}",
+            target_key_id=key.key_id,
+            opts=platform.child(self),
+        )
+        return key
 
     def arn(self, purpose: str) -> pulumi.Output[str]:
         return self.keys[purpose].arn
@@ -215,3 +267,12 @@ def _use(sid: str, roles: list[str]) -> Statement:
 
 def _grant(sid: str, roles: list[str], condition: dict) -> Statement:
     return _stmt(sid, {"AWS": sorted(set(roles))}, ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"], condition)
+
+
+def _all_of(*conditions: dict) -> dict:
+    """One IAM Condition block requiring every given condition (keys of one operator merged)."""
+    merged: dict[str, dict] = {}
+    for condition in conditions:
+        for operator, keys in condition.items():
+            merged[operator] = {**merged.get(operator, {}), **keys}
+    return merged

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from clinops.config import INTERFACE_ENDPOINT_SERVICES
+from clinops.config import INTERFACE_ENDPOINT_SERVICES, S3_ENDPOINT_SERVICE
 from infra.base import Platform, policy_document
 from infra.logs import delivery_role, encrypted_log_group
 
@@ -132,7 +132,7 @@ class Network(pulumi.ComponentResource):
         self.s3_endpoint = aws.ec2.VpcEndpoint(
             "s3-gateway-endpoint",
             vpc_id=self.vpc.id,
-            service_name=f"com.amazonaws.{cfg.region}.s3",
+            service_name=S3_ENDPOINT_SERVICE.format(region=cfg.region),
             vpc_endpoint_type="Gateway",
             route_table_ids=[self.route_table.id],
             policy=policy_document(

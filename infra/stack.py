@@ -8,19 +8,19 @@ from clinops.config import StackConfig
 from infra.alerts import Alerts
 from infra.audit import Audit, AuditArgs
 from infra.base import Platform
+from infra.batch_scoring import BatchScoring, BatchScoringArgs
+from infra.drift_monitoring import DriftMonitoring, DriftMonitoringArgs
+from infra.endpoint import EndpointArgs, ModelEndpoint
+from infra.guardrails import GuardrailArgs, Guardrails
 from infra.identity import Grants, Identity
 from infra.keys import Keys, KeyUsers
+from infra.model_monitoring import ModelMonitoring
 from infra.network import Network, NetworkArgs
 from infra.registry import STEPS_REPOSITORY, Registry, image_uri
 from infra.storage import Storage, StorageKeys
 from infra.studio import Studio, StudioArgs
 from infra.tracking import Tracking
-from pipelines.cloud import PipelineArgs, TrainingPipelines
-from serving.drift.cloud import DriftMonitoring, DriftMonitoringArgs
-from serving.endpoint import EndpointArgs, ModelEndpoint
-from serving.guardrails import GuardrailArgs, Guardrails
-from serving.monitoring import ModelMonitoring
-from serving.transform import BatchScoring, BatchScoringArgs
+from infra.training_pipelines import PipelineArgs, TrainingPipelines
 
 # Image tag of the step and inference images built by CI for this revision (immutable tags).
 PIPELINE_IMAGE_TAG = "1.0.0"
@@ -86,6 +86,7 @@ def build_platform(config: StackConfig) -> None:
             phi_key=keys.arn("phi"),
             artifacts_key=keys.arn("artifacts"),
             audit_key=keys.arn("audit"),
+            evidence_mac_key=keys.arn("evidence-mac"),
         ),
         model_groups=[m.name for m in config.models],
     )
@@ -201,5 +202,6 @@ def build_platform(config: StackConfig) -> None:
     pulumi.export("workloadSecurityGroupId", network.workload_sg.id)
     pulumi.export("buckets", {p: b.bucket.bucket for p, b in sorted(storage.buckets.items())})
     pulumi.export("keys", {p: k.arn for p, k in sorted(keys.keys.items())})
+    pulumi.export("evidenceMacKeyArn", keys.arn("evidence-mac"))  # CLINOPS_EVIDENCE_MAC_KEY for verify/release
     pulumi.export("roles", {p: r.arn for p, r in sorted(identity.roles.items())})
     pulumi.export("modelPackageGroups", {n: g.arn for n, g in sorted((registry.groups if registry else {}).items())})

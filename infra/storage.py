@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from clinops.evidence.s3 import EVIDENCE_PREFIX
 from infra.base import Platform, Statement, policy_document
 
 
@@ -21,6 +22,7 @@ class BucketSpec:
     object_lock_days: int | None = None
     readers: list[str] = field(default_factory=list)  # other accounts allowed to read (promotion)
     service_writers: list[Statement] = field(default_factory=list)
+    append_only_prefix: str | None = None  # objects under it can be created, never replaced or deleted
 
 
 class SecureBucket(pulumi.ComponentResource):
@@ -135,6 +137,8 @@ def bucket_policy(bucket_arn: pulumi.Output[str], spec: BucketSpec) -> pulumi.Ou
             "Condition": {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": spec.key.arn}},
         },
     ]
+    if spec.append_only_prefix is not None:
+        statements += append_only_statements(bucket_arn, spec.append_only_prefix)
     if spec.readers:
         statements.append(
             {
@@ -147,6 +151,35 @@ def bucket_policy(bucket_arn: pulumi.Output[str], spec: BucketSpec) -> pulumi.Ou
         )
     statements += [{**s, "Resource": s.get("Resource", objects)} for s in spec.service_writers]
     return policy_document(*statements)
+
+
+def append_only_statements(bucket_arn: pulumi.Output[str], prefix: str) -> list[Statement]:
+    """Deny, for every principal (the account's admins included), deleting or replacing evidence objects.
+
+    Object Lock (COMPLIANCE) already keeps every version; these denies keep the *current* view honest too: no
+    delete marker can hide an entry and no new version can replace one. An upload must carry `If-None-Match`
+    (bucket policies support the `s3:if-none-match` condition key; S3 then refuses to write over an existing
+    key), exactly what `clinops.evidence.s3` sends. `s3:ObjectCreationOperation` keeps the deny on PutObject
+    and CompleteMultipartUpload requests (the part uploads of a multipart upload carry no such header).
+    """
+    under = bucket_arn.apply(lambda a: f"{a}/{prefix}/*")
+    return [
+        {
+            "Sid": "DenyEvidenceDelete",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"],
+            "Resource": under,
+        },
+        {
+            "Sid": "DenyEvidenceOverwrite",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:PutObject",
+            "Resource": under,
+            "Condition": {"Null": {"s3:if-none-match": "true"}, "Bool": {"s3:ObjectCreationOperation": "true"}},
+        },
+    ]
 
 
 def lifecycle_rules(spec: BucketSpec) -> list[dict[str, Any]]:
@@ -216,6 +249,7 @@ class Storage(pulumi.ComponentResource):
                 key=keys.audit,
                 object_lock_days=cfg.evidence_retention_days,
                 archive_after_days=90,
+                append_only_prefix=EVIDENCE_PREFIX,
                 service_writers=[
                     {
                         "Sid": "CloudTrailAclCheck",

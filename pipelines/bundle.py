@@ -42,7 +42,7 @@ import pandas as pd
 import sklearn
 
 from pipelines.contracts import Contract, contract_fingerprint, contract_yaml, load_contract
-from pipelines.steps._io import write_json
+from pipelines.jobio import write_json
 
 FORMAT_VERSION = 1
 BINS = 10

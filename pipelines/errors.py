@@ -7,21 +7,19 @@ said no (contract violated, gates failed) - exit 1.
 
 from __future__ import annotations
 
-EXIT_REGISTERED = 0
-EXIT_REJECTED = 1
-EXIT_UNUSABLE_INPUT = 2
+from clinops.exitcodes import ExitCode
 
 
 class InputError(Exception):
     """The input cannot be used; the message says which input and how to fix it."""
 
-    exit_code = EXIT_UNUSABLE_INPUT
+    exit_code = ExitCode.UNUSABLE_INPUT
 
 
 class PipelineStopped(Exception):
     """A step stopped the pipeline; `reasons` are one line each, safe to print (never PHI)."""
 
-    exit_code = EXIT_REJECTED
+    exit_code = ExitCode.FAILED
 
     def __init__(self, step: str, reasons: list[str]) -> None:
         self.step = step

@@ -18,10 +18,13 @@ from typing import Any
 
 import pandas as pd
 
+from clinops.exitcodes import ExitCode
 from pipelines import tracking
-from pipelines.contracts import Contract, ContractReport, builtin_contract_path, load_contract
+from pipelines.contracts import Contract, builtin_contract_path, load_contract
+from pipelines.contracts.validate import ContractReport
 from pipelines.data.injections import Injections
-from pipelines.errors import EXIT_REGISTERED, EXIT_REJECTED, EXIT_UNUSABLE_INPUT, InputError
+from pipelines.errors import InputError
+from pipelines.jobio import dataset_sha256, read_raw_table, write_json
 from pipelines.profiles import profile_for, synthetic_table
 from pipelines.settings import PipelineSettings
 from pipelines.steps import card as card_step
@@ -33,7 +36,6 @@ from pipelines.steps import score as score_step
 from pipelines.steps import split as split_step
 from pipelines.steps import train as train_step
 from pipelines.steps import validate as validate_step
-from pipelines.steps._io import dataset_sha256, read_raw_table, write_json
 
 log = logging.getLogger("clinops.pipeline")
 STEPS = ("validate", "split", "train", "evaluate", "fairness", "decide", "card", "track", "register")
@@ -147,7 +149,7 @@ def run_local(
     run_dir = out_dir / "pipeline" / model / started_at.strftime("%Y%m%dT%H%M%S%fZ")
     tracking_uri = tracking_uri or tracking.default_tracking_uri(out_dir)
     tracking.warm_up(tracking_uri)  # MLflow's imports and schema load while the CPU-bound steps run
-    result = PipelineResult(model, "", EXIT_UNUSABLE_INPUT, run_dir, tracking_uri)
+    result = PipelineResult(model, "", ExitCode.UNUSABLE_INPUT, run_dir, tracking_uri)
     run = _Run(result, progress)
     try:
         data_path, result.contract, result.data_source = _inputs(
@@ -160,7 +162,7 @@ def run_local(
     try:
         _pipeline(run, raw, digest, result.contract, settings, started_at, as_of)
     except BaseException:
-        result.verdict, result.exit_code = "Failed", EXIT_REJECTED
+        result.verdict, result.exit_code = "Failed", ExitCode.FAILED
         _record(run, settings, digest)
         raise
     _record(run, settings, digest)
@@ -180,14 +182,14 @@ def _pipeline(
         return run.stop(
             "validate",
             UNUSABLE if unusable else CONTRACT_VIOLATED,
-            EXIT_UNUSABLE_INPUT if unusable else EXIT_REJECTED,
+            ExitCode.UNUSABLE_INPUT if unusable else ExitCode.FAILED,
             validated.report.reasons(),
         )
     with run.step("split"):
         try:
             splits = split_step.split(validated.table, contract, settings.training)
         except InputError as exc:
-            return run.stop("split", UNUSABLE, EXIT_UNUSABLE_INPUT, [str(exc)])
+            return run.stop("split", UNUSABLE, ExitCode.UNUSABLE_INPUT, [str(exc)])
     with run.step("train"):
         trained = train_step.train(splits.train, splits.calibration, contract, settings.training)
         bundle = train_step.save(
@@ -234,9 +236,9 @@ def _pipeline(
     verdict = result.decision["verdict"]
     result.verdict, result.reasons = verdict, result.decision["reasons"]
     if verdict != decide_step.PENDING:
-        exit_code = EXIT_UNUSABLE_INPUT if verdict == decide_step.INCONCLUSIVE else EXIT_REJECTED
+        exit_code = ExitCode.UNUSABLE_INPUT if verdict == decide_step.INCONCLUSIVE else ExitCode.FAILED
         return run.stop("decide", verdict, exit_code, result.reasons)
-    result.exit_code = EXIT_REGISTERED  # registration needs the logged model: it happens after tracking
+    result.exit_code = ExitCode.OK  # registration needs the logged model: it happens after tracking
     return result
 
 
@@ -280,7 +282,7 @@ def _record(run: _Run, settings: PipelineSettings, digest: str) -> None:
             model=bundle.model if bundle else None,
             signature_frame=_signature_frame(contract) if bundle else None,
         )
-    if result.exit_code != EXIT_REGISTERED or model_uri is None or result.decision is None:
+    if result.exit_code != ExitCode.OK or model_uri is None or result.decision is None:
         return
     with run.step("register"):
         try:
@@ -296,7 +298,7 @@ def _record(run: _Run, settings: PipelineSettings, digest: str) -> None:
                 },
             )
         except Exception:
-            result.exit_code, result.verdict = EXIT_REJECTED, "RegistrationFailed"
+            result.exit_code, result.verdict = ExitCode.FAILED, "RegistrationFailed"
             raise
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,8 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 # rich wraps at the terminal width, which differs between a terminal, xdist workers and CI: fix it wide so
 # assertions on CLI output do not depend on where the tests run.
 os.environ["COLUMNS"] = "200"
+
+REPO = Path(__file__).resolve().parents[1]  # the repository root, wherever a test file sits
 
 _PLANS: dict[str, dict] = {}
 
@@ -32,7 +35,7 @@ def _restore_environment() -> object:
 def rendered(stack: str) -> dict:
     """A deep copy of the stack's rendered plan, so a test may break it freely."""
     if stack not in _PLANS:
-        from clinops.render import render
+        from infra.render import render
 
         _PLANS[stack] = render(stack)
     return copy.deepcopy(_PLANS[stack])

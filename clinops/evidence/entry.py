@@ -8,17 +8,24 @@ Canonical form - what the hash covers, and byte for byte what an entry file or o
   numbers as Python's `json` writes them (shortest round-trip float repr);
 * `at` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, microseconds).
 
-`hash` is the lowercase hex SHA-256 of the canonical form of every field except `hash`; `prev_hash` is the
-previous entry's `hash` (64 zeros for seq 0). The stored bytes are the canonical form of every field
-*including* `hash`, followed by one `\\n`. An auditor can recompute a hash without clinops:
+`hash` is the lowercase hex SHA-256 of the canonical form of every field except `hash` and `mac`;
+`prev_hash` is the previous entry's `hash` (64 zeros for seq 0). `mac_key` (inside the hash) names the key
+that sealed the entry; `mac` is the base64 HMAC-SHA-256 of the ASCII bytes `entry:` + `hash` under that key
+(`clinops.evidence.mac`: a KMS HMAC key in AWS, a dev-only key file offline). The hash makes any change
+visible; the MAC makes a *consistent* forgery (new fields, recomputed hash) impossible without the key. The
+stored bytes are the canonical form of every field *including* `hash` and `mac`, followed by one `\\n`. An
+auditor can recompute a hash without clinops, and check the MAC with the AWS CLI:
 
-    python3 -c 'import hashlib, json, sys; e = json.load(open(sys.argv[1])); h = e.pop("hash");
+    python3 -c 'import hashlib, json, sys; e = json.load(open(sys.argv[1])); h = e.pop("hash"); e.pop("mac");
     print(h == hashlib.sha256(json.dumps(e, sort_keys=True, separators=(",", ":"),
     ensure_ascii=False).encode()).hexdigest())' 000000000003.json
+    aws kms verify-mac --key-id KEY --mac-algorithm HMAC_SHA_256 --message fileb://<(printf entry:HASH) --mac MAC
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -29,10 +36,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from clinops.evidence.errors import EntryFormatError
+from clinops.evidence.mac import MacKey, entry_message
 from clinops.evidence.phi import check_no_phi
 
 GENESIS_HASH = "0" * 64
-SCHEMA_VERSION = 1
+_NO_MAC = "A" * 43 + "="  # a placeholder of the right shape while the hash is computed
+SCHEMA_VERSION: Literal[2] = 2  # 2: keyed (mac_key, mac)
 MAX_ENTRY_BYTES = 64 * 1024  # evidence is a record of decisions, not a data dump
 
 _HEX64 = r"^[0-9a-f]{64}$"
@@ -99,7 +108,7 @@ class EvidenceEntry(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     seq: int = Field(ge=0, description="0-based position in the log; contiguous")
     kind: EvidenceKind
     stack: str = Field(pattern=_STACK)
@@ -111,7 +120,9 @@ class EvidenceEntry(BaseModel):
     at: datetime
     details: dict[str, Any] = Field(default_factory=dict)
     prev_hash: str = Field(pattern=_HEX64)
+    mac_key: str = Field(min_length=1, max_length=2048, description="id of the key that sealed the entry")
     hash: str = Field(pattern=_HEX64)
+    mac: str = Field(pattern=r"^[A-Za-z0-9+/]{43}=$", description="base64 HMAC-SHA-256 of 'entry:' + hash")
 
     @field_validator("model_version", mode="before")
     @classmethod
@@ -165,14 +176,27 @@ class EvidenceEntry(BaseModel):
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
     @classmethod
-    def seal(cls, **fields: Any) -> EvidenceEntry:
-        """Validate `fields` (everything but `hash`) and return the entry with its hash."""
-        draft = cls.model_validate({**fields, "hash": GENESIS_HASH})
-        return draft.model_copy(update={"hash": draft.compute_hash()})
+    def seal(cls, key: MacKey, **fields: Any) -> EvidenceEntry:
+        """Validate `fields` (everything but `hash`, `mac` and `mac_key`) and return the entry with its hash and
+        its MAC under `key` (a writer's key: KMS GenerateMac)."""
+        draft = cls.model_validate({**fields, "mac_key": key.key_id, "hash": GENESIS_HASH, "mac": _NO_MAC})
+        digest = draft.compute_hash()
+        mac = base64.b64encode(key.generate(entry_message(digest))).decode("ascii")
+        return draft.model_copy(update={"hash": digest, "mac": mac})
+
+    def mac_valid(self, key: MacKey) -> bool:
+        """True when `mac` is the MAC of this entry's stored hash under `key` (check the hash separately)."""
+        try:
+            mac = base64.b64decode(self.mac, validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        if base64.b64encode(mac).decode("ascii") != self.mac:
+            return False  # base64 padding bits are free: only the canonical spelling is accepted, byte for byte
+        return key.verify(entry_message(self.hash), mac)
 
     def payload(self) -> dict[str, Any]:
-        """Every field except `hash`, as JSON values: exactly what the hash covers."""
-        return self.model_dump(mode="json", exclude={"hash"})
+        """Every field except `hash` and `mac`, as JSON values: exactly what the hash covers."""
+        return self.model_dump(mode="json", exclude={"hash", "mac"})
 
     def compute_hash(self) -> str:
         return hashlib.sha256(canonical_json(self.payload())).hexdigest()

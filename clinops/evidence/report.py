@@ -23,6 +23,10 @@ class ProblemKind(StrEnum):
     ANCHOR_MISMATCH = "anchor-mismatch"  # the anchored entry is absent or differs from the anchor
     OVERWRITTEN = "overwritten"  # S3: the key holds more than one version
     DELETED = "deleted"  # S3: a delete marker hides a locked version
+    BAD_MAC = "bad-mac"  # the entry's MAC does not verify under the log's key: written without the key (forged)
+    HEAD_MISSING = "head-missing"  # entries exist but no head was published outside the log
+    HEAD_FORGED = "head-forged"  # the published head's MAC does not verify: written without the key
+    UNVERIFIABLE = "unverifiable"  # a check could not run (no permission to list versions, read the lock): not ok
 
 
 class Problem(BaseModel):
@@ -38,7 +42,8 @@ class Problem(BaseModel):
 
 
 class VerifyReport(BaseModel):
-    """`ok` only when no problem was found. Warnings (no Object Lock, unreadable lock config) do not fail it."""
+    """`ok` only when no problem was found. A check that could not run (versions or lock configuration
+    unreadable) is a problem (`unverifiable`), not a warning: an unchecked log is not an intact one."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -46,6 +51,7 @@ class VerifyReport(BaseModel):
     entries: int
     head: Anchor | None
     expected_head: Anchor | None
+    published_head: Anchor | None = None  # the head published outside the log on the last append
     problems: list[Problem]
     warnings: list[str]
 

@@ -5,7 +5,13 @@ ConditionalRequestConflict while a racing write is in flight) to create a key th
 cannot both own one seq and the log retries with the new head. Objects are SSE-KMS with the given key.
 Retention is not set per object: the bucket's default Object Lock rule (COMPLIANCE) applies, and `inspect`
 records that rule. Because the bucket is versioned, an overwrite or delete by someone bypassing clinops
-leaves the original locked version behind; `inspect` reports such keys.
+leaves the original locked version behind; `inspect` lists every version (`s3:ListBucketVersions`), reads the
+lock configuration (`s3:GetBucketObjectLockConfiguration`) and checks every version of every entry key
+(`s3:GetObjectVersion`: hash and MAC), so an overwrite (a new current version) or a delete marker is reported
+with the version that holds the sealed original. When it may not list versions or read the lock, the log is
+reported `unverifiable` - not intact: the roles that verify are granted these rights (infra/identity.py).
+The bucket policy (infra/storage.py) already refuses deletes and overwrites on the evidence prefix; this is
+the check that the policy held.
 """
 
 from __future__ import annotations
@@ -17,11 +23,16 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from clinops.evidence.errors import EvidenceError, EvidenceUnavailable
+from clinops.evidence.entry import EvidenceEntry
+from clinops.evidence.errors import EntryFormatError, EvidenceError, EvidenceUnavailable
+from clinops.evidence.mac import MacKey
 from clinops.evidence.report import Problem, ProblemKind
 from clinops.evidence.store import ENTRY_NAME, StoreInspection, entry_name
 
 CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+# The platform's evidence prefix: Lambdas write under it, the bucket policy makes it append-only and CloudTrail
+# records data events on it (the trail's own deliveries go to another prefix of the same bucket).
+EVIDENCE_PREFIX = "evidence"
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -37,12 +48,22 @@ def _code(exc: ClientError) -> str:
 
 
 class S3Store:
-    def __init__(self, bucket: str, prefix: str, stack: str, *, kms_key_id: str | None = None, client: Any = None):
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        stack: str,
+        *,
+        kms_key_id: str | None = None,
+        client: Any = None,
+        key: MacKey | None = None,
+    ):
         import boto3  # imported here so the local backend works without touching AWS configuration
 
         self.bucket = bucket
         self.base = "/".join(part for part in (prefix.strip("/"), stack) if part)
         self.kms_key_id = kms_key_id
+        self.mac_key = key  # checks every stored version's MAC; without it only hashes are checked
         self.client = client if client is not None else boto3.client("s3")
 
     def __repr__(self) -> str:
@@ -113,31 +134,35 @@ class S3Store:
         warnings: list[str] = []
         with self._aws("HeadBucket"):
             self.client.head_bucket(Bucket=self.bucket)
-        location["object_lock"] = self._lock_configuration(warnings)
-        problems = self._version_anomalies(warnings)
+        problems: list[Problem] = []
+        location["object_lock"] = self._lock_configuration(warnings, problems)
+        problems += self._version_anomalies()
         strays = [key for key in self._list_keys() if self._seq_of(key) is None]
         warnings += [f"s3://{self.bucket}/{key}: not an entry key; ignored" for key in strays]
         return StoreInspection(location=location, problems=problems, warnings=warnings)
 
-    def _lock_configuration(self, warnings: list[str]) -> dict[str, Any] | None:
+    def _lock_configuration(self, warnings: list[str], problems: list[Problem]) -> dict[str, Any] | None:
         try:
             config = self.client.get_object_lock_configuration(Bucket=self.bucket)["ObjectLockConfiguration"]
         except ClientError as exc:
-            reason = (
-                "the bucket has no Object Lock configuration: entries are not write-once"
-                if _code(exc) == "ObjectLockConfigurationNotFoundError"
-                else f"Object Lock configuration unreadable ({_code(exc)})"
-            )
-            warnings.append(reason)
+            if _code(exc) == "ObjectLockConfigurationNotFoundError":
+                warnings.append("the bucket has no Object Lock configuration: entries are not write-once")
+            else:
+                message = (
+                    f"Object Lock configuration unreadable ({_code(exc)}): cannot confirm entries are write-once; "
+                    "fix: verify with a role granted s3:GetBucketObjectLockConfiguration (approver, auditor, deployer)"
+                )
+                problems.append(Problem(seq=None, kind=ProblemKind.UNVERIFIABLE, message=message))
             return None
         mode = config.get("Rule", {}).get("DefaultRetention", {}).get("Mode")
         if config.get("ObjectLockEnabled") != "Enabled" or mode != "COMPLIANCE":
             warnings.append(f"Object Lock default retention is {mode or 'not set'}, not COMPLIANCE")
         return config
 
-    def _version_anomalies(self, warnings: list[str]) -> list[Problem]:
+    def _version_anomalies(self) -> list[Problem]:
         """Keys written more than once or hidden by a delete marker: only possible by bypassing clinops."""
         versions: Counter[int] = Counter()
+        version_ids: dict[int, list[str]] = {}
         hidden: dict[int, bool] = {}
         try:
             pages = self.client.get_paginator("list_object_versions").paginate(
@@ -147,18 +172,22 @@ class S3Store:
                 for version in page.get("Versions", []):
                     if (seq := self._seq_of(version["Key"])) is not None:
                         versions[seq] += 1
+                        version_ids.setdefault(seq, []).append(version["VersionId"])
                 for marker in page.get("DeleteMarkers", []):
                     if (seq := self._seq_of(marker["Key"])) is not None:
                         hidden[seq] = hidden.get(seq, False) or bool(marker.get("IsLatest"))
         except ClientError as exc:
-            warnings.append(f"object versions unreadable ({_code(exc)}): overwrites and deletes not checked")
-            return []
+            message = (
+                f"object versions unreadable ({_code(exc)}): overwrites and deletes cannot be ruled out; "
+                "fix: verify with a role granted s3:ListBucketVersions and s3:GetObjectVersion"
+            )
+            return [Problem(seq=None, kind=ProblemKind.UNVERIFIABLE, message=message)]
         problems = [
             Problem(
                 seq=seq,
                 kind=ProblemKind.OVERWRITTEN,
                 message=f"{self.key(seq)} holds {count} versions: it was written again after clinops created it; "
-                "the earlier versions remain under Object Lock - compare them",
+                f"{self._sealed_versions(seq, version_ids[seq])}",
             )
             for seq, count in sorted(versions.items())
             if count > 1
@@ -173,3 +202,22 @@ class S3Store:
             for seq, latest in sorted(hidden.items())
         ]
         return problems
+
+    def _sealed_versions(self, seq: int, version_ids: list[str]) -> str:
+        """Check every version of an overwritten key: which ones are sealed entries (hash and MAC verify)."""
+        sealed: list[str] = []
+        other: list[str] = []
+        for version_id in version_ids:
+            try:
+                with self._aws(f"GetObject {self.key(seq)} version {version_id}"):
+                    raw = self.client.get_object(Bucket=self.bucket, Key=self.key(seq), VersionId=version_id)
+                entry = EvidenceEntry.from_bytes(raw["Body"].read())
+                ok = entry.compute_hash() == entry.hash and entry.seq == seq
+                ok = ok and (self.mac_key is None or entry.mac_valid(self.mac_key))
+            except (EntryFormatError, EvidenceUnavailable):
+                ok = False
+            (sealed if ok else other).append(version_id)
+        return (
+            f"sealed version(s) {sealed or 'none'}, not sealed {other or 'none'}; "
+            "the locked versions remain under Object Lock"
+        )

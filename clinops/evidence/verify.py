@@ -1,13 +1,14 @@
 """Chain verification over stored bytes: pure, so every tampering case is testable without a backend.
 
-What the log alone proves: every entry's hash matches its fields, the bytes are the canonical encoding,
-each entry sits at its own seq, seqs run 0..n-1, and each `prev_hash` is the previous entry's hash. So an
-altered, removed (below the head), duplicated, reordered, inserted or forged entry is found and named by seq.
+What the log alone proves: every entry's hash matches its fields, its MAC verifies under the log's key (so
+it was written by a holder of that key, not merely by someone with write access), the bytes are the
+canonical encoding, each entry sits at its own seq, seqs run 0..n-1, and each `prev_hash` is the previous
+entry's hash. So an altered, removed (below the head), duplicated, reordered, inserted or forged entry is
+found and named by seq.
 
 What it cannot prove: that entries were not removed from the *end*. A truncated log is a shorter valid
-log, and so is a log rewritten from some seq onward with every hash recomputed. Only a head recorded
-elsewhere (an `Anchor`: release evidence, an SSM parameter, a ticket) can reveal those - pass it as
-`expected_head`.
+log. The head published outside the log on every append (`clinops.evidence.anchor`) reveals that; `EvidenceLog`
+reads it and passes it here as `expected_head`, beside any anchor a person recorded.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from clinops.evidence.entry import GENESIS_HASH, Anchor, EvidenceEntry
 from clinops.evidence.errors import EntryFormatError
+from clinops.evidence.mac import MacKey
 from clinops.evidence.report import Problem, ProblemKind
 
 
@@ -34,9 +36,10 @@ class ChainCheck:
     problems: list[Problem]
     trusted: dict[int, EvidenceEntry]  # entries that verify on their own and sit at their own seq
     head: Anchor | None  # the last stored entry, when it is trusted
+    stack: str | None = None  # the stack the log was judged as (given, or most entries')
 
 
-def _parse(stored: Sequence[StoredEntry], problems: list[Problem]) -> dict[int, EvidenceEntry]:
+def _parse(stored: Sequence[StoredEntry], problems: list[Problem], key: MacKey | None) -> dict[int, EvidenceEntry]:
     """Entries whose own hash verifies; every other stored object becomes a problem."""
     sound: dict[int, EvidenceEntry] = {}
     for item in stored:
@@ -55,6 +58,16 @@ def _parse(stored: Sequence[StoredEntry], problems: list[Problem]) -> dict[int, 
                 )
             )
             continue
+        if key is not None and not entry.mac_valid(key):
+            problems.append(
+                Problem(
+                    seq=item.seq,
+                    kind=ProblemKind.BAD_MAC,
+                    message=f"its MAC does not verify under the log's key ({key!r}): written "
+                    "by someone without the key (forged), or sealed with another key",
+                )
+            )
+            continue
         if entry.to_bytes() != item.raw:
             problems.append(
                 Problem(
@@ -67,9 +80,16 @@ def _parse(stored: Sequence[StoredEntry], problems: list[Problem]) -> dict[int, 
     return sound
 
 
+def _expected_stack(sound: dict[int, EvidenceEntry], stack: str | None) -> str | None:
+    if stack:
+        return stack
+    most_common = Counter(e.stack for e in sound.values()).most_common(1)
+    return most_common[0][0] if most_common else None
+
+
 def _place(sound: dict[int, EvidenceEntry], stack: str | None, problems: list[Problem]) -> dict[int, EvidenceEntry]:
     """Entries that are where they claim to be, unrepeated, and of this log's stack."""
-    expected_stack = stack or (Counter(e.stack for e in sound.values()).most_common(1) or [(None, 0)])[0][0]
+    expected_stack = _expected_stack(sound, stack)
     holders: dict[str, list[int]] = defaultdict(list)
     for seq, entry in sorted(sound.items()):
         holders[entry.hash].append(seq)
@@ -137,17 +157,25 @@ def _anchor(anchor: Anchor, stored_seqs: list[int], trusted: dict[int, EvidenceE
 
 
 def check_chain(
-    stored: Sequence[StoredEntry], *, stack: str | None = None, expected_head: Anchor | None = None
+    stored: Sequence[StoredEntry],
+    *,
+    stack: str | None = None,
+    expected_head: Anchor | None = None,
+    key: MacKey | None = None,
+    anchors: Sequence[Anchor] = (),
 ) -> ChainCheck:
-    """Every problem in `stored` (in any order), each tied to the seq it concerns, sorted by seq."""
+    """Every problem in `stored` (in any order), each tied to the seq it concerns, sorted by seq. With `key`,
+    every entry's MAC is checked too (`EvidenceLog` always passes its key); `anchors` are further heads known
+    from outside the log (the published head), checked like `expected_head`."""
     ordered = sorted(stored, key=lambda item: item.seq)
     problems: list[Problem] = []
-    trusted = _place(_parse(ordered, problems), stack, problems)
+    sound = _parse(ordered, problems, key)
+    trusted = _place(sound, stack, problems)
     seqs = [item.seq for item in ordered]
     _links(seqs, trusted, problems)
-    if expected_head is not None:
-        _anchor(expected_head, seqs, trusted, problems)
+    for anchor in [*anchors, *([expected_head] if expected_head is not None else [])]:
+        _anchor(anchor, seqs, trusted, problems)
     problems.sort(key=lambda p: (-1 if p.seq is None else p.seq, p.kind))
     last = seqs[-1] if seqs else None
     head = trusted[last].anchor if last is not None and last in trusted else None
-    return ChainCheck(problems=problems, trusted=trusted, head=head)
+    return ChainCheck(problems=problems, trusted=trusted, head=head, stack=_expected_stack(sound, stack))

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.contracts import load_contract
+from pipelines.jobio import PROCESSING, model_dir, read_json, write_json
 from pipelines.profiles import ModelProfile, profile_for
-from pipelines.steps._io import PROCESSING, model_dir, read_json, write_json
 from pipelines.steps.decide import PENDING
 
 CARD_FORMAT = 1

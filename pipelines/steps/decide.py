@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.jobio import PROCESSING, read_json, write_json
 from pipelines.settings import GateSettings
-from pipelines.steps._io import PROCESSING, read_json, write_json
 
 log = logging.getLogger("clinops.pipeline.decide")
 PENDING, REJECTED, INCONCLUSIVE = "PendingManualApproval", "Rejected", "Inconclusive"

@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines.jobio import PROCESSING, model_dir, read_json, read_table, write_json
 from pipelines.metrics import summarize
-from pipelines.steps._io import PROCESSING, model_dir, read_json, read_table, write_json
 
 log = logging.getLogger("clinops.pipeline.evaluate")
 

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from pipelines.contracts import ColumnSpec, Contract, load_contract
+from pipelines.jobio import PROCESSING, read_json, read_table, write_json
 from pipelines.metrics import auc_with_ci
 from pipelines.settings import GateSettings
-from pipelines.steps._io import PROCESSING, read_json, read_table, write_json
 
 log = logging.getLogger("clinops.pipeline.fairness")
 NOT_ASSESSED = "not assessed"

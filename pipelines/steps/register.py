@@ -2,7 +2,7 @@
 
 Locally the registry is MLflow's: a model version tagged `approval_status=PendingManualApproval` (MLflow has
 no approval field; a human sets the tag to `Approved` after review). In the cloud the same step is a
-SageMaker `RegisterModel` with `ModelApprovalStatus=PendingManualApproval` (see `pipelines.definition`).
+SageMaker `RegisterModel` with `ModelApprovalStatus=PendingManualApproval` (see `pipelines.definitions.training`).
 The current approved model is the newest version tagged `approval_status=Approved`; it is re-scored on this
 run's test split when its inputs still fit, so the regression check compares like with like.
 """
@@ -98,7 +98,7 @@ def register(
 def main(argv: list[str] | None = None) -> int:
     """Register an already-logged MLflow model from a finished run's decision file."""
     from pipelines import tracking
-    from pipelines.steps._io import read_json
+    from pipelines.jobio import read_json
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tracking-uri", required=True)

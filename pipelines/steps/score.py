@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.bundle import Bundle, read_bundle
-from pipelines.steps._io import PROCESSING, model_dir, read_table, write_table
+from pipelines.jobio import PROCESSING, model_dir, read_table, write_table
 from pipelines.steps.train import features
 
 

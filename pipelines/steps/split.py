@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from clinops.exitcodes import ExitCode
 from pipelines.contracts import Contract, load_contract
-from pipelines.errors import EXIT_UNUSABLE_INPUT, InputError
+from pipelines.errors import InputError
+from pipelines.jobio import PROCESSING, read_json, read_table, report_failure, write_json, write_table
 from pipelines.settings import TrainingSettings
-from pipelines.steps._io import PROCESSING, read_json, read_table, report_failure, write_json, write_table
 
 SPLITS = ("train", "calibration", "test")
 
@@ -71,7 +72,7 @@ def split(table: pd.DataFrame, contract: Contract, settings: TrainingSettings) -
     for name, frame in frames.items():
         if frame[contract.label.column].nunique() < 2:
             raise InputError(f"the {name} split has one outcome class only; provide more data")
-    summary = {
+    summary: dict[str, Any] = {
         name: {
             "rows": len(frame),
             "positives": int(frame[contract.label.column].sum()),
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         report_failure(str(exc))
         print(exc, file=sys.stderr)
-        return EXIT_UNUSABLE_INPUT
+        return ExitCode.UNUSABLE_INPUT
     lineage_file = Path(args.validated) / "lineage.json"
     lineage = read_json(lineage_file) if lineage_file.is_file() else {}
     for name in SPLITS:

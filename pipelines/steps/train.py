@@ -33,9 +33,9 @@ from threadpoolctl import threadpool_limits
 
 from pipelines.bundle import Bundle, compute_baseline, write_bundle
 from pipelines.contracts import Contract, load_contract
+from pipelines.jobio import read_json, read_table, report_failure
 from pipelines.metrics import threshold_for_sensitivity
 from pipelines.settings import TrainingSettings
-from pipelines.steps._io import read_json, read_table, report_failure
 
 log = logging.getLogger("clinops.pipeline.train")
 ESTIMATOR = "HistGradientBoostingClassifier + sigmoid calibration (CalibratedClassifierCV over FrozenEstimator)"

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.contracts import Contract, ContractReport, load_contract, validate_frame
-from pipelines.errors import EXIT_REJECTED, EXIT_UNUSABLE_INPUT, InputError
-from pipelines.steps._io import PROCESSING, dataset_sha256, read_raw_table, report_failure, write_json, write_table
+from clinops.exitcodes import ExitCode
+from pipelines.contracts import Contract, load_contract
+from pipelines.contracts.validate import ContractReport, validate_frame
+from pipelines.errors import InputError
+from pipelines.jobio import PROCESSING, dataset_sha256, read_raw_table, report_failure, write_json, write_table
 
 log = logging.getLogger("clinops.pipeline.validate")
 TOKEN_KEY_ENV = "CLINOPS_PHI_TOKEN_KEY"
@@ -70,14 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         report_failure(str(exc))
         print(exc, file=sys.stderr)
-        return EXIT_UNUSABLE_INPUT
+        return ExitCode.UNUSABLE_INPUT
     result = validate(raw, contract, as_of=args.as_of)
     write_report(result.report, args.report, digest)
     if result.table is None:
         message = "contract violated: " + "; ".join(result.report.reasons())
         report_failure(message)
         print(result.report.to_markdown(), file=sys.stderr)
-        return EXIT_UNUSABLE_INPUT if result.report.status == "unusable" else EXIT_REJECTED
+        return ExitCode.UNUSABLE_INPUT if result.report.status == "unusable" else ExitCode.FAILED
     write_table(result.table, args.output / "validated.parquet")
     write_json({"dataset_sha256": digest, "contract_version": contract.version}, args.output / "lineage.json")
     return 0

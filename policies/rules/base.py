@@ -27,26 +27,17 @@ from pulumi_policy.proxy import (
     UnknownValueError,
 )
 
-from clinops.config import RETENTION_FLOORS, StackConfig
+from clinops.config import INTERFACE_ENDPOINT_SERVICES, RETENTION_FLOORS, S3_ENDPOINT_SERVICE, StackConfig
+from clinops.names import HUMAN_PERSONAS
 from policies.model import Severity
 
 KMS_KEY_TYPES = ("aws:kms/key:Key", "aws:kms/replicaKey:ReplicaKey")
 
-# Endpoints a SageMaker workload needs when the VPC has no route out ({region} is filled in from config).
-# S3 may be a gateway endpoint; every other service needs an interface endpoint with private DNS so the
-# SDKs' default hostnames resolve inside the VPC.
-REQUIRED_ENDPOINT_SERVICES = (
-    "com.amazonaws.{region}.sagemaker.api",
-    "com.amazonaws.{region}.sagemaker.runtime",
-    "com.amazonaws.{region}.sts",
-    "com.amazonaws.{region}.logs",
-    "com.amazonaws.{region}.monitoring",
-    "com.amazonaws.{region}.kms",
-    "com.amazonaws.{region}.ecr.api",
-    "com.amazonaws.{region}.ecr.dkr",
-    "com.amazonaws.{region}.s3",
-)
-PERSONAS = ("author", "approver", "deployer")
+# Endpoints the platform needs when the VPC has no route out ({region} is filled in from config): exactly the
+# ones the network component creates (one source: clinops.config). S3 may be a gateway endpoint; every other
+# service needs an interface endpoint with private DNS so the SDKs' default hostnames resolve inside the VPC.
+REQUIRED_ENDPOINT_SERVICES = (*INTERFACE_ENDPOINT_SERVICES, S3_ENDPOINT_SERVICE)
+PERSONAS = HUMAN_PERSONAS
 
 # The platform facts rules read from policy config, as JSON schema. Defaults are prod with PHI floors (the
 # rollback SLO: the stack config's own default), so a pack run without `--policy-pack-config` errs on the

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from serving.container.app import serve
 from serving.container.settings import ServerSettings, SettingsError
+from serving.container.workers import serve
 
 USAGE = "usage: python -m serving.container serve"
 

@@ -8,7 +8,7 @@
 Why `http.server`: on loopback it answers in ~0.4 ms where uvicorn with its pure-Python HTTP parser (h11, the
 only one installed) takes ~0.8 ms, and the container then needs no web framework at all. Keep-alive is on
 (SageMaker reuses connections) and Nagle is off (otherwise a response waits ~40 ms for a delayed ACK). One
-process serves on one core; `workers` runs one such server per core on a shared socket.
+process serves on one core; `workers` runs one such server per core on a shared socket (`workers.serve`).
 
 Client mistakes are 4xx with a JSON list of problems: 400 invalid framing, body or features, 404 unknown path,
 405 wrong method, 406 unacceptable Accept, 408 request not complete within its deadline, 411 no Content-Length,
@@ -35,7 +35,6 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -552,18 +551,6 @@ def prepare_process() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)  # one request, one core: OpenMP spin-waits hurt tail latency on small instances
-
-
-def serve(
-    settings: ServerSettings,
-    log: EventLog | None = None,
-    on_ready: Callable[[InferenceService, tuple[str, int]], None] | None = None,
-) -> int:
-    """Serve until SIGTERM or SIGINT (SageMaker stops a container with SIGTERM), then drain; returns the exit
-    code. Owns the process. With `settings.workers` > 1 (or always in the container), see `workers.supervise`."""
-    from serving.container.workers import supervise
-
-    return supervise(settings, log or EventLog(settings.endpoint), on_ready)
 
 
 def serve_one(server: InferenceServer, unblock: set[signal.Signals] | None = None) -> bool:

@@ -1,6 +1,6 @@
 """Structured log lines on stdout (CloudWatch Logs on SageMaker), one JSON object per line.
 
-Invocation lines carry exactly the fields the endpoint's metric filters read (`serving.alarms`): counts,
+Invocation lines carry exactly the fields the endpoint's metric filters read (`infra.rollback_alarms`): counts,
 status, latency, model identity, whether the request was synthetic (the canary's, marked by Custom-Attributes)
 and which worker process answered. Nothing from a request body - no feature value, no field name a client
 chose, no identifier - is ever passed here; callers hand over counts only.

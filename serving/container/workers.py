@@ -35,7 +35,7 @@ from serving.container.logs import EventLog
 from serving.container.settings import ServerSettings
 
 RESTART_DELAY_SECONDS = 1.0
-EXIT_GRACE_SECONDS = 3.0  # after the drain deadline, before SIGKILL: interpreter teardown
+KILL_GRACE_SECONDS = 3.0  # after the drain deadline, before SIGKILL: interpreter teardown
 _HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
 
 
@@ -85,6 +85,16 @@ def bind(host: str, port: int) -> socket.socket:
     listener = socket.create_server((host, port), backlog=InferenceServer.request_queue_size, reuse_port=False)
     listener.setblocking(False)  # workers share it: one that loses the race to accept must not block in accept()
     return listener
+
+
+def serve(
+    settings: ServerSettings,
+    log: EventLog | None = None,
+    on_ready: Callable[[InferenceService, tuple[str, int]], None] | None = None,
+) -> int:
+    """Serve until SIGTERM or SIGINT (SageMaker stops a container with SIGTERM), then drain; returns the exit
+    code. Owns the process: one server, or `settings.workers` of them on a shared socket (`supervise`)."""
+    return supervise(settings, log or EventLog(settings.endpoint), on_ready)
 
 
 def supervise(
@@ -141,7 +151,7 @@ def _drain(
     log.event("draining", endpoint=log.endpoint, workers=len(workers), seconds=settings.drain_seconds)
     for pid in workers:
         _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + settings.drain_seconds + EXIT_GRACE_SECONDS
+    deadline = time.monotonic() + settings.drain_seconds + KILL_GRACE_SECONDS
     clean = True
     while workers and time.monotonic() < deadline:
         signal.sigtimedwait({signal.SIGCHLD}, 0.1)

@@ -8,5 +8,5 @@ A release is a change to `Pulumi.<stack>.yaml` (the pin), judged by the policy g
 `pulumi up`; this package decides whether that change is allowed, makes it atomically, and records it in the
 evidence log. `verify` checks that the deployed endpoint is what the pin says; `shadow report` compares the
 candidate served as a shadow variant with the production variant on the same requests. Exit codes live in
-`serving.release.errors`.
+`clinops.exitcodes`.
 """

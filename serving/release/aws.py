@@ -20,7 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
 
 from clinops.config import StackConfig
-from serving.release.errors import AwsUnavailable, UnusableInput
+from clinops.exitcodes import AwsUnavailable, UnusableInput
 
 BOTOCORE_ATTEMPTS = 3
 RETRYABLE_CODES = frozenset(

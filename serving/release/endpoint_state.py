@@ -6,8 +6,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from clinops.exitcodes import EndpointBusy
 from serving.release.aws import StackAws, error_code, error_message
-from serving.release.errors import EndpointBusy
 
 # A deployment (or SageMaker's own maintenance) is in flight: a new update would fail or race it.
 BUSY_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})

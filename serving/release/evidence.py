@@ -13,12 +13,13 @@ Promotion reads only entries of a log that verifies: a tampered log proves nothi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clinops.evidence import EvidenceEntry, EvidenceError, EvidenceKind, EvidenceLog, parse_s3_uri
-from serving.release.errors import EvidenceUnavailable, UnusableInput
+from clinops.exitcodes import EvidenceUnavailable, UnusableInput
 
 CHECK_RELEASE = "release"
 CHECK_DEPLOYMENT = "deployment"
@@ -27,10 +28,15 @@ CHECK_SHADOW = "shadow-comparison"
 
 @dataclass(frozen=True)
 class EvidenceLocation:
-    """Where every stack's log lives: a local directory or an S3 prefix (a central audit bucket)."""
+    """Where every stack's log lives: a local directory or an S3 prefix (a central audit bucket). In S3 the log is
+    sealed with the stack's KMS HMAC key and written with its SSE-KMS evidence key: `mac_key_id` / `kms_key_id`,
+    by default from CLINOPS_EVIDENCE_MAC_KEY / CLINOPS_EVIDENCE_KMS_KEY (stack outputs evidenceMacKeyArn /
+    evidenceKeyArn)."""
 
     spec: str
     s3_client: Any = None
+    mac_key_id: str | None = None
+    kms_key_id: str | None = None
 
     @classmethod
     def parse(cls, spec: str, s3_client: Any = None) -> EvidenceLocation:
@@ -39,12 +45,20 @@ class EvidenceLocation:
                 parse_s3_uri(spec)
             except ValueError as exc:
                 raise UnusableInput(str(exc)) from None
-        return cls(spec, s3_client)
+        env = os.environ
+        return cls(spec, s3_client, env.get("CLINOPS_EVIDENCE_MAC_KEY"), env.get("CLINOPS_EVIDENCE_KMS_KEY"))
 
     def log(self, stack: str) -> EvidenceLog:
         if self.spec.startswith("s3://"):
+            if not self.mac_key_id:
+                raise UnusableInput(
+                    f"evidence in {self.spec} is sealed with the stack's KMS HMAC key; fix: set "
+                    "CLINOPS_EVIDENCE_MAC_KEY to the stack output evidenceMacKeyArn"
+                )
             bucket, prefix = parse_s3_uri(self.spec)
-            return EvidenceLog.s3(bucket, prefix, stack, client=self.s3_client)
+            return EvidenceLog.s3(
+                bucket, prefix, stack, mac_key_id=self.mac_key_id, kms_key_id=self.kms_key_id, client=self.s3_client
+            )
         return EvidenceLog.local(Path(self.spec) / stack, stack)
 
     def describe(self, stack: str) -> str:

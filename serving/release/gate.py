@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving.release.errors import GateFailed, UnusableInput
+from clinops.exitcodes import GateFailed, UnusableInput
 
 ALL_ENGINES = ("clinops", "checkov", "cdk-nag")
 MAX_RECORDED_FINDINGS = 20  # evidence entries stay small; the full verdict is in the gate bundle
@@ -43,7 +43,7 @@ class GateResult:
 def run(stack: str, staged_root: Path, options: GateOptions) -> GateResult:
     """Render the staged stack and gate it; GateFailed (exit 7) carries the verdict for the evidence."""
     from clinops.config import ConfigError
-    from clinops.render import dumps, render
+    from infra.render import dumps, render
     from policies.exceptions import DEFAULT_PATH, ExceptionsFileError
     from policies.gate import run_gate
     from policies.plan import parse_plan

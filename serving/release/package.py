@@ -11,10 +11,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from clinops.exitcodes import PackageNotReleasable, UnusableInput
+from clinops.identity import Identity, check_segregation
 from clinops.models import PACKAGE_ARN_RE, ModelConfig
 from serving.release.aws import StackAws, error_code, error_message
-from serving.release.errors import PackageNotReleasable, UnusableInput
-from serving.release.identity import Identity, check_segregation
 from serving.release.quality import PackageMetrics, check_quality, read_metrics
 
 _NOT_FOUND_CODES = frozenset({"ValidationException", "ResourceNotFound", "ResourceNotFoundException"})

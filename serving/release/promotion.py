@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clinops.config import ENVIRONMENTS, ConfigError, StackConfig, load_from_stack_file
-from serving.release.errors import PromotionOrder
+from clinops.exitcodes import PromotionOrder
 from serving.release.evidence import CHECK_DEPLOYMENT, CHECK_SHADOW, EvidenceLocation, latest, passed, trusted_history
 
 

@@ -1,6 +1,6 @@
 """A package's registered metrics against the stack's quality thresholds (`models[].quality`).
 
-Where the training pipeline puts them (`pipelines/definition_steps.py`, `_register_step`), read in this order:
+Where the training pipeline puts them (`pipelines/definitions/steps.py`, `_register_step`), read in this order:
 1. `CustomerMetadataProperties` (string values, travel with DescribeModelPackage, so cross-account releases
    need no bucket access): `auc`, `brier`, `max_subgroup_auc_gap`, `operating_threshold`;
 2. `ModelMetrics.ModelQuality.Statistics` (model-quality.json, SageMaker Model Monitor's binary-classification
@@ -18,9 +18,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from clinops.exitcodes import QualityBelowThreshold
 from clinops.models import QualityGate
 from serving.release.aws import StackAws, error_code
-from serving.release.errors import QualityBelowThreshold
 
 METADATA_KEYS = {
     "auc": "auc",
@@ -68,10 +68,10 @@ def _from_statistics(aws: StackAws, uri: str) -> float | None:
 def _from_fairness(aws: StackAws, uri: str) -> float | None:
     attributes = _s3_json(aws, uri).get("attributes") or {}
     gaps = [(a.get("gaps") or {}).get("auc") for a in attributes.values()]
-    if not gaps or any(g is None for g in gaps):
-        return None  # an attribute that could not be judged leaves the gap unknown
-    values = [_number(g.get("value")) for g in gaps]
-    return None if any(v is None for v in values) else max(values)  # type: ignore[type-var]
+    values = [None if g is None else _number(g.get("value")) for g in gaps]
+    known = [v for v in values if v is not None]
+    # an attribute that could not be judged leaves the gap unknown
+    return max(known) if gaps and len(known) == len(values) else None
 
 
 def read_metrics(package: dict[str, Any], aws: StackAws | None) -> PackageMetrics:

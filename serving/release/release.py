@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clinops import names
 from clinops.config import ConfigError, StackConfig, load_from_stack_file
+from clinops.exitcodes import DeployFailed, EvidenceUnavailable, ReleaseError, UnusableInput
 from clinops.models import ModelConfig
 from serving.release import gate as release_gate
-from serving.release import names
 from serving.release.aws import StackAws
 from serving.release.endpoint_state import describe_endpoint, ensure_not_busy
-from serving.release.errors import DeployFailed, EvidenceUnavailable, ReleaseError, UnusableInput
 from serving.release.evidence import (
     CHECK_DEPLOYMENT,
     CHECK_RELEASE,

@@ -1,7 +1,7 @@
 """Compare the shadow variant with production on the same requests: the numbers behind `shadow report`.
 
 Pairs are matched by inference id (the caller's InferenceId, else SageMaker's eventId, as the capture parser
-in `serving.drift.capture` reads them); ids seen more than once in a variant are ambiguous and dropped.
+in `pipelines.monitoring.drift.capture` reads them); ids seen more than once in a variant are ambiguous and dropped.
 Each variant flags at its own package's operating threshold, because that is what a clinician would see.
 
 Criteria (all must hold, on at least `min_matched` valid pairs):
@@ -171,23 +171,23 @@ def _judge(
     if matched < criteria.min_matched:
         inconclusive.append(f"only {matched} matched requests with valid scores (needs {criteria.min_matched})")
     else:
+        # With matched requests every score is computed; a missing one fails its criterion rather than passing.
+        agreement, diff, ks = scores["agreement"], scores["mean_abs_diff"], scores["ks_statistic"]
         _check(
             result,
             "agreement",
-            scores["agreement"],
+            agreement,
             criteria.min_agreement,
-            scores["agreement"] >= criteria.min_agreement,
-        )  # type: ignore[operator]
+            agreement is not None and agreement >= criteria.min_agreement,
+        )
         _check(
             result,
             "mean_abs_diff",
-            scores["mean_abs_diff"],
+            diff,
             criteria.max_mean_abs_diff,
-            scores["mean_abs_diff"] <= criteria.max_mean_abs_diff,
-        )  # type: ignore[operator]
-        _check(
-            result, "ks_statistic", scores["ks_statistic"], criteria.max_ks, scores["ks_statistic"] <= criteria.max_ks
-        )  # type: ignore[operator]
+            diff is not None and diff <= criteria.max_mean_abs_diff,
+        )
+        _check(result, "ks_statistic", ks, criteria.max_ks, ks is not None and ks <= criteria.max_ks)
     invalid = scores["shadow_invalid_rate"]
     if invalid is not None:
         _check(result, "shadow_invalid_rate", invalid, criteria.max_invalid_rate, invalid <= criteria.max_invalid_rate)

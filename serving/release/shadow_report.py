@@ -4,7 +4,7 @@ Capture comes from the endpoint's own `DataCaptureConfig.DestinationS3Uri` (`s3:
 then `<endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl`) or from a local copy of that tree; only requests since the
 window start are compared (default: when the endpoint last changed configuration, i.e. when this shadow went
 live). Operational numbers come from CloudWatch (`AWS/SageMaker`, per variant). Parsing reuses
-`serving.drift.capture`; the model's feature contract tells it the input columns.
+`pipelines.monitoring.drift.capture`; the model's feature contract tells it the input columns.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from typing import Any
 
 import pandas as pd
 
+from clinops import names
 from clinops.config import StackConfig
+from clinops.exitcodes import ExitCode, UnusableInput
 from clinops.models import ModelConfig, package_version
-from serving.release import names
 from serving.release.aws import StackAws
 from serving.release.endpoint_state import describe_endpoint
-from serving.release.errors import ExitCode, UnusableInput
 from serving.release.evidence import CHECK_SHADOW, EvidenceLocation, record
 from serving.release.package import describe_package
 from serving.release.quality import read_metrics
@@ -68,7 +68,7 @@ def _hour_of(key: str) -> dt.datetime | None:
 def read_capture(source: str, columns: list[str], since: dt.datetime, s3_client: Any = None) -> pd.DataFrame:
     """Scored records of every variant in `source`, inferred at or after `since`."""
     from pipelines.errors import InputError
-    from serving.drift.sources import S3Location, list_s3_keys, read_capture_s3, read_current
+    from pipelines.monitoring.drift.sources import S3Location, list_s3_keys, read_capture_s3, read_current
 
     try:
         if source.startswith("s3://"):

@@ -21,7 +21,7 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 
 from clinops.config import ConfigError, StackConfig, load_from_stack_file, stack_file
-from serving.release.errors import UnusableInput
+from clinops.exitcodes import UnusableInput
 
 MODELS_KEY = "clinops:models"
 
@@ -50,7 +50,7 @@ class StackFileEdit:
     def _model(self, name: str) -> CommentedMap:
         models = (self._doc.get("config") or {}).get(MODELS_KEY) or []
         for entry in models:
-            if isinstance(entry, dict) and entry.get("name") == name:
+            if isinstance(entry, CommentedMap) and entry.get("name") == name:
                 return entry
         raise UnusableInput(f"stack {self.stack} has no model '{name}' in {self.path.name}")
 

@@ -8,7 +8,7 @@ weights and instance counts as configured; a shadow variant exactly when one is 
 
 Exit: 0 all good, 8 busy (try later), 10 rolled back or drifted from the pin, 11 anything else wrong.
 Every run is recorded as a `verification` entry (check=deployment) for the pinned package; a passing run also
-writes the circuit breaker's "verified" marker (`serving.rollback.verified`) for the serving configuration.
+writes the circuit breaker's "verified" marker (`serving.guardrails.verified`) for the serving configuration.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from clinops import names
 from clinops.config import StackConfig
+from clinops.exitcodes import AwsUnavailable, ExitCode, UnusableInput
 from clinops.models import ModelConfig
-from serving.release import names
 from serving.release.aws import StackAws, error_code
 from serving.release.endpoint_state import BROKEN_STATUSES, BUSY_STATUSES, describe_endpoint
-from serving.release.errors import AwsUnavailable, ExitCode, UnusableInput
 from serving.release.evidence import CHECK_DEPLOYMENT, EvidenceLocation, record
 
 PASS, WARN, UNHEALTHY, ROLLBACK, BUSY = "pass", "warn", "unhealthy", "rollback", "busy"
@@ -306,7 +306,7 @@ def record_verification(
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> VerifyReport:
     """Append the verification entry; when it passed and `aws` is given, also write the circuit breaker's
-    "verified" marker for the serving configuration (`serving.rollback.verified`), anchored to that entry, so
+    "verified" marker for the serving configuration (`serving.guardrails.verified`), anchored to that entry, so
     the breaker may later roll back to this configuration."""
     entry = record(
         evidence.log(report.stack),
@@ -321,7 +321,7 @@ def record_verification(
     report.evidence_seq = entry.seq
     if aws is None or not report.passed or report.serving_config is None:
         return report
-    from serving.rollback.verified import mark_verified
+    from serving.guardrails.verified import mark_verified
 
     try:
         mark_verified(

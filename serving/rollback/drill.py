@@ -1,14 +1,20 @@
 """`clinops drill rollback`: the quarterly failover exercise of the runbook, measured and recorded.
 
-It forces one of the model's rollback alarms into ALARM (CloudWatch SetAlarmState), times how long the endpoint
-takes to serve the verified last-known-good configuration through the real path (alarm -> EventBridge -> circuit
-breaker -> UpdateEndpoint), puts the alarm back to OK whatever happens, and appends a `drill` evidence entry with
-the measured seconds and pass/fail against the stack's `rollbackSloSeconds`.
+It forces the model's score-drift alarm into ALARM (CloudWatch SetAlarmState), times how long the endpoint takes
+to serve the verified last-known-good configuration through the real path (alarm -> EventBridge -> circuit
+breaker, which reads the alarm's state -> UpdateEndpoint), puts the alarm back to OK whatever happens, and appends
+a `drill` evidence entry with the measured seconds, pass/fail against the stack's `rollbackSloSeconds` and the
+phase the breaker recorded for its rollback (`landed` once it saw the endpoint InService on the target; the
+schedule records it within 5 minutes if the drill finished first).
+
+Why score-drift: the breaker's EventBridge rule passes the drift, score-drift and quality alarms only (a rollback
+alarm outside a deployment pages, it does not switch), and drift and quality alarms also start a training run.
 
 Controlled window: a drill switches production traffic, so it runs only inside a declared window (`--window
 START/END`, or CLINOPS_DRILL_WINDOW, from the change ticket) - or with `--now` and a written reason, which is
-recorded. Preflight refuses anything the breaker would refuse (mid-deployment, no/missing/unverified
-last-known-good, already on it, cooldown), so a drill never waits out a timeout that was certain.
+recorded. Preflight refuses anything the breaker would refuse or defer (mid-deployment, a rollback of
+its own in flight, alarms pending, no/missing/unverified last-known-good, already on it, cooldown), so a drill
+never waits out a timeout that was certain.
 
 Afterwards the endpoint serves the last-known-good: keep it (`clinops rollback reconcile`) or restore the pin
 (`clinops rollback reconcile --check --restore-reason ...`, then `pulumi up --refresh`).
@@ -24,14 +30,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from serving.rollback.breaker import DEFAULT_COOLDOWN_SECONDS, IN_DEPLOYMENT
-from serving.rollback.events import iso, parse_time
-from serving.rollback.names import NONE, alarm_name, endpoint_name, last_known_good_parameter, pinned_parameter
-from serving.rollback.outputs import EvidenceSink
-from serving.rollback.state import SsmStateStore
-from serving.rollback.verified import check_verified
+from clinops.names import NONE, alarm_name, endpoint_name, last_known_good_parameter, pinned_parameter
+from serving.guardrails.breaker import DEFAULT_COOLDOWN_SECONDS, IN_DEPLOYMENT
+from serving.guardrails.events import iso, parse_time
+from serving.guardrails.outputs import EvidenceSink
+from serving.guardrails.state import IN_FLIGHT, SsmStateStore
+from serving.guardrails.verified import check_verified
 
-DEFAULT_ALARM_SIGNAL = "5xx-rate"
+DEFAULT_ALARM_SIGNAL = "score-drift"  # reaches the breaker and nothing else (module doc)
 DEFAULT_POLL_SECONDS = 10.0
 MIN_REASON_CHARS = 10
 
@@ -57,6 +63,8 @@ class DrillWindow:
     def parse(cls, text: str) -> DrillWindow:
         """`2026-03-01T02:00Z/2026-03-01T04:00Z` (ISO 8601 interval, both ends with a time zone)."""
         first, _, second = text.partition("/")
+        start: datetime | None
+        end: datetime | None
         try:
             start, end = datetime.fromisoformat(first.strip()), datetime.fromisoformat(second.strip())
         except ValueError:
@@ -78,7 +86,7 @@ class DrillPlan:
     model: str
     slo_seconds: int
     actor: str
-    alarm: str | None = None  # default: the model's 5XX-rate rollback alarm
+    alarm: str | None = None  # default: the model's score-drift alarm
     timeout_seconds: int = 900
     poll_seconds: float = DEFAULT_POLL_SECONDS
     window: DrillWindow | None = None
@@ -103,6 +111,7 @@ class DrillResult:
     to_config: str
     observed: list[dict[str, Any]] = field(default_factory=list)  # status transitions with elapsed seconds
     evidence_seq: int | None = None
+    breaker_phase: str | None = None  # what the breaker's state record said when the drill ended
 
     @property
     def passed(self) -> bool:
@@ -154,6 +163,11 @@ def preflight(plan: DrillPlan, sagemaker: Any, cloudwatch: Any, ssm: Any, now: d
     if marker is None:
         raise DrillRefused(f"last-known-good configuration {lkg} is not verified: {why_not}")
     state = SsmStateStore(ssm).read(plan.stack, plan.model).state
+    if state is not None and state.phase in IN_FLIGHT:
+        raise DrillRefused(f"the circuit breaker's rollback {state.rollback_id} is {state.phase}: wait until it ends")
+    if state is not None and state.pending:
+        waiting = ", ".join(f"{p.alarm} ({p.waits_for})" for p in state.pending)
+        raise DrillRefused(f"alarms are pending at the circuit breaker ({waiting}): it may act on them - not a drill")
     last = parse_time(state.last_action_at) if state else None
     if last is not None and now - last < timedelta(seconds=plan.cooldown_seconds):
         raise DrillRefused(
@@ -205,7 +219,9 @@ def run_drill(
         )
     seconds = round(((reached or clock()) - started).total_seconds(), 1)
     outcome = "timed-out" if reached is None else ("passed" if seconds <= plan.slo_seconds else "failed-slo")
-    result = DrillResult(outcome, seconds, plan.slo_seconds, serving, lkg, observed)
+    after = SsmStateStore(ssm).read(plan.stack, plan.model).state
+    phase = after.phase if after is not None else None
+    result = DrillResult(outcome, seconds, plan.slo_seconds, serving, lkg, observed, breaker_phase=phase)
     try:
         entry = evidence.append(
             "drill",
@@ -227,6 +243,7 @@ def run_drill(
                 "started_at": iso(started),
                 "authorisation": authorisation,
                 "observed": observed,
+                "breaker_phase": phase,
             },
         )
     except Exception as exc:

@@ -31,12 +31,12 @@ from botocore.exceptions import ClientError
 
 from clinops.config import StackConfig
 from clinops.models import ModelConfig
-from serving.rollback.breaker import IN_DEPLOYMENT
-from serving.rollback.events import iso
-from serving.rollback.names import config_name, endpoint_name
-from serving.rollback.outputs import EvidenceSink
-from serving.rollback.state import SsmStateStore
-from serving.rollback.verified import read_marker
+from clinops.names import config_name, endpoint_name
+from serving.guardrails.breaker import IN_DEPLOYMENT
+from serving.guardrails.events import iso
+from serving.guardrails.outputs import EvidenceSink
+from serving.guardrails.state import IN_FLIGHT, LANDED, SsmStateStore
+from serving.guardrails.verified import read_marker
 
 MATCHES, ROLLED_BACK, BUSY, DIVERGED, NO_ENDPOINT, UNPINNED = (
     "matches",
@@ -77,8 +77,9 @@ def reconcile_command(stack: str, model: str) -> str:
     return f"clinops rollback reconcile --stack {stack} --model {model}"
 
 
-def inspect_pin(config: StackConfig, model: ModelConfig, sagemaker: Any) -> PinStatus:
-    """Does the live endpoint serve what the stack file pins?"""
+def inspect_pin(config: StackConfig, model: ModelConfig, sagemaker: Any, ssm: Any = None) -> PinStatus:
+    """Does the live endpoint serve what the stack file pins? With `ssm`, a circuit-breaker rollback still in
+    flight (requested, or deploying and not yet InService on its target) is `busy`: a deploy now would race it."""
     if not model.package_arn:
         return PinStatus(model.name, UNPINNED, "no package pinned: no endpoint is declared")
     pinned = config_name(config.stack, model.name, model.package_arn)
@@ -100,6 +101,15 @@ def inspect_pin(config: StackConfig, model: ModelConfig, sagemaker: Any) -> PinS
     known |= {"live_config": live, "live_status": status}
     if status in IN_DEPLOYMENT:
         return PinStatus(model.name, BUSY, f"{endpoint} is {status}: wait until it settles, then check again", **known)
+    breaker = SsmStateStore(ssm).read(config.stack, model.name).state if ssm is not None else None
+    if breaker is not None and breaker.phase in IN_FLIGHT and live != breaker.to_config:
+        return PinStatus(
+            model.name,
+            BUSY,
+            f"the circuit breaker's rollback of {endpoint} to {breaker.to_config} (event {breaker.rollback_id}) is "
+            f"{breaker.phase}: wait for it to land or fail (the breaker's schedule looks every 5 minutes)",
+            **known,
+        )
     if live == pinned:
         return PinStatus(model.name, MATCHES, f"{endpoint} serves the pinned {pinned}", **known)
     if lkg is not None and live == lkg:
@@ -132,10 +142,10 @@ def reconcile_model(
     clock: Callable[[], datetime],
 ) -> ReconcileResult:
     """Rewrite the pin to the configuration the endpoint serves after a rollback; ReconcileRefused otherwise."""
-    from serving.release.errors import ReleaseError
+    from clinops.exitcodes import ReleaseError
     from serving.release.stackfile import StackFileEdit
 
-    status = inspect_pin(config, model, sagemaker)
+    status = inspect_pin(config, model, sagemaker, ssm)
     if status.state in PASSING:
         return ReconcileResult(model.name, False, status.message)
     if status.state != ROLLED_BACK:
@@ -149,7 +159,13 @@ def reconcile_model(
             f"lastKnownGoodPackageArn is {target}: investigate before changing the pin"
         )
     breaker = SsmStateStore(ssm).read(config.stack, model.name).state
-    by_breaker = breaker is not None and breaker.outcome == "rolled-back" and breaker.to_config == status.live_config
+    # `landed`, or still `updating` while the endpoint already serves the target (the schedule records it)
+    by_breaker = (
+        breaker is not None
+        and breaker.phase in (LANDED, *IN_FLIGHT)
+        and breaker.to_config == status.live_config
+        and breaker.rollback_id is not None
+    )
     try:
         edit = StackFileEdit(config.stack, root)
         edit.pin(model.name, target, None)
@@ -172,9 +188,10 @@ def reconcile_model(
                 "removed_last_known_good": target,
                 "live_config": status.live_config,
                 "rolled_back_by": "circuit-breaker" if by_breaker else "not the circuit breaker (SageMaker or manual)",
-                "breaker_event_id": breaker.last_action_event_id if by_breaker and breaker else None,
-                "breaker_alarm": breaker.alarm if by_breaker and breaker else None,
-                "rolled_back_at": breaker.last_action_at if by_breaker and breaker else None,
+                "breaker_event_id": breaker.rollback_id if by_breaker and breaker else None,
+                "breaker_alarm": breaker.rollback_alarm if by_breaker and breaker else None,
+                "breaker_phase": breaker.phase if by_breaker and breaker else None,
+                "rolled_back_at": breaker.requested_at if by_breaker and breaker else None,
                 "file_changes": edit.changes,
                 "reconciled_at": iso(clock()),
             },

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
+from clinops.cli.pipeline import app
 from pipelines.data.injections import Injections
 from pipelines.data.synthetic import generate_readmission
 from tests.pipelines.conftest import FIXED_CLOCK

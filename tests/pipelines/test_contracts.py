@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.contracts import builtin_contract_path, contract_yaml, load_contract, validate_frame
+from pipelines.contracts import builtin_contract_path, contract_yaml, load_contract
 from pipelines.contracts.loader import parse_contract
-from pipelines.contracts.validate import safe_example, tokenize
+from pipelines.contracts.validate import safe_example, tokenize, validate_frame
 from pipelines.data.synthetic import Injections, generate_readmission
 from pipelines.errors import InputError
 

@@ -12,10 +12,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from pipelines import jobio as _io
 from pipelines.contracts import builtin_contract_path
 from pipelines.data.injections import Injections
 from pipelines.data.synthetic import generate_readmission
-from pipelines.steps import _io
 from pipelines.steps import card as card_step
 from pipelines.steps import decide as decide_step
 from pipelines.steps import evaluate as evaluate_step

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from clinops.config import INTERFACE_ENDPOINT_SERVICES
 from tests.policies.planbuilder import PlanBuilder, stack_config
 
 REGION = "us-east-1"
 ENDPOINT_NAME = "clinops-prod-readmission"
 ALARM_NAME = "clinops-prod-readmission-errors"
-INTERFACE_SERVICES = ("sagemaker.api", "sagemaker.runtime", "sts", "logs", "monitoring", "kms", "ecr.api", "ecr.dkr")
+INTERFACE_SERVICES = tuple(service.format(region=REGION) for service in INTERFACE_ENDPOINT_SERVICES)
 PERSONA_DENIES = {
     "author": ["sagemaker:UpdateModelPackage"],
     "approver": ["sagemaker:CreateModelPackage", "sagemaker:CreateTrainingJob"],
@@ -35,9 +36,9 @@ def _network(b: PlanBuilder) -> None:
     for service in INTERFACE_SERVICES:
         b.add(
             "aws:ec2/vpcEndpoint:VpcEndpoint",
-            f"endpoint-{service.replace('.', '-')}",
+            f"endpoint-{service.split(REGION + '.')[-1].replace('.', '-')}",
             {
-                "serviceName": f"com.amazonaws.{REGION}.{service}",
+                "serviceName": service,
                 "vpcEndpointType": "Interface",
                 "privateDnsEnabled": True,
             },

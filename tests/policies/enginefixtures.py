@@ -280,7 +280,7 @@ def unknown_ids(b: PlanBuilder) -> PlanBuilder:
 @functools.cache
 def rendered(stack: str) -> dict[str, Any]:
     """The real platform program rendered offline (a few seconds: cached per process)."""
-    from clinops.render import render
+    from infra.render import render
 
     return render(stack)
 

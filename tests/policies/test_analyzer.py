@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -17,9 +16,10 @@ from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from policies.crossguard import CONFIG_DIR, evaluate
 from policies.plan import Plan
 from policies.rules import ALL_RULES
+from tests.conftest import REPO
 from tests.policies.baseline import compliant
 
-PACK_DIR = Path(__file__).resolve().parents[2] / "policies"
+PACK_DIR = REPO / "policies"
 
 
 @pytest.fixture(scope="module")

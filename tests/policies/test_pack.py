@@ -6,7 +6,6 @@ import re
 import runpy
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pulumi_policy
@@ -18,8 +17,9 @@ from policies.controls import TITLES
 from policies.model import SEVERITY_ORDER
 from policies.rules import ALL_RULES, Rule
 from policies.rules.base import CONFIG_SCHEMA
+from tests.conftest import REPO
 
-PACK_DIR = Path(__file__).resolve().parents[2] / "policies"
+PACK_DIR = REPO / "policies"
 
 
 def test_importing_the_rules_never_constructs_a_policy_pack() -> None:
@@ -30,6 +30,7 @@ def refuse(*args, **kwargs):
     raise SystemExit("PolicyPack constructed on import")
 pulumi_policy.PolicyPack = refuse
 import policies.crossguard, policies.pack, policies.rules
+from tests.conftest import REPO
 assert len(policies.pack.stack_policies()) == len(policies.rules.ALL_RULES)
 assert "policies.__main__" not in sys.modules
 """

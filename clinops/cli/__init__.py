@@ -1,0 +1,231 @@
+"""`clinops`: the offline entry point (render, gate, pipeline, demo). `pulumi up` stays the production path."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+import typer
+import typer.main
+from rich.console import Console
+from typer import _click as click
+from typer.core import TyperGroup
+
+from clinops.config import ConfigError
+from clinops.exitcodes import ExitCode, epilog
+
+# No phone-home from any library we drive, before any of them is imported.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("CKV_SKIP_PACKAGE_UPDATE_CHECK", "True")
+os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+class LazyCommands(TyperGroup):
+    """The root command group: adds the LAZY_COMMANDS groups, importing each only when it is looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in LAZY_COMMANDS if n not in self.commands)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            module, attribute, as_group, help_text = LAZY_COMMANDS[cmd_name]
+            sub = getattr(importlib.import_module(module), attribute)
+            command = typer.main.get_group(sub) if as_group else typer.main.get_command(sub)
+            command.name = cmd_name
+            if help_text:
+                command.help = help_text
+            _set_epilog(command, epilog(*EXIT_CODES.get(cmd_name, ())))
+            self.commands[cmd_name] = command
+        return super().get_command(ctx, cmd_name)
+
+
+def _set_epilog(command: click.Command, text: str) -> None:
+    """Every command and subcommand's --help ends with the exit codes it can end with (one table: exitcodes)."""
+    command.epilog = text
+    for sub in getattr(command, "commands", {}).values():
+        _set_epilog(sub, text)
+
+
+app = typer.Typer(cls=LazyCommands, no_args_is_help=True, add_completion=False, help=__doc__)
+console = Console()
+err = Console(stderr=True)
+
+
+def _config_failure(exc: ConfigError) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(ExitCode.UNUSABLE_INPUT)
+
+
+@app.command("render", epilog=epilog())
+def render_cmd(
+    stack: str = typer.Argument(..., help="dev, staging or prod (any Pulumi.<stack>.yaml)"),
+    out: Path | None = typer.Option(None, "--out", help="plan file to write (default out/<stack>.json)"),
+    quiet: bool = typer.Option(False, "--quiet", help="no summary"),
+) -> None:
+    """Run the Pulumi program under the mock runtime and write a `pulumi preview --json`-shaped plan."""
+    from clinops.cli.plans import print_summary, render_to_file
+
+    target = out or Path("out") / f"{stack}.json"
+    try:
+        plan = render_to_file(stack, target)
+    except ConfigError as exc:
+        raise _config_failure(exc) from None
+    if not quiet:
+        print_summary(console, stack, plan, target)
+
+
+@app.command("demo", epilog=epilog())
+def demo_cmd(out_dir: Path = typer.Option(Path("out"), "--out-dir")) -> None:
+    """The main job on embedded defaults: render and gate every stack, then the release path, offline."""
+    from clinops.cli.demo import drift_demo, render_and_gate, serve_and_ask, train_locally
+
+    try:
+        results = {"gate": render_and_gate(out_dir, console)}
+    except ConfigError as exc:
+        raise _config_failure(exc) from None
+    results["pipeline"] = train_locally(console)
+    results["serve"] = results["pipeline"] and serve_and_ask(console)
+    results["drift"] = drift_demo(out_dir, console)
+    console.rule("demo")
+    for step, ok in results.items():
+        console.print(f"{step:<9} {'[green]ok[/]' if ok else '[red]FAILED[/]'}")
+    raise typer.Exit(ExitCode.OK if all(results.values()) else ExitCode.FAILED)
+
+
+def _gate_plan(plan_doc: dict, text: str, out_dir: Path | None, engines: list[str]) -> bool:
+    from policies.bundle import write_bundle
+    from policies.exceptions import ExceptionsFileError
+    from policies.gate import run_gate
+    from policies.plan import parse_plan
+    from policies.view import print_verdict
+
+    plan = parse_plan(plan_doc)
+    try:
+        verdict = run_gate(plan, text, engines=engines)
+    except ExceptionsFileError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(ExitCode.UNUSABLE_INPUT) from None
+    print_verdict(console, verdict)
+    if out_dir is not None:
+        paths = write_bundle(verdict, out_dir)
+        console.print(f"evidence bundle: {out_dir}/ ({', '.join(p.name for p in paths)})")
+    return verdict.passed
+
+
+@app.command("gate", epilog=epilog())
+def gate_cmd(
+    stack: str | None = typer.Argument(None, help="render this stack and gate it"),
+    plan_file: Path | None = typer.Option(
+        None, "--plan", help="gate a plan file (clinops render or pulumi preview --json)"
+    ),
+    out: Path | None = typer.Option(None, "--out", help="write the evidence bundle to this directory"),
+    engine: list[str] = typer.Option(["clinops", "checkov", "cdk-nag"], "--engine", help="engines to run"),
+) -> None:
+    """Judge a plan with our rules, checkov and cdk-nag; exit 0 clean, 1 mandatory failure, 2 unusable input."""
+    import json
+
+    from infra.render import dumps, render
+    from policies.gate import ENGINES
+    from policies.plan import PlanError, load_plan
+
+    unknown = sorted(set(engine) - set(ENGINES))
+    if unknown or (stack is None) == (plan_file is None):
+        err.print(
+            "[bold red]error:[/] give exactly one of STACK or --plan FILE, and engines from "
+            f"{', '.join(ENGINES)}" + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+        )
+        raise typer.Exit(ExitCode.UNUSABLE_INPUT)
+    try:
+        if plan_file is not None:
+            _, text = load_plan(plan_file)  # validates the shape before any engine runs
+            doc = json.loads(text)
+        else:
+            assert stack is not None  # exactly one of STACK or --plan was checked above
+            doc = render(stack)
+            text = dumps(doc)
+    except ConfigError as exc:
+        raise _config_failure(exc) from None
+    except PlanError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(ExitCode.UNUSABLE_INPUT) from None
+    passed = _gate_plan(doc, text, out, engine)
+    raise typer.Exit(ExitCode.OK if passed else ExitCode.FAILED)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console entry point. An uncaught exception is a bug, not a verdict: it exits CRASH (70), never 1."""
+    import sys
+    import traceback
+
+    try:
+        app(args=argv, prog_name="clinops")
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception:
+        traceback.print_exc()
+        err.print(f"[bold red]clinops crashed[/] (exit {int(ExitCode.CRASH)}): {ExitCode.CRASH.name}; this is a bug")
+        sys.exit(ExitCode.CRASH)
+
+
+# Codes each mounted command can end with beside OK, FAILED, UNUSABLE_INPUT and CRASH.
+EXIT_CODES: dict[str, tuple[ExitCode, ...]] = {
+    "release": (
+        ExitCode.PACKAGE_NOT_RELEASABLE,
+        ExitCode.SEGREGATION_OF_DUTIES,
+        ExitCode.QUALITY_BELOW_THRESHOLD,
+        ExitCode.PROMOTION_ORDER,
+        ExitCode.GATE_FAILED,
+        ExitCode.ENDPOINT_BUSY,
+        ExitCode.AWS_UNAVAILABLE,
+        ExitCode.DEPLOY_FAILED,
+        ExitCode.EVIDENCE_UNAVAILABLE,
+    ),
+    "verify": (
+        ExitCode.ENDPOINT_BUSY,
+        ExitCode.AWS_UNAVAILABLE,
+        ExitCode.ROLLED_BACK,
+        ExitCode.DEPLOYMENT_UNHEALTHY,
+        ExitCode.EVIDENCE_UNAVAILABLE,
+    ),
+    "shadow": (
+        ExitCode.ENDPOINT_BUSY,
+        ExitCode.AWS_UNAVAILABLE,
+        ExitCode.SHADOW_FAILED,
+        ExitCode.SHADOW_INCONCLUSIVE,
+        ExitCode.EVIDENCE_UNAVAILABLE,
+    ),
+    "drill": (ExitCode.ENDPOINT_BUSY, ExitCode.AWS_UNAVAILABLE),
+    "rollback": (ExitCode.AWS_UNAVAILABLE,),
+    "retrain": (ExitCode.AWS_UNAVAILABLE,),
+}
+
+# The release path's commands live beside their code; the CLI mounts them by name and imports a group only
+# when it is used, so `clinops render` or `gate` never pays for pandas, scikit-learn or boto3 at start-up.
+# name -> (module, Typer attribute, mounted as a group, help)
+LAZY_COMMANDS: dict[str, tuple[str, str, bool, str | None]] = {
+    "pipeline": (
+        "clinops.cli.pipeline",
+        "app",
+        True,
+        "Train, evaluate and register a model (locally or in SageMaker).",
+    ),
+    "serve": ("clinops.cli.serve", "app", False, None),
+    "score": ("clinops.cli.serve", "score_app", False, None),
+    "release": ("clinops.cli.release", "release_app", False, None),
+    "verify": ("clinops.cli.release", "verify_app", False, None),
+    "shadow": ("clinops.cli.release", "shadow_app", True, None),
+    "evidence": ("clinops.cli.evidence", "app", True, "Verify and show the hash-chained evidence log."),
+    "drift": (
+        "pipelines.monitoring.drift.cli",
+        "app",
+        True,
+        "Drift of captured inferences against the training baseline.",
+    ),
+    "quality": ("pipelines.monitoring.quality.cli", "app", True, "Model quality on delayed (adjudicated) outcomes."),
+    "drill": ("clinops.cli.rollback", "drill_app", True, None),
+    "rollback": ("clinops.cli.rollback", "rollback_app", True, None),
+    "retrain": ("clinops.cli.rollback", "retrain_app", True, None),
+}

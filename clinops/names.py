@@ -1,0 +1,104 @@
+"""One source for the names of what a stack deploys per model: endpoints, configurations, variants, alarms, SSM
+parameters, pipelines. The Pulumi components (infra/), the guardrail Lambdas (serving/guardrails/), release and
+verify (serving/release/) all take them from here.
+
+Standard library only: the Lambda functions import this module. A test holds the names equal to a real render.
+"""
+
+from __future__ import annotations
+
+import re
+
+# The platform's IAM personas: the workload's execution role and the three people-facing roles, whose
+# separation (author != approver != deployer) is the segregation of duties.
+PERSONAS = ("execution", "author", "approver", "deployer")
+HUMAN_PERSONAS = PERSONAS[1:]
+NONE = "none"  # value of the last-known-good parameter when the stack pins no previous package
+VARIANT = "AllTraffic"
+SHADOW_VARIANT = "Shadow"
+PINNED_PARAMETER = "pinned-endpoint-config"
+LAST_KNOWN_GOOD_PARAMETER = "last-known-good-endpoint-config"
+ROLLBACK_ALARM_SUFFIXES = ("5xx-rate", "latency-p99", "invalid-scores")  # infra.rollback_alarms.RollbackAlarms
+BREAKER_ALARM_SUFFIXES = ("drift", "score-drift", "quality")  # drift and quality alarms the breaker also obeys
+_PACKAGE_VERSION = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/([\w-]+)/(\d+)$")
+
+
+def endpoint_name(stack: str, model: str) -> str:
+    return f"clinops-{stack}-{model}"
+
+
+def config_name(stack: str, model: str, package_arn: str) -> str:
+    return f"{endpoint_name(stack, model)}-v{package_version(package_arn)}"
+
+
+def package_version(package_arn: str) -> int:
+    match = _PACKAGE_VERSION.match(package_arn)
+    if not match:
+        raise ValueError(f"not a versioned model package ARN: {package_arn}")
+    return int(match.group(2))
+
+
+def package_group(package_arn: str) -> str:
+    match = _PACKAGE_VERSION.match(package_arn)
+    if not match:
+        raise ValueError(f"not a versioned model package ARN: {package_arn}")
+    return match.group(1)
+
+
+def parameter(stack: str, model: str, key: str) -> str:
+    return f"/clinops/{stack}/{model}/{key}"
+
+
+def parameter_name(stack: str, model: str, key: str) -> str:
+    return parameter(stack, model, key)
+
+
+def pinned_parameter(stack: str, model: str) -> str:
+    return parameter(stack, model, PINNED_PARAMETER)
+
+
+def last_known_good_parameter(stack: str, model: str) -> str:
+    return parameter(stack, model, LAST_KNOWN_GOOD_PARAMETER)
+
+
+def model_name(stack: str, model: str, package_arn: str) -> str:
+    """The SageMaker model of one package version (named like its endpoint configuration)."""
+    return config_name(stack, model, package_arn)
+
+
+def alarm_names(stack: str, model: str) -> list[str]:
+    """The three rollback alarms of `infra.rollback_alarms.RollbackAlarms`, in its order."""
+    return [alarm_name(stack, model, suffix) for suffix in ROLLBACK_ALARM_SUFFIXES]
+
+
+def breaker_state_parameter(stack: str, model: str) -> str:
+    return parameter(stack, model, "circuit-breaker")
+
+
+def verified_parameter(stack: str, model: str, endpoint_config: str) -> str:
+    return parameter(stack, model, f"verified/{endpoint_config}")
+
+
+def alarm_name(stack: str, model: str, signal: str) -> str:
+    """`clinops-<stack>-<model>-<signal>`: every alarm the breaker obeys is named after its endpoint."""
+    return f"{endpoint_name(stack, model)}-{signal}"
+
+
+def training_pipeline_name(model: str) -> str:
+    """Matches `pipelines.definitions.training.PipelineDefinitionSettings.pipeline_name` (held equal by a test)."""
+    return f"clinops-{model}-training"
+
+
+def model_for_alarm(
+    stack: str,
+    models: tuple[str, ...] | list[str],
+    alarm: str,
+    suffixes: tuple[str, ...] = (*ROLLBACK_ALARM_SUFFIXES, *BREAKER_ALARM_SUFFIXES),
+) -> str | None:
+    """The model whose endpoint names this alarm. Longest match wins, so `sepsis` never takes `sepsis-warning`'s
+    alarms; the suffix must be a known signal, so an unrelated alarm that shares the prefix is not obeyed."""
+    for model in sorted(models, key=len, reverse=True):
+        prefix = endpoint_name(stack, model) + "-"
+        if alarm.startswith(prefix) and alarm[len(prefix) :] in suffixes:
+            return model
+    return None

@@ -1,0 +1,322 @@
+"""Offline render: run the real Pulumi program under Pulumi's mock runtime and write a preview-shaped plan.
+
+The plan has the shape of `pulumi preview --json` (top-level `config`, `steps`, `diagnostics`,
+`changeSummary`; each step with `op`, `urn`, `provider`, `newState`), so the gate reads our render and a
+real preview the same way. What only the engine knows (provider defaults, AWS-side validation, real IDs)
+is not in it: see the README.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+
+from clinops.config import StackConfig, parse_pulumi_values, project_root, read_stack_file, validate
+
+PROJECT = "clinops"
+STACK_TYPE = "pulumi:pulumi:Stack"
+SECRET = "[secret]"
+# Signature keys of Pulumi's wire format (sdk/go/common/resource/sig).
+_SIG = "4dabf18193072939515e22adb298388d"
+_SIG_SECRET = "1b47061264138c4ac30d75fd1eb44270"
+_SIG_RESOURCE_REF = "5cf8f73096256a8f31e491e813e4eb8e"
+_SIG_OUTPUT = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
+_SIG_ASSET = "c44067f5952c0a294b673a41bacd8c17"
+_SIG_ARCHIVE = "0def7320c3a5731c473e5ecbe6d01bc7"
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+def normalize(value: Any) -> Any:
+    """Wire values to plan values: secrets redacted, integral floats as ints, references as their id/urn."""
+    if isinstance(value, dict):
+        sig = value.get(_SIG)
+        if sig == _SIG_SECRET:
+            return SECRET
+        if sig == _SIG_OUTPUT:
+            return SECRET if value.get("secret") else normalize(value.get("value", UNKNOWN))
+        if sig == _SIG_RESOURCE_REF:
+            return value.get("id") or value.get("urn")
+        if sig == _SIG_ASSET:
+            return {"asset": _asset(value)}
+        if sig == _SIG_ARCHIVE:
+            if "path" in value:  # a built file (e.g. a Lambda layer zip): named, not hashed — it may not exist yet
+                return {"archive": {"path": _relative(Path(value["path"]))}}
+            return {"archive": {k: normalize(v) for k, v in sorted(value.get("assets", {}).items())}}
+        return {k: normalize(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [normalize(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _asset(value: dict[str, Any]) -> dict[str, Any]:
+    """File assets by repository-relative path and content hash: the same bytes on every clone."""
+    if "path" not in value:
+        return {k: v for k, v in sorted(value.items()) if k != _SIG}
+    path = Path(value["path"])
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return {"path": _relative(path), "sha256": digest}
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(project_root()))
+    except ValueError:
+        return path.name
+
+
+# EC2 IDs carry a type prefix that AWS validates (and pipeline definitions check): keep the shape.
+_EC2_ID_PREFIX = {
+    "vpc": "vpc",
+    "subnet": "subnet",
+    "securitygroup": "sg",
+    "routetable": "rtb",
+    "vpcendpoint": "vpce",
+    "flowlog": "fl",
+    "defaultsecuritygroup": "sg",
+}
+
+
+def _physical_id(kind: str, logical: str) -> str:
+    prefix = _EC2_ID_PREFIX.get(kind)
+    if prefix is None:
+        return f"{logical}-id"
+    return f"{prefix}-{hashlib.sha256(logical.encode()).hexdigest()[:17]}"
+
+
+def qualified_type(urn: str) -> str:
+    return urn.split("::")[2]
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str
+    inputs: dict[str, Any]
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    protect: bool
+    retain_on_delete: bool
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def _mock_classes() -> tuple[type, type]:
+    """Build the mock classes lazily: importing pulumi costs ~0.3 s and the CLI should not pay it for --help."""
+    import pulumi
+    from pulumi.runtime.mocks import MockMonitor
+
+    class PlanMocks(pulumi.runtime.Mocks):
+        """Deterministic physical IDs and ARNs derived from names, so references stay recognisable."""
+
+        def __init__(self, config: StackConfig) -> None:
+            self.region, self.account = config.region, config.account_id
+            self.zones = [f"{config.region}{c}" for c in "abcdef"]
+
+        def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
+            inputs = dict(args.inputs)
+            module = args.typ.split(":")[1].split("/")[0]
+            kind = args.typ.split(":")[-1].lower()
+            physical = inputs.get("bucket") or inputs.get("name") or args.name
+            arn = self._arn(module, kind, str(physical), args.name)
+            outputs = {"arn": arn, **inputs}
+            if module == "kms" and kind == "key":
+                outputs["keyId"] = f"{args.name}-key-id"
+            if kind == "vpcendpoint" and inputs.get("vpcEndpointType") == "Gateway":
+                outputs["prefixListId"] = f"pl-{args.name}"
+            resource_id = str(physical) if module in ("s3", "iam") else _physical_id(kind, args.name)
+            return resource_id, outputs
+
+        def _arn(self, module: str, kind: str, physical: str, logical: str) -> str:
+            """ARNs in the shape AWS gives them, so policies that embed them read like the real thing."""
+            where = f"{self.region}:{self.account}"
+            special = {
+                ("s3", "bucket"): f"arn:aws:s3:::{physical}",
+                ("cloudwatch", "loggroup"): f"arn:aws:logs:{where}:log-group:{physical}",
+                ("cloudwatch", "metricalarm"): f"arn:aws:cloudwatch:{where}:alarm:{physical}",
+                ("kms", "key"): f"arn:aws:kms:{where}:key/{logical}",
+                ("kms", "alias"): f"arn:aws:kms:{where}:{physical}",
+                ("sns", "topic"): f"arn:aws:sns:{where}:{physical}",
+                ("cloudtrail", "trail"): f"arn:aws:cloudtrail:{where}:trail/{physical}",
+            }
+            if (module, kind) in special:
+                return special[(module, kind)]
+            if module == "iam":
+                return f"arn:aws:iam::{self.account}:{kind}/{physical}"
+            if module == "sagemaker":
+                sm_kind = {
+                    "modelpackagegroup": "model-package-group",
+                    "endpointconfiguration": "endpoint-config",
+                    "userprofile": "user-profile",
+                }.get(kind, kind)
+                return f"arn:aws:sagemaker:{where}:{sm_kind}/{physical}"
+            return f"arn:aws:{module}:{where}:{kind}/{physical}"
+
+        def call(self, args: Any) -> Any:  # a dict (Pulumi also accepts a (dict, dependencies) tuple)
+            if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+                names = self.zones[:6]
+                return {"names": names, "zoneIds": [f"az{i + 1}" for i in range(len(names))]}
+            raise NotImplementedError(f"the offline render has no mock for invoke {args.token}")
+
+    class RecordingMonitor(MockMonitor):
+        """The stock mock monitor, with engine-accurate URNs and a record of what each request carried."""
+
+        def __init__(self, mocks: Any, stack: str) -> None:
+            super().__init__(mocks)
+            # The monitor runs on executor threads where Pulumi's context variables are not set.
+            self.stack = stack
+            self.registrations: dict[str, Registration] = {}
+
+        def make_urn(self, parent: str, type_: str, name: str) -> str:
+            qualified = type_
+            if parent and qualified_type(parent) != STACK_TYPE:
+                qualified = qualified_type(parent) + "$" + type_
+            return f"urn:pulumi:{self.stack}::{PROJECT}::{qualified}::{name}"
+
+        def RegisterResource(self, request: Any) -> Any:
+            response = super().RegisterResource(request)
+            raw = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
+            self.registrations[response.urn] = Registration(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                custom=bool(request.custom),
+                parent=request.parent,
+                inputs=normalize(raw),
+                dependencies=sorted(set(request.dependencies)),
+                property_dependencies={
+                    k: sorted(set(v.urns)) for k, v in sorted(request.propertyDependencies.items()) if v.urns
+                },
+                protect=bool(request.protect),
+                retain_on_delete=bool(request.retainOnDelete),
+            )
+            return response
+
+        def RegisterResourceOutputs(self, request: Any) -> Any:
+            reg = self.registrations.get(request.urn)
+            if reg is not None:
+                reg.outputs = normalize(json_format.MessageToDict(request.outputs))
+            return super().RegisterResourceOutputs(request)
+
+    return PlanMocks, RecordingMonitor
+
+
+def _topological(regs: dict[str, Registration]) -> list[Registration]:
+    """Parents and dependencies first (as the engine orders creates); ties broken by URN for stable bytes."""
+    edges = {u: {d for d in {r.parent, *r.dependencies} if d in regs and d != u} for u, r in regs.items()}
+    order: list[Registration] = []
+    done: set[str] = set()
+    remaining = dict(edges)
+    while remaining:
+        ready = sorted(u for u, deps in remaining.items() if deps <= done)
+        if not ready:  # a cycle cannot come from Pulumi, but never loop forever
+            ready = sorted(remaining)
+        for u in ready:
+            order.append(regs[u])
+            done.add(u)
+            del remaining[u]
+    return order
+
+
+def _step(reg: Registration, stack: str) -> dict[str, Any]:
+    provider = ""
+    if reg.custom and reg.type.startswith("aws:"):
+        provider = f"urn:pulumi:{stack}::{PROJECT}::pulumi:providers:aws::default::{UNKNOWN}"
+    state = {
+        "urn": reg.urn,
+        "custom": reg.custom,
+        "delete": False,
+        "id": "",
+        "type": reg.type,
+        "inputs": reg.inputs,
+        "outputs": reg.outputs,
+        "parent": reg.parent,
+        "protect": reg.protect,
+        "retainOnDelete": reg.retain_on_delete,
+        "dependencies": reg.dependencies,
+        "propertyDependencies": reg.property_dependencies,
+    }
+    if provider:
+        state["provider"] = provider
+    return {"op": "create", "urn": reg.urn, "provider": provider, "newState": state}
+
+
+ProgramFn = Callable[[StackConfig], None]
+
+
+def _default_program(config: StackConfig) -> None:
+    from infra.stack import build_platform
+
+    build_platform(config)
+
+
+def render(
+    stack: str, program: ProgramFn | None = None, root: Path | None = None, overrides: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Render one stack to a preview-shaped plan. Config is validated before any resource is declared.
+
+    `overrides` replaces flat config keys (tests use it to render deliberately broken variants).
+    """
+    import pulumi
+    from pulumi.runtime import settings as runtime_settings
+    from pulumi.runtime.config import set_all_config
+
+    from clinops.config import load_from_pulumi_runtime
+
+    raw, secret_keys = read_stack_file(stack, root)
+    raw.update(overrides or {})
+    config = validate(stack, parse_pulumi_values(raw, stack))
+    program = program or _default_program
+
+    plan_mocks_cls, monitor_cls = _mock_classes()
+    runtime_settings.ROOT.set(None)
+    set_all_config(dict(raw), secret_keys)
+    monitor = monitor_cls(plan_mocks_cls(config), stack)
+    pulumi.runtime.set_mocks(plan_mocks_cls(config), project=PROJECT, stack=stack, preview=True, monitor=monitor)
+
+    @pulumi.runtime.test
+    def _run() -> None:
+        program(load_from_pulumi_runtime())
+
+    _run()
+    steps = [_step(r, stack) for r in _topological(monitor.registrations)]
+    creates = sum(1 for s in steps if s["op"] == "create")
+    return {
+        "config": {k: (SECRET if k in secret_keys else v) for k, v in sorted(raw.items())},
+        "steps": steps,
+        "diagnostics": [],
+        "duration": 0,
+        "changeSummary": {"create": creates},
+    }
+
+
+def dumps(plan: dict[str, Any]) -> str:
+    return json.dumps(plan, indent=2, sort_keys=True) + "\n"
+
+
+def summarize(plan: dict[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
+    """Resources counted by top-level component (`Type::name`) and by type."""
+    by_component: dict[str, int] = defaultdict(int)
+    by_type: dict[str, int] = defaultdict(int)
+    parents = {s["urn"]: s["newState"].get("parent", "") for s in plan["steps"]}
+    types = {s["urn"]: s["newState"]["type"] for s in plan["steps"]}
+    for step in plan["steps"]:
+        state = step["newState"]
+        if not state.get("custom"):
+            continue
+        by_type[state["type"]] += 1
+        urn = step["urn"]
+        while parents.get(urn) and types.get(parents[urn]) != STACK_TYPE:
+            urn = parents[urn]
+        by_component[f"{types[urn]}::{urn.split('::')[-1]}" if types.get(urn) != STACK_TYPE else "(stack)"] += 1
+    return dict(sorted(by_component.items())), dict(sorted(by_type.items()))

@@ -1,0 +1,89 @@
+"""The offline render: preview-shaped, engine-accurate URNs, deterministic, several stacks per process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from infra.render import SECRET, dumps, normalize, render, summarize
+from tests.conftest import REPO, rendered
+
+ROOT = REPO
+
+
+def test_plan_has_preview_shape(stack_plan: tuple[str, dict]) -> None:
+    _, plan = stack_plan
+    assert set(plan) >= {"config", "steps", "diagnostics", "changeSummary"}
+    for step in plan["steps"]:
+        assert step["op"] == "create"
+        state = step["newState"]
+        assert {"type", "urn", "parent", "inputs", "dependencies", "propertyDependencies"} <= set(state)
+    assert plan["changeSummary"]["create"] == len(plan["steps"])
+
+
+def test_urns_follow_engine_rules() -> None:
+    plan = rendered("prod")
+    urns = {s["newState"]["type"]: s["urn"] for s in plan["steps"]}
+    assert urns["pulumi:pulumi:Stack"] == "urn:pulumi:prod::clinops::pulumi:pulumi:Stack::clinops-prod"
+    # children of the root stack carry no stack type; nested children chain the full qualified type
+    assert urns["clinops:infra:Network"] == "urn:pulumi:prod::clinops::clinops:infra:Network::network"
+    bucket = next(s["urn"] for s in plan["steps"] if s["urn"].endswith("aws:s3/bucket:Bucket::phi-data"))
+    assert bucket == (
+        "urn:pulumi:prod::clinops::clinops:infra:Storage$clinops:infra:SecureBucket$aws:s3/bucket:Bucket::phi-data"
+    )
+    by_urn = {s["urn"]: s for s in plan["steps"]}
+    for step in plan["steps"]:
+        parent = step["newState"]["parent"]
+        assert parent == "" or parent in by_urn, step["urn"]
+
+
+def test_same_stack_renders_to_same_bytes_and_stacks_do_not_leak() -> None:
+    first = dumps(render("dev"))
+    prod = dumps(render("prod"))
+    again = dumps(render("dev"))
+    assert first == again
+    # nothing of prod is declared in dev (dev's retraining rule does listen to prod's alarm names: by design)
+    assert not [s["urn"] for s in json.loads(first)["steps"] if not s["urn"].startswith("urn:pulumi:dev::")]
+    assert "clinops-prod-" not in first.split('"steps"')[0]
+    assert not [s["urn"] for s in json.loads(prod)["steps"] if not s["urn"].startswith("urn:pulumi:prod::")]
+    assert '"clinops:environment": "dev"' in again
+
+
+def test_integral_numbers_are_ints() -> None:
+    plan = rendered("prod")
+    group = next(s for s in plan["steps"] if s["urn"].endswith("LogGroup::flow-logs"))
+    assert group["newState"]["inputs"]["retentionInDays"] == 731
+    assert isinstance(group["newState"]["inputs"]["retentionInDays"], int)
+
+
+def test_secrets_are_redacted() -> None:
+    wire = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": "hunter2"}
+    assert normalize({"password": wire, "n": 3.0, "x": 1.5}) == {"n": 3, "password": SECRET, "x": 1.5}
+
+
+def test_secret_config_is_redacted_in_plan(tmp_path: Path, monkeypatch) -> None:
+    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    doc["config"]["aws:secretKey"] = {"secure": "v1:abcdef"}
+    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(doc))
+    plan = render("dev", root=tmp_path)
+    assert plan["config"]["aws:secretKey"] == SECRET
+
+
+def test_cross_resource_references_are_recognisable() -> None:
+    plan = rendered("prod")
+    flow = next(s for s in plan["steps"] if s["newState"]["type"] == "aws:ec2/flowLog:FlowLog")
+    vpc = next(s for s in plan["steps"] if s["newState"]["type"] == "aws:ec2/vpc:Vpc")
+    assert flow["newState"]["propertyDependencies"]["vpcId"] == [vpc["urn"]]
+
+
+def test_summary_counts_by_component_and_type() -> None:
+    by_component, by_type = summarize(rendered("dev"))
+    assert by_type["aws:s3/bucket:Bucket"] == 5
+    contracts = by_type["aws:s3/bucketObjectv2:BucketObjectv2"]  # uploaded by the training component
+    assert (
+        by_component["clinops:infra:Storage::storage"]
+        == sum(n for t, n in by_type.items() if t.startswith("aws:s3/")) - contracts
+    )
+    assert by_type["aws:sagemaker/modelPackageGroup:ModelPackageGroup"] == 2
