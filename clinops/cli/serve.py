@@ -56,7 +56,7 @@ def serve(
     try:
         located = locate(local, out_dir=out, tracking_uri=tracking_uri, scratch=scratch)
         overrides: dict[str, object] = {"workers": workers} if workers else {}
-        settings = ServerSettings.from_env(model_dir=located.path, host="127.0.0.1", port=port, **overrides)
+        settings = ServerSettings.from_env(None, model_dir=located.path, host="127.0.0.1", port=port, **overrides)
     except (LocateError, SettingsError) as exc:
         shutil.rmtree(scratch, ignore_errors=True)
         typer.echo(f"error: {exc}", err=True)

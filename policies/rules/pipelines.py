@@ -68,7 +68,9 @@ def steps(definition: dict[str, Any]) -> Iterator[dict[str, Any]]:
         if not isinstance(step, dict):
             continue
         yield step
-        arguments = step.get("Arguments") if isinstance(step.get("Arguments"), dict) else {}
+        arguments = step.get("Arguments")
+        if not isinstance(arguments, dict):
+            arguments = {}
         pending += [s for key in ("IfSteps", "ElseSteps") for s in (arguments.get(key) or [])]
 
 

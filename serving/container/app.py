@@ -331,7 +331,8 @@ class InferenceHandler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def setup(self) -> None:
-        self.timeout = self.server.settings.request_seconds + 5  # a backstop: the watchdog ends slow requests first
+        # per connection (a class default in socketserver); a backstop: the watchdog ends slow requests first
+        self.timeout = self.server.settings.request_seconds + 5  # type: ignore[misc]
         super().setup()
         self._state = self.server.connection(self.request)
 

@@ -17,7 +17,7 @@ import csv
 import io
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -90,7 +90,9 @@ def score_chunk(
         kinds[f"(row): not {width} cells, as in the header"] += len(rows) - len(whole)
     table = rows if len(whole) == len(rows) else [rows[i] for i in whole]
     transposed = list(zip(*table, strict=True)) if table else [()] * width
-    columns = [transposed[header.index(rule.name)] if rule.name in header else None for rule in model.schema.rules]
+    columns: list[Sequence[str] | None] = [
+        transposed[header.index(rule.name)] if rule.name in header else None for rule in model.schema.rules
+    ]
     matrix, problems = model.schema.from_columns(columns, len(table), memos)
     for problem in problems:
         problem_rows[whole[problem.row]] += 1  # type: ignore[index]

@@ -26,7 +26,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,7 +137,8 @@ class _JsonReader:
     def __init__(self, max_objects: int) -> None:
         self.max_objects, self.objects = max_objects, 0
         decoder = json.JSONDecoder(parse_constant=_no_constants, object_pairs_hook=self._object)
-        self.scan = decoder.scan_once
+        # CPython's JSONDecoder sets scan_once in __init__ (typeshed leaves it out): one value at an index
+        self.scan: Callable[[str, int], tuple[Any, int]] = decoder.scan_once  # type: ignore[attr-defined]
 
     def _object(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         self.objects += 1

@@ -102,17 +102,16 @@ class FieldRule:
     def from_json(self, value: object) -> tuple[float, str | None]:
         if value is None:
             return math.nan, None if self.nullable else self.missing
-        kind = type(value)
         if self.dtype == "category":
-            if kind is not str:
+            if not isinstance(value, str):
                 return math.nan, f"{self.expected}, got {json_type(value)}"
             code = self.codes.get(value) if value in self.codes else self.codes.get(value.strip())
             return (code, None) if code is not None else (math.nan, self.unknown_category)
         if self.dtype == "boolean":
-            if kind is bool or (kind is int and value in (0, 1)):
+            if isinstance(value, int) and value in (0, 1):  # true/false are the ints 1/0 here too
                 return float(value), None
             return math.nan, f"{self.expected} (or 0/1), got {json_type(value)}"
-        if kind is not int and kind is not float:
+        if not isinstance(value, int | float) or isinstance(value, bool):  # JSON true is not a number
             return math.nan, f"{self.expected}, got {json_type(value)}"
         return self._number(value)
 

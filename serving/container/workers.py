@@ -190,7 +190,7 @@ def stop_on_orphan(supervisor: int) -> None:
 
 
 def _reap() -> list[tuple[int, int]]:
-    exited = []
+    exited: list[tuple[int, int]] = []
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
