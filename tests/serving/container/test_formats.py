@@ -26,7 +26,8 @@ def write_breast_cancer_bundle(work: Path) -> tuple[Path, pd.DataFrame]:
     """A contract written for the table, then validate -> split -> train -> save with the pipeline's own steps."""
     from sklearn.datasets import load_breast_cancer
 
-    from pipelines.contracts import load_contract, validate_frame
+    from pipelines.contracts import load_contract
+    from pipelines.contracts.validate import validate_frame
     from pipelines.settings import TrainingSettings
     from pipelines.steps import split as split_step
     from pipelines.steps import train as train_step

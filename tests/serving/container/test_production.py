@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import REPO
 from tests.serving.container.client import READMISSION_ROW, Client
 from tests.serving.container.conftest import Running, start_server
 
-REPO = Path(__file__).resolve().parents[2]
 HEADER = list(READMISSION_ROW)
 
 
