@@ -1,6 +1,9 @@
 """Pulumi entry point: `pulumi up -s <stack>` runs this; `clinops render` runs the same under mocks."""
 
 from clinops.config import load_from_pulumi_runtime
+from clinops.mesh import check_mesh
 from infra.stack import build_platform
 
-build_platform(load_from_pulumi_runtime())
+config = load_from_pulumi_runtime()
+check_mesh(config)
+build_platform(config)

@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from clinops.identity import ROLE_ARN
-from clinops.models import ModelConfig, StrictModel
+from clinops.models import SLO_DEFAULTS, ModelConfig, Slo, SloOverrides, StrictModel
 
 NAMESPACE = "clinops"
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -164,7 +164,21 @@ class StackConfig(StrictModel):
     release_role_arn: str | None = Field(
         default=None, description="role `clinops release/verify` assume in this stack's account (cross-account)"
     )
+    slo: SloOverrides = Field(default_factory=SloOverrides, description="stack-wide SLO defaults for every model")
+    instance_prices: dict[str, float] = Field(
+        default_factory=dict, description="USD per instance-hour, overriding clinops/prices.json for this stack"
+    )
     models: list[ModelConfig] = Field(default_factory=list)
+
+    @field_validator("instance_prices")
+    @classmethod
+    def _prices(cls, v: dict[str, float]) -> dict[str, float]:
+        for instance, price in v.items():
+            if not re.match(r"^ml\.[a-z0-9]+\.[a-z0-9]+$", instance) or not 0 < price < 1000:
+                raise ValueError(
+                    f"'{instance}: {price}' is not an instance price; fix: e.g. ml.m5.large: 0.115 (USD per hour)"
+                )
+        return v
 
     @field_validator("release_role_arn")
     @classmethod
@@ -267,6 +281,16 @@ class StackConfig(StrictModel):
                     f"exceeds clinops:rollbackSloSeconds {self.rollback_slo_seconds}; "
                     "fix: shorter alarm periods / fewer evaluation periods, or a longer SLO",
                 )
+        for model in self.models:
+            try:
+                self.slo_for(model)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise _keyed(
+                    f"models[{model.name}].slo.{to_camel(str(first['loc'][0]))}",
+                    first.get("input"),
+                    f"{first['msg']}; fix: set it in clinops:slo or the model's slo",
+                ) from None
         names = [m.name for m in self.models]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -280,6 +304,21 @@ class StackConfig(StrictModel):
                     "fix: pin a package from the build account's registry",
                 )
         return self
+
+    def slo_for(self, model: ModelConfig) -> Slo:
+        """Environment default, then the stack's `clinops:slo`, then the model's own `slo`."""
+        return Slo(**{**SLO_DEFAULTS[self.environment], **self.slo.given(), **model.slo.given()})
+
+    @property
+    def tracking_server_size(self) -> str:
+        """SageMaker-managed MLflow size (infra.tracking deploys it, `clinops cost` prices it)."""
+        return "Medium" if self.environment == "prod" else "Small"
+
+    @property
+    def retraining_stacks(self) -> list[str]:
+        """Stacks whose drift/quality alarms open retraining requests in the registry account (this one and
+        every environment with an account)."""
+        return sorted({self.stack, *[s for s in ENVIRONMENTS if getattr(self.accounts, s)]})
 
     @property
     def registry_account(self) -> str:

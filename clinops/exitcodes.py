@@ -18,9 +18,10 @@
     13 SHADOW_FAILED            shadow report: the candidate disagrees with production beyond the criteria
     14 SHADOW_INCONCLUSIVE      shadow report: too few matched requests, or operational metrics unavailable
     15 EVIDENCE_UNAVAILABLE     the evidence log could not be read or written (nothing was released)
+    16 RELEASES_FROZEN          release: the model's exhausted-error-budget freeze alarm is in ALARM (SLO policy)
     70 CRASH                    an unexpected error (a bug), never a verdict: `clinops` maps uncaught exceptions here
 
-A release refusal (2-9, and 15 before `pulumi up`) changes nothing: no stack file edit survives and nothing is
+A release refusal (2-9, 16, and 15 before `pulumi up`) changes nothing: no stack file edit survives and nothing is
 deployed. After a successful `pulumi up`, 15 means the deployment stands but its second evidence entry could not
 be written. Each command's `--help` lists the codes it can end with (`epilog`).
 """
@@ -48,6 +49,7 @@ class ExitCode(IntEnum):
     SHADOW_FAILED = 13
     SHADOW_INCONCLUSIVE = 14
     EVIDENCE_UNAVAILABLE = 15
+    RELEASES_FROZEN = 16
     CRASH = 70  # sysexits.h EX_SOFTWARE: Python's own traceback exit (1) would read as "a verdict failed"
 
 
@@ -68,6 +70,7 @@ MEANING: dict[ExitCode, str] = {
     ExitCode.SHADOW_FAILED: "the candidate disagrees with production beyond the criteria",
     ExitCode.SHADOW_INCONCLUSIVE: "too few matched requests, or operational metrics unavailable",
     ExitCode.EVIDENCE_UNAVAILABLE: "the evidence log could not be read or written",
+    ExitCode.RELEASES_FROZEN: "releases are frozen: the model's error budget is exhausted (freeze alarm in ALARM)",
     ExitCode.CRASH: "an unexpected error (a bug): report it with the traceback printed above",
 }
 
@@ -127,3 +130,7 @@ class DeployFailed(ReleaseError):
 
 class EvidenceUnavailable(ReleaseError):
     exit_code = ExitCode.EVIDENCE_UNAVAILABLE
+
+
+class ReleasesFrozen(ReleaseError):
+    exit_code = ExitCode.RELEASES_FROZEN

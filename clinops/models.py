@@ -157,6 +157,80 @@ class BatchScoringConfig(StrictModel):
     instances: int = Field(default=1, ge=1, le=20, description="transform instances, each given whole input files")
 
 
+SloAction = Literal["breaker", "freeze", "none"]
+
+
+class SloOverrides(StrictModel):
+    """Service level objectives as set in a stack file: any field left out comes from the environment default
+    (`SLO_DEFAULTS`), then from the stack-wide `clinops:slo`, then from the model's own `slo`."""
+
+    availability_percent: float | None = Field(
+        default=None, ge=90.0, lt=100.0, description="share of invocations that are not 5XX, over windowDays"
+    )
+    latency_p99_ms: int | None = Field(default=None, ge=10, le=60000, description="ModelLatency p99 objective")
+    min_auc: float | None = Field(default=None, ge=0.5, le=1.0, description="AUC on adjudicated outcomes")
+    max_calibration_slope_error: float | None = Field(
+        default=None, gt=0.0, le=1.0, description="|calibration slope - 1| on adjudicated outcomes"
+    )
+    cost_per_1000_usd: float | None = Field(default=None, gt=0.0, le=1000.0, description="per 1,000 predictions")
+    window_days: int | None = Field(default=None, ge=7, le=90, description="the error budget's rolling window")
+    exhausted_action: SloAction | None = Field(
+        default=None, description="prod, budget exhausted: open the circuit breaker, freeze releases, or alert only"
+    )
+
+    def given(self) -> dict[str, object]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class Slo(StrictModel):
+    """The resolved objectives of one model (every field set). The error budget is 1 - availability."""
+
+    availability_percent: float = Field(ge=90.0, lt=100.0)
+    latency_p99_ms: int = Field(ge=10, le=60000)
+    min_auc: float = Field(ge=0.5, le=1.0)
+    max_calibration_slope_error: float = Field(gt=0.0, le=1.0)
+    cost_per_1000_usd: float = Field(gt=0.0, le=1000.0)
+    window_days: int = Field(ge=7, le=90)
+    exhausted_action: SloAction
+
+    @property
+    def error_budget(self) -> float:
+        """Allowed bad fraction of invocations, e.g. 0.001 for 99.9%."""
+        return round(1.0 - self.availability_percent / 100.0, 12)
+
+
+# Defaults per environment: prod is what patients see; dev only has to show the machinery works.
+SLO_DEFAULTS: dict[str, dict[str, object]] = {
+    "dev": {
+        "availability_percent": 99.0,
+        "latency_p99_ms": 1000,
+        "min_auc": 0.60,
+        "max_calibration_slope_error": 0.5,
+        "cost_per_1000_usd": 5.0,
+        "window_days": 7,
+        "exhausted_action": "none",
+    },
+    "staging": {
+        "availability_percent": 99.5,
+        "latency_p99_ms": 500,
+        "min_auc": 0.65,
+        "max_calibration_slope_error": 0.3,
+        "cost_per_1000_usd": 2.0,
+        "window_days": 30,
+        "exhausted_action": "none",
+    },
+    "prod": {
+        "availability_percent": 99.9,
+        "latency_p99_ms": 300,
+        "min_auc": 0.70,
+        "max_calibration_slope_error": 0.2,
+        "cost_per_1000_usd": 1.0,
+        "window_days": 30,
+        "exhausted_action": "freeze",
+    },
+}
+
+
 class ModelConfig(StrictModel):
     """One model of the mesh: a registry group, a training pipeline, and an endpoint once a package is pinned."""
 
@@ -170,6 +244,7 @@ class ModelConfig(StrictModel):
     quality: QualityGate = Field(default_factory=QualityGate)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     batch_scoring: BatchScoringConfig = Field(default_factory=BatchScoringConfig)
+    slo: SloOverrides = Field(default_factory=SloOverrides, description="this model's objectives (see Slo)")
 
     @field_validator("name")
     @classmethod

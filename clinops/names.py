@@ -19,7 +19,15 @@ SHADOW_VARIANT = "Shadow"
 PINNED_PARAMETER = "pinned-endpoint-config"
 LAST_KNOWN_GOOD_PARAMETER = "last-known-good-endpoint-config"
 ROLLBACK_ALARM_SUFFIXES = ("5xx-rate", "latency-p99", "invalid-scores")  # infra.rollback_alarms.RollbackAlarms
-BREAKER_ALARM_SUFFIXES = ("drift", "score-drift", "quality")  # drift and quality alarms the breaker also obeys
+# Drift, quality and exhausted-error-budget alarms the breaker also obeys (the budget one only exists for models
+# whose SLO says exhaustedAction: breaker; see SLO_EXHAUSTED_SUFFIX).
+BREAKER_ALARM_SUFFIXES = ("drift", "score-drift", "quality", "slo-budget")
+# The exhausted-error-budget alarm's name says what it does: the breaker obeys `slo-budget`, `clinops release`
+# refuses while a `release-freeze` alarm is in ALARM, and `slo-budget-exhausted` only notifies.
+SLO_EXHAUSTED_SUFFIX = {"breaker": "slo-budget", "freeze": "release-freeze", "none": "slo-budget-exhausted"}
+FREEZE_ALARM_SUFFIX = SLO_EXHAUSTED_SUFFIX["freeze"]
+# CloudWatch alarm state changes as EventBridge delivers them (the guardrail rules match on these).
+ALARM_SOURCE, ALARM_DETAIL_TYPE = "aws.cloudwatch", "CloudWatch Alarm State Change"
 _PACKAGE_VERSION = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/([\w-]+)/(\d+)$")
 
 
@@ -84,6 +92,29 @@ def alarm_name(stack: str, model: str, signal: str) -> str:
     return f"{endpoint_name(stack, model)}-{signal}"
 
 
+def canary_function_name(stack: str, model: str) -> str:
+    """The synthetic-traffic canary's Lambda function, its IAM role and its schedule (infra.canary)."""
+    return f"{endpoint_name(stack, model)}-canary"
+
+
+def drift_pipeline_name(stack: str, model: str) -> str:
+    """The daily drift and outcome-backtest pipeline and its schedule (infra.drift_monitoring)."""
+    return f"{endpoint_name(stack, model)}-drift"
+
+
+def drift_scheduler_role_name(stack: str, model: str) -> str:
+    return f"{drift_pipeline_name(stack, model)}-scheduler"
+
+
+def batch_scoring_pipeline_name(stack: str, model: str) -> str:
+    """The nightly batch-scoring pipeline and its schedule (infra.batch_scoring)."""
+    return f"{endpoint_name(stack, model)}-batch-scoring"
+
+
+def batch_scoring_scheduler_role_name(stack: str, model: str) -> str:
+    return f"{batch_scoring_pipeline_name(stack, model)}-scheduler"
+
+
 def training_pipeline_name(model: str) -> str:
     """Matches `pipelines.definitions.training.PipelineDefinitionSettings.pipeline_name` (held equal by a test)."""
     return f"clinops-{model}-training"
@@ -102,3 +133,20 @@ def model_for_alarm(
         if alarm.startswith(prefix) and alarm[len(prefix) :] in suffixes:
             return model
     return None
+
+
+def alarm_state_pattern(stacks: list[str] | tuple[str, ...], signals: tuple[str, ...]) -> dict:
+    """EventBridge pattern: any model's alarm of these signals in these stacks entering ALARM, by wildcard
+    (`clinops-prod-*-drift`). Its size does not grow with the number of models (an exact-name list of a 50-model
+    mesh is ~9,000 characters, over EventBridge's 2,048 default); the Lambdas still accept only the models and
+    signals they serve (`model_for_alarm`)."""
+    return {
+        "source": [ALARM_SOURCE],
+        "detail-type": [ALARM_DETAIL_TYPE],
+        "detail": {
+            "alarmName": [
+                {"wildcard": f"{endpoint_name(stack, '*')}-{signal}"} for stack in stacks for signal in signals
+            ],
+            "state": {"value": ["ALARM"]},
+        },
+    }

@@ -13,8 +13,9 @@ import pulumi
 import pulumi_aws as aws
 
 from clinops.models import ModelConfig
+from clinops.names import batch_scoring_pipeline_name, batch_scoring_scheduler_role_name
 from infra.base import Platform, allow, policy_document, service_trust
-from pipelines.definitions.batch_scoring import TransformSettings, input_uri, pipeline_name, scoring_definition
+from pipelines.definitions.batch_scoring import TransformSettings, input_uri, scoring_definition
 from serving.container.settings import DEFAULT_MAX_BODY_BYTES
 
 MAX_PAYLOAD_MB = DEFAULT_MAX_BODY_BYTES // (1024 * 1024)  # mini-batches within the container's body limit
@@ -54,7 +55,7 @@ class BatchScoring(pulumi.ComponentResource):
                 )
             )
         )
-        name_ = pipeline_name(platform.prefix, model.name)
+        name_ = batch_scoring_pipeline_name(platform.config.stack, model.name)
         pipeline = aws.sagemaker.Pipeline(
             f"{model.name}-batch-scoring-pipeline",
             pipeline_name=name_,
@@ -67,7 +68,7 @@ class BatchScoring(pulumi.ComponentResource):
         )
         role = aws.iam.Role(
             f"{model.name}-batch-scoring-scheduler-role",
-            name=f"{name_}-scheduler",
+            name=batch_scoring_scheduler_role_name(platform.config.stack, model.name),
             assume_role_policy=service_trust("scheduler.amazonaws.com", platform.account),
             permissions_boundary=args.boundary_arn,
             tags=platform.tags(),

@@ -9,6 +9,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from clinops.names import canary_function_name
 from infra.base import Platform, allow, policy_document, service_trust, vpc_network_interface_statements
 from infra.logs import encrypted_log_group
 from pipelines.contracts.synthetic import canary_payload_csv
@@ -38,7 +39,7 @@ class SyntheticTrafficCanary(pulumi.ComponentResource):
     ) -> None:
         super().__init__("clinops:serving:SyntheticTrafficCanary", name, None, opts)
         child = platform.child(self)
-        function_name = f"{platform.prefix}-{model}-canary"
+        function_name = canary_function_name(platform.config.stack, model)
         log_group = encrypted_log_group(
             f"{model}-canary-logs", platform, self, f"/aws/lambda/{function_name}", logs_key
         )

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from clinops.models import ModelConfig
+from clinops.names import drift_pipeline_name, drift_scheduler_role_name
 from infra.base import Platform, allow, policy_document, service_trust
 from pipelines.definitions.monitoring import DriftJobSettings, monitoring_definition
 
@@ -64,7 +65,7 @@ class DriftMonitoring(pulumi.ComponentResource):
                 )
             )
         )
-        pipeline_name = f"{platform.prefix}-{model.name}-drift"
+        pipeline_name = drift_pipeline_name(platform.config.stack, model.name)
         pipeline = aws.sagemaker.Pipeline(
             f"{model.name}-drift-pipeline",
             pipeline_name=pipeline_name,
@@ -77,7 +78,7 @@ class DriftMonitoring(pulumi.ComponentResource):
         )
         role = aws.iam.Role(
             f"{model.name}-drift-scheduler-role",
-            name=f"{pipeline_name}-scheduler",
+            name=drift_scheduler_role_name(platform.config.stack, model.name),
             assume_role_policy=service_trust("scheduler.amazonaws.com", platform.account),
             permissions_boundary=args.boundary_arn,
             tags=platform.tags(),

@@ -19,17 +19,13 @@ import pulumi_aws as aws
 
 from clinops.config import project_root
 from clinops.evidence.s3 import EVIDENCE_PREFIX
-from clinops.names import BREAKER_ALARM_SUFFIXES
+from clinops.names import BREAKER_ALARM_SUFFIXES, alarm_state_pattern
 from infra.base import Platform, allow, policy_document, service_trust, vpc_network_interface_statements
 from infra.logs import encrypted_log_group
 from serving.guardrails import permissions
 from serving.guardrails.breaker import FUNCTION_TIMEOUT_SECONDS
-from serving.guardrails.events import (
-    RECONCILE_EVENT,
-    RECONCILE_SCHEDULE,
-    approval_event_pattern,
-    retraining_event_pattern,
-)
+from serving.guardrails.events import RECONCILE_EVENT, RECONCILE_SCHEDULE, approval_event_pattern
+from serving.guardrails.retrain import RETRAINING_SIGNALS
 
 RUNTIME = "python3.11"  # the layer's compiled wheels (pydantic-core) are built for CPython 3.11
 LAYER_ZIP = Path("build") / "lambda-deps.zip"
@@ -90,18 +86,12 @@ class Guardrails(pulumi.ComponentResource):
                 permissions.BREAKER,
                 {"MODELS": ",".join(args.models), "COOLDOWN_SECONDS": "1800"},
             )
-            self._on_events(
-                "circuit-breaker", retraining_event_pattern(cfg.stack, args.models, BREAKER_ALARM_SUFFIXES), breaker
-            )
+            self._on_events("circuit-breaker", alarm_state_pattern([cfg.stack], BREAKER_ALARM_SUFFIXES), breaker)
             # Without an alarm event nothing would look again: the schedule recovers an interrupted rollback,
             # confirms (or fails) one in flight and re-judges deferred and cooldown-refused alarms.
             self._on_schedule("circuit-breaker-reconcile", RECONCILE_SCHEDULE, RECONCILE_EVENT, breaker)
         # Drift/quality alarms of every environment open retraining requests where the pipelines live.
-        stacks = sorted({cfg.stack, *[s for s in ("dev", "staging", "prod") if getattr(cfg.accounts, s)]})
-        retrain_pattern = {**retraining_event_pattern(cfg.stack, args.all_models)}
-        retrain_pattern["detail"]["alarmName"] = sorted(
-            name for stack in stacks for name in retraining_event_pattern(stack, args.all_models)["detail"]["alarmName"]
-        )
+        retrain_pattern = alarm_state_pattern(cfg.retraining_stacks, RETRAINING_SIGNALS)
         if in_registry:
             recorder = self._function(
                 "approval-recorder", "serving.guardrails.recorder.handler", permissions.RECORDER, {}

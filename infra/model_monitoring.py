@@ -28,6 +28,7 @@ class ModelMonitoring(pulumi.ComponentResource):
         model: ModelConfig,
         topic_arn: pulumi.Input[str],
         rollback_alarms: list[aws.cloudwatch.MetricAlarm],
+        cost_queries: list[dict] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("clinops:serving:ModelMonitoring", name, None, opts)
@@ -71,7 +72,8 @@ class ModelMonitoring(pulumi.ComponentResource):
             dashboard_name=f"{endpoint_name(stack, model.name)}",
             dashboard_body=pulumi.Output.all(*[a.arn for a in [*rollback_alarms, *self.alarms]]).apply(
                 lambda arns: json.dumps(
-                    dashboard(platform.region, endpoint_name(stack, model.name), model.name, arns), sort_keys=True
+                    dashboard(platform.region, endpoint_name(stack, model.name), model.name, arns, cost_queries),
+                    sort_keys=True,
                 )
             ),
             opts=platform.child(self),
@@ -114,7 +116,9 @@ class ModelMonitoring(pulumi.ComponentResource):
         )
 
 
-def dashboard(region: str, endpoint: str, model: str, alarm_arns: list[str]) -> dict:
+def dashboard(
+    region: str, endpoint: str, model: str, alarm_arns: list[str], cost_queries: list[dict] | None = None
+) -> dict:
     """CloudWatch dashboard body: one row per question an on-call clinician-facing analyst asks."""
     sm = {"EndpointName": endpoint, "VariantName": VARIANT}
 
@@ -188,5 +192,34 @@ def dashboard(region: str, endpoint: str, model: str, alarm_arns: list[str]) -> 
                     "alarms": sorted(alarm_arns),
                 },
             },
+            *([cost_widget(region, cost_queries)] if cost_queries else []),
         ]
+    }
+
+
+def cost_widget(region: str, queries: list[dict]) -> dict:
+    """Cost per 1,000 predictions per day: the same metric math the cost alarm judges (infra.slo)."""
+    metrics: list[list] = []
+    for q in queries:
+        if "expression" in q:
+            metrics.append([{"expression": q["expression"], "label": q["label"], "id": q["id"]}])
+        else:
+            m = q["metric"]
+            flat = [v for kv in m["dimensions"].items() for v in kv]
+            metrics.append(
+                [m["namespace"], m["metric_name"], *flat, {"id": q["id"], "stat": m["stat"], "visible": False}]
+            )
+    return {
+        "type": "metric",
+        "x": 0,
+        "y": 18,
+        "width": 24,
+        "height": 6,
+        "properties": {
+            "title": "Cost per 1,000 predictions (USD, daily)",
+            "region": region,
+            "period": queries[0]["metric"]["period"],
+            "view": "timeSeries",
+            "metrics": metrics,
+        },
     }

@@ -19,6 +19,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from clinops.config import StackConfig, parse_pulumi_values, project_root, read_stack_file, validate
+from clinops.mesh import check_mesh
 
 PROJECT = "clinops"
 STACK_TYPE = "pulumi:pulumi:Stack"
@@ -276,6 +277,7 @@ def render(
     raw, secret_keys = read_stack_file(stack, root)
     raw.update(overrides or {})
     config = validate(stack, parse_pulumi_values(raw, stack))
+    check_mesh(config)  # contracts, derived names and quotas: refuse in milliseconds, not after the render
     program = program or _default_program
 
     plan_mocks_cls, monitor_cls = _mock_classes()

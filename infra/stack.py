@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from clinops.config import StackConfig
+from clinops.pricing import price_table
 from infra.alerts import Alerts
 from infra.audit import Audit, AuditArgs
 from infra.base import Platform
@@ -17,6 +18,7 @@ from infra.keys import Keys, KeyUsers
 from infra.model_monitoring import ModelMonitoring
 from infra.network import Network, NetworkArgs
 from infra.registry import STEPS_REPOSITORY, Registry, image_uri
+from infra.slo import ModelSlo
 from infra.storage import Storage, StorageKeys
 from infra.studio import Studio, StudioArgs
 from infra.tracking import Tracking
@@ -125,6 +127,7 @@ def build_platform(config: StackConfig) -> None:
     Tracking("tracking", platform, storage.buckets["model-artifacts"].bucket.bucket, identity.roles["execution"].arn)
     alerts = Alerts("alerts", platform, keys.keys["logs"])
     endpoints: dict[str, pulumi.Input[str]] = {}
+    prices = price_table(config.instance_prices)
     for model in config.models:
         if not model.package_arn:
             # First deploy: the model has no approved package yet. Deploy everything else and say so.
@@ -147,7 +150,17 @@ def build_platform(config: StackConfig) -> None:
                 boundary_arn=identity.boundary.arn,
             ),
         )
-        ModelMonitoring(f"{model.name}-monitoring", platform, model, alerts.topic.arn, endpoint.alarms.alarms)
+        slo = ModelSlo(
+            f"{model.name}-slo",
+            platform,
+            model,
+            config.slo_for(model),
+            prices.instance(model.serving.instance_type),
+            alerts.topic.arn,
+        )
+        ModelMonitoring(
+            f"{model.name}-monitoring", platform, model, alerts.topic.arn, endpoint.alarms.alarms, slo.cost_queries
+        )
         DriftMonitoring(
             f"{model.name}-drift",
             platform,

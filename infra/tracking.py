@@ -22,7 +22,7 @@ class Tracking(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("clinops:infra:Tracking", name, None, opts)
-        size = "Medium" if platform.config.environment == "prod" else "Small"
+        size = platform.config.tracking_server_size
         self.server = aws.sagemaker.MlflowTrackingServer(
             "mlflow",
             tracking_server_name=f"{platform.prefix}-mlflow",

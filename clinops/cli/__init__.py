@@ -55,7 +55,9 @@ err = Console(stderr=True)
 
 
 def _config_failure(exc: ConfigError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}")
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)  # keys like models[name] are not markup
     return typer.Exit(ExitCode.UNUSABLE_INPUT)
 
 
@@ -182,6 +184,7 @@ EXIT_CODES: dict[str, tuple[ExitCode, ...]] = {
         ExitCode.AWS_UNAVAILABLE,
         ExitCode.DEPLOY_FAILED,
         ExitCode.EVIDENCE_UNAVAILABLE,
+        ExitCode.RELEASES_FROZEN,
     ),
     "verify": (
         ExitCode.ENDPOINT_BUSY,
@@ -198,6 +201,7 @@ EXIT_CODES: dict[str, tuple[ExitCode, ...]] = {
         ExitCode.EVIDENCE_UNAVAILABLE,
     ),
     "drill": (ExitCode.ENDPOINT_BUSY, ExitCode.AWS_UNAVAILABLE),
+    "scorecard": (ExitCode.AWS_UNAVAILABLE,),
     "rollback": (ExitCode.AWS_UNAVAILABLE,),
     "retrain": (ExitCode.AWS_UNAVAILABLE,),
 }
@@ -214,6 +218,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str, bool, str | None]] = {
     ),
     "serve": ("clinops.cli.serve", "app", False, None),
     "score": ("clinops.cli.serve", "score_app", False, None),
+    "cost": ("clinops.cli.cost", "app", False, None),
+    "scorecard": ("clinops.cli.scorecard", "app", False, None),
     "release": ("clinops.cli.release", "release_app", False, None),
     "verify": ("clinops.cli.release", "verify_app", False, None),
     "shadow": ("clinops.cli.release", "shadow_app", True, None),

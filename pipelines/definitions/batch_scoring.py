@@ -89,10 +89,6 @@ def scoring_definition(s: TransformSettings) -> str:
     return json.dumps(definition, sort_keys=True)
 
 
-def pipeline_name(prefix: str, model: str) -> str:
-    return f"{prefix}-{model}-batch-scoring"
-
-
 def start_batch_scoring(client: Any, name: str, input_s3_uri: str | None = None) -> str:
     """On-demand run (a re-score, a backfill): the scheduled pipeline, optionally on another input prefix."""
     parameters = [{"Name": "InputUri", "Value": input_s3_uri}] if input_s3_uri else []

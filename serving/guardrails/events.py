@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from clinops.names import alarm_name
+from clinops.names import ALARM_DETAIL_TYPE, ALARM_SOURCE, alarm_name
 
-ALARM_SOURCE, ALARM_DETAIL_TYPE = "aws.cloudwatch", "CloudWatch Alarm State Change"
 PACKAGE_SOURCE, PACKAGE_DETAIL_TYPE = "aws.sagemaker", "SageMaker Model Package State Change"
 RECORDED_STATUSES = ("Approved", "Rejected")
 

@@ -138,6 +138,8 @@ def handle_package_event(
                 "approver_role": approver.role,
                 "justification": justification or None,
                 "decided_at": iso(decided_at),
+                # registration -> approval -> production is the release cycle time `clinops scorecard` reports
+                "registered_at": iso(created) if isinstance(created := package.get("CreationTime"), datetime) else None,
                 "authors": {role: _label(author) for role, author in authors.items()},
                 "event_id": parsed.event_id,
                 "recorded_by": settings.actor,

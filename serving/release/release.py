@@ -14,7 +14,7 @@ from typing import Any
 
 from clinops import names
 from clinops.config import ConfigError, StackConfig, load_from_stack_file
-from clinops.exitcodes import DeployFailed, EvidenceUnavailable, ReleaseError, UnusableInput
+from clinops.exitcodes import DeployFailed, EvidenceUnavailable, ReleaseError, ReleasesFrozen, UnusableInput
 from clinops.models import ModelConfig
 from serving.release import gate as release_gate
 from serving.release.aws import StackAws
@@ -121,6 +121,21 @@ def plan_edit(
     return {"last_known_good": why}
 
 
+def check_not_frozen(aws: StackAws, config: StackConfig, model: ModelConfig) -> None:
+    """SLO policy `exhaustedAction: freeze`: no release while the model's freeze alarm (infra.slo) is in ALARM.
+    The refusal is recorded as evidence like every other (exit 16), naming the alarm and CloudWatch's reason."""
+    if config.slo_for(model).exhausted_action != "freeze":
+        return
+    alarm = names.alarm_name(config.stack, model.name, names.FREEZE_ALARM_SUFFIX)
+    found = aws.call("cloudwatch", "describe_alarms", AlarmNames=[alarm]).get("MetricAlarms", [])
+    if found and found[0].get("StateValue") == "ALARM":
+        raise ReleasesFrozen(
+            f"releases of {model.name} to {config.stack} are frozen: {alarm} is in ALARM (the error budget is "
+            f"exhausted). Fix: restore the SLO first (RUNBOOK.md); the freeze lifts when the alarm returns to OK",
+            {"freeze_alarm": alarm, "alarm_reason": str(found[0].get("StateReason", ""))[:500]},
+        )
+
+
 class Releaser:
     def __init__(
         self,
@@ -155,6 +170,7 @@ class Releaser:
         proof = check_promotion(
             config, model.name, request.package_arn, shadow=request.shadow, evidence=self.evidence, root=self.root
         )
+        check_not_frozen(self.aws, config, model)
         endpoint = describe_endpoint(self.aws, names.endpoint_name(config.stack, model.name))
         ensure_not_busy(endpoint)
         edit = StackFileEdit(config.stack, self.root)

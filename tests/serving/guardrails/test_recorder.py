@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from serving.guardrails.events import APPROVAL_EVENT_PATTERN, approval_event_pattern
+from serving.guardrails.events import APPROVAL_EVENT_PATTERN, approval_event_pattern, iso
 from serving.guardrails.recorder import RecorderSettings, handle_package_event
 from tests.serving.conftest import ACCOUNT, MODEL, REGION, STACK, T0, World, make_client, package
 
@@ -129,6 +129,7 @@ def test_an_approval_is_recorded_with_approver_justification_version_and_time(wo
     assert entry.details["approver_role"] == f"{ACCOUNT}:role/clinical-governance"
     assert entry.details["approver"]["source_identity"] == "dr-okafor@hospital.example"
     assert entry.details["decided_at"] == "2026-03-01T03:00:00.000Z"
+    assert entry.details["registered_at"] == iso(T0)  # the scorecard's cycle time starts here
     assert entry.details["authors"] == {"creator": PIPELINE_ROLE, "pipeline-starter": AUTHOR}
     assert entry.details["recorded_by"] == RECORDER_ROLE
     assert world.alerts() == []
