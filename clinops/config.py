@@ -307,7 +307,7 @@ class StackConfig(StrictModel):
 
     def slo_for(self, model: ModelConfig) -> Slo:
         """Environment default, then the stack's `clinops:slo`, then the model's own `slo`."""
-        return Slo(**{**SLO_DEFAULTS[self.environment], **self.slo.given(), **model.slo.given()})
+        return Slo.model_validate({**SLO_DEFAULTS[self.environment], **self.slo.given(), **model.slo.given()})
 
     @property
     def tracking_server_size(self) -> str:

@@ -19,6 +19,8 @@
     14 SHADOW_INCONCLUSIVE      shadow report: too few matched requests, or operational metrics unavailable
     15 EVIDENCE_UNAVAILABLE     the evidence log could not be read or written (nothing was released)
     16 RELEASES_FROZEN          release: the model's exhausted-error-budget freeze alarm is in ALARM (SLO policy)
+    17 NOT_DEPLOYED             verify: the stack was never deployed (no deployed pin, no endpoint): nothing to
+                                verify yet, and not a rollback
     70 CRASH                    an unexpected error (a bug), never a verdict: `clinops` maps uncaught exceptions here
 
 A release refusal (2-9, 16, and 15 before `pulumi up`) changes nothing: no stack file edit survives and nothing is
@@ -50,6 +52,7 @@ class ExitCode(IntEnum):
     SHADOW_INCONCLUSIVE = 14
     EVIDENCE_UNAVAILABLE = 15
     RELEASES_FROZEN = 16
+    NOT_DEPLOYED = 17
     CRASH = 70  # sysexits.h EX_SOFTWARE: Python's own traceback exit (1) would read as "a verdict failed"
 
 
@@ -71,6 +74,7 @@ MEANING: dict[ExitCode, str] = {
     ExitCode.SHADOW_INCONCLUSIVE: "too few matched requests, or operational metrics unavailable",
     ExitCode.EVIDENCE_UNAVAILABLE: "the evidence log could not be read or written",
     ExitCode.RELEASES_FROZEN: "releases are frozen: the model's error budget is exhausted (freeze alarm in ALARM)",
+    ExitCode.NOT_DEPLOYED: "the stack was never deployed (no deployed pin, no endpoint): release it first",
     ExitCode.CRASH: "an unexpected error (a bug): report it with the traceback printed above",
 }
 

@@ -48,7 +48,20 @@ FORMAT_VERSION = 1
 BINS = 10
 
 
-def _numeric_baseline(values: pd.Series) -> dict[str, Any]:
+# No baseline may hold one patient's value. The outer bin edges are quantiles at least this far in from each end
+# (and at least MIN_TAIL_ROWS values in), never the training minimum or maximum; the tails fold into the outer bins.
+TAIL_QUANTILE = 0.005
+MIN_TAIL_ROWS = 11  # the small-cell threshold used across clinops reports
+SAFE_HARBOR_AGE_CAP = 90  # HIPAA Safe Harbor: ages over 89 are reported as one "90 or older" category
+
+
+def is_age_column(name: str, unit: str | None) -> bool:
+    """An age in years, by name and unit: these are top-coded before any statistic is kept."""
+    named = name == "age" or name.startswith("age_") or name.endswith("_age")
+    return named and unit in (None, "years", "year", "y")
+
+
+def _numeric_baseline(values: pd.Series, top_code: float | None = None) -> dict[str, Any]:
     present = values.dropna().to_numpy(dtype=float)
     if present.size == 0:
         return {
@@ -59,10 +72,15 @@ def _numeric_baseline(values: pd.Series) -> dict[str, Any]:
             "sd": None,
             "missing_fraction": 1.0,
         }
-    edges = np.unique(np.quantile(present, np.linspace(0, 1, BINS + 1)))
-    if edges.size == 1:  # a constant column: one degenerate bin
+    if top_code is not None:
+        present = np.minimum(present, top_code)
+    tail = min(0.25, max(TAIL_QUANTILE, MIN_TAIL_ROWS / present.size))
+    levels = np.concatenate([[tail], np.linspace(0, 1, BINS + 1)[1:-1], [1 - tail]])
+    edges = np.unique(np.quantile(present, np.clip(levels, tail, 1 - tail)))
+    if edges.size == 1:  # a constant column (or one dominant value): one degenerate bin
         edges = np.array([edges[0], edges[0]])
     counts, _ = np.histogram(np.clip(present, edges[0], edges[-1]), bins=edges)
+    outside = float(((present < edges[0]) | (present > edges[-1])).mean())
     return {
         "kind": "numeric",
         "bin_edges": edges.tolist(),
@@ -70,6 +88,10 @@ def _numeric_baseline(values: pd.Series) -> dict[str, Any]:
         "mean": float(present.mean()),
         "sd": float(present.std(ddof=1)) if present.size > 1 else 0.0,
         "missing_fraction": float(values.isna().mean()),
+        # Training values beyond the outer edges (folded into the outer bins): what "outside" looks like when
+        # nothing has changed, so monitoring reports only the excess.
+        "tail_share": outside,
+        **({"top_coded_at": top_code} if top_code is not None else {}),
     }
 
 
@@ -93,7 +115,7 @@ def compute_baseline(
         features[name] = (
             _categorical_baseline(column, spec.categories or [])
             if spec.dtype == "category"
-            else _numeric_baseline(column)
+            else _numeric_baseline(column, SAFE_HARBOR_AGE_CAP if is_age_column(name, spec.unit) else None)
         )
     score = _numeric_baseline(pd.Series(calibration_scores))
     score.pop("missing_fraction")

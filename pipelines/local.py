@@ -26,7 +26,7 @@ from pipelines.data.injections import Injections
 from pipelines.errors import InputError
 from pipelines.jobio import dataset_sha256, read_raw_table, write_json
 from pipelines.profiles import profile_for, synthetic_table
-from pipelines.settings import PipelineSettings
+from pipelines.settings import PipelineSettings, describe_relaxations
 from pipelines.steps import card as card_step
 from pipelines.steps import decide as decide_step
 from pipelines.steps import evaluate as evaluate_step
@@ -39,7 +39,7 @@ from pipelines.steps import validate as validate_step
 
 log = logging.getLogger("clinops.pipeline")
 STEPS = ("validate", "split", "train", "evaluate", "fairness", "decide", "card", "track", "register")
-CONTRACT_VIOLATED, UNUSABLE = "ContractViolated", "Unusable"
+CONTRACT_VIOLATED, UNUSABLE, INTERRUPTED = "ContractViolated", "Unusable", "Interrupted"
 Progress = Callable[[str, str], None]  # (step, "start" | "done" | "skipped")
 
 
@@ -117,6 +117,25 @@ def _inputs(
     return data, contract, f"synthetic generator ({rows} rows, seed {seed})"
 
 
+DEFAULT_MODEL = "readmission-risk"
+
+
+def resolve_model_name(model: str | None, contract_path: Path | None) -> str:
+    """The model a run is for: the contract's name; `--model` only picks a built-in contract or must agree."""
+    if contract_path is None:
+        return model or DEFAULT_MODEL
+    try:
+        declared = load_contract(contract_path).name
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--contract {contract_path}: {exc}") from None
+    if model is not None and model != declared:
+        raise InputError(
+            f"--model {model} does not match the contract's name '{declared}' ({contract_path}); a run is filed and "
+            f"served under its contract's name: drop --model or pass --model {declared}"
+        )
+    return declared
+
+
 def _builtin_contract(model: str) -> Path:
     path = builtin_contract_path(model)
     if not path.is_file():
@@ -128,7 +147,7 @@ def run_local(
     *,
     data: Path | None = None,
     contract: Path | None = None,
-    model: str = "readmission-risk",
+    model: str | None = None,
     out_dir: Path = Path("out"),
     settings: PipelineSettings | None = None,
     rows: int = 50_000,
@@ -138,11 +157,15 @@ def run_local(
     progress: Progress | None = None,
     injections: Injections | None = None,
     as_of: date | None = None,
+    relaxed_by: str | None = None,
 ) -> PipelineResult:
     """Run every step in process. Raises `InputError` only if the inputs cannot be read at all.
 
-    `as_of` is the date freshness is judged against (default: the clock's date), for re-running an old extract.
+    `model` defaults to the contract's name (the built-in readmission-risk contract when neither is given), so a
+    run is filed and registered under the model its contract describes. `as_of` is the date freshness is judged
+    against (default: the clock's date), for re-running an old extract. `relaxed_by` names who loosened a gate.
     """
+    model = resolve_model_name(model, contract)
     settings = settings or PipelineSettings()
     started_at = clock()
     as_of = as_of or started_at.date()
@@ -160,17 +183,26 @@ def run_local(
     except ValueError as exc:  # e.g. no generator for this model
         raise InputError(str(exc)) from None
     try:
-        _pipeline(run, raw, digest, result.contract, settings, started_at, as_of)
-    except BaseException:
-        result.verdict, result.exit_code = "Failed", ExitCode.FAILED
-        _record(run, settings, digest)
+        _pipeline(run, raw, digest, result.contract, settings, started_at, as_of, relaxed_by)
+    except BaseException as exc:
+        # Ctrl-C can leave a model written with no decision: record it as KILLED (serve refuses such runs).
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        result.verdict, result.exit_code = (INTERRUPTED if interrupted else "Failed"), ExitCode.FAILED
+        _record(run, settings, digest, status="KILLED" if interrupted else "FAILED")
         raise
     _record(run, settings, digest)
     return result
 
 
 def _pipeline(
-    run: _Run, raw: Any, digest: str, contract: Contract, settings: PipelineSettings, started_at: datetime, as_of: date
+    run: _Run,
+    raw: Any,
+    digest: str,
+    contract: Contract,
+    settings: PipelineSettings,
+    started_at: datetime,
+    as_of: date,
+    relaxed_by: str | None = None,
 ) -> PipelineResult:
     result = run.result
     with run.step("validate"):
@@ -219,7 +251,7 @@ def _pipeline(
             x_test,
             splits.test[contract.label.column].to_numpy(),
         )
-        result.decision = decide_step.decide(result.evaluation, result.fairness, settings.gate, approved)
+        result.decision = decide_step.decide(result.evaluation, result.fairness, settings.gate, approved, relaxed_by)
         write_json(result.decision, result.run_dir / "decision" / "decision.json")
     with run.step("card"):
         result.card = card = card_step.build_card(
@@ -242,7 +274,7 @@ def _pipeline(
     return result
 
 
-def _record(run: _Run, settings: PipelineSettings, digest: str) -> None:
+def _record(run: _Run, settings: PipelineSettings, digest: str, status: str = "FINISHED") -> None:
     """Log the run to MLflow whatever happened, then register if the decision allows it."""
     result = run.result
     contract = result.contract
@@ -268,6 +300,10 @@ def _record(run: _Run, settings: PipelineSettings, digest: str) -> None:
             "contract_version": contract.version,
             "model_name": contract.name,
         }
+        if result.decision is not None:
+            tags["gate_relaxed"] = (
+                describe_relaxations(result.decision["relaxed_limits"], result.decision["relaxed_by"]) or "no"
+            )
         result.mlflow_run_id, model_uri = tracking.log_run(
             result.tracking_uri,
             contract.name,
@@ -281,6 +317,7 @@ def _record(run: _Run, settings: PipelineSettings, digest: str) -> None:
             | ({"bundle": result.model_dir} if result.model_dir else {}),
             model=bundle.model if bundle else None,
             signature_frame=_signature_frame(contract) if bundle else None,
+            status=status,
         )
     if result.exit_code != ExitCode.OK or model_uri is None or result.decision is None:
         return

@@ -20,6 +20,21 @@ class GateSettings(_Frozen):
     max_subgroup_auc_gap: float = Field(
         default=0.10, gt=0.0, le=1.0, description="largest AUC difference allowed between subgroups"
     )
+    max_subgroup_tpr_gap: float = Field(
+        default=0.10,
+        gt=0.0,
+        le=1.0,
+        description="largest sensitivity (TPR) difference allowed between subgroups (equal opportunity)",
+    )
+    max_subgroup_fpr_gap: float = Field(
+        default=0.10, gt=0.0, le=1.0, description="largest false-alarm rate (FPR) difference allowed between subgroups"
+    )
+    max_comparator_shortfall: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="how much test AUC the candidate may trail the simple comparator trained beside it",
+    )
     max_regression: float = Field(
         default=0.02, ge=0.0, le=1.0, description="how much AUC may drop below the current approved model"
     )
@@ -27,6 +42,30 @@ class GateSettings(_Frozen):
     min_subgroup_events: int = Field(
         default=10, ge=1, description="positives and negatives each a subgroup needs for its AUC to mean anything"
     )
+
+
+# Which way is stricter for each gate: a limit moved the other way from its default is a relaxation.
+_STRICTER_IS_HIGHER = {"min_auc": True, "min_subgroup_size": True, "min_subgroup_events": True}
+
+
+def relaxed_limits(gate: GateSettings) -> list[dict[str, float | str]]:
+    """Every gate limit set looser than the platform default, as {limit, default, value}."""
+    defaults = GateSettings()
+    relaxed: list[dict[str, float | str]] = []
+    for name in GateSettings.model_fields:
+        value, default = getattr(gate, name), getattr(defaults, name)
+        looser = value < default if _STRICTER_IS_HIGHER.get(name, False) else value > default
+        if looser:
+            relaxed.append({"limit": name, "default": default, "value": value})
+    return relaxed
+
+
+def describe_relaxations(relaxed: list[dict[str, float | str]], by: str | None) -> str:
+    """One line for cards, tags and logs: 'min_auc 0.6 (default 0.7), ... relaxed by alice'."""
+    if not relaxed:
+        return ""
+    limits = ", ".join(f"{r['limit']} {r['value']:g} (default {r['default']:g})" for r in relaxed)  # type: ignore[str-format]
+    return f"{limits}; relaxed by {by or 'an unnamed user'}"
 
 
 class TrainingSettings(_Frozen):

@@ -153,8 +153,10 @@ def log_run(
     artifact_dirs: dict[str, Path],
     model: Any = None,
     signature_frame: Any = None,
+    status: str = "FINISHED",
 ) -> tuple[str, str | None]:
-    """Record one run; returns (run_id, logged model URI or None)."""
+    """Record one run; returns (run_id, logged model URI or None). `status` is how the run ended: KILLED for an
+    interrupted run and FAILED for a crashed one, so neither reads as a finished run in MLflow."""
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -181,4 +183,7 @@ def log_run(
                 pip_requirements=_pip_requirements(),
             )
             model_uri = info.model_uri
-        return run.info.run_id, model_uri
+        run_id = run.info.run_id
+    if status != "FINISHED":
+        client(tracking_uri).set_terminated(run_id, status=status)
+    return run_id, model_uri

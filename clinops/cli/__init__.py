@@ -8,12 +8,12 @@ from pathlib import Path
 
 import typer
 import typer.main
-from rich.console import Console
 from typer import _click as click
 from typer.core import TyperGroup
 
 from clinops.config import ConfigError
 from clinops.exitcodes import ExitCode, epilog
+from clinops.terminal import make_console, progress
 
 # No phone-home from any library we drive, before any of them is imported.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -50,8 +50,8 @@ def _set_epilog(command: click.Command, text: str) -> None:
 
 
 app = typer.Typer(cls=LazyCommands, no_args_is_help=True, add_completion=False, help=__doc__)
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
 
 
 def _config_failure(exc: ConfigError) -> typer.Exit:
@@ -72,7 +72,8 @@ def render_cmd(
 
     target = out or Path("out") / f"{stack}.json"
     try:
-        plan = render_to_file(stack, target)
+        with progress(err, f"rendering {stack} under the Pulumi mock runtime ..."):
+            plan = render_to_file(stack, target)
     except ConfigError as exc:
         raise _config_failure(exc) from None
     if not quiet:
@@ -106,13 +107,18 @@ def _gate_plan(plan_doc: dict, text: str, out_dir: Path | None, engines: list[st
 
     plan = parse_plan(plan_doc)
     try:
-        verdict = run_gate(plan, text, engines=engines)
+        with progress(err, f"gating with {', '.join(engines)} ..."):
+            verdict = run_gate(plan, text, engines=engines)
     except ExceptionsFileError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(ExitCode.UNUSABLE_INPUT) from None
     print_verdict(console, verdict)
     if out_dir is not None:
-        paths = write_bundle(verdict, out_dir)
+        try:
+            paths = write_bundle(verdict, out_dir)
+        except OSError as exc:  # e.g. a file where the folder should go: input, not a failed verdict
+            err.print(f"[bold red]error:[/] cannot write the evidence bundle to {out_dir}/: {exc.strerror or exc}")
+            raise typer.Exit(ExitCode.UNUSABLE_INPUT) from None
         console.print(f"evidence bundle: {out_dir}/ ({', '.join(p.name for p in paths)})")
     return verdict.passed
 
@@ -133,6 +139,12 @@ def gate_cmd(
     from policies.gate import ENGINES
     from policies.plan import PlanError, load_plan
 
+    if out is not None and out.exists() and not out.is_dir():
+        err.print(
+            f"[bold red]error:[/] --out {out} is a file; --out takes a directory for the evidence bundle "
+            "(report.md, findings.json, findings.sarif ...): pass a folder path"
+        )
+        raise typer.Exit(ExitCode.UNUSABLE_INPUT)
     unknown = sorted(set(engine) - set(ENGINES))
     if unknown or (stack is None) == (plan_file is None):
         err.print(
@@ -146,7 +158,8 @@ def gate_cmd(
             doc = json.loads(text)
         else:
             assert stack is not None  # exactly one of STACK or --plan was checked above
-            doc = render(stack)
+            with progress(err, f"rendering {stack} under the Pulumi mock runtime ..."):
+                doc = render(stack)
             text = dumps(doc)
     except ConfigError as exc:
         raise _config_failure(exc) from None
@@ -192,6 +205,7 @@ EXIT_CODES: dict[str, tuple[ExitCode, ...]] = {
         ExitCode.ROLLED_BACK,
         ExitCode.DEPLOYMENT_UNHEALTHY,
         ExitCode.EVIDENCE_UNAVAILABLE,
+        ExitCode.NOT_DEPLOYED,
     ),
     "shadow": (
         ExitCode.ENDPOINT_BUSY,
@@ -200,6 +214,7 @@ EXIT_CODES: dict[str, tuple[ExitCode, ...]] = {
         ExitCode.SHADOW_INCONCLUSIVE,
         ExitCode.EVIDENCE_UNAVAILABLE,
     ),
+    "evidence": (ExitCode.EVIDENCE_UNAVAILABLE,),
     "drill": (ExitCode.ENDPOINT_BUSY, ExitCode.AWS_UNAVAILABLE),
     "scorecard": (ExitCode.AWS_UNAVAILABLE,),
     "rollback": (ExitCode.AWS_UNAVAILABLE,),
@@ -223,7 +238,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, bool, str | None]] = {
     "release": ("clinops.cli.release", "release_app", False, None),
     "verify": ("clinops.cli.release", "verify_app", False, None),
     "shadow": ("clinops.cli.release", "shadow_app", True, None),
-    "evidence": ("clinops.cli.evidence", "app", True, "Verify and show the hash-chained evidence log."),
+    "evidence": ("clinops.cli.evidence", "app", True, "Verify, show and export the hash-chained evidence log."),
     "drift": (
         "pipelines.monitoring.drift.cli",
         "app",

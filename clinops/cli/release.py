@@ -17,19 +17,19 @@ from typing import Any, NoReturn
 
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
-from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from clinops.config import project_root
 from clinops.exitcodes import AwsUnavailable, ExitCode, ReleaseError, UnusableInput
+from clinops.terminal import make_console
 
 release_app = typer.Typer(add_completion=False, help="Release an approved model package to a stack.")
 verify_app = typer.Typer(add_completion=False, help="Verify a deployed model endpoint against its pin.")
 shadow_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Compare a shadow candidate with production.")
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
 
 # The evidence log's actor format: an IAM/STS ARN or `system:identity` (clinops.evidence.entry).
 _ACTOR = re.compile(r"^[a-z][a-z0-9+.-]*:\S{1,250}$")
@@ -129,7 +129,8 @@ def verify_cmd(
     lookback_hours: float = typer.Option(24.0, "--lookback-hours", min=0.1, help="alarm history to search"),
     root: Path | None = ROOT,
 ) -> None:
-    """Exit 0 healthy, 8 busy, 10 rolled back / drifted from the pin, 11 alarms, capture or variants wrong."""
+    """Exit 0 healthy, 8 busy, 10 rolled back / drifted from the pin, 11 alarms, capture or variants wrong,
+    16 never deployed."""
     from serving.release.release import find_model
     from serving.release.verify import ROLLBACK, Verifier, record_verification
 
@@ -142,7 +143,14 @@ def verify_cmd(
     table = Table(title=f"verify {report.endpoint} (pinned {report.package_arn})")
     for column in ("check", "result", "detail"):
         table.add_column(column, overflow="fold")
-    styles = {"pass": "green", "warn": "yellow", "unhealthy": "red", "rollback": "bold red", "busy": "yellow"}
+    styles = {
+        "pass": "green",
+        "warn": "yellow",
+        "unhealthy": "red",
+        "rollback": "bold red",
+        "busy": "yellow",
+        "not-deployed": "bold yellow",
+    }
     for finding in report.findings:
         table.add_row(finding.check, Text(finding.level, style=styles[finding.level]), Text(finding.message))
     console.print(table)

@@ -3,12 +3,18 @@
 
 Mounted into the `clinops` CLI lazily (`clinops.cli.LAZY_COMMANDS`: `app` as `serve`, `score_app` as `score`);
 standalone: `python -m clinops.cli.serve serve --local MODEL`. Structured log lines go to stdout, as in the
-container; the banner goes to stderr.
+container; the banner goes to stderr. Only a model the pipeline passed (PendingManualApproval) or a reviewer
+approved is served; a Rejected run, or one interrupted before its decision, needs `--allow-unapproved`.
+
+`serve` exit codes: 0 stopped cleanly (drained), 1 refused (the model is not PendingManualApproval or Approved)
+or requests outlived the drain, 2 MODEL names nothing servable.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,10 +23,30 @@ from typing import Annotated
 import typer
 
 from clinops.exitcodes import ExitCode
-from serving.container.locate import LocateError, locate
+from serving.container.locate import Located, LocateError, locate
 from serving.container.settings import ServerSettings, SettingsError
 
 app = typer.Typer(add_completion=False, help="Serve a model bundle behind SageMaker's container contract.")
+SERVABLE = ("PendingManualApproval", "Approved")  # anything else needs --allow-unapproved
+
+
+def run_verdict(located: Located) -> str:
+    """What the pipeline (or the registry's reviewer) decided about the model at `located`.
+
+    A local run keeps its decision in <run>/decision/decision.json beside <run>/model/; a run interrupted or
+    crashed before the decision has a model but no decision. A registry version carries its approval tag.
+    """
+    if "MLflow registry" in located.source:
+        tag = re.search(r"\(([^()]*)\)$", located.source)
+        return tag.group(1) if tag else "no approval tag"
+    for run_dir in (located.path.parent, located.path):
+        decision = run_dir / "decision" / "decision.json"
+        if decision.is_file():
+            try:
+                return str(json.loads(decision.read_text())["verdict"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return "unreadable decision"
+    return "no decision on record (the run was interrupted or failed before deciding)"
 
 
 @app.command()
@@ -43,6 +69,13 @@ def serve(
         int | None,
         typer.Option(min=1, help="worker processes (default: SAGEMAKER_MODEL_SERVER_WORKERS, else one per CPU)"),
     ] = None,
+    allow_unapproved: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unapproved",
+            help="serve a model that is not PendingManualApproval or Approved (Rejected, interrupted, no decision)",
+        ),
+    ] = False,
 ) -> None:
     """Serve MODEL on http://127.0.0.1:PORT (/ping, /invocations) until Ctrl-C."""
     if local is None:
@@ -61,6 +94,17 @@ def serve(
         shutil.rmtree(scratch, ignore_errors=True)
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(ExitCode.UNUSABLE_INPUT) from None
+    verdict = run_verdict(located)
+    if verdict not in SERVABLE:
+        if not allow_unapproved:
+            shutil.rmtree(scratch, ignore_errors=True)
+            typer.echo(
+                f"refused: {located.source} is not servable: verdict {verdict}. Only {' or '.join(SERVABLE)} "
+                "models are served; pass --allow-unapproved to serve it anyway (never for patients).",
+                err=True,
+            )
+            raise typer.Exit(ExitCode.FAILED)
+        typer.echo(f"WARNING: serving a model whose verdict is {verdict} (--allow-unapproved)", err=True)
     from serving.container.app import InferenceService
     from serving.container.workers import serve as run_server  # heavy imports after argument checks keep --help fast
 

@@ -38,6 +38,8 @@ REGISTRY_METADATA_KEYS = (
     "contract_version",
     "dataset_sha256",
     "model_version",
+    "gate_relaxed",  # "no", or which limits were relaxed from the default and by whom
+    "signoff_required",  # "no", or the fairness checks whose CI crosses the limit (a named reviewer signs off)
 )
 
 
@@ -56,6 +58,11 @@ class _Builder:
             ),
             "MinAuc": ParameterFloat("MinAuc", default_value=gate.min_auc),
             "MaxSubgroupAucGap": ParameterFloat("MaxSubgroupAucGap", default_value=gate.max_subgroup_auc_gap),
+            "MaxSubgroupTprGap": ParameterFloat("MaxSubgroupTprGap", default_value=gate.max_subgroup_tpr_gap),
+            "MaxSubgroupFprGap": ParameterFloat("MaxSubgroupFprGap", default_value=gate.max_subgroup_fpr_gap),
+            "MaxComparatorShortfall": ParameterFloat(
+                "MaxComparatorShortfall", default_value=gate.max_comparator_shortfall
+            ),
             "MaxRegression": ParameterFloat("MaxRegression", default_value=gate.max_regression),
             "MinSubgroupSize": ParameterInteger("MinSubgroupSize", default_value=gate.min_subgroup_size),
             "MinSubgroupEvents": ParameterInteger("MinSubgroupEvents", default_value=gate.min_subgroup_events),
@@ -227,7 +234,17 @@ def build_pipeline(settings: PipelineDefinitionSettings, session: Any) -> Pipeli
         [
             "--model-package-group",
             settings.model_package_group_name,
-            *_flags(p, "MinAuc", "MaxSubgroupAucGap", "MaxRegression", "MinSubgroupSize", "MinSubgroupEvents"),
+            *_flags(
+                p,
+                "MinAuc",
+                "MaxSubgroupAucGap",
+                "MaxSubgroupTprGap",
+                "MaxSubgroupFprGap",
+                "MaxComparatorShortfall",
+                "MaxRegression",
+                "MinSubgroupSize",
+                "MinSubgroupEvents",
+            ),
         ],
         [decision_file],
     )

@@ -1,9 +1,10 @@
 """Step 7 - the model card: what the model is for, what it was trained on, how well and how fairly it performs,
 and what the gates decided. Written for every candidate that reached evaluation, registered or not.
 
-Outputs `model-card.md` (for people), `model-card.json` (for machines), `sagemaker-model-card.json` (the
-SageMaker model card schema, attached to the model package) and `card-property.json` (that content as one
-string plus the registry metadata as strings, which the pipeline reads with JsonGet). Nothing in a card is
+Outputs `model-card.md` and `model-card.html` (for people; the HTML has the charts), `model-card.json` (for
+machines), `sagemaker-model-card.json` (the SageMaker model card schema, attached to the model package) and
+`card-property.json` (that content as one string plus the registry metadata as strings, which the pipeline
+reads with JsonGet). Nothing in a card is
 patient-level: counts, rates and metrics only; PHI columns appear by name in the list of what was removed.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -20,10 +22,23 @@ from typing import Any
 from pipelines.contracts import load_contract
 from pipelines.jobio import PROCESSING, model_dir, read_json, write_json
 from pipelines.profiles import ModelProfile, profile_for
-from pipelines.steps.decide import PENDING
+from pipelines.settings import describe_relaxations
+from pipelines.steps.card_html import card_html
+from pipelines.steps.decide import FAIL, NEEDS_SIGNOFF, PENDING
 
 CARD_FORMAT = 1
-_FAIRNESS_FIELDS = ("n", "positives", "auc", "auc_ci95", "tpr", "fpr", "calibration_gap", "status")
+_FAIRNESS_FIELDS = (
+    "n",
+    "positives",
+    "auc",
+    "auc_ci95",
+    "tpr",
+    "fpr",
+    "calibration_gap",
+    "mean_predicted",
+    "prevalence",
+    "status",
+)
 _HEADLINE = ("auc", "auc_ci95", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece")
 
 
@@ -37,11 +52,7 @@ def _limitations(
     notes = list(profile.limitations)
     if data_source.startswith("synthetic"):
         notes.insert(0, "Trained and evaluated on SYNTHETIC data: the metrics say nothing about real patients.")
-    if evaluation["auc_gain_over_comparator"] < 0.01:
-        notes.append(
-            f"Gradient boosting beats the logistic comparator by only "
-            f"{evaluation['auc_gain_over_comparator']:+.3f} AUC; the simpler model may be preferable."
-        )
+    notes.extend(_comparator_note(evaluation))
     sparse = [c for c, f in contract_report.get("missing_fraction", {}).items() if f > 0.3]
     if sparse:
         notes.append(
@@ -55,9 +66,49 @@ def _limitations(
     return notes
 
 
-def _fairness_rows(fairness: dict[str, Any]) -> list[dict[str, Any]]:
+def _comparator_note(evaluation: dict[str, Any]) -> list[str]:
+    """Say plainly how the candidate compares with the simple model: a negative gain is a loss, not a small win."""
+    gain = float(evaluation["auc_gain_over_comparator"])
+    estimator = evaluation.get("comparator", {}).get("estimator", "logistic regression")
+    if gain < 0:
+        return [
+            f"The candidate is WORSE than the {estimator} comparator trained in the same run: its test AUC is "
+            f"{-gain:.3f} lower. The simpler model is preferable unless the candidate is fixed."
+        ]
+    if gain < 0.01:
+        return [
+            f"The candidate beats the {estimator} comparator by only {gain:.3f} AUC; the simpler model may be "
+            "preferable."
+        ]
+    return []
+
+
+def _row_verdict(attribute: str, group: str, row: dict[str, Any], checks: list[dict[str, Any]]) -> str:
+    """What the gates said about this subgroup: the limit it breaks, a sign-off it needs, or within limits."""
+    if row.get("status") not in ("ok", "too_small"):
+        return str(row.get("status"))
+    if row.get("status") == "too_small":
+        return "too small to judge"
+    notes = []
+    for check in checks:
+        if check.get("attribute") != attribute or group not in check.get("groups", ()):
+            continue
+        short = (check.get("metric") or check["name"]).upper()
+        if check.get("outcome") == FAIL:
+            notes.append(f"breaks {short} gap limit {check['limit']:.2f}")
+        elif check.get("outcome") == NEEDS_SIGNOFF:
+            notes.append(f"sign-off: {short} gap limit {check['limit']:.2f} inside CI")
+    return "; ".join(notes) or "within limits"
+
+
+def _fairness_rows(fairness: dict[str, Any], checks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     return [
-        {"attribute": attribute, "group": group, **{k: row.get(k) for k in _FAIRNESS_FIELDS}}
+        {
+            "attribute": attribute,
+            "group": group,
+            **{k: row.get(k) for k in _FAIRNESS_FIELDS},
+            "verdict": _row_verdict(attribute, group, row, checks or []),
+        }
         for attribute, result in fairness["attributes"].items()
         for group, row in result["groups"].items()
     ]
@@ -117,10 +168,24 @@ def build_card(
             "at_operating_threshold": evaluation["candidate"]["at_threshold"],
             "approved_reference": decision.get("approved_reference"),
         },
-        "fairness": _fairness_rows(fairness),
+        "fairness": _fairness_rows(fairness, decision["checks"]),
         "fairness_gaps": {a: r["gaps"] for a, r in fairness["attributes"].items()},
-        "decision": {"verdict": verdict, "reasons": decision["reasons"], "checks": decision["checks"]},
+        "charts": evaluation.get("curves", {}),
+        "decision": {
+            "verdict": verdict,
+            "reasons": decision["reasons"],
+            "signoff_required": decision.get("signoff_required", []),
+            "checks": decision["checks"],
+            "gate": decision.get("gate", {}),
+            "relaxed_limits": decision.get("relaxed_limits", []),
+            "relaxed_by": decision.get("relaxed_by"),
+        },
     }
+
+
+def relaxation_note(card: dict[str, Any]) -> str:
+    """'' when every gate is at least as strict as the platform default; else what was relaxed and by whom."""
+    return describe_relaxations(card["decision"].get("relaxed_limits", []), card["decision"].get("relaxed_by"))
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -133,6 +198,12 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _outcome(check: dict[str, Any]) -> str:
+    if check.get("outcome"):
+        return str(check["outcome"])
+    return "pass" if check["passed"] else "fail" if check["passed"] is False else "not judged"
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     m, data, metrics = card["model"], card["training_data"], card["metrics"]
     point = metrics["at_operating_threshold"]
@@ -141,6 +212,11 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
         f"**Approval status: {card['approval_status']}**",
         "",
+        *(
+            [f"**GATE LIMITS RELAXED from the platform default: {relaxation_note(card)}**", ""]
+            if relaxation_note(card)
+            else []
+        ),
         "## Intended use",
         "",
         card["intended_use"],
@@ -184,12 +260,12 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
         "## Fairness (test split)",
         "",
-        "| attribute | group | n | events | AUC | AUC 95% CI | TPR | FPR | calib. gap | status |",
+        "| attribute | group | n | events | AUC | AUC 95% CI | TPR | FPR | calib. gap | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|",
         *[
             f"| {r['attribute']} | {r['group']} | {r['n']} | {_fmt(r['positives'])} | {_fmt(r['auc'])} | "
             f"{_fmt(r['auc_ci95'])} | {_fmt(r['tpr'])} | {_fmt(r['fpr'])} | {_fmt(r['calibration_gap'])} | "
-            f"{r['status']} |"
+            f"{r.get('verdict', r['status'])} |"
             for r in card["fairness"]
         ],
         "",
@@ -197,10 +273,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
         f"Verdict: **{card['decision']['verdict']}**",
         "",
-        *[
-            f"- {'PASS' if c['passed'] else 'FAIL' if c['passed'] is False else 'NOT JUDGED'}: {c['message']}"
-            for c in card["decision"]["checks"]
-        ],
+        *[f"- {_outcome(c).upper()}: {c['message']}" for c in card["decision"]["checks"]],
         "",
     ]
     return "\n".join(lines)
@@ -277,7 +350,24 @@ def registry_metadata(card: dict[str, Any]) -> dict[str, str]:
     }
     if gaps and all(g is not None for g in gaps):
         metadata["max_subgroup_auc_gap"] = f"{max(g['value'] for g in gaps):.6f}"
+    # Always present, so a reader of the registry never mistakes a missing flag for "not relaxed".
+    decision = card["decision"]
+    relaxed = decision.get("relaxed_limits", [])
+    metadata["gate_relaxed"] = _registry_value(
+        " ".join(f"{r['limit']}={r['value']:g} default={r['default']:g}" for r in relaxed)
+        + f" relaxed by {decision.get('relaxed_by') or 'an unnamed user'}"
+        if relaxed
+        else "no"
+    )
+    signoff = [c["name"] for c in decision["checks"] if c.get("outcome") == NEEDS_SIGNOFF]
+    metadata["signoff_required"] = _registry_value(" ".join(signoff) if signoff else "no")
     return metadata
+
+
+def _registry_value(text: str) -> str:
+    """SageMaker CustomerMetadataProperties values: at most 256 characters of letters, digits, spaces and
+    _ . : / = + - @ (MLflow tags take the same strings)."""
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s.:/=+\-@]", " ", text)).strip()[:256] or "no"
 
 
 def write_card(card: dict[str, Any], directory: Path) -> Path:
@@ -291,6 +381,7 @@ def write_card(card: dict[str, Any], directory: Path) -> Path:
     )
     path = directory / "model-card.md"
     path.write_text(card_markdown(card))
+    (directory / "model-card.html").write_text(card_html(card))
     return path
 
 

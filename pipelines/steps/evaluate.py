@@ -14,12 +14,45 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipelines.jobio import PROCESSING, model_dir, read_json, read_table, write_json
 from pipelines.metrics import summarize
 
 log = logging.getLogger("clinops.pipeline.evaluate")
+
+
+CURVE_POINTS = 60  # enough for a smooth chart; few enough that no point stands for a single patient
+CALIBRATION_BINS = 10
+
+
+def curves(y: np.ndarray, score: np.ndarray) -> dict[str, Any]:
+    """ROC and calibration curves for the card's charts: aggregates of many patients, never single rows.
+
+    ROC points are taken at score quantiles (each step spans ~1/CURVE_POINTS of the test split); the
+    calibration curve is deciles of predicted risk with their observed event rate and size.
+    """
+    y = np.asarray(y).astype(int)
+    score = np.asarray(score, dtype=float)
+    positives, negatives = max(int(y.sum()), 1), max(int(len(y) - y.sum()), 1)
+    thresholds = np.unique(np.quantile(score, np.linspace(0, 1, CURVE_POINTS + 1)))[::-1]
+    roc = [[0.0, 0.0]]
+    for t in thresholds:
+        flagged = score >= t
+        roc.append([float((flagged & (y == 0)).sum() / negatives), float((flagged & (y == 1)).sum() / positives)])
+    roc.append([1.0, 1.0])
+    edges = np.unique(np.quantile(score, np.linspace(0, 1, CALIBRATION_BINS + 1)))
+    bins = np.clip(np.searchsorted(edges, score, side="right") - 1, 0, max(len(edges) - 2, 0))
+    calibration = [
+        {
+            "mean_predicted": float(score[bins == b].mean()),
+            "observed": float(y[bins == b].mean()),
+            "n": int((bins == b).sum()),
+        }
+        for b in np.unique(bins)
+    ]
+    return {"roc": roc, "calibration": calibration}
 
 
 def evaluate(predictions: pd.DataFrame, metadata: dict[str, Any]) -> dict[str, Any]:
@@ -38,6 +71,10 @@ def evaluate(predictions: pd.DataFrame, metadata: dict[str, Any]) -> dict[str, A
         "candidate": candidate,
         "comparator": comparator | {"estimator": "logistic regression"},
         "auc_gain_over_comparator": candidate["auc"] - comparator["auc"],
+        "curves": {
+            "candidate": curves(y, predictions["score"].to_numpy()),
+            "comparator": curves(y, predictions["comparator_score"].to_numpy()),
+        },
     }
 
 

@@ -62,7 +62,9 @@ CATEGORY_CONTROLS: dict[str, tuple[str, ...]] = {
     "NETWORKING": (c.ACCESS_CONTROL, c.TRANSMISSION),
     "BACKUP_AND_RECOVERY": (c.CONTINGENCY,),
 }
-DEFAULT_CONTROLS = (c.ACCESS_CONTROL,)
+# No table entry and no telling category: no control. The report lists such checks under "unmapped" rather
+# than claiming they evidence access control.
+DEFAULT_CONTROLS: tuple[str, ...] = ()
 # Transport checks are spread over checkov's categories; their names say what they are.
 TRANSPORT = re.compile(r"\b(TLS|SSL|HTTPS)\b(?!:)|in transit|SecureTransport", re.IGNORECASE)
 
@@ -214,5 +216,5 @@ def _notes(view: TfView, defaulted: set[str], blind: set[str]) -> list[str]:
     if blind:
         notes.append(f"passes withheld on {len(blind)} resource(s) whose policy document is unknown until apply")
     if defaulted:
-        notes.append(f"mapped to {c.ACCESS_CONTROL} by default (no table entry): {', '.join(sorted(defaulted))}")
+        notes.append(f"not mapped to a HIPAA control (no table entry): {', '.join(sorted(defaulted))}")
     return notes

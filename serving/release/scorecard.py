@@ -173,8 +173,8 @@ def compute(
             if since and rollback.at < since:
                 continue
             card.incidents.append(_incident(config.stack, models, mine, deployments, rollback))
-    for model in config.models:
-        card.services.append(_service(config, model, entries, traffic, now))
+    for model_config in config.models:
+        card.services.append(_service(config, model_config, entries, traffic, now))
     return card
 
 

@@ -6,7 +6,8 @@ the configuration's variants run the pinned (and shadow) models; data capture on
 a KMS key; the three rollback alarms exist, act, are OK and are the endpoint's auto-rollback alarms; variant
 weights and instance counts as configured; a shadow variant exactly when one is configured.
 
-Exit: 0 all good, 8 busy (try later), 10 rolled back or drifted from the pin, 11 anything else wrong.
+Exit: 0 all good, 8 busy (try later), 10 rolled back or drifted from the pin, 11 anything else wrong, 16 the
+stack was never deployed (no deployed pin and no endpoint: nothing to verify, and not a rollback).
 Every run is recorded as a `verification` entry (check=deployment) for the pinned package; a passing run also
 writes the circuit breaker's "verified" marker (`serving.guardrails.verified`) for the serving configuration.
 """
@@ -30,13 +31,14 @@ from serving.release.endpoint_state import BROKEN_STATUSES, BUSY_STATUSES, descr
 from serving.release.evidence import CHECK_DEPLOYMENT, EvidenceLocation, record
 
 PASS, WARN, UNHEALTHY, ROLLBACK, BUSY = "pass", "warn", "unhealthy", "rollback", "busy"
+NOT_DEPLOYED = "not-deployed"
 _WEIGHT_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
 class Finding:
     check: str
-    level: str  # pass | warn | unhealthy | rollback | busy
+    level: str  # pass | warn | unhealthy | rollback | busy | not-deployed
     message: str
 
     def as_evidence(self) -> dict[str, str]:
@@ -61,6 +63,8 @@ class VerifyReport:
     @property
     def exit_code(self) -> ExitCode:
         levels = {f.level for f in self.findings}
+        if NOT_DEPLOYED in levels:
+            return ExitCode.NOT_DEPLOYED
         if BUSY in levels:
             return ExitCode.ENDPOINT_BUSY
         if ROLLBACK in levels:
@@ -105,6 +109,17 @@ class Verifier:
         pinned = names.config_name(stack, model.name, model.package_arn)
         deployed_pin, last_known_good = self._recorded_pins(report, pinned)
         endpoint = describe_endpoint(self.aws, report.endpoint)
+        if endpoint is None and deployed_pin is None:
+            # Nothing was ever deployed: its own state, not a rollback (which would send on-call hunting alarms).
+            report.findings = [
+                Finding(
+                    "deployment",
+                    NOT_DEPLOYED,
+                    f"stack {stack} was never deployed: no SSM {names.PINNED_PARAMETER} and no endpoint "
+                    f"{report.endpoint}; release it (clinops release) or run pulumi up, then verify",
+                )
+            ]
+            return report
         if endpoint is None:
             report.add("endpoint", ROLLBACK, f"endpoint {report.endpoint} does not exist, but {pinned} is pinned")
             return report

@@ -30,12 +30,22 @@ def test_local_run_prints_verdict_metrics_fairness_card_and_version(out_dir: Pat
         str(out_dir),
         "--max-subgroup-auc-gap",
         "0.3",
+        "--max-subgroup-tpr-gap",
+        "0.9",
+        "--max-subgroup-fpr-gap",
+        "0.9",
+        "--max-comparator-shortfall",
+        "0.1",
         "--min-subgroup-size",
         "50",
+        "--relaxed-by",
+        "dr.test",
         "--as-of",
         "2025-07-01",
     )
     assert code == 0, output
+    assert "gate limits relaxed from the platform default: max_subgroup_auc_gap 0.3 (default 0.1)" in output
+    assert "relaxed by dr.test" in output and "model-card.html" in output
     assert "Verdict: PendingManualApproval" in output
     assert "Test metrics" in output and "calibration_slope" in output
     assert "Fairness: race_ethnicity" in output and "Fairness: payer" in output

@@ -132,7 +132,15 @@ def test_label_bias_against_a_subgroup_stops_at_the_fairness_gate(out_dir: Path)
 
 
 def test_regression_against_the_approved_model_is_rejected(out_dir: Path) -> None:
-    lenient = GateSettings(min_auc=0.5, max_subgroup_auc_gap=0.5, min_subgroup_size=1, min_subgroup_events=1)
+    lenient = GateSettings(
+        min_auc=0.5,
+        max_subgroup_auc_gap=0.5,
+        max_subgroup_tpr_gap=1.0,
+        max_subgroup_fpr_gap=1.0,
+        max_comparator_shortfall=1.0,
+        min_subgroup_size=1,
+        min_subgroup_events=1,
+    )
     first = run_local(out_dir=out_dir, rows=3000, seed=5, clock=fixed_clock, settings=PipelineSettings(gate=lenient))
     assert first.registered_version == "1"
     client = tracking.client(first.tracking_uri)

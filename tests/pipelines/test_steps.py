@@ -269,9 +269,17 @@ def test_card_has_every_section_and_no_patient_level_data(trained: Trained) -> N
     bundle = read_bundle(trained.bundle_dir)
     predictions = score_step.score(bundle, trained.splits.test)
     evaluation = evaluate_step.evaluate(predictions, bundle.metadata)
-    lenient = GateSettings(min_auc=0.5, max_subgroup_auc_gap=0.9, min_subgroup_size=1, min_subgroup_events=1)
+    lenient = GateSettings(
+        min_auc=0.5,
+        max_subgroup_auc_gap=0.9,
+        max_subgroup_tpr_gap=1.0,
+        max_subgroup_fpr_gap=1.0,
+        max_comparator_shortfall=1.0,
+        min_subgroup_size=1,
+        min_subgroup_events=1,
+    )
     fairness = fairness_step.assess_fairness(predictions, trained.contract, evaluation["operating_threshold"], lenient)
-    decision = decide_step.decide(evaluation, fairness, lenient)
+    decision = decide_step.decide(evaluation, fairness, lenient, relaxed_by="test-reviewer")
     report = {"status": "passed", "rows": ROWS, "phi_removed": {"mrn": "tokenize"}, "missing_fraction": {"hba1c": 0.6}}
     card = card_step.build_card(
         metadata=bundle.metadata,

@@ -108,7 +108,14 @@ def test_bundle_files_and_sarif_validates(tmp_path: Path) -> None:
     doc["steps"] = [s for s in doc["steps"] if s["newState"]["type"] != "aws:ec2/flowLog:FlowLog"]
     verdict = gate(doc, exceptions_file(tmp_path))
     paths = write_bundle(verdict, tmp_path / "bundle")
-    assert sorted(p.name for p in paths) == ["findings.json", "findings.sarif", "junit.xml", "plan.sha256", "report.md"]
+    assert sorted(p.name for p in paths) == [
+        "findings.json",
+        "findings.sarif",
+        "junit.xml",
+        "plan.sha256",
+        "report.html",
+        "report.md",
+    ]
     sarif = json.loads((tmp_path / "bundle" / "findings.sarif").read_text())
     assert SARIF_SCHEMA.exists(), "run `make venv` to fetch the SARIF schema"
     jsonschema.validate(sarif, json.loads(SARIF_SCHEMA.read_text()))

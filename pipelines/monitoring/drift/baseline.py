@@ -1,7 +1,9 @@
 """Read the `baseline.json` the training pipeline stores next to each model (format: `pipelines/bundle.py`).
 
 The baseline is computed once, at training time, by `pipelines.bundle.compute_baseline`; this module only
-reads and checks it. `baseline_from_frame` reuses the pipeline's own per-column code for the cases that have no
+reads and checks it. A baseline holds no individual's value: outer bin edges are quantiles clipped in from the
+training minimum and maximum, and ages are top-coded at 90 (HIPAA Safe Harbor) before anything is computed.
+`baseline_from_frame` reuses the pipeline's own per-column code for the cases that have no
 contract (benchmarks, ad-hoc comparisons), so there is exactly one definition of the bins.
 
 Beside `baseline.json` a bundle holds `metadata.json` (model name and version, feature order: the column order
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.bundle import _categorical_baseline, _numeric_baseline
+from pipelines.bundle import SAFE_HARBOR_AGE_CAP, _categorical_baseline, _numeric_baseline, is_age_column
 from pipelines.contracts import Contract, load_contract
 from pipelines.errors import InputError
 
@@ -36,6 +38,7 @@ class NumericBaseline:
     sd: float
     missing_fraction: float
     present_rows: float  # non-missing baseline values: the weight of the baseline in two-sample tests
+    tail_share: float = 0.0  # training values beyond the outer edges (edges are clipped quantiles, not extremes)
 
     kind = "numeric"
 
@@ -104,6 +107,7 @@ def _numeric(name: str, raw: dict[str, Any], rows: int, where: str) -> NumericBa
         mean=_number(raw.get("mean"), f"{where}.mean", allow_none=True),
         sd=_number(raw.get("sd"), f"{where}.sd", allow_none=True),
         present_rows=max(rows * (1.0 - missing), 0.0),
+        tail_share=_number(raw.get("tail_share", 0.0), f"{where}.tail_share"),
     )
 
 
@@ -191,7 +195,8 @@ def baseline_from_frame(
         if name in categorical:
             features[name] = _categorical_baseline(frame[name], categorical[name])
         elif name in numeric:
-            features[name] = _numeric_baseline(frame[name])
+            age = is_age_column(str(name), None)
+            features[name] = _numeric_baseline(frame[name], SAFE_HARBOR_AGE_CAP if age else None)
     doc: dict[str, Any] = {
         "format_version": SUPPORTED_FORMAT,
         "features_computed_on": "reference frame",

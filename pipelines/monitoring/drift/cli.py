@@ -10,10 +10,10 @@ from collections import Counter
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from clinops.exitcodes import ExitCode
+from clinops.terminal import make_console
 from pipelines.errors import InputError
 from pipelines.monitoring.drift.baseline import Baseline, load_baseline
 from pipelines.monitoring.drift.detect import DriftResult, DriftSettings, compare
@@ -32,8 +32,8 @@ from pipelines.monitoring.drift.sources import (
 from pipelines.monitoring.drift.summary import Summary
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
 
 BASELINE = typer.Option(..., "--baseline", help="baseline.json, or the model bundle directory holding it")
 CONTRACT = typer.Option(None, "--contract", help="contract YAML (default: contract.yaml beside the baseline)")

@@ -12,7 +12,9 @@ The decision rule, and why it is not "PSI >= 0.2" alone:
    in small shifts: a 0.2 SD mean shift moves 8% of patients across the median yet has PSI ~ 0.04, and a 30%
    wider spread has PSI ~ 0.12; `shift` sees both. Between the warn and drift levels a feature is `warn`.
 Separately, missingness (absolute change >= `missing_shift`, significant) and contract violations (rate above
-`max_violation_rate`; training data had none, so no test is needed) flag a feature whatever its distribution.
+`max_violation_rate`; training data had none, so no test is needed) flag a feature whatever its distribution,
+and so does a unit change read from the distribution (mean and spread both moved by a known conversion factor,
+`units.py`), which needs no declared range.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pipelines.monitoring.drift.stats import (
     two_proportion_pvalue,
 )
 from pipelines.monitoring.drift.summary import OTHER_UNSEEN, CategoricalCounts, NumericCounts, Summary, summarize
+from pipelines.monitoring.drift.units import detect_unit_change
 
 Verdict = Literal["drift", "no-drift", "insufficient-data"]
 Status = Literal["drift", "warn", "stable", "insufficient-data"]
@@ -84,8 +87,9 @@ class FeatureDrift:
     baseline_mean: float = math.nan
     sd: float = math.nan
     baseline_sd: float = math.nan
-    outside_training_range: float = math.nan  # share of values beyond the training minimum or maximum
+    outside_training_range: float = math.nan  # excess share beyond the baseline's outer edges (clipped quantiles)
     unit_hint: str | None = None
+    unit_change: str | None = None  # a known conversion factor seen in the mean and spread (units.py)
     bins: dict[str, Any] = field(default_factory=dict)  # labels, baseline and current proportions (for plots)
     unseen_values: dict[str, int] = field(default_factory=dict)  # only values seen >= small_cell times
 
@@ -179,6 +183,9 @@ def _numeric(
         unit, fits = max(counts.alternate_unit_fits.items(), key=lambda kv: kv[1])
         if fits >= 0.9 * counts.out_of_range:
             drift.unit_hint = unit
+    if kind == "numeric":
+        change = detect_unit_change(base.mean, base.sd, drift.mean, drift.sd, present, s.min_feature_rows)
+        drift.unit_change = change.describe() if change else None
     if not base.usable or present < s.min_feature_rows:
         return _finish(drift, "insufficient-data", s, base_rows)
     current = normalise(counts.bins)
@@ -187,7 +194,7 @@ def _numeric(
     drift.ks = drift.shift = ks_binned(base.proportions, counts.bins, counts.below, counts.above)
     drift.ks_pvalue = ks_pvalue(drift.ks, base.present_rows, present)
     drift.pvalue = chi2_homogeneity(base.proportions, base.present_rows, counts.bins)[1]
-    drift.outside_training_range = (counts.below + counts.above) / present
+    drift.outside_training_range = max(0.0, (counts.below + counts.above) / present - base.tail_share)
     drift.bins = {
         "labels": _bin_labels(base.edges),
         "baseline": base.proportions.tolist(),
@@ -273,6 +280,8 @@ def _finish(drift: FeatureDrift, distribution: Status, s: DriftSettings, baselin
             reasons.append("missingness")
     if drift.kind != "score" and drift.violation_rate > s.max_violation_rate:
         reasons.append("contract")
+    if drift.unit_change:
+        reasons.append("unit")
     drift.reasons = reasons
     drift.status = "drift" if reasons else distribution
     return drift

@@ -42,7 +42,7 @@ def _unit(contract: Contract | None, name: str) -> str:
 def _numeric_change(f: FeatureDrift, unit: str) -> list[str]:
     out = []
     # After a unit switch the current numbers are not in the contract's unit: do not label them with it.
-    now_unit = " as received" if f.unit_hint else unit
+    now_unit = " as received" if f.unit_hint or f.unit_change else unit
     if f.baseline_sd and not math.isnan(f.mean) and f.baseline_sd > 0:
         moved = (f.mean - f.baseline_mean) / f.baseline_sd
         if abs(moved) >= MEAN_SHIFT_SD:
@@ -62,7 +62,7 @@ def _numeric_change(f: FeatureDrift, unit: str) -> list[str]:
             how = "more spread out" if ratio > 1 else "more tightly grouped"
             out.append(f"Values are {how}: standard deviation {_num(f.baseline_sd)}{unit} now {_num(f.sd)}{now_unit}.")
     if f.outside_training_range >= 0.01:
-        out.append(f"{_pct(f.outside_training_range)} of values lie outside the range seen in training.")
+        out.append(f"{_pct(f.outside_training_range)} more values than in training lie beyond its usual range.")
     return out
 
 
@@ -82,7 +82,12 @@ def feature_sentences(f: FeatureDrift, contract: Contract | None, min_feature_ro
     out: list[str] = []
     if f.status == "insufficient-data":
         out.append(f"Not judged: {f.present} values in this window, {min_feature_rows} needed.")
-    if "distribution" in f.reasons or f.status == "warn":
+    if f.unit_change:
+        out.append(
+            f"The values look like a UNIT CHANGE: average and spread both moved by about {f.unit_change}, "
+            "whatever the contract's range says. Confirm the feed's unit and convert or fix it."
+        )
+    if "distribution" in f.reasons or f.status == "warn" or f.unit_change:
         out += _numeric_change(f, unit) if f.kind != "categorical" else _categorical_change(f)
         if not math.isnan(f.shift):
             out.append(f"Up to {_pct(f.shift)} of patients moved across some cut-off (PSI {f.psi:.2f}).")
@@ -128,6 +133,12 @@ def headline(result: DriftResult) -> str:
         if score_changed
         else (" The model's risk scores have not changed meaningfully." if result.score is not None else "")
     )
+    if result.verdict == "drift" and not result.drifted and score_changed:
+        return (
+            f"The model's risk scores have shifted over {result.rows} predictions, but none of the {n} inputs "
+            "changed meaningfully: look for what the inputs do not show (a different model version serving, a "
+            "feature computed differently before it reaches the model, or a change in which patients are scored)."
+        )
     if result.verdict == "drift":
         names = ", ".join(display_name(x) for x in result.drifted) or "none of the inputs"
         count = len(result.drifted)
@@ -138,7 +149,7 @@ def headline(result: DriftResult) -> str:
 def advice(result: DriftResult) -> list[str]:
     tips = []
     flagged = [*result.features.values(), *([result.score] if result.score else [])]
-    if any(f.unit_hint for f in flagged):
+    if any(f.unit_hint or f.unit_change for f in flagged):
         tips.append(
             "A unit change is the likeliest cause where the report says so: scores for affected patients "
             "are unreliable until the feed is fixed or converted."

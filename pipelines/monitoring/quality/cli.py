@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from clinops.exitcodes import ExitCode
+from clinops.terminal import make_console
 from pipelines.errors import InputError
 from pipelines.monitoring.drift.baseline import load_baseline
 from pipelines.monitoring.drift.report import json_safe
@@ -25,8 +25,8 @@ from pipelines.monitoring.quality.outcomes import clean_outcomes, join_outcomes,
 from pipelines.monitoring.quality.windows import QualitySettings, rolling_windows
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
 
 
 @app.callback()

@@ -105,7 +105,9 @@ def test_thresholds_and_instance_types_are_parameters(definition: dict[str, Any]
     assert params["MinSubgroupSize"]["Type"] == "Integer" and params["MinSubgroupSize"]["DefaultValue"] == 100
     assert params["TrainingInstanceType"]["DefaultValue"] == "ml.m5.xlarge"
     decide_args = json.dumps(_step(definition, "DecideRelease")["Arguments"]["AppSpecification"]["ContainerArguments"])
-    for name in ("MinAuc", "MaxSubgroupAucGap", "MaxRegression", "MinSubgroupSize"):
+    assert params["MaxSubgroupTprGap"]["DefaultValue"] == 0.10 and params["MaxSubgroupFprGap"]["DefaultValue"] == 0.10
+    names = ("MinAuc", "MaxSubgroupAucGap", "MaxSubgroupTprGap", "MaxSubgroupFprGap", "MaxComparatorShortfall")
+    for name in (*names, "MaxRegression", "MinSubgroupSize"):
         assert f"Parameters.{name}" in decide_args
     training = _step(definition, "TrainModel")["Arguments"]["ResourceConfig"]["InstanceType"]
     assert training == {"Get": "Parameters.TrainingInstanceType"}

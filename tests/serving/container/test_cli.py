@@ -4,6 +4,7 @@ The command serving over HTTP (a subprocess on loopback) is exercised by `test_n
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -92,3 +93,50 @@ def test_serve_help_names_the_model_forms() -> None:
     result = CliRunner().invoke(clinops_root(), ["serve", "--help"])
     assert result.exit_code == 0
     assert "models:/NAME/VERSION" in result.output
+
+
+def _run_dir(out: Path, bundle_dir: Path, name: str, verdict: str | None) -> Path:
+    run = out / "pipeline" / "readmission-risk" / name
+    shutil.copytree(bundle_dir, run / "model")
+    if verdict is not None:
+        (run / "decision").mkdir()
+        (run / "decision" / "decision.json").write_text(json.dumps({"verdict": verdict}))
+    return run
+
+
+@pytest.mark.parametrize(
+    ("verdict", "expected"),
+    [("Rejected", "verdict Rejected"), (None, "no decision on record (the run was interrupted")],
+)
+def test_a_rejected_or_interrupted_run_is_refused_without_the_flag(
+    verdict: str | None, expected: str, bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _run_dir(tmp_path, bundle_dir, "20250101T000000000000Z", verdict)
+    result = CliRunner().invoke(clinops_root(), ["serve", "--local", "readmission-risk", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "refused:" in result.output and expected in result.output
+    assert "--allow-unapproved" in result.output
+    import serving.container.workers
+
+    served: list[Path] = []
+    monkeypatch.setattr(
+        serving.container.workers, "serve", lambda settings, on_ready: served.append(settings.model_dir) or 0
+    )
+    flagged = CliRunner().invoke(
+        clinops_root(), ["serve", "--local", "readmission-risk", "--out", str(tmp_path), "--allow-unapproved"]
+    )
+    assert flagged.exit_code == 0, flagged.output
+    assert "WARNING: serving a model whose verdict is" in flagged.output and len(served) == 1
+
+
+def test_a_pending_run_serves_without_the_flag(
+    bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import serving.container.workers
+
+    _run_dir(tmp_path, bundle_dir, "20250101T000000000000Z", "PendingManualApproval")
+    served: list[Path] = []
+    monkeypatch.setattr(
+        serving.container.workers, "serve", lambda settings, on_ready: served.append(settings.model_dir) or 0
+    )
+    result = CliRunner().invoke(clinops_root(), ["serve", "--local", "readmission-risk", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output and served

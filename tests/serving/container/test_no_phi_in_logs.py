@@ -67,7 +67,18 @@ class ServerProcess:
         }
         with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "clinops.cli.serve", "serve", "--local", str(bundle_dir), "--port", "0"],
+                # A bare test bundle has no pipeline decision: serving it takes the explicit flag.
+                [
+                    sys.executable,
+                    "-m",
+                    "clinops.cli.serve",
+                    "serve",
+                    "--local",
+                    str(bundle_dir),
+                    "--port",
+                    "0",
+                    "--allow-unapproved",
+                ],
                 cwd=REPO,
                 env=env,
                 stdout=out,

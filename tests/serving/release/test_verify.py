@@ -147,6 +147,25 @@ def test_a_pin_that_was_never_deployed_is_drift(session, project) -> None:
     assert "was not deployed (run pulumi up)" in next(f.message for f in report.findings if f.check == "deployed-pin")
 
 
+def test_a_stack_never_deployed_is_its_own_state_not_a_rollback(session, project, tmp_path: Path) -> None:
+    client, stub = stubbed("sagemaker")
+    endpoint = names.endpoint_name("dev", MODEL)
+    stub.add_client_error(
+        "describe_endpoint",
+        service_error_code="ValidationException",
+        service_message=f'Could not find endpoint "{endpoint}".',
+        expected_params={"EndpointName": endpoint},
+    )
+    report = _verify(project, "dev", stack_aws(session, sagemaker=client))  # no SSM pins: never deployed
+    assert report.exit_code == ExitCode.NOT_DEPLOYED == 17
+    [finding] = report.findings
+    assert finding.level == "not-deployed" and "was never deployed" in finding.message
+    assert "rollback" not in {f.level for f in report.findings}
+    record_verification(
+        report, EvidenceLocation(str(tmp_path / "evidence")), actor=ACTOR, reason="first verification", aws=None
+    )
+
+
 def test_endpoint_mid_update_is_busy(session, project) -> None:
     deploy_alarms_and_pins(session, "dev", DEV_PIN)
     client, _ = _sagemaker("dev", DEV_PIN, status="Updating")
