@@ -19,7 +19,8 @@ UV := $(UV_VENV)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Artefacts built from subsets of the lock: requirements file <- dependency group (pyproject.toml).
-EXPORTS := serving/container/requirements.txt:inference-image serving/guardrails/layer-requirements.txt:guardrail-layer
+EXPORTS := serving/container/requirements.txt:inference-image serving/guardrails/layer-requirements.txt:guardrail-layer \
+	pipelines/image-requirements.txt:pipeline-steps-image
 
 $(UV):
 	python3 -m venv $(UV_VENV)

@@ -83,7 +83,8 @@ try:
 except ConfigError as exc:
     print(json.dumps({"refused": time.perf_counter() - t0, "problems": exc.problems[:2]})); sys.exit(0)
 t2, c2 = time.perf_counter(), time.process_time()
-verdict = run_gate(parse_plan(plan), dumps(plan))
+# judged as the mesh stack file it was rendered from (the gate reads Pulumi.prod.yaml under that root)
+verdict = run_gate(parse_plan(plan), dumps(plan), stack="prod", stack_root=__import__("pathlib").Path(sys.argv[1]))
 t3, c3 = time.perf_counter(), time.process_time()
 print(json.dumps({"imports": t1 - t0, "render": t2 - t1, "gate": t3 - t2, "resources": len(plan["steps"]),
                   "passed": verdict.passed, "cpu": c3}))

@@ -75,10 +75,12 @@ INTERFACE_ENDPOINT_SERVICES = (
     "com.amazonaws.{region}.sns",
     "com.amazonaws.{region}.lambda",
     "aws.sagemaker.{region}.experiments",  # SageMaker-managed MLflow
+    "com.amazonaws.{region}.xray",  # the platform Lambdas' active tracing
 )
 S3_ENDPOINT_SERVICE = "com.amazonaws.{region}.s3"  # a gateway endpoint (free, no ENI)
 
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
+_IMAGE_TAG_RE = re.compile(r"^git-[0-9a-f]{40}$")
 _PRINCIPAL_RE = re.compile(r"^arn:aws[a-z-]*:(iam::\d{12}:(role|user)/[\w+=,.@/-]+|iam::\d{12}:root)$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 
@@ -164,11 +166,35 @@ class StackConfig(StrictModel):
     release_role_arn: str | None = Field(
         default=None, description="role `clinops release/verify` assume in this stack's account (cross-account)"
     )
+    image_tag: str = Field(
+        description=(
+            "immutable ECR tag, git-<40-hex commit>, of the pipeline-steps and inference images CI built and pushed "
+            "for this revision (.github/workflows/clinops.yml job `images` sets it before the gate)"
+        ),
+    )
+    lambda_reserved_concurrency: bool = Field(
+        default=False,
+        description=(
+            "reserve concurrency for the platform's Lambdas (2 per guardrail, 1 per canary). Off by default: "
+            "new accounts have a concurrency quota of 10 and Lambda refuses any reservation that leaves less "
+            "than its unreserved minimum; turn on once the account's quota (Service Quotas L-B99A9384) is raised"
+        ),
+    )
     slo: SloOverrides = Field(default_factory=SloOverrides, description="stack-wide SLO defaults for every model")
     instance_prices: dict[str, float] = Field(
         default_factory=dict, description="USD per instance-hour, overriding clinops/prices.json for this stack"
     )
     models: list[ModelConfig] = Field(default_factory=list)
+
+    @field_validator("image_tag")
+    @classmethod
+    def _image_tag(cls, v: str) -> str:
+        if not _IMAGE_TAG_RE.match(v):
+            raise ValueError(
+                f"'{v}' is not an image tag CI builds; fix: git-<full 40-character commit sha> of a commit whose "
+                "images the `images` job pushed (tags are immutable, so a tag always names the same bytes)"
+            )
+        return v
 
     @field_validator("instance_prices")
     @classmethod

@@ -107,7 +107,6 @@ class ServingConfig(StrictModel):
     max_instances: int = Field(default=2, ge=1, le=40)
     target_invocations_per_instance: int = Field(default=200, ge=1, description="per minute, for autoscaling")
     data_capture_percent: int = Field(default=100, ge=1, le=100)
-    image_tag: str = Field(default="1.0.0", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
     release: ReleasePolicy = Field(default_factory=ReleasePolicy)
     shadow_package_arn: str | None = Field(default=None, description="candidate served as a shadow variant")
     shadow_percent: int = Field(default=50, ge=1, le=100, description="share of requests copied to the shadow")

@@ -38,8 +38,25 @@ class Platform:
         """A role's ARN is known before the role exists, which lets key policies name it without a cycle."""
         return f"arn:aws:iam::{self.account}:role/{role_name}"
 
+    def schedule_arn(self, name: str) -> str:
+        """EventBridge Scheduler schedules of the platform live in the default group."""
+        return f"arn:aws:scheduler:{self.region}:{self.account}:schedule/default/{name}"
+
     def bucket_name(self, purpose: str, account: str | None = None, stack: str | None = None) -> str:
         return f"clinops-{stack or self.config.stack}-{account or self.account}-{purpose}"
+
+    @property
+    def promotes_from_registry(self) -> bool:
+        """Staging and prod serve packages trained, and stored, in the build (registry) account."""
+        return self.config.registry_account != self.account
+
+    def registry_artifacts_bucket_arn(self) -> str:
+        """The build account's model-artifacts bucket (its `dev` stack), where promoted packages' models live."""
+        return f"arn:aws:s3:::{self.bucket_name('model-artifacts', self.config.registry_account, 'dev')}"
+
+    def registry_artifacts_key_alias(self) -> str:
+        """The build account's artifacts key is known here only by its alias (its key id is random)."""
+        return "alias/clinops-dev-artifacts"
 
     def tags(self, **extra: str) -> dict[str, str]:
         return {**self.config.resource_tags(), **extra}
@@ -80,6 +97,11 @@ def service_trust(service: str, account: str, source_arn: str | None = None) -> 
     return policy_document(
         {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole", "Condition": condition}
     )
+
+
+def tracing_statement() -> Statement:
+    """Active X-Ray tracing sends segments as the function's role; X-Ray cannot scope these to a resource."""
+    return allow("SendTraces", ["xray:PutTelemetryRecords", "xray:PutTraceSegments"], "*")
 
 
 def vpc_network_interface_statements(platform: Platform) -> list[Statement]:

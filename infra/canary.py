@@ -10,7 +10,14 @@ import pulumi
 import pulumi_aws as aws
 
 from clinops.names import canary_function_name
-from infra.base import Platform, allow, policy_document, service_trust, vpc_network_interface_statements
+from infra.base import (
+    Platform,
+    allow,
+    policy_document,
+    service_trust,
+    tracing_statement,
+    vpc_network_interface_statements,
+)
 from infra.logs import encrypted_log_group
 from pipelines.contracts.synthetic import canary_payload_csv
 
@@ -51,7 +58,7 @@ class SyntheticTrafficCanary(pulumi.ComponentResource):
             tags=platform.tags(),
             opts=child,
         )
-        aws.iam.RolePolicy(
+        permissions_policy = aws.iam.RolePolicy(
             f"{model}-canary-permissions",
             role=role.id,
             policy=policy_document(
@@ -63,6 +70,7 @@ class SyntheticTrafficCanary(pulumi.ComponentResource):
                     ["logs:CreateLogStream", "logs:PutLogEvents"],
                     log_group.arn.apply(lambda a: f"{a}:*"),
                 ),
+                tracing_statement(),
                 *vpc_network_interface_statements(platform),
             ),
             opts=child,
@@ -76,7 +84,7 @@ class SyntheticTrafficCanary(pulumi.ComponentResource):
             role=role.arn,
             timeout=50,
             memory_size=256,
-            reserved_concurrent_executions=1,
+            reserved_concurrent_executions=1 if platform.config.lambda_reserved_concurrency else None,
             kms_key_arn=logs_key.arn,
             tracing_config={"mode": "Active"},
             environment={
@@ -89,7 +97,8 @@ class SyntheticTrafficCanary(pulumi.ComponentResource):
             vpc_config={"subnet_ids": subnet_ids, "security_group_ids": [security_group_id]},
             logging_config={"log_format": "JSON", "log_group": log_group.name},
             tags=platform.tags(**{"clinops:model": model}),
-            opts=platform.child(self, depends_on=[log_group]),
+            # CreateFunction checks the role's ENI permissions: the policy must exist first.
+            opts=platform.child(self, depends_on=[log_group, permissions_policy]),
         )
         tick = aws.cloudwatch.EventRule(
             f"{model}-canary-tick",

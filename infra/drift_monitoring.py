@@ -22,6 +22,7 @@ class DriftMonitoringArgs:
     subnet_ids: list[pulumi.Output[str]]
     security_group_id: pulumi.Output[str]
     phi_key: aws.kms.Key
+    artifacts_key: aws.kms.Key
     capture_bucket: pulumi.Output[str]
     artifact_bucket: pulumi.Output[str]
     data_bucket: pulumi.Output[str]
@@ -45,6 +46,7 @@ class DriftMonitoring(pulumi.ComponentResource):
             subnets=pulumi.Output.all(*args.subnet_ids),
             sg=args.security_group_id,
             phi=args.phi_key.arn,
+            artifacts_key=args.artifacts_key.arn,
             capture=args.capture_bucket,
             artifacts=args.artifact_bucket,
             data=args.data_bucket,
@@ -57,6 +59,7 @@ class DriftMonitoring(pulumi.ComponentResource):
                     subnet_ids=tuple(v["subnets"]),
                     security_group_id=v["sg"],
                     phi_key_arn=v["phi"],
+                    artifacts_key_arn=v["artifacts_key"],
                     capture_bucket=v["capture"],
                     artifact_bucket=v["artifacts"],
                     data_bucket=v["data"],
@@ -87,7 +90,11 @@ class DriftMonitoring(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{model.name}-drift-scheduler-permissions",
             role=role.id,
-            policy=policy_document(allow("StartDriftPipeline", ["sagemaker:StartPipelineExecution"], pipeline.arn)),
+            policy=policy_document(
+                allow("StartDriftPipeline", ["sagemaker:StartPipelineExecution"], pipeline.arn),
+                # the schedule is encrypted with a customer managed key: its execution role decrypts it
+                allow("DecryptSchedule", ["kms:Decrypt"], args.schedule_key.arn),
+            ),
             opts=platform.child(self),
         )
         aws.scheduler.Schedule(

@@ -20,7 +20,14 @@ import pulumi_aws as aws
 from clinops.config import project_root
 from clinops.evidence.s3 import EVIDENCE_PREFIX
 from clinops.names import BREAKER_ALARM_SUFFIXES, alarm_state_pattern
-from infra.base import Platform, allow, policy_document, service_trust, vpc_network_interface_statements
+from infra.base import (
+    Platform,
+    allow,
+    policy_document,
+    service_trust,
+    tracing_statement,
+    vpc_network_interface_statements,
+)
 from infra.logs import encrypted_log_group
 from serving.guardrails import permissions
 from serving.guardrails.breaker import FUNCTION_TIMEOUT_SECONDS
@@ -29,8 +36,9 @@ from serving.guardrails.retrain import RETRAINING_SIGNALS
 
 RUNTIME = "python3.11"  # the layer's compiled wheels (pydantic-core) are built for CPython 3.11
 LAYER_ZIP = Path("build") / "lambda-deps.zip"
+BREAKER, RECORDER, RETRAINING = "circuit-breaker", "approval-recorder", "retraining"
 # Functions that write evidence: their roles may seal entries with the evidence HMAC key (infra/keys.py).
-EVIDENCE_WRITER_FUNCTIONS = ("circuit-breaker", "approval-recorder", "retraining")
+EVIDENCE_WRITER_FUNCTIONS = (BREAKER, RECORDER, RETRAINING)
 # The handlers (serving/guardrails) and the only thing they import: the shared core (an import-linter contract
 # holds them to it), so the zip is small and what runs is obvious.
 _CODE = (
@@ -56,6 +64,24 @@ class GuardrailArgs:
     all_models: list[str]
 
 
+RESERVED_CONCURRENCY = 2  # at most two events at once per function (clinops:lambdaReservedConcurrency)
+
+
+def function_purposes(platform: Platform, models: list[str]) -> list[str]:
+    """The guardrail functions this stack gets: the breaker where endpoints are, the recorder and retraining where
+    the registry and pipelines are. Key policies name their roles before they exist, so this is the one list."""
+    cfg = platform.config
+    purposes = [BREAKER] if models else []
+    if cfg.registry_account == cfg.account_id:
+        purposes += [RECORDER, RETRAINING]
+    return purposes
+
+
+def function_name(platform: Platform, purpose: str) -> str:
+    """The function's name, which is also its role's name."""
+    return f"{platform.prefix}-{purpose}"
+
+
 def code_archive(root: Path | None = None) -> pulumi.AssetArchive:
     root = root or project_root()
     files = sorted({p for pattern in _CODE for p in root.glob(pattern) if p.name != "cli.py"})
@@ -78,27 +104,25 @@ class Guardrails(pulumi.ComponentResource):
             opts=platform.child(self),
         )
         self._code = code_archive()
-        in_registry = cfg.registry_account == cfg.account_id
-        if args.models:
+        purposes = function_purposes(platform, args.models)
+        if BREAKER in purposes:
             breaker = self._function(
-                "circuit-breaker",
+                BREAKER,
                 "serving.guardrails.breaker.handler",
                 permissions.BREAKER,
                 {"MODELS": ",".join(args.models), "COOLDOWN_SECONDS": "1800"},
             )
-            self._on_events("circuit-breaker", alarm_state_pattern([cfg.stack], BREAKER_ALARM_SUFFIXES), breaker)
+            self._on_events(BREAKER, alarm_state_pattern([cfg.stack], BREAKER_ALARM_SUFFIXES), breaker)
             # Without an alarm event nothing would look again: the schedule recovers an interrupted rollback,
             # confirms (or fails) one in flight and re-judges deferred and cooldown-refused alarms.
-            self._on_schedule("circuit-breaker-reconcile", RECONCILE_SCHEDULE, RECONCILE_EVENT, breaker)
+            self._on_schedule(f"{BREAKER}-reconcile", RECONCILE_SCHEDULE, RECONCILE_EVENT, breaker)
         # Drift/quality alarms of every environment open retraining requests where the pipelines live.
         retrain_pattern = alarm_state_pattern(cfg.retraining_stacks, RETRAINING_SIGNALS)
-        if in_registry:
-            recorder = self._function(
-                "approval-recorder", "serving.guardrails.recorder.handler", permissions.RECORDER, {}
-            )
-            self._on_events("approval-recorder", approval_event_pattern(args.all_models), recorder)
+        if RECORDER in purposes:
+            recorder = self._function(RECORDER, "serving.guardrails.recorder.handler", permissions.RECORDER, {})
+            self._on_events(RECORDER, approval_event_pattern(args.all_models), recorder)
             retrain = self._function(
-                "retraining",
+                RETRAINING,
                 "serving.guardrails.retrain.handler",
                 permissions.RETRAINING,
                 {
@@ -106,7 +130,7 @@ class Guardrails(pulumi.ComponentResource):
                     "DATA_URI_TEMPLATE": f"s3://{platform.bucket_name('phi-data')}/{{model}}/latest/",
                 },
             )
-            self._on_events("retraining", retrain_pattern, retrain)
+            self._on_events(RETRAINING, retrain_pattern, retrain)
             if cfg.reader_accounts:
                 aws.cloudwatch.EventBusPolicy(
                     "retraining-forwarding",
@@ -130,7 +154,7 @@ class Guardrails(pulumi.ComponentResource):
         self, purpose: str, handler: str, grants: list[permissions.Grant], env: dict[str, str]
     ) -> aws.lambda_.Function:
         platform, args = self._platform, self._args
-        fn_name = f"{platform.prefix}-{purpose}"
+        fn_name = function_name(platform, purpose)
         log_group = encrypted_log_group(f"{purpose}-logs", platform, self, f"/aws/lambda/{fn_name}", args.keys["logs"])
         role = aws.iam.Role(
             f"{purpose}-role",
@@ -150,7 +174,7 @@ class Guardrails(pulumi.ComponentResource):
             "capture_key_arn": args.keys["phi"].arn,
             "own_logs": log_group.arn,
         }
-        aws.iam.RolePolicy(
+        permissions_policy = aws.iam.RolePolicy(
             f"{purpose}-permissions",
             role=role.id,
             policy=pulumi.Output.all(**values).apply(lambda v: _document(platform, grants, v)),
@@ -176,7 +200,7 @@ class Guardrails(pulumi.ComponentResource):
             tags=platform.tags(),
             opts=platform.child(self),
         )
-        aws.iam.RolePolicy(
+        dead_letter_policy = aws.iam.RolePolicy(
             f"{purpose}-dead-letters",
             role=role.id,
             policy=policy_document(
@@ -199,6 +223,8 @@ class Guardrails(pulumi.ComponentResource):
             treat_missing_data="notBreaching",
             alarm_description=f"{purpose} could not process an event; see RUNBOOK.md",
             alarm_actions=[args.topic_arn],
+            # A silent metric must reach a person too (AWS Config cloudwatch-alarm-action-check, HIPAA pack).
+            insufficient_data_actions=[args.topic_arn],
             tags=platform.tags(),
             opts=platform.child(self),
         )
@@ -213,14 +239,17 @@ class Guardrails(pulumi.ComponentResource):
             role=role.arn,
             timeout=FUNCTION_TIMEOUT_SECONDS,  # the breaker's recovery waits this long before taking a call over
             memory_size=256,
-            reserved_concurrent_executions=2,
+            reserved_concurrent_executions=RESERVED_CONCURRENCY
+            if platform.config.lambda_reserved_concurrency
+            else None,
             kms_key_arn=args.keys["logs"].arn,
             tracing_config={"mode": "Active"},
             environment={"variables": environment},
             vpc_config={"subnet_ids": args.subnet_ids, "security_group_ids": [args.security_group_id]},
             logging_config={"log_format": "JSON", "log_group": log_group.name},
             tags=platform.tags(**{"clinops:purpose": purpose}),
-            opts=platform.child(self, depends_on=[log_group]),
+            # CreateFunction checks the role's ENI and dead-letter permissions: the policies must exist first.
+            opts=platform.child(self, depends_on=[log_group, permissions_policy, dead_letter_policy]),
         )
         # Any failed invocation pages: an AWS error, a lost evidence record or alert, an interrupted rollback
         # (each raises after alerting) and a timeout or crash (which cannot alert by itself).
@@ -238,6 +267,8 @@ class Guardrails(pulumi.ComponentResource):
             treat_missing_data="notBreaching",
             alarm_description=f"{purpose} failed an invocation; see RUNBOOK.md (circuit breaker: failures)",
             alarm_actions=[args.topic_arn],
+            # A silent metric must reach a person too (AWS Config cloudwatch-alarm-action-check, HIPAA pack).
+            insufficient_data_actions=[args.topic_arn],
             tags=platform.tags(),
             opts=platform.child(self),
         )
@@ -334,5 +365,6 @@ def _document(platform: Platform, grants: list[permissions.Grant], values: dict[
         for i, grant in enumerate(grants)
     ]
     statements.append(allow("WriteOwnLogs", ["logs:CreateLogStream", "logs:PutLogEvents"], f"{values['own_logs']}:*"))
+    statements.append(tracing_statement())
     statements += vpc_network_interface_statements(platform)
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)

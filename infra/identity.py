@@ -38,6 +38,26 @@ DEPLOY_ACTIONS = [
     "sagemaker:UpdateEndpointWeightsAndCapacities",
     "sagemaker:DeleteEndpoint",
 ]
+# The List calls authors use that IAM cannot scope to a resource (the scoped ones stay under BuildModels).
+UNSCOPED_LIST_ACTIONS = [
+    "sagemaker:ListApps",
+    "sagemaker:ListDomains",
+    "sagemaker:ListEndpointConfigs",
+    "sagemaker:ListEndpoints",
+    "sagemaker:ListExperiments",
+    "sagemaker:ListHyperParameterTuningJobs",
+    "sagemaker:ListMlflowTrackingServers",
+    "sagemaker:ListModelCards",
+    "sagemaker:ListModelPackageGroups",
+    "sagemaker:ListModels",
+    "sagemaker:ListPipelines",
+    "sagemaker:ListProcessingJobs",
+    "sagemaker:ListSpaces",
+    "sagemaker:ListTrainingJobs",
+    "sagemaker:ListTransformJobs",
+    "sagemaker:ListTrials",
+    "sagemaker:ListUserProfiles",
+]
 KEY_USE = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
 
 
@@ -158,17 +178,22 @@ def boundary_document(platform: Platform) -> pulumi.Output[str]:
                 "ecr:BatchGetImage",
                 "ecr:GetAuthorizationToken",
                 "ecr:GetDownloadUrlForLayer",
+                "ec2:AssignPrivateIpAddresses",
                 "ec2:CreateNetworkInterface",
                 "ec2:CreateNetworkInterfacePermission",
                 "ec2:DeleteNetworkInterface",
                 "ec2:DeleteNetworkInterfacePermission",
                 "ec2:Describe*",
+                "ec2:UnassignPrivateIpAddresses",
                 "iam:GetRole",
                 "iam:PassRole",
                 "sts:GetCallerIdentity",
                 "sns:Publish",
+                "ssm:DeleteParameter",
                 "ssm:GetParameter*",
                 "ssm:PutParameter",
+                "xray:PutTelemetryRecords",
+                "xray:PutTraceSegments",
                 "lambda:InvokeFunction",
                 "sqs:SendMessage",
             ],
@@ -234,22 +259,48 @@ def boundary_document(platform: Platform) -> pulumi.Output[str]:
         deny(
             "DenyUnencryptedJobVolumes",
             ["sagemaker:CreateProcessingJob", "sagemaker:CreateTrainingJob"],
-            Condition={"Null": {"sagemaker:VolumeKmsKey": "true"}},
+            # the key is VolumeKmsKeyArn: a key no request carries made this Null test always true, so the deny
+            # refused every training and processing job, encrypted or not
+            Condition={"Null": {"sagemaker:VolumeKmsKeyArn": "true"}},
         ),
         deny(
             "DenyPlaintextInterContainer",
             ["sagemaker:CreateTrainingJob"],
             Condition={"Bool": {"sagemaker:InterContainerTrafficEncryption": "false"}},
         ),
+        # Each API has its own key: a domain's network mode is AppNetworkAccessType, a notebook instance's is
+        # DirectInternetAccess (CreateDomain's request carries no DirectInternetAccess, so that deny never fired).
+        deny(
+            "DenyInternetFacingStudio",
+            ["sagemaker:CreateDomain", "sagemaker:UpdateDomain"],
+            Condition={"StringEquals": {"sagemaker:AppNetworkAccessType": "PublicInternetOnly"}},
+        ),
         deny(
             "DenyInternetFacingNotebooks",
-            ["sagemaker:CreateDomain", "sagemaker:CreateNotebookInstance"],
+            ["sagemaker:CreateNotebookInstance"],
             Condition={"StringEquals": {"sagemaker:DirectInternetAccess": "Enabled"}},
         ),
         deny(
             "DenyOtherRegions", ["sagemaker:*"], Condition={"StringNotEquals": {"aws:RequestedRegion": platform.region}}
         ),
     )
+
+
+def promoted_artifacts_statements(platform: Platform) -> list[Statement]:
+    """Cross-account reads need both sides: the build account's bucket and key policies allow this account;
+    these are this account's side, for the roles that fetch a promoted model (endpoint download, release)."""
+    if not platform.promotes_from_registry:
+        return []
+    bucket = platform.registry_artifacts_bucket_arn()
+    return [
+        allow("ReadPromotedModels", ["s3:GetObject"], f"{bucket}/*"),
+        allow(
+            "DecryptPromotedModels",
+            ["kms:Decrypt", "kms:DescribeKey"],
+            f"arn:aws:kms:{platform.region}:{platform.config.registry_account}:key/*",
+            Condition={"ForAnyValue:StringEquals": {"kms:ResourceAliases": platform.registry_artifacts_key_alias()}},
+        ),
+    ]
 
 
 def persona_statements(
@@ -274,6 +325,18 @@ def persona_statements(
         ["sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup", "sagemaker:ListModelPackages"],
         [*packages, *package_groups],
     )
+    # List calls without a resource type in IAM are authorised on "*" only: scoped to ARNs they never match.
+    list_registry = allow("ListRegistry", ["sagemaker:ListModelPackageGroups"], "*")
+    studio = [
+        allow(
+            "UseStudioSpaces",
+            ["sagemaker:CreateSpace", "sagemaker:DeleteSpace", "sagemaker:DescribeSpace", "sagemaker:UpdateSpace"],
+            f"{sm}:space/*",
+        ),
+        allow("ListStudio", ["sagemaker:ListApps", "sagemaker:ListSpaces", "sagemaker:ListUserProfiles"], "*"),
+    ]
+    stack_alarms = f"arn:aws:cloudwatch:{region}:{acct}:alarm:{platform.prefix}-*"
+    promoted = promoted_artifacts_statements(platform)
     cannot_approve = deny("SodCannotApprove", APPROVAL_ACTIONS)
     register_pending_only = deny(
         "SodRegisterPendingOnly",
@@ -300,7 +363,12 @@ def persona_statements(
     )
     return {
         "execution": [
-            allow("ReadCapture", ["s3:GetObject", "s3:ListBucket"], [g.capture_bucket, *objects(g.capture_bucket)]),
+            # endpoints write captured requests and responses as this role; the drift jobs read them
+            allow(
+                "ReadWriteCapture",
+                ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
+                [g.capture_bucket, *objects(g.capture_bucket)],
+            ),
             # pipeline steps write patient-level intermediates (validated table, splits, test scores) here
             allow(
                 "ReadWriteTrainingData",
@@ -342,8 +410,12 @@ def persona_statements(
                 ],
             ),
             read_registry,
+            list_registry,
+            *promoted,
             job_logs,
             pass_execution,
+            # blue/green deployment guardrails read the auto-rollback alarms as the execution role
+            allow("DeploymentGuardrailAlarms", ["cloudwatch:DescribeAlarms"], stack_alarms),
             allow(
                 "PublishMetrics",
                 ["cloudwatch:PutMetricData"],
@@ -370,9 +442,16 @@ def persona_statements(
             allow("UseKeys", [*KEY_USE], [g.phi_key, g.artifacts_key]),
             allow(
                 "BuildModels",
-                [*BUILD_ACTIONS, "sagemaker:Describe*", "sagemaker:List*", "sagemaker:AddTags"],
+                [
+                    *BUILD_ACTIONS,
+                    "sagemaker:AddTags",
+                    "sagemaker:Describe*",
+                    "sagemaker:ListPipelineExecutionSteps",
+                    "sagemaker:ListPipelineExecutions",
+                ],
                 [f"{sm}:*", *packages, *package_groups],
             ),
+            allow("ListSageMaker", UNSCOPED_LIST_ACTIONS, "*"),
             allow(
                 "UseStudio",
                 [
@@ -385,6 +464,7 @@ def persona_statements(
                 ],
                 [f"{sm}:domain/*", f"{sm}:user-profile/*", f"{sm}:app/*"],
             ),
+            *studio,
             read_registry,
             job_logs,
             pass_execution,
@@ -394,6 +474,8 @@ def persona_statements(
         ],
         "approver": [
             read_registry,
+            list_registry,
+            *studio,
             allow("ApproveOrReject", APPROVAL_ACTIONS, packages),
             allow(
                 "ReadModelCards", ["s3:GetObject", "s3:ListBucket"], [g.artifacts_bucket, *objects(g.artifacts_bucket)]
@@ -416,6 +498,8 @@ def persona_statements(
         ],
         "deployer": [
             read_registry,
+            list_registry,
+            *promoted,
             pass_execution,
             allow(
                 "Release",
@@ -451,10 +535,20 @@ def persona_statements(
             allow("SealEvidence", ["kms:GenerateMac"], g.evidence_mac_key),
             allow(
                 "GrantEndpointKeys",
-                ["kms:CreateGrant", "kms:DescribeKey"],
+                ["kms:CreateGrant"],
                 [g.artifacts_key, g.phi_key],
                 Condition={"Bool": {"kms:GrantIsForAWSResource": "true"}},
             ),
+            # DescribeKey carries no GrantIsForAWSResource: under that condition it was never allowed
+            allow("DescribeEndpointKeys", ["kms:DescribeKey"], [g.artifacts_key, g.phi_key]),
+            # a release copies the package's drift baseline out of its model bundle (serving/release/baseline.py)
+            allow(
+                "ReadReleasedBundles",
+                ["s3:GetObject"],
+                g.artifacts_bucket.apply(lambda a: f"{a}/*/runs/*"),
+            ),
+            allow("PublishDriftBaselines", ["s3:PutObject"], g.artifacts_bucket.apply(lambda a: f"{a}/*/baseline/*")),
+            allow("EncryptDriftBaselines", ["kms:Decrypt", "kms:GenerateDataKey"], [g.artifacts_key]),
             allow(
                 "ReleasePins",
                 ["ssm:GetParameter", "ssm:PutParameter"],

@@ -17,28 +17,56 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.base import Platform, Statement, policy_document
-from infra.guardrails import EVIDENCE_WRITER_FUNCTIONS
+from infra.guardrails import EVIDENCE_WRITER_FUNCTIONS, function_name
 
+# What the account root (and so IAM policies in the account) may do: administer, never use. Listed one by one:
+# `kms:Create*` would include CreateGrant (a grant to oneself is use) and `kms:Put*` PutKeyPolicy (rewrite the
+# policy to allow oneself), so neither wildcard may appear. Changing a key policy is the deploy identities' alone.
 ADMIN_ACTIONS = [
     "kms:CancelKeyDeletion",
-    "kms:Create*",
-    "kms:Delete*",
-    "kms:Describe*",
-    "kms:Disable*",
-    "kms:Enable*",
-    "kms:Get*",
-    "kms:List*",
-    "kms:Put*",
-    "kms:Revoke*",
+    "kms:CreateAlias",
+    "kms:DeleteAlias",
+    "kms:DescribeKey",
+    "kms:DisableKey",
+    "kms:DisableKeyRotation",
+    "kms:EnableKey",
+    "kms:EnableKeyRotation",
+    "kms:GetKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:ListAliases",
+    "kms:ListGrants",
+    "kms:ListKeyPolicies",
+    "kms:ListKeyRotations",
+    "kms:ListResourceTags",
+    "kms:RetireGrant",
+    "kms:RevokeGrant",
     "kms:RotateKeyOnDemand",
     "kms:ScheduleKeyDeletion",
     "kms:TagResource",
     "kms:UntagResource",
-    "kms:Update*",
+    "kms:UpdateAlias",
+    "kms:UpdateKeyDescription",
 ]
+# Only these may change a key policy. KMS's lockout safety check also requires the identity that creates or
+# updates a key to keep this right, so it is the identity `pulumi up` runs as.
+POLICY_ACTIONS = ["kms:GetKeyPolicy", "kms:PutKeyPolicy"]
 USE_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
+# SageMaker (endpoint volumes, data capture, Studio), Lambda, ECR create a grant for themselves on the caller's
+# behalf; GrantIsForAWSResource is only in CreateGrant's request context, so nothing else sits under it.
+GRANT_ACTIONS = ["kms:CreateGrant"]
+_SCHEDULE_CONTEXT = "kms:EncryptionContext:aws:scheduler:schedule-arn"
 EVIDENCE_MAC = "evidence-mac"
 MAC_ALGORITHM = {"StringEquals": {"kms:MacAlgorithm": "HMAC_SHA_256"}}  # clinops.evidence.mac.MAC_ALGORITHM
+
+
+@dataclass(frozen=True)
+class ServiceRoles:
+    """Roles created after the keys (Lambda functions, schedules): KMS refuses a principal that does not exist
+    yet, so key policies name them by exact ARN in an `aws:PrincipalArn` condition (never a name pattern)."""
+
+    functions: list[str] = field(default_factory=list)  # every platform Lambda: environment, DLQ, alert topic
+    endpoint_updaters: list[str] = field(default_factory=list)  # circuit breaker: UpdateEndpoint needs grants
+    schedules: dict[str, str] = field(default_factory=dict)  # schedule target role ARN -> schedule ARN
 
 
 @dataclass(frozen=True)
@@ -50,6 +78,9 @@ class KeyUsers:
     approver: str
     deployer: str
     reader_accounts: list[str] = field(default_factory=list)
+    # the identities `pulumi up` runs as (clinops:principals.deployers): they create what uses the keys
+    deploy_identities: list[str] = field(default_factory=list)
+    services: ServiceRoles = field(default_factory=ServiceRoles)
 
 
 class Keys(pulumi.ComponentResource):
@@ -67,25 +98,39 @@ class Keys(pulumi.ComponentResource):
         super().__init__("clinops:infra:Keys", name, None, opts)
         self._platform = platform
         acct, region = platform.account, platform.region
-        s3_via = {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}
+        via = lambda *services: {  # noqa: E731
+            "StringEquals": {"kms:ViaService": sorted(f"{s}.{region}.amazonaws.com" for s in services)}
+        }
+        s3_via = via("s3")
         aws_resource = {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+        deployers = sorted(set(users.deploy_identities))
+        svc = users.services
+        trail_arn = f"arn:aws:cloudtrail:{region}:{acct}:trail/{platform.prefix}-trail"
         # Guardrail Lambdas are created after the keys: named by ARN in a condition (KMS needs principals to exist).
         functions = {
             "StringEquals": {"kms:CallerAccount": acct},
             "ArnEquals": {
-                "aws:PrincipalArn": [platform.role_arn(f"{platform.prefix}-{f}") for f in EVIDENCE_WRITER_FUNCTIONS]
+                "aws:PrincipalArn": [platform.role_arn(function_name(platform, f)) for f in EVIDENCE_WRITER_FUNCTIONS]
             },
         }
         documents: dict[str, list[Statement]] = {
             "phi": [
                 _use("DataScienceAndJobs", [users.execution, users.author]),
-                _grant("SageMakerVolumesAndCapture", [users.execution, users.deployer], aws_resource),
+                _grant("SageMakerVolumesAndCapture", [users.execution, users.deployer, *deployers], aws_resource),
                 # shadow reports compare both variants' captured responses (read only, through S3 only)
                 _stmt("ReleaseReadsCapture", {"AWS": users.deployer}, ["kms:Decrypt", "kms:DescribeKey"], s3_via),
+                *_named_roles("CircuitBreakerGrantsEndpoint", svc.endpoint_updaters, GRANT_ACTIONS, acct, aws_resource),
             ],
             "artifacts": [
                 _use("BuildAndReview", [users.execution, users.author, users.approver, users.deployer]),
-                _grant("SageMakerModels", [users.execution, users.deployer], aws_resource),
+                _grant("SageMakerModels", [users.execution, users.deployer, *deployers], aws_resource),
+                # the deploy uploads the data contracts (SSE-KMS) and creates the KMS-encrypted ECR repositories
+                *(
+                    [_stmt("DeployUploadsArtifacts", {"AWS": deployers}, USE_ACTIONS, via("s3", "ecr"))]
+                    if deployers
+                    else []
+                ),
+                *_named_roles("CircuitBreakerGrantsEndpoint", svc.endpoint_updaters, GRANT_ACTIONS, acct, aws_resource),
                 *(
                     [
                         _stmt(
@@ -93,11 +138,7 @@ class Keys(pulumi.ComponentResource):
                             {"AWS": [f"arn:aws:iam::{a}:root" for a in users.reader_accounts]},
                             ["kms:Decrypt", "kms:DescribeKey"],
                             # promoted models: artifacts from S3, the inference image from ECR
-                            {
-                                "StringEquals": {
-                                    "kms:ViaService": [f"s3.{region}.amazonaws.com", f"ecr.{region}.amazonaws.com"]
-                                }
-                            },
+                            via("s3", "ecr"),
                         )
                     ]
                     if users.reader_accounts
@@ -111,32 +152,48 @@ class Keys(pulumi.ComponentResource):
                     ["kms:Decrypt*", "kms:Describe*", "kms:Encrypt*", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
                     {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{region}:{acct}:log-group:*"}},
                 ),
-                # Platform Lambdas (canary, circuit breaker) are created after the keys, so the statement names
-                # them by ARN pattern in a condition rather than as principals (KMS requires principals to exist).
-                _stmt(
-                    "PlatformLambdaEnvironmentAndQueues",
-                    {"AWS": "*"},
+                *(
+                    [
+                        # Lambda encrypts a function's environment as its creator and keeps a grant for it
+                        _stmt("DeployEncryptsFunctions", {"AWS": deployers}, USE_ACTIONS, via("lambda")),
+                        _grant("DeployGrantsFunctions", deployers, aws_resource),
+                    ]
+                    if deployers
+                    else []
+                ),
+                # Lambdas: environment (Lambda), dead letters (SQS), the alert topic (SNS). Named, not a pattern.
+                *_named_roles(
+                    "PlatformFunctions",
+                    svc.functions,
                     ["kms:Decrypt", "kms:GenerateDataKey"],
-                    {
-                        "StringEquals": {
-                            "kms:ViaService": [f"lambda.{region}.amazonaws.com", f"sqs.{region}.amazonaws.com"],
-                            "kms:CallerAccount": acct,
-                        },
-                        "ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{acct}:role/{platform.prefix}-*"},
-                    },
+                    acct,
+                    via("lambda", "sns", "sqs"),
                 ),
-                _stmt(
-                    "S3ServerAccessLogs",
-                    {"Service": "logging.s3.amazonaws.com"},
-                    ["kms:GenerateDataKey*"],
-                    {"StringEquals": {"aws:SourceAccount": acct}},
+                # EventBridge Scheduler encrypts a schedule's target as its creator and decrypts it as the
+                # schedule's execution role, with the schedule's ARN as encryption context.
+                *(
+                    [
+                        _stmt(
+                            "DeployEncryptsSchedules",
+                            {"AWS": deployers},
+                            ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+                            {"StringLike": {_SCHEDULE_CONTEXT: platform.schedule_arn(f"{platform.prefix}-*")}},
+                        )
+                    ]
+                    if deployers and svc.schedules
+                    else []
                 ),
-                _stmt(
-                    "SchedulerSchedules",
-                    {"Service": "scheduler.amazonaws.com"},
-                    ["kms:Decrypt"],
-                    {"StringEquals": {"aws:SourceAccount": acct}},
-                ),
+                *[
+                    statement
+                    for i, (role, schedule) in enumerate(sorted(svc.schedules.items()))
+                    for statement in _named_roles(
+                        f"ScheduleTarget{i}",
+                        [role],
+                        ["kms:Decrypt"],
+                        acct,
+                        {"StringEquals": {_SCHEDULE_CONTEXT: schedule}},
+                    )
+                ],
                 _stmt(
                     "AlarmNotifications",
                     {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
@@ -150,19 +207,25 @@ class Keys(pulumi.ComponentResource):
                     {"Service": "cloudtrail.amazonaws.com"},
                     ["kms:GenerateDataKey*"],
                     {
-                        "StringEquals": {
-                            "aws:SourceArn": f"arn:aws:cloudtrail:{region}:{acct}:trail/{platform.prefix}-trail"
-                        },
+                        "StringEquals": {"aws:SourceArn": trail_arn},
                         "StringLike": {
                             "kms:EncryptionContext:aws:cloudtrail:arn": f"arn:aws:cloudtrail:*:{acct}:trail/*"
                         },
                     },
                 ),
+                # The evidence bucket uses an S3 Bucket Key: CloudTrail then needs Decrypt to create/update the
+                # trail and deliver (CloudTrail user guide, "Granting decrypt permissions for trails").
+                _stmt(
+                    "CloudTrailDecryptWithBucketKey",
+                    {"Service": "cloudtrail.amazonaws.com"},
+                    ["kms:Decrypt"],
+                    {"StringEquals": {"aws:SourceArn": trail_arn}},
+                ),
                 _stmt(
                     "CloudTrailDescribe",
                     {"Service": "cloudtrail.amazonaws.com"},
                     ["kms:DescribeKey"],
-                    {"StringEquals": {"aws:SourceAccount": acct}},
+                    {"StringEquals": {"aws:SourceArn": trail_arn}},
                 ),
                 _stmt(
                     "EvidenceWriters",
@@ -176,6 +239,7 @@ class Keys(pulumi.ComponentResource):
                     ["kms:Decrypt", "kms:DescribeKey"],
                     s3_via,
                 ),
+                # guardrail Lambdas read the log's head entry and append the next one
                 _stmt(
                     "EvidenceWritingFunctions",
                     {"AWS": "*"},
@@ -184,6 +248,9 @@ class Keys(pulumi.ComponentResource):
                 ),
             ],
         }
+        administration = [_stmt("KeyAdministration", {"AWS": platform.account_root}, ADMIN_ACTIONS)]
+        # With no deploy identity configured, the root keeps the policy (else KMS refuses the key: lockout check).
+        administration.append(_stmt("KeyPolicyChanges", {"AWS": deployers or platform.account_root}, POLICY_ACTIONS))
         descriptions = {
             "phi": "PHI at rest: training data, inference data capture, Studio volumes",
             "artifacts": "Model artifacts, model cards, evaluation reports",
@@ -198,9 +265,7 @@ class Keys(pulumi.ComponentResource):
                 enable_key_rotation=True,
                 rotation_period_in_days=365,
                 deletion_window_in_days=30 if platform.config.retain_on_delete else 7,
-                policy=policy_document(
-                    _stmt("KeyAdministration", {"AWS": platform.account_root}, ADMIN_ACTIONS), *statements
-                ),
+                policy=policy_document(*administration, *statements),
                 tags=platform.tags(**{"clinops:purpose": purpose}),
                 opts=platform.child(self, stateful=True, depends_on=after),
             )
@@ -211,15 +276,20 @@ class Keys(pulumi.ComponentResource):
                 opts=platform.child(self),
             )
             self.keys[purpose] = key
-        self.keys[EVIDENCE_MAC] = self._evidence_mac_key(platform, users, functions, after)
+        self.keys[EVIDENCE_MAC] = self._evidence_mac_key(platform, users, functions, administration, after)
         self.register_outputs({p: k.arn for p, k in self.keys.items()})
 
     def _evidence_mac_key(
-        self, platform: Platform, users: KeyUsers, functions: dict, after: list[pulumi.Resource]
+        self,
+        platform: Platform,
+        users: KeyUsers,
+        functions: dict,
+        administration: list[Statement],
+        after: list[pulumi.Resource],
     ) -> aws.kms.Key:
         seal = ["kms:GenerateMac", "kms:VerifyMac"]  # both carry kms:MacAlgorithm (DescribeKey does not)
         statements = [
-            _stmt("KeyAdministration", {"AWS": platform.account_root}, ADMIN_ACTIONS),
+            *administration,
             _stmt("EvidenceSealers", {"AWS": [users.deployer]}, seal, MAC_ALGORITHM),
             _stmt("EvidenceSealingFunctions", {"AWS": "*"}, seal, _all_of(functions, MAC_ALGORITHM)),
             _stmt("EvidenceVerifiers", {"AWS": [users.approver]}, ["kms:VerifyMac"], MAC_ALGORITHM),
@@ -266,7 +336,21 @@ def _use(sid: str, roles: list[str]) -> Statement:
 
 
 def _grant(sid: str, roles: list[str], condition: dict) -> Statement:
-    return _stmt(sid, {"AWS": sorted(set(roles))}, ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"], condition)
+    return _stmt(sid, {"AWS": sorted(set(roles))}, GRANT_ACTIONS, condition)
+
+
+def _named_roles(
+    sid: str, role_arns: list[str], actions: list[str], account: str, condition: dict[str, dict]
+) -> list[Statement]:
+    """Roles that do not exist when the key is created: any principal, but only these exact role ARNs of this
+    account (`aws:PrincipalArn` is the role ARN for its sessions), and only under `condition`."""
+    if not role_arns:
+        return []
+    merged: dict[str, dict] = {op: dict(values) for op, values in condition.items()}
+    merged.setdefault("StringEquals", {}).update(
+        {"aws:PrincipalArn": sorted(set(role_arns)), "kms:CallerAccount": account}
+    )
+    return [_stmt(sid, {"AWS": "*"}, actions, merged)]
 
 
 def _all_of(*conditions: dict) -> dict:

@@ -111,6 +111,8 @@ class ModelMonitoring(pulumi.ComponentResource):
             "last-known-good model and opens a retraining request; see RUNBOOK.md.",
             alarm_actions=[self._topic],
             ok_actions=[self._topic],
+            # A silent metric must reach a person too (AWS Config cloudwatch-alarm-action-check, HIPAA pack).
+            insufficient_data_actions=[self._topic],
             tags=platform.tags(),
             opts=platform.child(self),
         )

@@ -103,23 +103,28 @@ class Network(pulumi.ComponentResource):
                     "self": True,
                 }
             ],
-            egress=[
-                {
-                    "description": "between workload members",
-                    "protocol": "-1",
-                    "from_port": 0,
-                    "to_port": 0,
-                    "self": True,
-                },
-                {
-                    "description": "TLS to AWS APIs inside the VPC",
-                    "protocol": "tcp",
-                    "from_port": 443,
-                    "to_port": 443,
-                    "cidr_blocks": [cfg.vpc_cidr],
-                },
-            ],
+            # No inline egress: egress is all separate rule resources (below). Pulumi documents that inline rules
+            # and SecurityGroupEgressRule on one group overwrite each other (a refresh then strips the S3 rule).
+            # The provider removes AWS's default allow-all egress rule when it creates the group.
             tags=platform.tags(Name=f"{platform.prefix}-workloads"),
+            opts=child,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            "workload-to-members",
+            security_group_id=self.workload_sg.id,
+            description="between workload members",
+            ip_protocol="-1",
+            referenced_security_group_id=self.workload_sg.id,
+            opts=child,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            "workload-to-endpoints",
+            security_group_id=self.workload_sg.id,
+            description="TLS to AWS APIs inside the VPC",
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            cidr_ipv4=cfg.vpc_cidr,
             opts=child,
         )
 

@@ -132,6 +132,8 @@ class RollbackAlarms(pulumi.ComponentResource):
             treat_missing_data="notBreaching",
             alarm_actions=[self._topic],
             ok_actions=[self._topic],
+            # A silent metric must reach a person too (AWS Config cloudwatch-alarm-action-check, HIPAA pack).
+            insufficient_data_actions=[self._topic],
             tags=platform.tags(),
             opts=platform.child(self),
         )

@@ -210,6 +210,8 @@ class ModelSlo(pulumi.ComponentResource):
             treat_missing_data="notBreaching",
             alarm_actions=topic,
             ok_actions=topic,
+            # A silent metric must reach a person too (AWS Config cloudwatch-alarm-action-check, HIPAA pack).
+            insufficient_data_actions=topic,
             tags=self._platform.tags(**{"clinops:model": self._model, "clinops:severity": severity}),
             opts=self._platform.child(self),
         )

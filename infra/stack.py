@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from clinops.config import StackConfig
+from clinops.names import canary_function_name, drift_pipeline_name, drift_scheduler_role_name
 from clinops.pricing import price_table
 from infra.alerts import Alerts
 from infra.audit import Audit, AuditArgs
@@ -12,9 +13,9 @@ from infra.base import Platform
 from infra.batch_scoring import BatchScoring, BatchScoringArgs
 from infra.drift_monitoring import DriftMonitoring, DriftMonitoringArgs
 from infra.endpoint import EndpointArgs, ModelEndpoint
-from infra.guardrails import GuardrailArgs, Guardrails
+from infra.guardrails import BREAKER, GuardrailArgs, Guardrails, function_name, function_purposes
 from infra.identity import Grants, Identity
-from infra.keys import Keys, KeyUsers
+from infra.keys import Keys, KeyUsers, ServiceRoles
 from infra.model_monitoring import ModelMonitoring
 from infra.network import Network, NetworkArgs
 from infra.registry import STEPS_REPOSITORY, Registry, image_uri
@@ -24,8 +25,21 @@ from infra.studio import Studio, StudioArgs
 from infra.tracking import Tracking
 from infra.training_pipelines import PipelineArgs, TrainingPipelines
 
-# Image tag of the step and inference images built by CI for this revision (immutable tags).
-PIPELINE_IMAGE_TAG = "1.0.0"
+
+def service_roles(platform: Platform) -> ServiceRoles:
+    """The roles of the Lambdas and schedules this stack will create, by the names their components give them."""
+    deployed = [m.name for m in platform.config.models if m.package_arn]
+    guardrails = [platform.role_arn(function_name(platform, p)) for p in function_purposes(platform, deployed)]
+    stack = platform.config.stack
+    canaries = [platform.role_arn(canary_function_name(stack, m)) for m in deployed]
+    return ServiceRoles(
+        functions=sorted([*guardrails, *canaries]),
+        endpoint_updaters=[platform.role_arn(function_name(platform, BREAKER))] if deployed else [],
+        schedules={
+            platform.role_arn(drift_scheduler_role_name(stack, m)): platform.schedule_arn(drift_pipeline_name(stack, m))
+            for m in deployed
+        },
+    )
 
 
 def build_platform(config: StackConfig) -> None:
@@ -40,19 +54,18 @@ def build_platform(config: StackConfig) -> None:
             approver=identity.role_arn("approver"),
             deployer=identity.role_arn("deployer"),
             reader_accounts=config.reader_accounts,
+            deploy_identities=config.principals.deployers,
+            services=service_roles(platform),
         ),
         after=list(identity.roles.values()),
     )
     storage = Storage(
         "storage",
         platform,
-        StorageKeys(
-            logs=keys.keys["logs"], phi=keys.keys["phi"], artifacts=keys.keys["artifacts"], audit=keys.keys["audit"]
-        ),
+        StorageKeys(phi=keys.keys["phi"], artifacts=keys.keys["artifacts"], audit=keys.keys["audit"]),
     )
-    registry_artifacts = []
-    if config.registry_account != config.account_id:  # promoted models are read from the build account
-        registry_artifacts = [f"arn:aws:s3:::{platform.bucket_name('model-artifacts', config.registry_account, 'dev')}"]
+    # promoted models are read from the build account
+    registry_artifacts = [platform.registry_artifacts_bucket_arn()] if platform.promotes_from_registry else []
     network = Network(
         "network",
         platform,
@@ -120,8 +133,8 @@ def build_platform(config: StackConfig) -> None:
                 artifacts_key=keys.keys["artifacts"],
                 data_bucket=storage.buckets["phi-data"].bucket.bucket,
                 artifact_bucket=storage.buckets["model-artifacts"].bucket.bucket,
-                step_image_uri=image_uri(config.registry_account, config.region, PIPELINE_IMAGE_TAG, STEPS_REPOSITORY),
-                inference_image_uri=image_uri(config.registry_account, config.region, PIPELINE_IMAGE_TAG),
+                step_image_uri=image_uri(config.registry_account, config.region, config.image_tag, STEPS_REPOSITORY),
+                inference_image_uri=image_uri(config.registry_account, config.region, config.image_tag),
             ),
         )
     Tracking("tracking", platform, storage.buckets["model-artifacts"].bucket.bucket, identity.roles["execution"].arn)
@@ -167,10 +180,11 @@ def build_platform(config: StackConfig) -> None:
             model,
             DriftMonitoringArgs(
                 role_arn=identity.roles["execution"].arn,
-                image_uri=image_uri(config.registry_account, config.region, PIPELINE_IMAGE_TAG, STEPS_REPOSITORY),
+                image_uri=image_uri(config.registry_account, config.region, config.image_tag, STEPS_REPOSITORY),
                 subnet_ids=network.subnet_ids,
                 security_group_id=network.workload_sg.id,
                 phi_key=keys.keys["phi"],
+                artifacts_key=keys.keys["artifacts"],
                 capture_bucket=storage.buckets["data-capture"].bucket.bucket,
                 artifact_bucket=storage.buckets["model-artifacts"].bucket.bucket,
                 data_bucket=storage.buckets["phi-data"].bucket.bucket,

@@ -15,7 +15,7 @@ from infra.base import Platform, Statement, policy_document
 @dataclass(frozen=True)
 class BucketSpec:
     purpose: str
-    key: aws.kms.Key
+    key: aws.kms.Key | None  # None: SSE-S3 (only for the server-access-log target, which S3 cannot deliver SSE-KMS to)
     expire_current_days: int | None = None  # PHI-minimisation: captured requests do not live forever
     noncurrent_days: int = 90
     archive_after_days: int | None = None
@@ -48,13 +48,12 @@ class SecureBucket(pulumi.ComponentResource):
             opts=platform.child(self, stateful=True),
         )
         bucket_id = self.bucket.id
-        sse = {"sse_algorithm": "aws:kms", "kms_master_key_id": spec.key.arn}
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-encryption",
-            bucket=bucket_id,
-            rules=[{"apply_server_side_encryption_by_default": sse, "bucket_key_enabled": True}],
-            opts=child,
-        )
+        if spec.key is None:
+            rule: dict[str, Any] = {"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}
+        else:
+            sse = {"sse_algorithm": "aws:kms", "kms_master_key_id": spec.key.arn}
+            rule = {"apply_server_side_encryption_by_default": sse, "bucket_key_enabled": True}
+        aws.s3.BucketServerSideEncryptionConfiguration(f"{name}-encryption", bucket=bucket_id, rules=[rule], opts=child)
         versioning = aws.s3.BucketVersioning(
             f"{name}-versioning", bucket=bucket_id, versioning_configuration={"status": "Enabled"}, opts=child
         )
@@ -118,25 +117,44 @@ def bucket_policy(bucket_arn: pulumi.Output[str], spec: BucketSpec) -> pulumi.Ou
             "Condition": {"NumericLessThan": {"s3:TlsVersion": "1.2"}},
         },
     ]
-    # Uploads without headers get the default key; uploads naming another key or algorithm are refused.
-    statements += [
+    # Uploads without encryption headers get the bucket's default (its key); uploads that name another algorithm
+    # or key are refused. Each deny fires only when its header is present (`Null: false`): a negated operator,
+    # with or without IfExists, is true when the key is absent, which refused every header-less upload (S3
+    # access-log delivery, MLflow artifacts) while the comment here promised the default key.
+    sse, key_id = "s3:x-amz-server-side-encryption", "s3:x-amz-server-side-encryption-aws-kms-key-id"
+    statements.append(
         {
             "Sid": "DenyOtherEncryption",
             "Effect": "Deny",
             "Principal": "*",
             "Action": "s3:PutObject",
             "Resource": objects,
-            "Condition": {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}},
-        },
-        {
-            "Sid": "DenyOtherKmsKey",
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "s3:PutObject",
-            "Resource": objects,
-            "Condition": {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": spec.key.arn}},
-        },
-    ]
+            "Condition": {
+                "StringNotEquals": {sse: "AES256" if spec.key is None else "aws:kms"},
+                "Null": {sse: "false"},
+            },
+        }
+    )
+    if spec.key is not None:
+        statements += [
+            {
+                "Sid": "DenyOtherKmsKey",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": objects,
+                "Condition": {"StringNotEquals": {key_id: spec.key.arn}, "Null": {key_id: "false"}},
+            },
+            {
+                # `aws:kms` without a key id means the AWS managed key aws/s3, not the bucket's key
+                "Sid": "DenyAwsManagedKey",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": objects,
+                "Condition": {"Null": {sse: "false", key_id: "true"}},
+            },
+        ]
     if spec.append_only_prefix is not None:
         statements += append_only_statements(bucket_arn, spec.append_only_prefix)
     if spec.readers:
@@ -200,7 +218,6 @@ def lifecycle_rules(spec: BucketSpec) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class StorageKeys:
-    logs: aws.kms.Key
     phi: aws.kms.Key
     artifacts: aws.kms.Key
     audit: aws.kms.Key
@@ -221,8 +238,10 @@ class Storage(pulumi.ComponentResource):
             platform,
             BucketSpec(
                 "access-logs",
-                # S3 delivers access logs as logging.s3.amazonaws.com; the logs key's policy lets it encrypt.
-                key=keys.logs,
+                # SSE-S3, not the logs key: S3 documents SSE-KMS default encryption as unsupported for
+                # server-access-log target buckets (logs would silently not arrive). Reviewed exception:
+                # policies/exceptions.yaml (CLIN-ENC-002 and the engines' SSE-KMS checks on this bucket).
+                key=None,
                 expire_current_days=cfg.log_retention_days,
                 service_writers=[
                     {

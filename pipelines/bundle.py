@@ -80,7 +80,8 @@ def _numeric_baseline(values: pd.Series, top_code: float | None = None) -> dict[
     if edges.size == 1:  # a constant column (or one dominant value): one degenerate bin
         edges = np.array([edges[0], edges[0]])
     counts, _ = np.histogram(np.clip(present, edges[0], edges[-1]), bins=edges)
-    outside = float(((present < edges[0]) | (present > edges[-1])).mean())
+    below, above = float((present < edges[0]).mean()), float((present > edges[-1]).mean())
+    outside = below + above
     return {
         "kind": "numeric",
         "bin_edges": edges.tolist(),
@@ -91,6 +92,9 @@ def _numeric_baseline(values: pd.Series, top_code: float | None = None) -> dict[
         # Training values beyond the outer edges (folded into the outer bins): what "outside" looks like when
         # nothing has changed, so monitoring reports only the excess.
         "tail_share": outside,
+        # ... per side, so the binned KS places the baseline's tails beyond the edges as it places the window's
+        "tail_below": below,
+        "tail_above": above,
         **({"top_coded_at": top_code} if top_code is not None else {}),
     }
 

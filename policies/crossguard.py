@@ -23,7 +23,7 @@ from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 from clinops.config import ENVIRONMENTS, RETENTION_FLOORS, StackConfig
 from policies.model import CheckResult, EngineReport
-from policies.plan import STACK_TYPE, Plan
+from policies.plan import STACK_TYPE, Plan, PlanResource
 from policies.rules import ALL_RULES, Rule
 from policies.rules.base import CONFIG_SCHEMA, NotKnownAtPreview
 
@@ -31,7 +31,7 @@ ENGINE = "clinops"
 CONFIG_DIR = Path(__file__).parent / "config"
 
 
-def _facts(environment: Any, classification: Any, rollback_slo: Any, region: Any) -> dict[str, Any]:
+def _facts(environment: Any, classification: Any, rollback_slo: Any, region: Any, accounts: Any = ()) -> dict[str, Any]:
     """Platform facts; anything missing or malformed falls back to the strictest default."""
     defaults = {key: schema["default"] for key, schema in CONFIG_SCHEMA.items()}
     floors = RETENTION_FLOORS.get(str(classification), RETENTION_FLOORS["phi"])
@@ -46,6 +46,7 @@ def _facts(environment: Any, classification: Any, rollback_slo: Any, region: Any
         "evidenceRetentionFloorDays": floors["evidence"],
         "rollbackSloSeconds": slo,
         "region": region if isinstance(region, str) else "",
+        "platformAccounts": sorted({str(a) for a in accounts if isinstance(a, str | int) and str(a).isdigit()}),
     }
 
 
@@ -61,6 +62,7 @@ def policy_config_for(stack_config: StackConfig) -> dict[str, dict[str, Any]]:
         stack_config.tags.data_classification,
         stack_config.rollback_slo_seconds,
         stack_config.region,
+        [stack_config.account_id, *stack_config.accounts.model_dump().values()],
     )
     return _per_rule(facts)
 
@@ -68,12 +70,14 @@ def policy_config_for(stack_config: StackConfig) -> dict[str, dict[str, Any]]:
 def policy_config_from_plan(plan: Plan) -> dict[str, dict[str, Any]]:
     """The same document, derived from the stack config a plan carries (no validation: secure defaults)."""
     values = plan.platform_config()
-    tags = values.get("tags") if isinstance(values.get("tags"), dict) else {}
+    tags = raw_tags if isinstance(raw_tags := values.get("tags"), dict) else {}
+    accounts = raw_accounts if isinstance(raw_accounts := values.get("accounts"), dict) else {}
     facts = _facts(
         values.get("environment"),
         tags.get("dataClassification"),
         values.get("rollbackSloSeconds"),
         plan.config.get("aws:region"),
+        [values.get("accountId"), *accounts.values()],
     )
     return _per_rule(facts)
 
@@ -93,14 +97,18 @@ def write_policy_configs(stacks: Sequence[str] = ENVIRONMENTS, root: Path | None
 
 def policy_resources(plan: Plan) -> list[PolicyResource]:
     """The plan as CrossGuard presents a stack to a stack validation."""
-    options = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
+
+    def options(r: PlanResource) -> PolicyResourceOptions:
+        return PolicyResourceOptions(r.protect, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
+
     resources = {
-        r.urn: PolicyResource(r.type, unknown_checking_proxy(r.inputs), r.urn, r.name, options, None, None, [], {})
+        r.urn: PolicyResource(r.type, unknown_checking_proxy(r.inputs), r.urn, r.name, options(r), None, None, [], {})
         for r in plan.resources
     }
     for r in plan.resources:
         resource = resources[r.urn]
         resource.parent = resources.get(r.parent)
+        resource.retain_on_delete = r.retain_on_delete  # type: ignore[attr-defined]  # CrossGuard does not carry it
         resource.dependencies = [resources[u] for u in r.dependencies if u in resources]
         resource.property_dependencies = {
             prop: [resources[u] for u in urns if u in resources] for prop, urns in r.property_dependencies.items()
@@ -125,6 +133,11 @@ def _run(rule: Rule, args: StackValidationArgs, stack_urn: str) -> dict[str, lis
             violations[urn].append(f"{path} is unknown until apply, so it cannot be verified")
     except UnknownValueError as exc:
         violations[stack_urn].append(f"cannot be verified: {exc.message}")
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        # A rule that meets an input of a shape it does not expect has not shown compliance: fail closed.
+        violations[stack_urn].append(
+            f"cannot be verified: an input has an unexpected shape ({type(exc).__name__}: {exc})"
+        )
     return violations
 
 
@@ -138,7 +151,8 @@ def evaluate(plan: Plan, rules: Sequence[Rule] = ALL_RULES) -> EngineReport:
     types = {r.urn: r.resource_type for r in resources}
     stack_urn = plan.stack_urn()
     types.setdefault(stack_urn, STACK_TYPE)
-    config = policy_config_from_plan(plan)
+    # The gate binds the stack's own config; a bare plan (CrossGuard-style tests) falls back to what it carries.
+    config = policy_config_for(plan.stack_config) if plan.stack_config else policy_config_from_plan(plan)
     results: list[CheckResult] = []
     for rule in rules:
         violations = _run(rule, StackValidationArgs(resources, config=config.get(rule.id, {})), stack_urn)
@@ -158,6 +172,7 @@ def evaluate(plan: Plan, rules: Sequence[Rule] = ALL_RULES) -> EngineReport:
                     message="; ".join(messages),
                     fix=rule.fix if messages else "",
                     mandatory=rule.mandatory,
+                    details=tuple(messages),
                 )
             )
     judged_types = {t for rule in rules for t in (*rule.resource_types, *rule.reads)}

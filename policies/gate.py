@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from pathlib import Path
 from policies import controls
 from policies.exceptions import DEFAULT_PATH, Waiver, load
 from policies.model import CheckResult, EngineReport
-from policies.plan import Plan
+from policies.plan import SECRET, Plan, PlanError
 
 EnginesFn = Callable[[list[Plan]], list[EngineReport]]
 
@@ -35,9 +36,21 @@ def _cdk_nag(plans: list[Plan]) -> list[EngineReport]:
     return scan_plans(plans)
 
 
+def _aws_config(plans: list[Plan]) -> list[EngineReport]:
+    from policies.engines.config_conformance import scan_plans
+
+    return scan_plans(plans)
+
+
 # Each engine judges a batch of plans at once: checkov and cdk-nag pay their start-up once per gate run.
-ENGINES: dict[str, EnginesFn] = {"clinops": _clinops, "checkov": _checkov, "cdk-nag": _cdk_nag}
+ENGINES: dict[str, EnginesFn] = {
+    "clinops": _clinops,
+    "checkov": _checkov,
+    "cdk-nag": _cdk_nag,
+    "aws-config": _aws_config,
+}
 EXCEPTION_RULE = "CLIN-GATE-001"
+COVERAGE_RULE = "CLIN-GATE-002"
 
 
 @dataclass(frozen=True)
@@ -71,14 +84,74 @@ def plan_hash(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+def _normalised(value: object) -> object:
+    """Stack config as Pulumi carries it (strings; structured values as JSON) in a comparable form."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def bind_stack(plan: Plan, stack: str | None = None, root: Path | None = None) -> Plan:
+    """Tie the plan to the stack the gate was told it judges; that stack's own config file (`Pulumi.<stack>.yaml`
+    under `root`, validated by clinops.config) gives the facts the rules judge by.
+
+    Without `stack`, the stack the plan's URNs name is used. A plan for another stack, or whose config disagrees
+    with the stack file (a prod plan saying environment: dev), is refused: judging it by its own word would let
+    it pick the lenient rules. Raises PlanError (also for an empty plan) or ConfigError (invalid stack file).
+    """
+    from clinops.config import load_from_stack_file, read_stack_file
+
+    plan.require_resources()
+    stack = stack or plan.stack
+    if plan.stack != stack:
+        raise PlanError(
+            f"the plan is for stack '{plan.stack}' (its URNs), not '{stack}'; fix: gate it with "
+            f"--stack {plan.stack}, or plan stack {stack}"
+        )
+    config = load_from_stack_file(stack, root)
+    expected, _ = read_stack_file(stack, root)
+    differing = sorted(
+        key
+        for key, value in plan.config.items()
+        if key in expected and SECRET not in (value, expected[key]) and _normalised(value) != _normalised(expected[key])
+    )
+    if differing:
+        shown = "; ".join(
+            f"{k} is {plan.config[k]!r} in the plan, {expected[k]!r} in the stack file" for k in differing
+        )
+        raise PlanError(
+            f"the plan's config disagrees with Pulumi.{stack}.yaml ({shown}); fix: plan again from "
+            f"the stack's own config, or gate it as the stack it was planned for"
+        )
+    plan.stack_config = config
+    return plan
+
+
+def _run_engine(name: str, batch: list[Plan]) -> list[EngineReport]:
+    """One engine over the batch. An engine that cannot read a resource's inputs (a shape the provider would
+    reject) makes the plan unusable input, reported with the engine's reason rather than a traceback."""
+    try:
+        return ENGINES[name](batch)
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as exc:
+        raise PlanError(
+            f"engine {name} cannot read this plan ({type(exc).__name__}: {exc}); fix: check the resource inputs "
+            "against the provider's schema, or re-create the plan with `clinops render` or `pulumi preview --json`"
+        ) from exc
+
+
 def run_gate(
     plan: Plan,
     plan_text: str,
     engines: Sequence[str] = tuple(ENGINES),
     exceptions_path: Path = DEFAULT_PATH,
     today: dt.date | None = None,
+    stack: str | None = None,
+    stack_root: Path | None = None,
 ) -> Verdict:
-    return run_gates([(plan, plan_text)], engines, exceptions_path, today)[0]
+    return run_gates([(plan, plan_text)], engines, exceptions_path, today, [stack], stack_root)[0]
 
 
 def run_gates(
@@ -86,14 +159,21 @@ def run_gates(
     engines: Sequence[str] = tuple(ENGINES),
     exceptions_path: Path = DEFAULT_PATH,
     today: dt.date | None = None,
+    stacks: Sequence[str | None] | None = None,
+    stack_root: Path | None = None,
 ) -> list[Verdict]:
     """Gate several plans in one run. cdk-nag works mostly inside its Node process, so it runs in a thread
-    beside checkov and our rules: on two cores the engines overlap instead of queueing."""
-    waivers, problems = load(exceptions_path, today)
+    beside checkov and our rules: on two cores the engines overlap instead of queueing.
+
+    Each plan is first bound to the stack it is judged as (`stacks`, default: the one its URNs name) and that
+    stack's config file under `stack_root` (`bind_stack`)."""
+    for (plan, _), stack in zip(plans, stacks or [None] * len(plans), strict=True):
+        bind_stack(plan, stack, stack_root)
+    waivers, problems = load(exceptions_path, today, engines=tuple(ENGINES))
     batch = [plan for plan, _ in plans]
     with ThreadPoolExecutor(max_workers=1) as pool:
-        background = {name: pool.submit(ENGINES[name], batch) for name in engines if name == "cdk-nag"}
-        by_engine = {name: ENGINES[name](batch) for name in engines if name not in background}
+        background = {name: pool.submit(_run_engine, name, batch) for name in engines if name == "cdk-nag"}
+        by_engine = {name: _run_engine(name, batch) for name in engines if name not in background}
         by_engine.update({name: future.result() for name, future in background.items()})
     return [
         _verdict(plan, text, [by_engine[name][i] for name in engines], waivers, problems)
@@ -101,36 +181,95 @@ def run_gates(
     ]
 
 
+def _waiver_for(result: CheckResult, waivers: list[Waiver], plan: Plan, covered: dict[int, set[str]]) -> Waiver | None:
+    waiver = next(
+        (
+            w
+            for w in waivers
+            if w.matches(result.engine, result.rule_id, result.urn, plan.stack, result.details or (result.message,))
+        ),
+        None,
+    )
+    if waiver:
+        covered.setdefault(waiver.index, set()).add(result.urn)
+    return waiver
+
+
+def _coverage(plan: Plan, reports: list[EngineReport]) -> list[CheckResult]:
+    """In prod, every resource type some engine judges, or a failure (waivable by a reviewed exception).
+
+    Only a run of every registered engine can tell what nothing judges, so a partial run skips the check."""
+    config = plan.stack_config
+    if config is None or config.environment != "prod" or {r.engine for r in reports} < set(ENGINES):
+        return []
+    seen = {t for report in reports for t, state in report.coverage.items() if state == "seen"}
+    results = []
+    for resource in plan.resources:
+        if not resource.custom or resource.type.startswith("pulumi:providers:"):
+            continue
+        judged = resource.type in seen
+        message = "" if judged else f"no engine judges {resource.type}"
+        results.append(
+            CheckResult(
+                engine="clinops",
+                rule_id=COVERAGE_RULE,
+                title="Every resource type in prod is judged by some engine",
+                severity="medium",
+                controls=(controls.ACTIVITY_REVIEW,),
+                urn=resource.urn,
+                resource_type=resource.type,
+                status="passed" if judged else "failed",
+                message=message,
+                fix=""
+                if judged
+                else "Add a rule for this type (policies/rules/) or a reviewed exception saying why it needs none.",
+                details=(message,) if message else (),
+            )
+        )
+    return results
+
+
 def _verdict(
     plan: Plan, plan_text: str, reports: list[EngineReport], waivers: list[Waiver], problems: list[str]
 ) -> Verdict:
     stack_urn = plan.stack_urn()
     judged: list[Judged] = []
-    used: set[int] = set()
+    covered: dict[int, set[str]] = {}  # waiver index -> URNs it waived in this stack
     for report in reports:
         for result in report.results:
-            waiver = None
-            if result.status == "failed":
-                waiver = next(
-                    (w for w in waivers if w.matches(result.engine, result.rule_id, result.urn, plan.stack)), None
-                )
-                if waiver:
-                    used.add(waiver.index)
+            waiver = _waiver_for(result, waivers, plan, covered) if result.status == "failed" else None
             judged.append(Judged(result, waiver))
+    judged += [
+        Judged(r, _waiver_for(r, waivers, plan, covered) if r.status == "failed" else None)
+        for r in _coverage(plan, reports)
+    ]
+    problems = list(problems)
+    for waiver in waivers:
+        urns = covered.get(waiver.index, set())
+        if len(urns) > waiver.max_resources:
+            problems.append(
+                f"{waiver.label()} waives {len(urns)} resources in {plan.stack}, more than the "
+                f"{waiver.max_resources} reviewed (maxResources); fix: review the new ones and raise maxResources, "
+                "or fix them"
+            )
+            # A waiver that outgrew its review waives nothing: every finding it covered shows again.
+            judged = [Judged(j.result) if j.waiver is waiver else j for j in judged]
+            covered.pop(waiver.index)
     for problem in problems:  # a broken exception fails the gate like any other finding
         judged.append(
             Judged(
                 CheckResult(
                     engine="clinops",
                     rule_id=EXCEPTION_RULE,
-                    title="Exceptions are accountable and current",
+                    title="Exceptions are accountable, narrow and current",
                     severity="high",
                     controls=(controls.ACTIVITY_REVIEW,),
                     urn=stack_urn,
                     resource_type="policies/exceptions.yaml",
                     status="failed",
                     message=problem,
-                    fix="Give every exception a reason, an owner and a future expiry date.",
+                    fix="Give every exception a reason, an owner, the exact findings reviewed, a resource (count) "
+                    "and an expiry within the allowed lifetime.",
                 )
             )
         )
@@ -141,6 +280,6 @@ def _verdict(
         plan_hash=plan_hash(plan_text),
         judged=judged,
         reports=reports,
-        waivers_in_force=[w for w in in_scope if w.index in used],
-        unused_waivers=[w for w in in_scope if w.index not in used],
+        waivers_in_force=[w for w in in_scope if w.index in covered],
+        unused_waivers=[w for w in in_scope if w.index not in covered],
     )

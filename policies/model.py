@@ -12,7 +12,7 @@ SEVERITY_ORDER: dict[str, int] = {"critical": 0, "high": 1, "medium": 2, "low": 
 
 @dataclass(frozen=True)
 class CheckResult:
-    engine: str  # "clinops" | "checkov" | "cdk-nag"
+    engine: str  # a name registered in policies.gate.ENGINES
     rule_id: str
     title: str
     severity: Severity
@@ -23,10 +23,14 @@ class CheckResult:
     message: str = ""
     fix: str = ""
     mandatory: bool = True
+    # The distinct findings joined in `message` (our rules report several per resource); an exception must
+    # name each of them to waive the result. Engines with one check per rule ID leave it empty.
+    details: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["controls"] = list(self.controls)
+        data["details"] = list(self.details)
         return data
 
     def sort_key(self) -> tuple[Any, ...]:

@@ -31,6 +31,8 @@ PLACEHOLDERS = {
     "<data bucket>": "clinops-dev-data",
     "<evidence bucket>": "clinops-dev-evidence",
     "WHY": "a documented reason",
+    "S": "dev",
+    "M": "readmission-risk",
     "...": "a reason of some length",
 }
 NAMED_ONLY = {"pulumi", "git"}  # not installed on this machine; their syntax is theirs

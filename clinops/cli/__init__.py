@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 import typer.main
+from rich.markup import escape
 from typer import _click as click
 from typer.core import TyperGroup
 
@@ -55,8 +56,6 @@ err = make_console(stderr=True)
 
 
 def _config_failure(exc: ConfigError) -> typer.Exit:
-    from rich.markup import escape
-
     err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)  # keys like models[name] are not markup
     return typer.Exit(ExitCode.UNUSABLE_INPUT)
 
@@ -98,19 +97,20 @@ def demo_cmd(out_dir: Path = typer.Option(Path("out"), "--out-dir")) -> None:
     raise typer.Exit(ExitCode.OK if all(results.values()) else ExitCode.FAILED)
 
 
-def _gate_plan(plan_doc: dict, text: str, out_dir: Path | None, engines: list[str]) -> bool:
+def _gate_plan(plan_doc: dict, text: str, out_dir: Path | None, engines: list[str], stack: str) -> bool:
     from policies.bundle import write_bundle
     from policies.exceptions import ExceptionsFileError
     from policies.gate import run_gate
-    from policies.plan import parse_plan
+    from policies.plan import PlanError, parse_plan
     from policies.view import print_verdict
 
-    plan = parse_plan(plan_doc)
     try:
         with progress(err, f"gating with {', '.join(engines)} ..."):
-            verdict = run_gate(plan, text, engines=engines)
-    except ExceptionsFileError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+            verdict = run_gate(parse_plan(plan_doc), text, engines=engines, stack=stack)
+    except ConfigError as exc:
+        raise _config_failure(exc) from None
+    except (ExceptionsFileError, PlanError) as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(ExitCode.UNUSABLE_INPUT) from None
     print_verdict(console, verdict)
     if out_dir is not None:
@@ -123,16 +123,37 @@ def _gate_plan(plan_doc: dict, text: str, out_dir: Path | None, engines: list[st
     return verdict.passed
 
 
+def stack_from_file_name(plan_file: Path) -> str:
+    """The one known stack (a Pulumi.<stack>.yaml) named as a word of the plan file's name, e.g. out/prod.json."""
+    import re
+
+    from clinops.config import project_root
+
+    known = sorted(p.name.split(".")[1] for p in project_root().glob("Pulumi.*.yaml"))
+    words = set(re.split(r"[^A-Za-z0-9]+", plan_file.name)) | {plan_file.stem}
+    named = [stack for stack in known if stack in words]
+    if len(named) != 1:
+        found = f"it names {' and '.join(named)}" if named else f"it names none of {', '.join(known)}"
+        raise ValueError(f"cannot tell which stack {plan_file.name} is for ({found}); fix: pass --stack STACK")
+    return named[0]
+
+
 @app.command("gate", epilog=epilog())
 def gate_cmd(
     stack: str | None = typer.Argument(None, help="render this stack and gate it"),
     plan_file: Path | None = typer.Option(
         None, "--plan", help="gate a plan file (clinops render or pulumi preview --json)"
     ),
+    plan_stack: str | None = typer.Option(
+        None, "--stack", help="with --plan: the stack the plan is for (default: the stack its file name names)"
+    ),
     out: Path | None = typer.Option(None, "--out", help="write the evidence bundle to this directory"),
-    engine: list[str] = typer.Option(["clinops", "checkov", "cdk-nag"], "--engine", help="engines to run"),
+    # No default list here: policies.gate.ENGINES is the one registry, read only when the gate runs (fast --help).
+    engine: list[str] | None = typer.Option(None, "--engine", help="engines to run (repeatable; default: all)"),
 ) -> None:
-    """Judge a plan with our rules, checkov and cdk-nag; exit 0 clean, 1 mandatory failure, 2 unusable input."""
+    """Judge a plan with our rules, checkov, cdk-nag and the AWS Config prediction; exit 0 clean, 1 mandatory
+    failure, 2 unusable input. The stack's own Pulumi.<stack>.yaml gives environment, data classification and
+    rollback SLO; a plan whose config disagrees with it is refused."""
     import json
 
     from infra.render import dumps, render
@@ -145,15 +166,17 @@ def gate_cmd(
             "(report.md, findings.json, findings.sarif ...): pass a folder path"
         )
         raise typer.Exit(ExitCode.UNUSABLE_INPUT)
-    unknown = sorted(set(engine) - set(ENGINES))
-    if unknown or (stack is None) == (plan_file is None):
+    engines = list(engine or ENGINES)
+    unknown = sorted(set(engines) - set(ENGINES))
+    if unknown or (stack is None) == (plan_file is None) or (plan_stack and plan_file is None):
         err.print(
-            "[bold red]error:[/] give exactly one of STACK or --plan FILE, and engines from "
-            f"{', '.join(ENGINES)}" + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+            "[bold red]error:[/] give exactly one of STACK or --plan FILE (--stack only with --plan), and engines "
+            f"from {', '.join(ENGINES)}" + (f" (unknown: {', '.join(unknown)})" if unknown else "")
         )
         raise typer.Exit(ExitCode.UNUSABLE_INPUT)
     try:
         if plan_file is not None:
+            stack = plan_stack or stack_from_file_name(plan_file)
             _, text = load_plan(plan_file)  # validates the shape before any engine runs
             doc = json.loads(text)
         else:
@@ -163,10 +186,10 @@ def gate_cmd(
             text = dumps(doc)
     except ConfigError as exc:
         raise _config_failure(exc) from None
-    except PlanError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+    except (PlanError, ValueError) as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(ExitCode.UNUSABLE_INPUT) from None
-    passed = _gate_plan(doc, text, out, engine)
+    passed = _gate_plan(doc, text, out, engines, stack)
     raise typer.Exit(ExitCode.OK if passed else ExitCode.FAILED)
 
 

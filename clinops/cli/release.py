@@ -96,7 +96,7 @@ def release_cmd(
     actor: str | None = ACTOR,
     dry_run: bool = typer.Option(False, "--dry-run", help="check and gate only; change nothing, record nothing"),
     evidence: str = EVIDENCE,
-    engine: list[str] = typer.Option(["clinops", "checkov", "cdk-nag"], "--engine", help="gate engines"),
+    engine: list[str] | None = typer.Option(None, "--engine", help="gate engines (repeatable; default: all)"),
     root: Path | None = ROOT,
 ) -> None:
     """Refuse unless Approved, approved by someone other than the author, good enough and promoted in order;
@@ -110,7 +110,7 @@ def release_cmd(
             project,
             aws,
             _evidence(evidence),
-            gate_options=GateOptions(engines=tuple(engine)),
+            gate_options=GateOptions(engines=tuple(engine) if engine else None),
             say=lambda line: console.print(Text(line)),
         )
         return releaser.release(ReleaseRequest(stack, model, package, reason, who, shadow=shadow, dry_run=dry_run))

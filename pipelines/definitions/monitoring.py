@@ -30,6 +30,7 @@ class DriftJobSettings:
     subnet_ids: tuple[str, ...]
     security_group_id: str
     phi_key_arn: str
+    artifacts_key_arn: str  # reports go to the artifact bucket, which accepts only its own key
     capture_bucket: str
     artifact_bucket: str
     data_bucket: str
@@ -44,6 +45,7 @@ def _job(
     inputs: list[dict],
     outputs: list[dict],
     isolated: bool,
+    output_key_arn: str,
     module: str = "pipelines.monitoring.drift.cli",
 ) -> dict[str, Any]:
     return {
@@ -61,7 +63,7 @@ def _job(
             }
         },
         "ProcessingInputs": inputs,
-        "ProcessingOutputConfig": {"Outputs": outputs, "KmsKeyId": s.phi_key_arn},
+        "ProcessingOutputConfig": {"Outputs": outputs, "KmsKeyId": output_key_arn},
         "NetworkConfig": {
             "EnableNetworkIsolation": isolated,
             "EnableInterContainerTrafficEncryption": True,
@@ -113,6 +115,7 @@ def monitoring_definition(s: DriftJobSettings) -> str:
             }
         ],
         isolated=True,
+        output_key_arn=s.phi_key_arn,  # per-shard counts stay beside the PHI they summarise
     )
     merge = _job(
         s,
@@ -142,6 +145,7 @@ def monitoring_definition(s: DriftJobSettings) -> str:
             }
         ],
         isolated=False,
+        output_key_arn=s.artifacts_key_arn,
     )
     quality = _job(
         s,
@@ -170,6 +174,7 @@ def monitoring_definition(s: DriftJobSettings) -> str:
             }
         ],
         isolated=False,
+        output_key_arn=s.artifacts_key_arn,
         module="pipelines.monitoring.quality.cli",
     )
     definition = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policies.rules import access, audit, deployment, encryption, network, sagemaker, transmission
+from policies.rules import access, audit, deployment, encryption, network, resources, sagemaker, transmission
 from policies.rules.base import Rule
 
 ALL_RULES: tuple[Rule, ...] = (
@@ -13,6 +13,7 @@ ALL_RULES: tuple[Rule, ...] = (
     *access.RULES,
     *sagemaker.RULES,
     *deployment.RULES,
+    *resources.RULES,
 )
 RULES_BY_ID: dict[str, Rule] = {r.id: r for r in ALL_RULES}
 if len(RULES_BY_ID) != len(ALL_RULES):  # CrossGuard policy names must be unique within a pack

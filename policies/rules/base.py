@@ -57,6 +57,12 @@ CONFIG_SCHEMA: dict[str, dict[str, Any]] = {
         "items": {"type": "string"},
         "default": list(REQUIRED_ENDPOINT_SERVICES),
     },
+    "platformAccounts": {
+        "type": "array",
+        "items": {"type": "string", "pattern": "^[0-9]{12}$"},
+        "default": [],
+        "description": "accounts resource policies may admit; empty: none",
+    },
     "personas": {"type": "array", "items": {"type": "string", "enum": list(PERSONAS)}, "default": list(PERSONAS)},
 }
 

@@ -68,9 +68,7 @@ def steps(definition: dict[str, Any]) -> Iterator[dict[str, Any]]:
         if not isinstance(step, dict):
             continue
         yield step
-        arguments = step.get("Arguments")
-        if not isinstance(arguments, dict):
-            arguments = {}
+        arguments = raw if isinstance(raw := step.get("Arguments"), dict) else {}
         pending += [s for key in ("IfSteps", "ElseSteps") for s in (arguments.get(key) or [])]
 
 

@@ -9,13 +9,12 @@ from typing import Any
 
 from clinops.exitcodes import GateFailed, UnusableInput
 
-ALL_ENGINES = ("clinops", "checkov", "cdk-nag")
 MAX_RECORDED_FINDINGS = 20  # evidence entries stay small; the full verdict is in the gate bundle
 
 
 @dataclass(frozen=True)
 class GateOptions:
-    engines: tuple[str, ...] = ALL_ENGINES
+    engines: tuple[str, ...] | None = None  # default: every engine policies.gate.ENGINES registers
     exceptions_path: Path | None = None  # default: policies/exceptions.yaml
     today: dt.date | None = None  # the date exceptions expire against (default: today)
 
@@ -45,9 +44,13 @@ def run(stack: str, staged_root: Path, options: GateOptions) -> GateResult:
     from clinops.config import ConfigError
     from infra.render import dumps, render
     from policies.exceptions import DEFAULT_PATH, ExceptionsFileError
-    from policies.gate import run_gate
-    from policies.plan import parse_plan
+    from policies.gate import ENGINES, run_gate
+    from policies.plan import PlanError, parse_plan
 
+    engines = options.engines or tuple(ENGINES)
+    unknown = sorted(set(engines) - set(ENGINES))
+    if unknown:
+        raise UnusableInput(f"unknown gate engine(s) {', '.join(unknown)}; fix: --engine one of {', '.join(ENGINES)}")
     try:
         plan = render(stack, root=staged_root)
     except ConfigError as exc:
@@ -57,11 +60,13 @@ def run(stack: str, staged_root: Path, options: GateOptions) -> GateResult:
         verdict = run_gate(
             parse_plan(plan),
             text,
-            engines=options.engines,
+            engines=engines,
             exceptions_path=options.exceptions_path or DEFAULT_PATH,
             today=options.today,
+            stack=stack,
+            stack_root=staged_root,
         )
-    except ExceptionsFileError as exc:
+    except (ConfigError, ExceptionsFileError, PlanError) as exc:  # stack config, exceptions file, plan shape
         raise UnusableInput(str(exc)) from None
     blocking = [
         {"engine": j.result.engine, "rule": j.result.rule_id, "resource": j.result.urn, "message": j.result.message}
@@ -74,7 +79,7 @@ def run(stack: str, staged_root: Path, options: GateOptions) -> GateResult:
         for name in [(step["newState"].get("inputs") or {}).get("name")]
         if isinstance(name, str)
     )
-    result = GateResult(verdict.passed, verdict.plan_hash, tuple(options.engines), blocking, waivers, declared)
+    result = GateResult(verdict.passed, verdict.plan_hash, engines, blocking, waivers, declared)
     if not result.passed:
         rules = sorted({b["rule"] for b in blocking})
         raise GateFailed(

@@ -18,6 +18,7 @@ from clinops.exitcodes import DeployFailed, EvidenceUnavailable, ReleaseError, R
 from clinops.models import ModelConfig
 from serving.release import gate as release_gate
 from serving.release.aws import StackAws
+from serving.release.baseline import publish_baseline
 from serving.release.endpoint_state import describe_endpoint, ensure_not_busy
 from serving.release.evidence import (
     CHECK_DEPLOYMENT,
@@ -219,7 +220,20 @@ class Releaser:
             )
             self._record_refusal(request, failure, outcome="deploy-failed")
             raise failure
-        deployed = {"outcome": "deployed", "plan_hash": outcome.gate.plan_hash, "command": outcome.command}
+        deployed: dict[str, Any] = {
+            "outcome": "deployed",
+            "plan_hash": outcome.gate.plan_hash,
+            "command": outcome.command,
+        }
+        baseline_error: ReleaseError | None = None
+        if not request.shadow:  # the drift pipeline compares production traffic with the production model's baseline
+            try:
+                published = publish_baseline(self.aws, config, request.model, request.package_arn)
+                deployed["drift_baseline"] = published.as_evidence()
+                self.say(f"drift baseline published to s3://{published.bucket}/{published.keys[0].rsplit('/', 1)[0]}/")
+            except ReleaseError as exc:
+                baseline_error = exc
+                deployed["drift_baseline_error"] = exc.message[:1000]
         try:
             entry = self._record(request, deployed)
         except EvidenceUnavailable as exc:
@@ -229,6 +243,11 @@ class Releaser:
             ) from None
         outcome.status = "deployed"
         outcome.evidence_seqs.append(entry.seq)
+        if baseline_error is not None:  # deployed and recorded, but drift monitoring would fail daily: say so loudly
+            raise type(baseline_error)(
+                f"{config.stack} is deployed, but its drift baseline was not published: {baseline_error.message}",
+                baseline_error.details,
+            )
         return outcome
 
     def _record(self, request: ReleaseRequest, details: dict[str, Any]) -> Any:

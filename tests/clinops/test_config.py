@@ -82,6 +82,8 @@ def test_environments_differ_as_a_hospital_needs() -> None:
         ),
         ({"tags": {"owner": "team"}}, "clinops:tags.dataClassification", "required"),
         ({"region": "mars-1"}, "aws:region", "not an AWS region"),
+        ({"imageTag": "1.0.0"}, "clinops:imageTag", "git-<full 40-character commit sha>"),
+        ({"imageTag": "git-300e28f"}, "clinops:imageTag", "not an image tag CI builds"),
     ],
 )
 def test_bad_config_names_key_value_and_fix(change: dict, key: str, fragment: str) -> None:

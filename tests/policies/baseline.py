@@ -12,6 +12,7 @@ from tests.policies.planbuilder import PlanBuilder, stack_config
 REGION = "us-east-1"
 ENDPOINT_NAME = "clinops-prod-readmission"
 ALARM_NAME = "clinops-prod-readmission-errors"
+OWN_ACCOUNTS = {"StringEquals": {"aws:PrincipalAccount": ["111111111111", "333333333333"]}}
 INTERFACE_SERVICES = tuple(service.format(region=REGION) for service in INTERFACE_ENDPOINT_SERVICES)
 PERSONA_DENIES = {
     "author": ["sagemaker:UpdateModelPackage"],
@@ -41,13 +42,35 @@ def _network(b: PlanBuilder) -> None:
                 "serviceName": service,
                 "vpcEndpointType": "Interface",
                 "privateDnsEnabled": True,
+                "policy": policy(
+                    {
+                        "Sid": "OwnAccountsOnly",
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": "*",
+                        "Resource": "*",
+                        "Condition": OWN_ACCOUNTS,
+                    }
+                ),
             },
             {"vpcId": ["vpc"]},
         )
     b.add(
         "aws:ec2/vpcEndpoint:VpcEndpoint",
         "endpoint-s3",
-        {"serviceName": f"com.amazonaws.{REGION}.s3", "vpcEndpointType": "Gateway"},
+        {
+            "serviceName": f"com.amazonaws.{REGION}.s3",
+            "vpcEndpointType": "Gateway",
+            "policy": policy(
+                {
+                    "Sid": "PlatformBucketsOnly",
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": ["arn:aws:s3:::clinops-prod-phi-data", "arn:aws:s3:::clinops-prod-phi-data/*"],
+                }
+            ),
+        },
         {"vpcId": ["vpc"]},
     )
     b.add("aws:ec2/routeTable:RouteTable", "private-routes", {"routes": []}, {"vpcId": ["vpc"]})
@@ -72,7 +95,12 @@ def _network(b: PlanBuilder) -> None:
 
 
 def _bucket(b: PlanBuilder, name: str, lock_days: int | None = None) -> None:
-    b.add("aws:s3/bucket:Bucket", name, {"bucket": f"clinops-prod-{name}", "objectLockEnabled": lock_days is not None})
+    b.add(
+        "aws:s3/bucket:Bucket",
+        name,
+        {"bucket": f"clinops-prod-{name}", "objectLockEnabled": lock_days is not None, "forceDestroy": False},
+    )
+    b.options(name, protect=True, retainOnDelete=True)
     b.add(
         "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
         f"{name}-encryption",
@@ -125,6 +153,24 @@ def _audit(b: PlanBuilder) -> None:
         {"kmsKeyId": ["data-key"]},
     )
     b.add("aws:sns/topic:Topic", "alerts", {"kmsMasterKeyId": key}, {"kmsMasterKeyId": ["data-key"]})
+    b.add(
+        "aws:sns/topicPolicy:TopicPolicy",
+        "alerts-policy",
+        {
+            "arn": b.arn("alerts"),
+            "policy": policy(
+                {
+                    "Sid": "AlarmsPublish",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                    "Action": "sns:Publish",
+                    "Resource": b.arn("alerts"),
+                    "Condition": {"StringEquals": {"aws:SourceAccount": "333333333333"}},
+                }
+            ),
+        },
+        {"arn": ["alerts"]},
+    )
     b.add(
         "aws:cloudtrail/trail:Trail",
         "trail",
@@ -269,8 +315,39 @@ def _sagemaker(b: PlanBuilder) -> None:
     b.add(
         "aws:sagemaker/domain:Domain",
         "studio",
-        {"appNetworkAccessType": "VpcOnly", "kmsKeyId": key},
+        {
+            "appNetworkAccessType": "VpcOnly",
+            "kmsKeyId": key,
+            "defaultUserSettings": {"sharingSettings": {"notebookOutputOption": "Disabled"}},
+        },
         {"kmsKeyId": ["data-key"], "vpcId": ["vpc"]},
+    )
+    b.add(
+        "aws:sagemaker/userProfile:UserProfile",
+        "profile-author",
+        {"userProfileName": "author", "userSettings": {"sharingSettings": {"notebookOutputOption": "Disabled"}}},
+        {"domainId": ["studio"]},
+    )
+    b.add(
+        "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer",
+        "mlflow",
+        {"trackingServerName": "clinops-prod-mlflow", "automaticModelRegistration": False},
+    )
+    b.add(
+        "aws:sagemaker/modelPackageGroupPolicy:ModelPackageGroupPolicy",
+        "readmission-group-policy",
+        {
+            "modelPackageGroupName": "readmission-risk",
+            "resourcePolicy": policy(
+                {
+                    "Sid": "PromotionAccountsRead",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": ["arn:aws:iam::111111111111:root"]},
+                    "Action": ["sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages"],
+                    "Resource": "arn:aws:sagemaker:us-east-1:333333333333:model-package/readmission-risk/*",
+                }
+            ),
+        },
     )
     b.add(
         "aws:sagemaker/model:Model",
@@ -299,6 +376,7 @@ def _sagemaker(b: PlanBuilder) -> None:
                 "enableCapture": True,
                 "initialSamplingPercentage": 100,
                 "kmsKeyId": key,
+                "captureOptions": [{"captureMode": "Input"}, {"captureMode": "Output"}],
                 "destinationS3Uri": "s3://clinops-prod-capture/",
             },
         },

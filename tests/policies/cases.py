@@ -28,8 +28,8 @@ def _pipeline(edit: Callable[[dict[str, Any]], None]) -> Mutation:
     return lambda b: b.edit_json("readmission-pipeline", "pipelineDefinition", lambda d: edit(d["Steps"]))
 
 
-def _statements(name: str, edit: Callable[[list[dict[str, Any]]], None]) -> Mutation:
-    return lambda b: b.edit_json(name, "policy", lambda d: edit(d["Statement"]))
+def _statements(name: str, edit: Callable[[list[dict[str, Any]]], None], prop: str = "policy") -> Mutation:
+    return lambda b: b.edit_json(name, prop, lambda d: edit(d["Statement"]))
 
 
 def _steps(*mutations: Mutation) -> Mutation:
@@ -195,6 +195,47 @@ FAILING: list[Case] = [
          "readmission-errors", frozenset({"CLIN-DEP-005"})),
     Case("CLIN-DEP-005", "canary bakes two minutes", lambda b: b.set("readmission",
          f"{ROUTING}.waitIntervalInSeconds", 120), "readmission"),
+    Case("CLIN-RES-001", "topic open to everyone", _statements("alerts-policy",
+         lambda s: s[0].update(Principal="*", Condition={})), "alerts-policy"),
+    Case("CLIN-RES-001", "service publishes with no source account", _statements("alerts-policy",
+         lambda s: s[0].pop("Condition")), "alerts-policy"),
+    Case("CLIN-RES-002", "foreign account reads the registry", _statements("readmission-group-policy",
+         lambda s: s[0].update(Principal={"AWS": "arn:aws:iam::999999999999:root"}), "resourcePolicy"),
+         "readmission-group-policy"),
+    Case("CLIN-RES-002", "other account may approve", _statements("readmission-group-policy",
+         lambda s: s[0]["Action"].append("sagemaker:UpdateModelPackage"), "resourcePolicy"),
+         "readmission-group-policy"),
+    Case("CLIN-NET-008", "interface endpoint without a policy", lambda b: b.set("endpoint-kms", "policy", DELETE),
+         "endpoint-kms"),
+    Case("CLIN-NET-008", "interface endpoint open to any account", _statements("endpoint-sts",
+         lambda s: s[0].pop("Condition")), "endpoint-sts"),
+    Case("CLIN-NET-009", "S3 gateway endpoint reaches every bucket", _statements("endpoint-s3",
+         lambda s: s[0].update(Resource="*")), "endpoint-s3"),
+    Case("CLIN-NET-009", "S3 gateway endpoint without a policy", lambda b: b.set("endpoint-s3", "policy", DELETE),
+         "endpoint-s3"),
+    Case("CLIN-SM-006", "data capture off", lambda b: b.set("readmission-config", "dataCaptureConfig.enableCapture",
+         False), "readmission-config"),
+    Case("CLIN-SM-006", "outputs not captured", lambda b: b.set("readmission-config",
+         "dataCaptureConfig.captureOptions", [{"captureMode": "Input"}]), "readmission-config"),
+    Case("CLIN-SM-007", "domain shares notebook output", lambda b: b.set("studio",
+         "defaultUserSettings.sharingSettings.notebookOutputOption", "Allowed"), "studio"),
+    Case("CLIN-SM-007", "a profile overrides sharing", lambda b: b.set("profile-author",
+         "userSettings.sharingSettings.notebookOutputOption", "Allowed"), "profile-author"),
+    Case("CLIN-SM-008", "MLflow registers models itself", lambda b: b.set("mlflow", "automaticModelRegistration",
+         True), "mlflow"),
+    Case("CLIN-AUD-005", "evidence bucket force-destroyable", lambda b: b.set("evidence", "forceDestroy", True),
+         "evidence"),
+    Case("CLIN-AUD-005", "prod evidence not retained on delete", lambda b: b.options("evidence",
+         retainOnDelete=False), "evidence"),
+    Case("CLIN-DEP-006", "canary above half the fleet", lambda b: b.set("readmission", f"{ROUTING}.canarySize.value",
+         60), "readmission"),
+    Case("CLIN-DEP-006", "canary of three of four instances", lambda b: b.set("readmission", f"{ROUTING}.canarySize",
+         {"type": "INSTANCE_COUNT", "value": 3}), "readmission"),
+    Case("CLIN-DEP-006", "linear steps of 5%", lambda b: b.set("readmission", ROUTING, {
+        "type": "LINEAR", "waitIntervalInSeconds": 600, "linearStepSize": {"type": "CAPACITY_PERCENT", "value": 5}}),
+        "readmission", frozenset({"CLIN-DEP-003"})),
+    Case("CLIN-DEP-007", "blue/green wait of 0", lambda b: b.set("readmission", f"{ROUTING}.waitIntervalInSeconds",
+         0), "readmission", frozenset({"CLIN-DEP-005"})),
 ]
 # fmt: on
 
@@ -224,6 +265,8 @@ PASSING: list[Case] = [
     Case("CLIN-TLS-001", "BoolIfExists and an AWS principal wildcard", _statements("phi-data-policy",
          lambda s: s[0].update(Principal={"AWS": "*"}, Condition={"BoolIfExists": {"aws:SecureTransport": False}})),
          None),
+    Case("CLIN-DEP-006", "a canary of half the fleet", lambda b: b.set("readmission", f"{ROUTING}.canarySize",
+         {"type": "INSTANCE_COUNT", "value": 2}), None),
     Case("CLIN-IAM-002", "deny inherited from the permissions boundary", _steps(
         _statements("author-permissions", lambda s: s.pop()),
         _statements("boundary", lambda s: s.append({"Effect": "Deny", "Action": "sagemaker:UpdateModelPackage",

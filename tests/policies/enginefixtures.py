@@ -285,9 +285,12 @@ def rendered(stack: str) -> dict[str, Any]:
     return render(stack)
 
 
-def assert_real_stack_promises(scan: Any, promised: list[tuple[str, str]], rule_id: Any = lambda rule: rule) -> None:
+def assert_real_stack_promises(
+    scan: Any, promised: list[tuple[str, str]], rule_id: Any = lambda rule: rule, outside: Any = lambda rule, r: False
+) -> None:
     """Run an engine over the rendered prod stack: every finding lands on one of its URNs, every resource type
-    is in the coverage report, and each promised (rule, type) passes on every resource of that type."""
+    is in the coverage report, and each promised (rule, type) passes on every resource of that type, except
+    those `outside(rule, resource)` says the check does not apply to (it must then report nothing on them)."""
     from policies.plan import parse_plan
 
     plan = parse_plan(rendered("prod"))
@@ -295,8 +298,8 @@ def assert_real_stack_promises(scan: Any, promised: list[tuple[str, str]], rule_
     assert {r.urn for r in report.results} <= set(plan.by_urn)
     assert set(report.coverage) == {r.type for r in plan.resources if r.custom and not r.type.startswith("pulumi:")}
     for rule, pulumi_type in promised:
-        urns = [r.urn for r in plan.of_type(pulumi_type)]
-        assert urns, pulumi_type
-        for urn in urns:
-            seen = {r.status for r in report.results if r.rule_id == rule_id(rule) and r.urn == urn}
-            assert seen == {"passed"}, (rule, urn)
+        resources = plan.of_type(pulumi_type)
+        assert resources, pulumi_type
+        for resource in resources:
+            seen = {r.status for r in report.results if r.rule_id == rule_id(rule) and r.urn == resource.urn}
+            assert seen == (set() if outside(rule, resource) else {"passed"}), (rule, resource.urn)

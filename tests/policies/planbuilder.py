@@ -32,6 +32,8 @@ def stack_config(
         "clinops:environment": environment,
         "clinops:rollbackSloSeconds": str(rollback_slo),
         "clinops:tags": json.dumps({"dataClassification": classification, "owner": "ml-platform@example.org"}),
+        "clinops:accountId": "333333333333",
+        "clinops:accounts": json.dumps({"dev": "111111111111", "prod": "333333333333"}),
     }
 
 
@@ -40,6 +42,7 @@ class _Resource:
     type: str
     inputs: dict[str, Any]
     links: dict[str, list[str]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # protect, retainOnDelete
 
 
 class PlanBuilder:
@@ -68,6 +71,10 @@ class PlanBuilder:
         links = {prop: list(targets) for prop, targets in (links or {}).items()}
         self.resources[name] = _Resource(type_, copy.deepcopy(inputs or {}), links)
         return self.urn(name)
+
+    def options(self, name: str, **options: Any) -> None:
+        """Resource options a preview records beside the inputs (`protect=True`, `retainOnDelete=True`)."""
+        self.resources[name].options.update(options)
 
     def remove(self, name: str) -> None:
         del self.resources[name]
@@ -106,7 +113,9 @@ class PlanBuilder:
             links = {
                 prop: [self.urn(t) for t in targets if t in self.resources] for prop, targets in resource.links.items()
             }
-            steps.append(self._step(self.urn(name), resource.type, resource.inputs, links, custom=True))
+            step = self._step(self.urn(name), resource.type, resource.inputs, links, custom=True)
+            step["newState"].update(resource.options)
+            steps.append(step)
         return {"config": dict(self.config), "steps": steps, "diagnostics": [], "changeSummary": {}}
 
     def plan(self) -> Plan:

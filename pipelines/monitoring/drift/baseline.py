@@ -39,6 +39,8 @@ class NumericBaseline:
     missing_fraction: float
     present_rows: float  # non-missing baseline values: the weight of the baseline in two-sample tests
     tail_share: float = 0.0  # training values beyond the outer edges (edges are clipped quantiles, not extremes)
+    tail_below: float = 0.0  # ... below the first edge
+    tail_above: float = 0.0  # ... above the last edge
 
     kind = "numeric"
 
@@ -107,7 +109,10 @@ def _numeric(name: str, raw: dict[str, Any], rows: int, where: str) -> NumericBa
         mean=_number(raw.get("mean"), f"{where}.mean", allow_none=True),
         sd=_number(raw.get("sd"), f"{where}.sd", allow_none=True),
         present_rows=max(rows * (1.0 - missing), 0.0),
-        tail_share=_number(raw.get("tail_share", 0.0), f"{where}.tail_share"),
+        tail_share=(tail := _number(raw.get("tail_share", 0.0), f"{where}.tail_share")),
+        # baselines written before the split: quantile edges leave about half of the tail on each side
+        tail_below=_number(raw.get("tail_below", tail / 2), f"{where}.tail_below"),
+        tail_above=_number(raw.get("tail_above", tail / 2), f"{where}.tail_above"),
     )
 
 

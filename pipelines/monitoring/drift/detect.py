@@ -191,7 +191,9 @@ def _numeric(
     current = normalise(counts.bins)
     drift.psi = psi(base.proportions, counts.bins, s.epsilon)
     drift.js = js_distance(base.proportions, counts.bins, s.js_base)
-    drift.ks = drift.shift = ks_binned(base.proportions, counts.bins, counts.below, counts.above)
+    drift.ks = drift.shift = ks_binned(
+        base.proportions, counts.bins, counts.below, counts.above, (base.tail_below, base.tail_above)
+    )
     drift.ks_pvalue = ks_pvalue(drift.ks, base.present_rows, present)
     drift.pvalue = chi2_homogeneity(base.proportions, base.present_rows, counts.bins)[1]
     drift.outside_training_range = max(0.0, (counts.below + counts.above) / present - base.tail_share)

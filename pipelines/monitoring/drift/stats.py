@@ -73,13 +73,20 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> float:
     return float(0.5 * np.abs(normalise(p) - normalise(q)).sum())
 
 
-def ks_binned(expected: np.ndarray, actual: np.ndarray, below: float = 0.0, above: float = 0.0) -> float:
+def ks_binned(
+    expected: np.ndarray,
+    actual: np.ndarray,
+    below: float = 0.0,
+    above: float = 0.0,
+    baseline_tails: tuple[float, float] = (0.0, 0.0),
+) -> float:
     """KS statistic evaluated at the bin edges (see the module note). `expected` are baseline proportions,
     `actual` current counts per bin as `bin_counts` and `summary._binned` produce them: values outside the
     baseline's range already sit in the end bins. `below` / `above` say how many of the first / last bin's
     counts lie outside that range; they are not added again, only moved to the side of the first / last edge
-    where they belong, because the baseline CDF is exactly 0 below the training minimum and 1 at the training
-    maximum (the first and last edges)."""
+    where they belong. `baseline_tails` are the baseline's own shares below the first / above the last edge (0
+    when the edges are the training extremes; clipped quantile edges leave a small tail each side), placed the
+    same way, so both CDFs are compared at the same points."""
     actual = np.asarray(actual, dtype=float)
     total = actual.sum()
     if total <= 0:
@@ -92,7 +99,9 @@ def ks_binned(expected: np.ndarray, actual: np.ndarray, below: float = 0.0, abov
     inside = actual.copy()
     inside[0] -= below
     inside[-1] -= above
+    low, high = baseline_tails
     baseline_cdf = np.concatenate([[0.0], np.cumsum(normalise(expected))])
+    baseline_cdf[0], baseline_cdf[-1] = low, 1.0 - high
     current_cdf = np.concatenate([[below], below + np.cumsum(inside)]) / total
     return float(np.max(np.abs(baseline_cdf - current_cdf)))
 

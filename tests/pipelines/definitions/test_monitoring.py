@@ -17,6 +17,7 @@ SETTINGS = DriftJobSettings(
     subnet_ids=("subnet-0a", "subnet-0b"),
     security_group_id="sg-0c",
     phi_key_arn="arn:aws:kms:us-east-1:333333333333:key/phi",
+    artifacts_key_arn="arn:aws:kms:us-east-1:333333333333:key/artifacts",
     capture_bucket="capture",
     artifact_bucket="artifacts",
     data_bucket="data",
@@ -40,10 +41,16 @@ def test_definition_shards_capture_and_keeps_security_settings() -> None:
     assert capture["S3Input"]["S3DataDistributionType"] == "ShardedByS3Key"
     for job in (shards, merge, quality):
         assert job["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == SETTINGS.phi_key_arn
-        assert job["ProcessingOutputConfig"]["KmsKeyId"] == SETTINGS.phi_key_arn
         assert job["NetworkConfig"]["VpcConfig"]["Subnets"] == ["subnet-0a", "subnet-0b"]
         assert job["NetworkConfig"]["EnableInterContainerTrafficEncryption"] is True
     assert shards["NetworkConfig"]["EnableNetworkIsolation"] is True  # only the merge publishes metrics
+    # partial counts stay in the PHI bucket under the PHI key; reports go to the artifact bucket, whose policy
+    # refuses any key but its own (the PHI key there failed every daily run)
+    assert shards["ProcessingOutputConfig"]["KmsKeyId"] == SETTINGS.phi_key_arn
+    for job in (merge, quality):
+        (output,) = job["ProcessingOutputConfig"]["Outputs"]
+        assert output["S3Output"]["S3Uri"]["Std:Join"]["Values"][0].startswith(f"s3://{SETTINGS.artifact_bucket}/")
+        assert job["ProcessingOutputConfig"]["KmsKeyId"] == SETTINGS.artifacts_key_arn
 
 
 def test_invalid_job_is_refused_by_the_service_model() -> None:

@@ -26,6 +26,7 @@ DISTRIBUTIONS = {"sklearn": "scikit-learn", "yaml": "pyyaml"}
 EXPORTS = {
     "serving/container/requirements.txt": "inference-image",
     "serving/guardrails/layer-requirements.txt": "guardrail-layer",
+    "pipelines/image-requirements.txt": "pipeline-steps-image",
 }
 
 

@@ -12,6 +12,7 @@ from botocore.stub import Stubber
 from clinops import names
 from clinops.config import load_from_stack_file
 from clinops.exitcodes import ExitCode, ReleaseError
+from serving.release import gate as release_gate
 from serving.release.aws import open_stack
 from serving.release.evidence import CHECK_DEPLOYMENT, CHECK_SHADOW, EvidenceLocation, trusted_history
 from serving.release.gate import GateOptions
@@ -29,6 +30,7 @@ from tests.serving.release.helpers import (
     stack_aws,
     stubbed,
 )
+from tests.serving.release.test_baseline import BUILD_BUCKET, GOOD, MODEL_KEY, build_account, with_model_data
 
 REASON = "CHG-2211: quarterly retrain approved by the readmission committee"
 FAST_GATE = GateOptions(engines=("clinops",))
@@ -251,8 +253,23 @@ def test_pulumi_up_runs_and_a_failed_deploy_restores_the_pin(session, project, e
     ]
     working, _ = fake_pulumi(tmp_path, 0, project)
     releaser = Releaser(project, stack_aws(session, sagemaker=client), evidence, gate_options=FAST_GATE, pulumi=working)
-    outcome = _dev_release(releaser, stub, registry, arn)
+    key_arn = build_account(session, GOOD)
+    described = registry.describe(arn)
+    stub.add_response("describe_model_package", described)
+    stub.add_response("describe_endpoint", endpoint_description("dev", names.config_name("dev", MODEL, package_arn(3))))
+    stub.add_response("describe_model_package", with_model_data(described, f"s3://{BUILD_BUCKET}/{MODEL_KEY}"))
+    outcome = releaser.release(ReleaseRequest("dev", MODEL, arn, REASON, ACTOR))
     assert outcome.status == "deployed"
     assert load_from_stack_file("dev", project).models[0].package_arn == arn
     outcomes = [e.details["outcome"] for e in releases(evidence, "dev")]
     assert outcomes == ["pinned", "deploy-failed", "pinned", "deployed"]
+    # the deployed package's drift baseline is where the drift pipeline reads it, and the evidence says so
+    deployed = releases(evidence, "dev")[-1].details["drift_baseline"]
+    assert deployed["keys"][0] == f"{MODEL}/baseline/baseline.json" and deployed["kms_key_arn"] == key_arn
+
+
+def test_unknown_gate_engine_is_unusable_input_before_anything_renders(project) -> None:
+    with pytest.raises(ReleaseError) as caught:
+        release_gate.run("dev", project, GateOptions(engines=("clinops", "trivy")))
+    assert caught.value.exit_code == ExitCode.UNUSABLE_INPUT
+    assert "trivy" in str(caught.value) and "aws-config" in str(caught.value)  # names the registry's engines
