@@ -77,7 +77,11 @@ class BatchScoring(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{model.name}-batch-scoring-scheduler-permissions",
             role=role.id,
-            policy=policy_document(allow("StartBatchScoring", ["sagemaker:StartPipelineExecution"], pipeline.arn)),
+            policy=policy_document(
+                allow("StartBatchScoring", ["sagemaker:StartPipelineExecution"], pipeline.arn),
+                # the schedule is encrypted with a customer managed key: its execution role decrypts it
+                allow("DecryptSchedule", ["kms:Decrypt"], args.schedule_key.arn),
+            ),
             opts=platform.child(self),
         )
         aws.scheduler.Schedule(
