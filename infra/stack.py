@@ -5,7 +5,13 @@ from __future__ import annotations
 import pulumi
 
 from clinops.config import StackConfig
-from clinops.names import canary_function_name, drift_pipeline_name, drift_scheduler_role_name
+from clinops.names import (
+    batch_scoring_pipeline_name,
+    batch_scoring_scheduler_role_name,
+    canary_function_name,
+    drift_pipeline_name,
+    drift_scheduler_role_name,
+)
 from clinops.pricing import price_table
 from infra.alerts import Alerts
 from infra.audit import Audit, AuditArgs
@@ -36,8 +42,18 @@ def service_roles(platform: Platform) -> ServiceRoles:
         functions=sorted([*guardrails, *canaries]),
         endpoint_updaters=[platform.role_arn(function_name(platform, BREAKER))] if deployed else [],
         schedules={
-            platform.role_arn(drift_scheduler_role_name(stack, m)): platform.schedule_arn(drift_pipeline_name(stack, m))
-            for m in deployed
+            **{
+                platform.role_arn(drift_scheduler_role_name(stack, m)): platform.schedule_arn(
+                    drift_pipeline_name(stack, m)
+                )
+                for m in deployed
+            },
+            **{
+                platform.role_arn(batch_scoring_scheduler_role_name(stack, m)): platform.schedule_arn(
+                    batch_scoring_pipeline_name(stack, m)
+                )
+                for m in deployed
+            },
         },
     )
 
