@@ -144,6 +144,18 @@ class MonitoringConfig(StrictModel):
     drift_instance_type: str = Field(default="ml.m5.xlarge", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
 
+class BatchScoringConfig(StrictModel):
+    """The nightly Batch Transform over the day's extract (same model as the endpoint): when and on what."""
+
+    schedule: str = Field(
+        default="cron(0 2 * * ? *)",
+        pattern=r"^(cron|rate)\(.+\)$",
+        description="EventBridge Scheduler expression for the batch scoring pipeline (UTC)",
+    )
+    instance_type: str = Field(default="ml.m5.xlarge", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    instances: int = Field(default=1, ge=1, le=20, description="transform instances, each given whole input files")
+
+
 SloAction = Literal["breaker", "freeze", "none"]
 
 
@@ -330,6 +342,7 @@ class ModelConfig(StrictModel):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     quality: QualityGate = Field(default_factory=QualityGate)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    batch_scoring: BatchScoringConfig = Field(default_factory=BatchScoringConfig)
     slo: SloOverrides = Field(default_factory=SloOverrides, description="this model's objectives (see Slo)")
     cds: CdsConfig | None = Field(default=None, description="the CDS Hooks service clinicians see it through")
 

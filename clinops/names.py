@@ -126,6 +126,15 @@ def cds_alarm_names(stack: str, model: str) -> list[str]:
     return [alarm_name(stack, model, s) for s in (*BREAKER_ALARM_SUFFIXES, CDS_OVERRIDE_ALARM_SUFFIX)]
 
 
+def batch_scoring_pipeline_name(stack: str, model: str) -> str:
+    """The nightly batch-scoring pipeline and its schedule (infra.batch_scoring)."""
+    return f"{endpoint_name(stack, model)}-batch-scoring"
+
+
+def batch_scoring_scheduler_role_name(stack: str, model: str) -> str:
+    return f"{batch_scoring_pipeline_name(stack, model)}-scheduler"
+
+
 def training_pipeline_name(model: str) -> str:
     """Matches `pipelines.definitions.training.PipelineDefinitionSettings.pipeline_name` (held equal by a test)."""
     return f"clinops-{model}-training"

@@ -5,11 +5,18 @@ from __future__ import annotations
 import pulumi
 
 from clinops.config import StackConfig
-from clinops.names import canary_function_name, drift_pipeline_name, drift_scheduler_role_name
+from clinops.names import (
+    batch_scoring_pipeline_name,
+    batch_scoring_scheduler_role_name,
+    canary_function_name,
+    drift_pipeline_name,
+    drift_scheduler_role_name,
+)
 from clinops.pricing import price_table
 from infra.alerts import Alerts
 from infra.audit import Audit, AuditArgs
 from infra.base import Platform
+from infra.batch_scoring import BatchScoring, BatchScoringArgs
 from infra.cds_api import CdsApiArgs, CdsHooksApi
 from infra.drift_monitoring import DriftMonitoring, DriftMonitoringArgs
 from infra.endpoint import EndpointArgs, ModelEndpoint
@@ -36,8 +43,18 @@ def service_roles(platform: Platform) -> ServiceRoles:
         functions=sorted([*guardrails, *canaries]),
         endpoint_updaters=[platform.role_arn(function_name(platform, BREAKER))] if deployed else [],
         schedules={
-            platform.role_arn(drift_scheduler_role_name(stack, m)): platform.schedule_arn(drift_pipeline_name(stack, m))
-            for m in deployed
+            **{
+                platform.role_arn(drift_scheduler_role_name(stack, m)): platform.schedule_arn(
+                    drift_pipeline_name(stack, m)
+                )
+                for m in deployed
+            },
+            **{
+                platform.role_arn(batch_scoring_scheduler_role_name(stack, m)): platform.schedule_arn(
+                    batch_scoring_pipeline_name(stack, m)
+                )
+                for m in deployed
+            },
         },
     )
 
@@ -187,6 +204,19 @@ def build_platform(config: StackConfig) -> None:
                 artifacts_key=keys.keys["artifacts"],
                 capture_bucket=storage.buckets["data-capture"].bucket.bucket,
                 artifact_bucket=storage.buckets["model-artifacts"].bucket.bucket,
+                data_bucket=storage.buckets["phi-data"].bucket.bucket,
+                boundary_arn=identity.boundary.arn,
+                schedule_key=keys.keys["logs"],
+            ),
+        )
+        BatchScoring(
+            f"{model.name}-batch-scoring",
+            platform,
+            model,
+            BatchScoringArgs(
+                role_arn=identity.roles["execution"].arn,
+                model_name=endpoint.pinned_model.name,
+                phi_key=keys.keys["phi"],
                 data_bucket=storage.buckets["phi-data"].bucket.bucket,
                 boundary_arn=identity.boundary.arn,
                 schedule_key=keys.keys["logs"],

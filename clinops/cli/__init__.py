@@ -257,6 +257,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, bool, str | None]] = {
         "Train, evaluate and register a model (locally or in SageMaker).",
     ),
     "serve": ("clinops.cli.serve", "app", False, None),
+    "score": ("clinops.cli.serve", "score_app", False, None),
     "cost": ("clinops.cli.cost", "app", False, None),
     "scorecard": ("clinops.cli.scorecard", "app", False, None),
     "release": ("clinops.cli.release", "release_app", False, None),

@@ -100,7 +100,7 @@ def test_the_model_function_may_seal_feedback_evidence(plan: dict) -> None:
     (which KMS consults first) name its role among the evidence writers."""
     from clinops.names import cds_function_name
 
-    stack = plan["config"]["clinops:stack"] if "clinops:stack" in plan["config"] else None
+    stack = plan["config"].get("clinops:stack")
     functions = [
         f
         for f in of_type(plan, "aws:lambda/function:Function")

@@ -291,6 +291,19 @@ def pipeline_definition(key: str) -> str:
                         ],
                     },
                 },
+                {
+                    "Name": "BatchScore",
+                    "Type": "Transform",
+                    "Arguments": {
+                        "ModelName": "clinops-prod-readmission-v3",
+                        "TransformResources": {
+                            "InstanceType": "ml.m5.xlarge",
+                            "InstanceCount": 1,
+                            "VolumeKmsKeyId": key,
+                        },
+                        "TransformOutput": {"S3OutputPath": "s3://clinops-prod-phi/scores", "KmsKeyId": key},
+                    },
+                },
             ],
         },
         sort_keys=True,
@@ -410,7 +423,7 @@ def _sagemaker(b: PlanBuilder) -> None:
         "aws:sagemaker/pipeline:Pipeline",
         "readmission-pipeline",
         {"pipelineDefinition": pipeline_definition(key)},
-        {"pipelineDefinition": ["data-key", "workload-sg"]},
+        {"pipelineDefinition": ["data-key", "workload-sg", "readmission-model"]},
     )
 
 
