@@ -40,11 +40,12 @@ demo: $(STAMP)
 test: lint
 	$(PY) -m pytest -n 2
 
-# What CI checks is what lint checks: style, formatting, and the declared import layers (pyproject.toml).
+# What CI checks is what lint checks: style, formatting, the declared import layers and types (pyproject.toml).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 
 # The one deliberate way to move versions: re-resolve (UPGRADE=1 takes the newest allowed releases), then
 # re-export the image and layer requirements from the new lock. Commit uv.lock and the exports together.

@@ -40,7 +40,8 @@ def _allows_outside_the_endpoint(statement: dict[str, Any]) -> bool:
     """An Allow of execute-api:Invoke with no aws:SourceVpce/SourceVpc pin lets any network call it."""
     if statement.get("Effect") != "Allow":
         return False
-    condition = statement.get("Condition") if isinstance(statement.get("Condition"), dict) else {}
+    raw = statement.get("Condition")
+    condition: dict[str, Any] = raw if isinstance(raw, dict) else {}
     pinned = any(
         isinstance(entries, dict) and {"aws:SourceVpce", "aws:SourceVpc"} & set(entries)
         for operator, entries in condition.items()
