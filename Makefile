@@ -20,7 +20,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Artefacts built from subsets of the lock: requirements file <- dependency group (pyproject.toml).
 EXPORTS := serving/container/requirements.txt:inference-image serving/guardrails/layer-requirements.txt:guardrail-layer \
-	pipelines/image-requirements.txt:pipeline-steps-image
+	pipelines/image-requirements.txt:pipeline-steps-image serving/cds/layer-requirements.txt:cds-layer
 
 $(UV):
 	python3 -m venv $(UV_VENV)
@@ -41,11 +41,12 @@ demo: $(STAMP)
 test: lint
 	$(PY) -m pytest -n 2
 
-# What CI checks is what lint checks: style, formatting, and the declared import layers (pyproject.toml).
+# What CI checks is what lint checks: style, formatting, the declared import layers and types (pyproject.toml).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 
 # The one deliberate way to move versions: re-resolve (UPGRADE=1 takes the newest allowed releases), then
 # re-export the image and layer requirements from the new lock. Commit uv.lock and the exports together.
@@ -66,6 +67,7 @@ bench: $(STAMP)
 	$(PY) bench/pipeline.py
 	$(PY) bench/serving.py
 	$(PY) bench/drift.py
+	$(PY) bench/cds.py
 
 # The guardrail Lambdas' dependency layer (the lock's guardrail-layer group, hash-checked), built for the Lambda
 # runtime (CPython 3.11, x86_64 manylinux wheels). `pulumi up` needs it; the offline render only names it.
@@ -75,6 +77,11 @@ lambda-layer: $(STAMP)
 		--python-version 3.11 --compile-bytecode --target build/lambda-layer/python -r serving/guardrails/layer-requirements.txt
 	rm -f build/lambda-deps.zip && cd build/lambda-layer && $(abspath $(PY)) -m zipfile -c ../lambda-deps.zip python
 	@echo "build/lambda-deps.zip"
+	rm -rf build/cds-layer && mkdir -p build/cds-layer/python
+	$(UV) pip install --quiet --no-deps --require-hashes --only-binary :all: --python-platform x86_64-manylinux2014 \
+		--python-version 3.11 --compile-bytecode --target build/cds-layer/python -r serving/cds/layer-requirements.txt
+	rm -f build/cds-lambda-deps.zip && cd build/cds-layer && $(abspath $(PY)) -m zipfile -c ../cds-lambda-deps.zip python
+	@echo "build/cds-lambda-deps.zip"
 
 clean:
 	rm -rf $(VENV) $(UV_VENV) out mlruns

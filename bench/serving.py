@@ -1,18 +1,22 @@
-"""/invocations latency and throughput: the clinops inference server beside `mlflow models serve`, same model,
-same run, same machine, on loopback. Target: p99 <= 5 ms for one row, and more throughput than MLflow's server.
+"""/invocations latency and throughput: the clinops inference server with one worker process and with one per
+CPU, beside `mlflow models serve` and beside the in-process scoring floor (the same validation and scorer with
+no HTTP), same model, same run, same machine, on loopback. Targets (2-core machine): with 2 workers at least
+1.7x the single-process throughput at concurrency 16; p99 under 20 ms for one row at concurrency 16.
 
 Model: a pipeline run's bundle for clinops, and the model that run logged to MLflow (sklearn flavor, served
 by `mlflow models serve --env-manager local`, one uvicorn worker, its default). MODEL is what
 `clinops serve --local` takes; by default the newest local run of readmission-risk (one is trained first if
-OUT holds none). Both servers run as their own processes; before timing, both score the same 100 rows and must
-agree (MLflow's pyfunc returns `predict`, the class at 0.5; ours returns the probability).
+OUT holds none). Every server runs as its own process; before timing, the servers score the same 100 rows and
+must agree (MLflow's pyfunc returns `predict`, the class at 0.5; ours returns the probability).
 
-Client: Python `http.client` with one keep-alive connection per worker thread, in this process. Latency is
-per request from send to last byte, client overhead included. Cases: single row at concurrency 1, 4 and 16
-(2,000 requests each) and a batch of 100 rows (200 requests) at concurrency 1 and 4, after 200 warm-up
-requests per server. Every case stops at its request count or its time cap, whichever comes first.
+Client: Python `http.client`, one keep-alive connection per client thread, the threads spread over
+`--client-processes` processes (one Python process cannot drive two server cores: its GIL would be the limit).
+Latency is per request from send to last byte, client overhead included. The client shares the machine's cores
+with the servers, so multi-worker scaling measured here is a floor. Cases: one row and a batch of 100 rows at
+concurrency 1, 4 and 16, after warm-up requests per server. Every case stops at its request count or its time
+cap, whichever comes first.
 
-    .venv/bin/python bench/serving.py [--model MODEL] [--out out] [--requests 2000] [--time-cap 60]
+    .venv/bin/python bench/serving.py [--model MODEL] [--out out] [--requests 1000] [--time-cap 10]
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing
 import os
 import shutil
 import socket
@@ -104,18 +109,18 @@ def post(connection: http.client.HTTPConnection, body: bytes) -> tuple[int, byte
     return response.status, response.read()
 
 
-def run_case(port: int, body: bytes, requests: int, concurrency: int, time_cap: float) -> CaseResult:
-    latencies: list[list[float]] = [[] for _ in range(concurrency)]
-    errors = [0] * concurrency
-    budget = [requests // concurrency + (1 if i < requests % concurrency else 0) for i in range(concurrency)]
-    start_gate = threading.Barrier(concurrency + 1)
-    deadline: list[float] = [0.0]
+def _client_process(port: int, body: bytes, counts: list[int], start_at: float, time_cap: float, results: Any) -> None:
+    """One client process: a thread per connection, each sending its count of requests."""
+    latencies: list[list[float]] = [[] for _ in counts]
+    errors = [0] * len(counts)
 
     def worker(index: int) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        start_gate.wait()
-        for _ in range(budget[index]):
-            if time.perf_counter() > deadline[0]:
+        while time.time() < start_at:
+            time.sleep(0.001)
+        deadline = time.perf_counter() + time_cap
+        for _ in range(counts[index]):
+            if time.perf_counter() > deadline:
                 break
             began = time.perf_counter()
             status, _ = post(connection, body)
@@ -123,15 +128,58 @@ def run_case(port: int, body: bytes, requests: int, concurrency: int, time_cap: 
             errors[index] += status != 200
         connection.close()
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(counts))]
     for thread in threads:
         thread.start()
-    began = time.perf_counter()
-    deadline[0] = began + time_cap
-    start_gate.wait()
     for thread in threads:
         thread.join()
-    return CaseResult(np.array([x for part in latencies for x in part]), time.perf_counter() - began, sum(errors))
+    results.put(([x for part in latencies for x in part], sum(errors), time.time()))
+
+
+def run_case(
+    port: int, body: bytes, requests: int, concurrency: int, time_cap: float, processes: int = 1
+) -> CaseResult:
+    budget = [requests // concurrency + (1 if i < requests % concurrency else 0) for i in range(concurrency)]
+    processes = max(1, min(processes, concurrency))
+    shares = [budget[i::processes] for i in range(processes)]
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    start_at = time.time() + 0.3  # every process connects, then all start together
+    clients = [
+        context.Process(target=_client_process, args=(port, body, share, start_at, time_cap, results))
+        for share in shares
+    ]
+    for client in clients:
+        client.start()
+    collected = [results.get() for _ in clients]
+    for client in clients:
+        client.join()
+    finished = max(end for _, _, end in collected)
+    latencies = np.array([x for part, _, _ in collected for x in part])
+    return CaseResult(latencies, finished - start_at, sum(errors for _, errors, _ in collected))
+
+
+def in_process_floor(bundle: Path, body: bytes, requests: int) -> CaseResult:
+    """The same validation and scorer the server runs, called directly: what HTTP and processes add to."""
+    from threadpoolctl import threadpool_limits
+
+    from serving.container.app import InferenceService
+    from serving.container.logs import EventLog
+    from serving.container.settings import ServerSettings
+
+    with threadpool_limits(limits=1):
+        service = InferenceService(ServerSettings(model_dir=bundle), EventLog("bench", open(os.devnull, "w")))  # noqa: SIM115
+        service.load(bundle)
+        model = service.model
+        assert model is not None, service.unavailable_reason
+        for _ in range(50):
+            service.score(model, body, "application/json")
+        latencies, began = [], time.perf_counter()
+        for _ in range(requests):
+            start = time.perf_counter()
+            service.score(model, body, "application/json")
+            latencies.append((time.perf_counter() - start) * 1000)
+        return CaseResult(np.array(latencies), time.perf_counter() - began, 0)
 
 
 def logged_model_uri(model: str, bundle: Path, tracking_uri: str) -> str:
@@ -179,17 +227,32 @@ def start_targets(
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "MLFLOW_TRACKING_URI": tracking_uri,
     }
-    ours_port, mlflow_port = free_port(), free_port()
-    ours_command = [
-        sys.executable,
-        "-m",
-        "clinops.cli.serve",
-        "serve",
-        "--local",
-        str(bundle),
-        "--port",
-        str(ours_port),
-    ]
+    targets = []
+    for workers in sorted({1, workers_default()}):
+        port = free_port()
+        command = [
+            sys.executable,
+            "-m",
+            "clinops.cli.serve",
+            "serve",
+            "--local",
+            str(bundle),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ]
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        targets.append(
+            Target(
+                f"clinops-{workers}w",
+                port,
+                process,
+                json.dumps(single[0]).encode(),
+                json.dumps({"instances": batch}).encode(),
+            )
+        )
+    mlflow_port = free_port()
     mlflow_command = [
         shutil.which("mlflow", path=env["PATH"]) or "mlflow",
         "models",
@@ -203,30 +266,33 @@ def start_targets(
         "-p",
         str(mlflow_port),
     ]
-    ours, theirs = (
-        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for command in (ours_command, mlflow_command)
-    )
-    return [
-        Target("clinops", ours_port, ours, json.dumps(single[0]).encode(), json.dumps({"instances": batch}).encode()),
+    theirs = subprocess.Popen(mlflow_command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    targets.append(
         Target(
             "mlflow",
             mlflow_port,
             theirs,
             json.dumps({"dataframe_records": single}).encode(),
             json.dumps({"dataframe_records": batch}).encode(),
-        ),
-    ]
+        )
+    )
+    return targets
+
+
+def workers_default() -> int:
+    from serving.container.settings import available_cpus
+
+    return available_cpus()
 
 
 def check_agreement(targets: list[Target], batch: list[Any]) -> str:
-    ours, theirs = targets
+    ours, theirs = targets[0], targets[-1]
     probabilities = json.loads(post(http.client.HTTPConnection("127.0.0.1", ours.port), ours.batch)[1])["scores"]
     labels = json.loads(post(http.client.HTTPConnection("127.0.0.1", theirs.port), theirs.batch)[1])["predictions"]
     agree = sum(int(p >= 0.5) == int(label) for p, label in zip(probabilities, labels, strict=True))
     if agree != len(batch):
         raise SystemExit(f"the servers disagree on {len(batch) - agree} of {len(batch)} rows: not the same model")
-    return f"both servers agree on all {len(batch)} rows (probability >= 0.5 <=> MLflow's predicted class)"
+    return f"the servers agree on all {len(batch)} rows (probability >= 0.5 <=> MLflow's predicted class)"
 
 
 def main() -> None:
@@ -234,9 +300,11 @@ def main() -> None:
     parser.add_argument("--model", default="readmission-risk")
     parser.add_argument("--out", type=Path, default=Path("out"))
     parser.add_argument("--tracking-uri", default=None)
-    parser.add_argument("--requests", type=int, default=2000, help="single-row requests per concurrency level")
-    parser.add_argument("--batch-requests", type=int, default=200)
-    parser.add_argument("--time-cap", type=float, default=60.0, help="seconds per case per server, at most")
+    parser.add_argument("--requests", type=int, default=1000, help="single-row requests per concurrency level")
+    parser.add_argument("--batch-requests", type=int, default=150)
+    parser.add_argument("--time-cap", type=float, default=10.0, help="seconds per case per server, at most")
+    parser.add_argument("--client-processes", type=int, default=2, help="client processes sharing the threads")
+    parser.add_argument("--scaling-rounds", type=int, default=6, help="alternating 1-worker/N-worker pairs")
     args = parser.parse_args()
     ensure_local_run(args.model, args.out)
     scratch = Path(tempfile.mkdtemp(prefix="clinops-bench-"))
@@ -253,8 +321,8 @@ def main() -> None:
             wait_ready(target)
         agreement = check_agreement(targets, rows)
         for target in targets:
-            run_case(target.port, target.single, WARMUP, 1, args.time_cap)
-        report(targets, args, located.source, mlflow_uri, agreement)
+            run_case(target.port, target.single, WARMUP, 4, args.time_cap, args.client_processes)
+        report(targets, args, located.source, mlflow_uri, agreement, located.path)
     finally:
         for target in targets:
             target.process.terminate()
@@ -262,26 +330,74 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def report(targets: list[Target], args: argparse.Namespace, source: str, mlflow_uri: str, agreement: str) -> None:
-    cases = [("single row", "single", 1, c, args.requests) for c in (1, 4, 16)]
-    cases += [(f"batch of {BATCH_ROWS}", "batch", BATCH_ROWS, c, args.batch_requests) for c in (1, 4)]
-    print(f"model: {source}\nMLflow model: {mlflow_uri}\n{agreement}\nclient: {CLIENT}")
+def paired_scaling(ours: list[Target], args: argparse.Namespace) -> None:
+    """Worker scaling measured in alternating pairs (one row, concurrency 16), so a change in machine load between
+    two cases does not pass for scaling: the median of the per-round ratios."""
+    ratios: list[float] = []
+    p99: dict[str, list[float]] = {t.name: [] for t in ours}
+    for round_ in range(args.scaling_rounds):
+        result: dict[str, dict[str, float]] = {}
+        for target in ours if round_ % 2 == 0 else ours[::-1]:
+            result[target.name] = run_case(
+                target.port, target.single, args.requests, 16, args.time_cap, args.client_processes
+            ).summary(1)
+            p99[target.name].append(result[target.name]["p99_ms"])
+        ratios.append(result[ours[1].name]["req_per_s"] / result[ours[0].name]["req_per_s"])
+    print(
+        f"paired rounds, one row at concurrency 16: {ours[1].name} / {ours[0].name} = "
+        f"{', '.join(f'{r:.2f}' for r in ratios)}; median {float(np.median(ratios)):.2f}x (target >= 1.7x); "
+        f"median p99 {ours[1].name} {float(np.median(p99[ours[1].name])):.1f} ms (target < 20 ms)"
+    )
+
+
+def report(
+    targets: list[Target], args: argparse.Namespace, source: str, mlflow_uri: str, agreement: str, bundle: Path
+) -> None:
+    cases = [
+        (label, payload, rows, c, n)
+        for label, payload, rows, n in (
+            ("single row", "single", 1, args.requests),
+            (f"batch of {BATCH_ROWS}", "batch", BATCH_ROWS, args.batch_requests),
+        )
+        for c in (1, 4, 16)
+    ]
+    print(
+        f"model: {source}\nMLflow model: {mlflow_uri}\n{agreement}\nclient: {CLIENT}, {args.client_processes} processes"
+    )
     print(f"machine: {os.cpu_count()} CPUs, load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
     header = (
-        f"{'case':<16}{'conc.':>6}  {'server':<8}{'requests':>9}{'errors':>7}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'case':<16}{'conc.':>6}  {'server':<11}{'requests':>9}{'errors':>7}{'p50 ms':>9}{'p99 ms':>9}"
         f"{'req/s':>9}{'rows/s':>10}"
     )
     print(header)
     print("-" * len(header))
+
+    def line(label: str, concurrency: int | str, name: str, s: dict[str, float]) -> None:
+        print(
+            f"{label:<16}{concurrency:>6}  {name:<11}{s['requests']:>9.0f}{s['errors']:>7.0f}{s['p50_ms']:>9.2f}"
+            f"{s['p99_ms']:>9.2f}{s['req_per_s']:>9.0f}{s['rows_per_s']:>10.0f}",
+            flush=True,
+        )
+
+    throughput: dict[tuple[str, int, str], float] = {}
+    for payload, rows in (("single", 1), ("batch", BATCH_ROWS)):
+        label = "single row" if rows == 1 else f"batch of {BATCH_ROWS}"
+        floor = in_process_floor(bundle, getattr(targets[0], payload), min(args.requests, 2000))
+        line(label, "-", "in-process", floor.summary(rows))
     for label, payload, rows, concurrency, requests in cases:
-        for target in targets:  # interleaved, so a change in machine load hits both servers alike
-            result = run_case(target.port, getattr(target, payload), requests, concurrency, args.time_cap)
-            s = result.summary(rows)
-            print(
-                f"{label:<16}{concurrency:>6}  {target.name:<8}{s['requests']:>9.0f}{s['errors']:>7.0f}"
-                f"{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}{s['req_per_s']:>9.0f}{s['rows_per_s']:>10.0f}",
-                flush=True,
+        for target in targets:  # interleaved, so a change in machine load hits every server alike
+            result = run_case(
+                target.port, getattr(target, payload), requests, concurrency, args.time_cap, args.client_processes
             )
+            summary = result.summary(rows)
+            throughput[(payload, concurrency, target.name)] = summary["req_per_s"]
+            line(label, concurrency, target.name, summary)
+    ours = [t for t in targets if t.name.startswith("clinops-")]
+    if len(ours) == 2:
+        for payload in ("single", "batch"):
+            one, many = throughput[(payload, 16, ours[0].name)], throughput[(payload, 16, ours[1].name)]
+            print(f"\n{payload}, concurrency 16: {ours[1].name} / {ours[0].name} throughput = {many / one:.2f}x")
+        paired_scaling(ours, args)
     print(f"\nload average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

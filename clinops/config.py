@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from clinops.identity import ROLE_ARN
-from clinops.models import SLO_DEFAULTS, ModelConfig, Slo, SloOverrides, StrictModel
+from clinops.models import SLO_DEFAULTS, CdsGateway, ModelConfig, Slo, SloOverrides, StrictModel
 
 NAMESPACE = "clinops"
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -74,6 +74,7 @@ INTERFACE_ENDPOINT_SERVICES = (
     "com.amazonaws.{region}.ssm",
     "com.amazonaws.{region}.sns",
     "com.amazonaws.{region}.lambda",
+    "com.amazonaws.{region}.execute-api",  # the private CDS Hooks API (infra/cds_api.py): EHR calls enter here
     "aws.sagemaker.{region}.experiments",  # SageMaker-managed MLflow
     "com.amazonaws.{region}.xray",  # the platform Lambdas' active tracing
 )
@@ -185,6 +186,7 @@ class StackConfig(StrictModel):
         default_factory=dict, description="USD per instance-hour, overriding clinops/prices.json for this stack"
     )
     models: list[ModelConfig] = Field(default_factory=list)
+    cds: CdsGateway | None = Field(default=None, description="the CDS Hooks API; deployed when set")
 
     @field_validator("image_tag")
     @classmethod

@@ -116,6 +116,9 @@ def _name_problems(config: StackConfig, model) -> list[str]:
         ("canary Lambda function and IAM role", names.canary_function_name(stack, name), IAM_ROLE_NAME_MAX),
         ("drift scheduler IAM role", names.drift_scheduler_role_name(stack, name), IAM_ROLE_NAME_MAX),
         ("drift pipeline", names.drift_pipeline_name(stack, name), PIPELINE_NAME_MAX),
+        # the schedule is named as the pipeline (Scheduler Name max 64): the role's longer name covers it
+        ("batch-scoring scheduler IAM role", names.batch_scoring_scheduler_role_name(stack, name), IAM_ROLE_NAME_MAX),
+        ("batch-scoring pipeline", names.batch_scoring_pipeline_name(stack, name), PIPELINE_NAME_MAX),
         ("training pipeline", names.training_pipeline_name(name), PIPELINE_NAME_MAX),
         ("dashboard", names.endpoint_name(stack, name), DASHBOARD_NAME_MAX),
         ("endpoint log group", f"/aws/sagemaker/Endpoints/{names.endpoint_name(stack, name)}", LOG_GROUP_MAX),

@@ -144,6 +144,18 @@ class MonitoringConfig(StrictModel):
     drift_instance_type: str = Field(default="ml.m5.xlarge", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
 
+class BatchScoringConfig(StrictModel):
+    """The nightly Batch Transform over the day's extract (same model as the endpoint): when and on what."""
+
+    schedule: str = Field(
+        default="cron(0 2 * * ? *)",
+        pattern=r"^(cron|rate)\(.+\)$",
+        description="EventBridge Scheduler expression for the batch scoring pipeline (UTC)",
+    )
+    instance_type: str = Field(default="ml.m5.xlarge", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    instances: int = Field(default=1, ge=1, le=20, description="transform instances, each given whole input files")
+
+
 SloAction = Literal["breaker", "freeze", "none"]
 
 
@@ -218,6 +230,106 @@ SLO_DEFAULTS: dict[str, dict[str, object]] = {
 }
 
 
+CDS_SERVICE_ID_RE = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+# CDS Hooks 2.0 prefetch tokens: {{context.*}} and {{userPractitionerId}}-style user tokens.
+_PREFETCH_TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
+_PREFETCH_CONTEXT = {
+    "encounter-discharge": {"context.patientId", "context.encounterId", "context.userId"},
+    "patient-view": {"context.patientId", "context.encounterId", "context.userId"},
+}
+
+
+def fill_prefetch_template(template: str, context: dict[str, str]) -> str | None:
+    """A prefetch template with the hook's context filled in; None when the context lacks a token it uses."""
+    missing = False
+
+    def token(match: re.Match[str]) -> str:
+        nonlocal missing
+        value = context.get(match.group(1).removeprefix("context."))
+        missing = missing or not value
+        return value or ""
+
+    filled = _PREFETCH_TOKEN.sub(token, template)
+    return None if missing else filled
+
+
+class CdsFallback(StrictModel):
+    """What clinicians use instead when the model cannot answer safely (a standard index, a screening protocol)."""
+
+    name: str = Field(min_length=3, max_length=80, description="e.g. HOSPITAL score, qSOFA screening protocol")
+    guidance: str = Field(min_length=10, max_length=1000, description="markdown shown on the fallback card")
+    url: str | None = Field(default=None, pattern=r"^https://\S+$", description="the protocol or index itself")
+
+
+class CdsBand(StrictModel):
+    """A risk band: scores at or above `min_score` (up to the next band) read as `label`."""
+
+    label: str = Field(min_length=2, max_length=30)
+    min_score: float = Field(ge=0.0, le=1.0)
+    indicator: Literal["info", "warning", "critical"] = "info"
+
+
+class CdsConfig(StrictModel):
+    """The model's CDS Hooks 2.0 service: which EHR hook calls it, the FHIR data the EHR prefetches, the card."""
+
+    hook: Literal["encounter-discharge", "patient-view"]
+    service_id: str | None = Field(default=None, description="default: the model name")
+    title: str = Field(min_length=3, max_length=120)
+    prefetch: dict[str, str] = Field(default_factory=dict, description="key -> FHIR query template")
+    deadline_ms: int = Field(default=500, ge=50, le=5000, description="the EHR never waits longer for a card")
+    model_card_url: str = Field(pattern=r"^https://\S+$")
+    bands: list[CdsBand] = Field(min_length=1)
+    top_factors: int = Field(default=3, ge=0, le=10)
+    override_rate_alarm: float = Field(
+        default=0.5, gt=0, lt=1, description="daily share of cards clinicians override that raises the alarm"
+    )
+    override_min_feedback: int = Field(default=20, ge=1, description="below this many a day, no override verdict")
+    fallback: CdsFallback
+
+    @field_validator("service_id")
+    @classmethod
+    def _service_id(cls, v: str | None) -> str | None:
+        if v is not None and not CDS_SERVICE_ID_RE.match(v):
+            raise ValueError(f"'{v}' is not a CDS service id; fix: lower-case letters, digits and '-'")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CdsConfig:
+        allowed = _PREFETCH_CONTEXT[self.hook]
+        for key, template in self.prefetch.items():
+            if not re.match(r"^[A-Za-z][A-Za-z0-9]*$", key):
+                raise ValueError(f"prefetch key '{key}' must be letters and digits; fix: rename it")
+            unknown = sorted(set(_PREFETCH_TOKEN.findall(template)) - allowed)
+            if unknown:
+                raise ValueError(
+                    f"prefetch.{key} uses {unknown}, which hook {self.hook} does not provide; "
+                    f"fix: use {sorted(allowed)}"
+                )
+        cuts = [b.min_score for b in self.bands]
+        if cuts != sorted(cuts) or len(set(cuts)) != len(cuts) or cuts[0] != 0.0:
+            raise ValueError("bands must start at minScore 0 and rise strictly; fix: order them low to high")
+        return self
+
+
+class CdsGateway(StrictModel):
+    """The stack's CDS Hooks API (infra/cds_api.py): which EHRs may call it, from where, how fast."""
+
+    issuers: dict[str, str] = Field(min_length=1, description="allowed JWT issuer -> its JWKS URL (https)")
+    allowed_origins: list[str] = Field(default_factory=list, description="EHR web origins allowed by CORS")
+    throttle_rate_per_second: float = Field(default=50, gt=0, le=10000)
+    throttle_burst: int = Field(default=100, ge=1, le=5000)
+
+    @model_validator(mode="after")
+    def _https(self) -> CdsGateway:
+        for issuer, url in self.issuers.items():
+            if not url.startswith("https://"):
+                raise ValueError(f"issuers.{issuer}: JWKS URL '{url}' must be https; fix: the EHR's https JWKS URL")
+        for origin in self.allowed_origins:
+            if not re.match(r"^https://[A-Za-z0-9.-]+(:\d+)?$", origin):
+                raise ValueError(f"allowedOrigins: '{origin}' is not an https origin; fix: https://host[:port]")
+        return self
+
+
 class ModelConfig(StrictModel):
     """One model of the mesh: a registry group, a training pipeline, and an endpoint once a package is pinned."""
 
@@ -230,7 +342,13 @@ class ModelConfig(StrictModel):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     quality: QualityGate = Field(default_factory=QualityGate)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    batch_scoring: BatchScoringConfig = Field(default_factory=BatchScoringConfig)
     slo: SloOverrides = Field(default_factory=SloOverrides, description="this model's objectives (see Slo)")
+    cds: CdsConfig | None = Field(default=None, description="the CDS Hooks service clinicians see it through")
+
+    @property
+    def cds_service_id(self) -> str | None:
+        return None if self.cds is None else (self.cds.service_id or self.name)
 
     @field_validator("name")
     @classmethod

@@ -28,6 +28,10 @@ SLO_EXHAUSTED_SUFFIX = {"breaker": "slo-budget", "freeze": "release-freeze", "no
 FREEZE_ALARM_SUFFIX = SLO_EXHAUSTED_SUFFIX["freeze"]
 # CloudWatch alarm state changes as EventBridge delivers them (the guardrail rules match on these).
 ALARM_SOURCE, ALARM_DETAIL_TYPE = "aws.cloudwatch", "CloudWatch Alarm State Change"
+# CDS Hooks service (serving/cds): clinicians' feedback on its cards, as a metric the monitoring alarms on.
+CDS_METRIC_NAMESPACE = "clinops/cds"
+CDS_OVERRIDDEN_METRIC = "CardOverridden"  # 1 overridden, 0 accepted: its Average is the override rate
+CDS_OVERRIDE_ALARM_SUFFIX = "override-rate"
 _PACKAGE_VERSION = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/([\w-]+)/(\d+)$")
 
 
@@ -106,13 +110,38 @@ def drift_scheduler_role_name(stack: str, model: str) -> str:
     return f"{drift_pipeline_name(stack, model)}-scheduler"
 
 
+def config_version(endpoint_config: str) -> int | None:
+    """The package version an endpoint configuration of `config_name` serves (`...-v3` -> 3)."""
+    match = re.search(r"-v(\d+)$", endpoint_config or "")
+    return int(match.group(1)) if match else None
+
+
+def cds_function_name(stack: str, model: str) -> str:
+    """The model's CDS Hooks Lambda and its role (infra.cds_api); it writes clinician-feedback evidence."""
+    return f"clinops-{stack}-cds-{model}"
+
+
+def cds_alarm_names(stack: str, model: str) -> list[str]:
+    """Alarms in force that stop the CDS service from showing the model's score: drift, quality, overrides."""
+    return [alarm_name(stack, model, s) for s in (*BREAKER_ALARM_SUFFIXES, CDS_OVERRIDE_ALARM_SUFFIX)]
+
+
+def batch_scoring_pipeline_name(stack: str, model: str) -> str:
+    """The nightly batch-scoring pipeline and its schedule (infra.batch_scoring)."""
+    return f"{endpoint_name(stack, model)}-batch-scoring"
+
+
+def batch_scoring_scheduler_role_name(stack: str, model: str) -> str:
+    return f"{batch_scoring_pipeline_name(stack, model)}-scheduler"
+
+
 def tracking_server_name(stack: str) -> str:
     """The stack's SageMaker-managed MLflow tracking server (infra.tracking); the execution role may use only it."""
     return f"clinops-{stack}-mlflow"
 
 
 def tracking_server_arn(stack: str, region: str, account: str) -> str:
-    """What the pipeline steps set as MLFLOW_TRACKING_URI (the sagemaker-mlflow plugin resolves the ARN)."""
+    """The server the execution role may use (also the tracking URI the sagemaker-mlflow plugin accepts)."""
     return f"arn:aws:sagemaker:{region}:{account}:mlflow-tracking-server/{tracking_server_name(stack)}"
 
 

@@ -1,4 +1,5 @@
-"""Pulumi component for the synthetic-traffic canary: a VPC Lambda ticking every minute (see handler.py)."""
+"""Pulumi component for the synthetic-traffic canary: a VPC Lambda ticking every minute (handler:
+serving/guardrails/canary.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,13 @@ from infra.base import (
 from infra.logs import encrypted_log_group
 from pipelines.contracts.synthetic import canary_payload_csv
 
-HANDLER_DIR = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]
+# the handler and the one clinops module it imports (how synthetic traffic is marked), at the archive's root
+ARCHIVE_FILES = {
+    "handler.py": ROOT / "serving" / "guardrails" / "canary.py",
+    "clinops/__init__.py": ROOT / "clinops" / "__init__.py",
+    "clinops/traffic.py": ROOT / "clinops" / "traffic.py",
+}
 REQUESTS_PER_TICK = 30
 
 
@@ -73,7 +80,7 @@ class SyntheticTrafficCanary(pulumi.ComponentResource):
             name=function_name,
             runtime="python3.12",
             handler="handler.handler",
-            code=pulumi.AssetArchive({"handler.py": pulumi.FileAsset(str(HANDLER_DIR / "handler.py"))}),
+            code=pulumi.AssetArchive({name: pulumi.FileAsset(str(path)) for name, path in ARCHIVE_FILES.items()}),
             role=role.arn,
             timeout=50,
             memory_size=256,

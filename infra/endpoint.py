@@ -168,7 +168,7 @@ class ModelEndpoint(pulumi.ComponentResource):
     def _model(self, package_arn: str, role: str) -> aws.sagemaker.Model:
         platform, args, model = self._platform, self._args, self._args.model
         version = package_version(package_arn)
-        return aws.sagemaker.Model(
+        created = aws.sagemaker.Model(
             f"{model.name}-model-v{version}",
             name=config_name(platform.config.stack, model.name, package_arn),  # a model per package version
             # The container names its endpoint in every log line, so metric filters can dimension by it.
@@ -187,6 +187,9 @@ class ModelEndpoint(pulumi.ComponentResource):
             ),
             opts=platform.child(self, retain_on_delete=True),
         )
+        if role == "pinned":
+            self.pinned_model = created  # batch scoring runs this same Model (infra.batch_scoring)
+        return created
 
     def _autoscaling(self, low: int, high: int, target: int) -> None:
         platform, model = self._platform, self._args.model

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from clinops.names import cds_function_name
 from infra.base import Platform, Statement, policy_document
 from infra.guardrails import EVIDENCE_WRITER_FUNCTIONS, function_name
 
@@ -110,7 +111,14 @@ class Keys(pulumi.ComponentResource):
         functions = {
             "StringEquals": {"kms:CallerAccount": acct},
             "ArnEquals": {
-                "aws:PrincipalArn": [platform.role_arn(function_name(platform, f)) for f in EVIDENCE_WRITER_FUNCTIONS]
+                "aws:PrincipalArn": [
+                    *(platform.role_arn(function_name(platform, f)) for f in EVIDENCE_WRITER_FUNCTIONS),
+                    *(
+                        platform.role_arn(cds_function_name(platform.config.stack, m.name))
+                        for m in platform.config.models
+                        if m.cds is not None and m.package_arn
+                    ),
+                ]
             },
         }
         documents: dict[str, list[Statement]] = {

@@ -73,12 +73,19 @@ class RollbackAlarms(pulumi.ComponentResource):
             metric_queries=[{**sagemaker_metric("latency", "ModelLatency", "p99"), "return_data": True}],
         )
 
-        counters = {"Scored": "$.rows", "InvalidScores": "$.invalid_scores"}
-        for metric, value in counters.items():
+        # All traffic feeds the alarms (the canary exists to give them datapoints mid-deployment); synthetic rows
+        # are also counted on their own, so dashboards and capacity planning can tell patients from the canary.
+        every, synthetic = '{ $.event = "invocation" }', '{ ($.event = "invocation") && ($.synthetic IS TRUE) }'
+        counters = {
+            "Scored": ("$.rows", every),
+            "InvalidScores": ("$.invalid_scores", every),
+            "SyntheticScored": ("$.rows", synthetic),
+        }
+        for metric, (value, pattern) in counters.items():
             aws.cloudwatch.LogMetricFilter(
                 f"{endpoint}-{metric.lower()}",
                 log_group_name=log_group.name,
-                pattern='{ $.event = "invocation" }',
+                pattern=pattern,
                 metric_transformation={
                     "name": metric,
                     "namespace": SERVING_NAMESPACE,

@@ -5,11 +5,19 @@ from __future__ import annotations
 import pulumi
 
 from clinops.config import StackConfig
-from clinops.names import canary_function_name, drift_pipeline_name, drift_scheduler_role_name
+from clinops.names import (
+    batch_scoring_pipeline_name,
+    batch_scoring_scheduler_role_name,
+    canary_function_name,
+    drift_pipeline_name,
+    drift_scheduler_role_name,
+)
 from clinops.pricing import price_table
 from infra.alerts import Alerts
 from infra.audit import Audit, AuditArgs
 from infra.base import Platform
+from infra.batch_scoring import BatchScoring, BatchScoringArgs
+from infra.cds_api import CdsApiArgs, CdsHooksApi
 from infra.drift_monitoring import DriftMonitoring, DriftMonitoringArgs
 from infra.endpoint import EndpointArgs, ModelEndpoint
 from infra.guardrails import BREAKER, GuardrailArgs, Guardrails, function_name, function_purposes
@@ -35,8 +43,18 @@ def service_roles(platform: Platform) -> ServiceRoles:
         functions=sorted([*guardrails, *canaries]),
         endpoint_updaters=[platform.role_arn(function_name(platform, BREAKER))] if deployed else [],
         schedules={
-            platform.role_arn(drift_scheduler_role_name(stack, m)): platform.schedule_arn(drift_pipeline_name(stack, m))
-            for m in deployed
+            **{
+                platform.role_arn(drift_scheduler_role_name(stack, m)): platform.schedule_arn(
+                    drift_pipeline_name(stack, m)
+                )
+                for m in deployed
+            },
+            **{
+                platform.role_arn(batch_scoring_scheduler_role_name(stack, m)): platform.schedule_arn(
+                    batch_scoring_pipeline_name(stack, m)
+                )
+                for m in deployed
+            },
         },
     )
 
@@ -191,6 +209,19 @@ def build_platform(config: StackConfig) -> None:
                 schedule_key=keys.keys["logs"],
             ),
         )
+        BatchScoring(
+            f"{model.name}-batch-scoring",
+            platform,
+            model,
+            BatchScoringArgs(
+                role_arn=identity.roles["execution"].arn,
+                model_name=endpoint.pinned_model.name,
+                phi_key=keys.keys["phi"],
+                data_bucket=storage.buckets["phi-data"].bucket.bucket,
+                boundary_arn=identity.boundary.arn,
+                schedule_key=keys.keys["logs"],
+            ),
+        )
         endpoints[model.name] = endpoint.endpoint.name
 
     Guardrails(
@@ -207,6 +238,26 @@ def build_platform(config: StackConfig) -> None:
             all_models=[m.name for m in config.models],
         ),
     )
+    cds_models = [m for m in config.models if m.cds is not None]
+    if config.cds is not None and cds_models:
+        cds_api = CdsHooksApi(
+            "cds-hooks",
+            platform,
+            CdsApiArgs(
+                subnet_ids=network.subnet_ids,
+                security_group_id=network.workload_sg.id,
+                execute_api_endpoint_id=network.interface_endpoints["com.amazonaws.{region}.execute-api"].id,
+                boundary_arn=identity.boundary.arn,
+                logs_key=keys.keys["logs"],
+                evidence_key=keys.keys["audit"],
+                evidence_mac_key=keys.keys["evidence-mac"],
+                evidence_bucket=storage.buckets["evidence"].bucket.bucket,
+                endpoints={m.name: endpoints[m.name] for m in cds_models if m.package_arn},
+                models=cds_models,
+                topic_arn=alerts.topic.arn,
+            ),
+        )
+        pulumi.export("cdsHooksUrl", cds_api.base_url)
 
     pulumi.export("vpcId", network.vpc.id)
     pulumi.export("endpoints", endpoints)

@@ -64,7 +64,7 @@ def describe_relaxations(relaxed: list[dict[str, float | str]], by: str | None) 
     """One line for cards, tags and logs: 'min_auc 0.6 (default 0.7), ... relaxed by alice'."""
     if not relaxed:
         return ""
-    limits = ", ".join(f"{r['limit']} {r['value']:g} (default {r['default']:g})" for r in relaxed)  # type: ignore[str-format]
+    limits = ", ".join(f"{r['limit']} {r['value']:g} (default {r['default']:g})" for r in relaxed)
     return f"{limits}; relaxed by {by or 'an unnamed user'}"
 
 

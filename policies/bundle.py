@@ -256,7 +256,7 @@ def control_rollup(v: Verdict) -> list[dict[str, Any]]:
     order = [*controls.MATRIX_ORDER, *sorted(set(grouped) - {*controls.MATRIX_ORDER, UNMAPPED}), UNMAPPED]
     rollup = []
     for control in order:
-        resources = []
+        resources: list[dict[str, Any]] = []
         for urn, judged in sorted(grouped.get(control, {}).items()):
             checks = [
                 {

@@ -117,9 +117,9 @@ def declaration(urn: str, root: Path) -> tuple[str, int]:
     # An exact string beats an f-string; an f-string with more literal text beats a looser one.
     named.sort(key=lambda c: -len(c.name_pattern.pattern) if c.name_pattern else 0)
     unnamed = [c for c in in_home if c.name_pattern is None]
-    best = (named or unnamed or in_home or [None])[0]
-    if best is not None:
-        return best.file, best.line
+    ranked = named or unnamed or in_home
+    if ranked:
+        return ranked[0].file, ranked[0].line
     return home or FALLBACK
 
 

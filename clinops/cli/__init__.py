@@ -82,7 +82,7 @@ def render_cmd(
 @app.command("demo", epilog=epilog())
 def demo_cmd(out_dir: Path = typer.Option(Path("out"), "--out-dir")) -> None:
     """The main job on embedded defaults: render and gate every stack, then the release path, offline."""
-    from clinops.cli.demo import drift_demo, render_and_gate, serve_and_ask, train_locally
+    from clinops.cli.demo import cds_hooks, drift_demo, render_and_gate, serve_and_ask, train_locally
 
     try:
         results = {"gate": render_and_gate(out_dir, console)}
@@ -90,6 +90,7 @@ def demo_cmd(out_dir: Path = typer.Option(Path("out"), "--out-dir")) -> None:
         raise _config_failure(exc) from None
     results["pipeline"] = train_locally(console)
     results["serve"] = results["pipeline"] and serve_and_ask(console)
+    results["cds"] = results["pipeline"] and cds_hooks(console)
     results["drift"] = drift_demo(out_dir, console)
     console.rule("demo")
     for step, ok in results.items():
@@ -243,6 +244,7 @@ EXIT_CODES: dict[str, tuple[ExitCode, ...]] = {
     "scorecard": (ExitCode.AWS_UNAVAILABLE,),
     "rollback": (ExitCode.AWS_UNAVAILABLE,),
     "retrain": (ExitCode.AWS_UNAVAILABLE,),
+    "cds": (),
 }
 
 # The release path's commands live beside their code; the CLI mounts them by name and imports a group only
@@ -256,6 +258,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, bool, str | None]] = {
         "Train, evaluate and register a model (locally or in SageMaker).",
     ),
     "serve": ("clinops.cli.serve", "app", False, None),
+    "score": ("clinops.cli.serve", "score_app", False, None),
     "cost": ("clinops.cli.cost", "app", False, None),
     "scorecard": ("clinops.cli.scorecard", "app", False, None),
     "release": ("clinops.cli.release", "release_app", False, None),
@@ -272,4 +275,5 @@ LAZY_COMMANDS: dict[str, tuple[str, str, bool, str | None]] = {
     "drill": ("clinops.cli.rollback", "drill_app", True, None),
     "rollback": ("clinops.cli.rollback", "rollback_app", True, None),
     "retrain": ("clinops.cli.rollback", "retrain_app", True, None),
+    "cds": ("clinops.cli.cds", "app", True, "The CDS Hooks service clinicians reach from the EHR, locally."),
 }

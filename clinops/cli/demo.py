@@ -55,6 +55,15 @@ def train_locally(console: Console) -> bool:
     return subprocess.run(command, check=False).returncode == 0
 
 
+def cds_hooks(console: Console) -> bool:
+    """The CDS Hooks service in front of the model just trained: a synthetic discharge hook -> the risk card;
+    the circuit opened -> the fallback card."""
+    console.rule("CDS Hooks on 127.0.0.1: a discharge hook, then the same hook with the circuit open")
+    done = subprocess.run(_clinops("cds", "demo", "--local", "readmission-risk"), capture_output=True, text=True)
+    console.print(done.stdout + done.stderr, markup=False)
+    return done.returncode == 0
+
+
 def serve_and_ask(console: Console) -> bool:
     """Serve the model just trained on loopback and score one de-identified synthetic request."""
     from pipelines.contracts.synthetic import canary_payload_csv

@@ -65,6 +65,7 @@ class EvidenceKind(StrEnum):
     GATE = "gate"
     RETRAINING = "retraining"
     PIN_CHANGE = "pin-change"
+    CLINICIAN_FEEDBACK = "clinician-feedback"  # a CDS card accepted or overridden (serving/cds/feedback.py)
 
 
 def canonical_json(value: Any) -> bytes:

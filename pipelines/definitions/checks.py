@@ -26,8 +26,13 @@ OPERATIONS = {
     "Processing": "CreateProcessingJob",
     "Training": "CreateTrainingJob",
     "RegisterModel": "CreateModelPackage",
+    "Transform": "CreateTransformJob",
 }
-RUNTIME_NAMES = {"Processing": {"ProcessingJobName": "clinops-step"}, "Training": {"TrainingJobName": "clinops-step"}}
+RUNTIME_NAMES = {
+    "Processing": {"ProcessingJobName": "clinops-step"},
+    "Training": {"TrainingJobName": "clinops-step"},
+    "Transform": {"TransformJobName": "clinops-step"},
+}
 _EXPRESSION_KEYS = frozenset({"Get", "Std:Join", "Std:JsonGet"})
 
 

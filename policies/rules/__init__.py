@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policies.rules import access, audit, deployment, encryption, network, resources, sagemaker, transmission
+from policies.rules import access, api, audit, deployment, encryption, network, resources, sagemaker, transmission
 from policies.rules.base import Rule
 
 ALL_RULES: tuple[Rule, ...] = (
@@ -14,6 +14,7 @@ ALL_RULES: tuple[Rule, ...] = (
     *sagemaker.RULES,
     *deployment.RULES,
     *resources.RULES,
+    *api.RULES,
 )
 RULES_BY_ID: dict[str, Rule] = {r.id: r for r in ALL_RULES}
 if len(RULES_BY_ID) != len(ALL_RULES):  # CrossGuard policy names must be unique within a pack

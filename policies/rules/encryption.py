@@ -13,7 +13,7 @@ from pulumi_policy import PolicyResource
 
 from policies.controls import ENCRYPTION
 from policies.rules.base import KMS_KEY_TYPES, UNKNOWN, Findings, StackView, as_list, dig, rule
-from policies.rules.pipelines import PIPELINE, definition, expression, jobs
+from policies.rules.pipelines import PIPELINE, definition, expression, jobs, transforms
 
 BUCKET = "aws:s3/bucket:Bucket"
 BUCKET_SSE = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
@@ -160,13 +160,14 @@ def endpoint_encryption(stack: StackView, findings: Findings) -> None:
 
 @rule(
     id="CLIN-ENC-007",
-    title="Training and processing volumes and outputs use a key of this stack",
+    title="Training, processing and transform volumes and outputs use a key of this stack",
     severity="high",
     controls=(ENCRYPTION,),
     reads=KMS_KEY_TYPES,
     types=(PIPELINE,),
-    fix="In every Training/Processing step set ResourceConfig.VolumeKmsKeyId (ClusterConfig for processing) "
-    "and the output KmsKeyId to the literal ARN of a key of this stack.",
+    fix="In every Training/Processing/Transform step set ResourceConfig.VolumeKmsKeyId (ClusterConfig for "
+    "processing, TransformResources for transform) and the output KmsKeyId to the literal ARN of a key of "
+    "this stack.",
 )
 def job_encryption(stack: StackView, findings: Findings) -> None:
     for pipeline in stack.of_type(PIPELINE):
@@ -174,7 +175,7 @@ def job_encryption(stack: StackView, findings: Findings) -> None:
         if doc is None:
             continue
         stack_key = stack.uses_stack_key(pipeline, "pipelineDefinition")
-        for job in jobs(doc):
+        for job in [*jobs(doc), *transforms(doc)]:
             settings = [job.setting("volume_key")] + ([job.setting("output_key")] if job.has_outputs else [])
             for path, value in settings:
                 if expression(value):

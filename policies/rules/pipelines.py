@@ -3,7 +3,9 @@
 A definition (https://aws-sagemaker-mlops.github.io/sagemaker-model-building-pipeline-definition-JSON-schema/)
 lists steps whose `Arguments` are the request of the API the step calls: CreateTrainingJob for Training,
 CreateProcessingJob for Processing, CreateHyperParameterTuningJob (its `TrainingJobDefinition`) for Tuning,
-CreateModelPackage for RegisterModel. Condition steps nest further steps in IfSteps/ElseSteps.
+CreateModelPackage for RegisterModel, CreateTransformJob for Transform. Condition steps nest further steps in
+IfSteps/ElseSteps. A Transform step's network settings live on the SageMaker Model it names (CreateModel), so
+rules judge that Model; its storage and output keys are in the step.
 """
 
 from __future__ import annotations
@@ -35,13 +37,17 @@ _PATHS: dict[str, dict[str, tuple[str, ...]]] = {
         "volume_key": ("ProcessingResources", "ClusterConfig", "VolumeKmsKeyId"),
         "output_key": ("ProcessingOutputConfig", "KmsKeyId"),
     },
+    "transform": {
+        "volume_key": ("TransformResources", "VolumeKmsKeyId"),
+        "output_key": ("TransformOutput", "KmsKeyId"),
+    },
 }
 
 
 @dataclass(frozen=True)
 class Job:
     step: str
-    kind: str  # "training" | "processing"
+    kind: str  # "training" | "processing" | "transform"
     arguments: dict[str, Any]
 
     def setting(self, name: str) -> tuple[str, Any]:
@@ -51,8 +57,8 @@ class Job:
 
     @property
     def has_outputs(self) -> bool:
-        # Training always writes a model artifact; processing writes only when it declares outputs.
-        return self.kind == "training" or bool(self.arguments.get("ProcessingOutputConfig"))
+        # Training and transform always write (a model artifact, scores); processing only when it declares outputs.
+        return self.kind in ("training", "transform") or bool(self.arguments.get("ProcessingOutputConfig"))
 
 
 def steps(definition: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -77,6 +83,15 @@ def jobs(definition: dict[str, Any]) -> list[Job]:
         elif kind == "Processing":
             found.append(Job(name, "processing", arguments))
     return found
+
+
+def transforms(definition: dict[str, Any]) -> list[Job]:
+    """Batch Transform steps (their VPC and isolation are the named Model's, judged on the Model)."""
+    return [
+        Job(str(s.get("Name", "?")), "transform", s.get("Arguments") or {})
+        for s in steps(definition)
+        if s.get("Type") == "Transform"
+    ]
 
 
 def registrations(definition: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
-"""SageMaker workloads: models and jobs stay in the VPC with network isolation, endpoints serve only models
-this stack declares, and nothing registers a model as already approved.
+"""SageMaker workloads: models and jobs stay in the VPC with network isolation, endpoints and batch transforms
+run only models this stack declares, and nothing registers a model as already approved.
 
 pulumi-aws 7 has no model package resource (packages are created by pipelines' RegisterModel steps), so
 approval status is judged in pipeline definitions.
@@ -11,7 +11,7 @@ from typing import Any
 
 from policies.controls import ACCESS_CONTROL, INTEGRITY, TRANSMISSION, WORKFORCE_SECURITY
 from policies.rules.base import UNKNOWN, Findings, StackView, as_list, rule
-from policies.rules.pipelines import PIPELINE, definition, expression, jobs, registrations
+from policies.rules.pipelines import PIPELINE, definition, expression, jobs, registrations, transforms
 
 MODEL = "aws:sagemaker/model:Model"
 ENDPOINT_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
@@ -121,4 +121,37 @@ def variants_use_stack_models(stack: StackView, findings: Findings) -> None:
                     )
 
 
-RULES = (models_isolated, jobs_isolated, registration_pending, variants_use_stack_models)
+@rule(
+    id="CLIN-SM-005",
+    title="Batch transforms run a model declared in this stack",
+    severity="high",
+    controls=(ACCESS_CONTROL, TRANSMISSION),
+    reads=(MODEL,),
+    types=(PIPELINE,),
+    fix="Set the Transform step's ModelName to the name of an aws.sagemaker.Model of this stack (the endpoint's "
+    "model), as a literal, so CLIN-SM-001 judges its VPC and network isolation.",
+)
+def transforms_use_stack_models(stack: StackView, findings: Findings) -> None:
+    for pipeline in stack.of_type(PIPELINE):
+        doc = definition(stack, pipeline, findings)
+        models = stack.refs(pipeline, "pipelineDefinition", MODEL)
+        names = {stack.props(m).get("name") for m in models}
+        for job in transforms(doc) if doc else []:
+            name = job.arguments.get("ModelName")
+            if expression(name):
+                findings.fail(
+                    pipeline,
+                    f"step {job.step} ModelName comes from {expression(name)}, so whoever "
+                    "starts the pipeline chooses the model (and its network settings)",
+                )
+            elif name is UNKNOWN:
+                findings.unknown(pipeline, f"pipelineDefinition:{job.step}.ModelName")
+            elif name not in names:
+                findings.fail(
+                    pipeline,
+                    f"step {job.step} transforms with {name}, not a model of this stack (its "
+                    "VPC and isolation are unchecked)",
+                )
+
+
+RULES = (models_isolated, jobs_isolated, registration_pending, variants_use_stack_models, transforms_use_stack_models)

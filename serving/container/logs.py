@@ -1,7 +1,8 @@
 """Structured log lines on stdout (CloudWatch Logs on SageMaker), one JSON object per line.
 
 Invocation lines carry exactly the fields the endpoint's metric filters read (`infra.rollback_alarms`): counts,
-status, latency, model identity. Nothing from a request body - no feature value, no field name a client
+status, latency, model identity, whether the request was synthetic (the canary's, marked by Custom-Attributes)
+and which worker process answered. Nothing from a request body - no feature value, no field name a client
 chose, no identifier - is ever passed here; callers hand over counts only.
 """
 
@@ -35,6 +36,8 @@ class EventLog:
         invalid_scores: int,
         latency_ms: float,
         problems: int | None = None,
+        synthetic: bool = False,
+        worker: int | None = None,
     ) -> None:
         fields: dict[str, Any] = {
             "endpoint": self.endpoint,
@@ -44,7 +47,10 @@ class EventLog:
             "rows": rows,
             "invalid_scores": invalid_scores,
             "latency_ms": round(latency_ms, 3),
+            "synthetic": synthetic,
         }
         if problems is not None:
             fields["problems"] = problems
+        if worker is not None:
+            fields["worker"] = worker
         self.event("invocation", **fields)

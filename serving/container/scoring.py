@@ -120,7 +120,8 @@ def _probe_inputs(to_booster: Callable[[np.ndarray], np.ndarray], contract: Cont
     categories = _category_arrays(contract)
     count = len(contract.feature_columns)
     base = np.array([0.0 if j in categories else _SENTINEL_BASE + 7 * j for j in range(count)])
-    probes, index = [base], {}
+    probes = [base]
+    index: dict[tuple[int, str | int], int] = {}  # (column, "missing" or category code) -> probe row
     for j, table in categories.items():
         index[(j, "missing")] = len(probes)
         probes.append(np.where(np.arange(count) == j, np.nan, base))

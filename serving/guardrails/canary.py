@@ -1,12 +1,19 @@
 """Synthetic-traffic canary (Lambda, in the VPC). While an endpoint is being updated, a low-traffic clinical
 endpoint may see too few requests for its rollback alarms to judge the new fleet; this sends de-identified
-synthetic requests then, and nothing otherwise. Standard library + boto3 only (the Lambda runtime's)."""
+synthetic requests then, and nothing otherwise. Standard library + boto3 only (the Lambda runtime's), plus
+`clinops.traffic` (shipped beside this file in the function's archive).
+
+Every request is marked synthetic (`clinops.traffic`): Custom-Attributes for the container's metrics, an
+InferenceId prefix for data capture, so drift, quality and shadow comparisons leave it out. The rollback alarms
+still see it: that is what it is for."""
 
 from __future__ import annotations
 
 import json
 import os
 from typing import Any
+
+from clinops.traffic import SYNTHETIC_ATTRIBUTE, synthetic_inference_id
 
 IN_PROGRESS = {"Updating", "SystemUpdating"}
 
@@ -20,7 +27,12 @@ def run_canary(sagemaker: Any, runtime: Any, endpoint: str, payload: str, reques
     for _ in range(requests):
         try:
             runtime.invoke_endpoint(
-                EndpointName=endpoint, ContentType="text/csv", Accept="application/json", Body=payload.encode()
+                EndpointName=endpoint,
+                ContentType="text/csv",
+                Accept="application/json",
+                Body=payload.encode(),
+                CustomAttributes=SYNTHETIC_ATTRIBUTE,
+                InferenceId=synthetic_inference_id(),
             )
         except runtime.exceptions.ModelError:
             errors += 1  # the rollback alarms count these; the canary only has to create the datapoints

@@ -70,6 +70,16 @@ def test_derived_names_over_aws_limits() -> None:
     assert "fix: shorten the model name" in text
 
 
+def test_batch_scoring_names_are_checked_too() -> None:
+    values = prod_values()
+    name = "readmission-risk-at-discharge"  # 29 characters: the drift and canary names still fit
+    values["models"].append(extra_model(name))
+    text = mesh_problems(validate("prod", values), REPO)
+    # clinops-prod-readmission-risk-at-discharge-batch-scoring-scheduler: 66 > 64 (and its schedule, 56, fits)
+    assert f"models[{name}]: the batch-scoring scheduler IAM role name" in text and "AWS allows 64" in text
+    assert "drift scheduler IAM role" not in text and "canary Lambda" not in text
+
+
 def test_time_to_detect_of_an_outage_fits_the_rollback_slo() -> None:
     # 90% availability over 7 days: the fast tier needs 3.36 x 10% = 33.6% of an hour of errors = 1,209.6 s,
     # + 120 s publishing delay, beyond the 600 s rollback SLO of prod.

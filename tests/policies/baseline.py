@@ -291,6 +291,19 @@ def pipeline_definition(key: str) -> str:
                         ],
                     },
                 },
+                {
+                    "Name": "BatchScore",
+                    "Type": "Transform",
+                    "Arguments": {
+                        "ModelName": "clinops-prod-readmission-v3",
+                        "TransformResources": {
+                            "InstanceType": "ml.m5.xlarge",
+                            "InstanceCount": 1,
+                            "VolumeKmsKeyId": key,
+                        },
+                        "TransformOutput": {"S3OutputPath": "s3://clinops-prod-phi/scores", "KmsKeyId": key},
+                    },
+                },
             ],
         },
         sort_keys=True,
@@ -410,7 +423,54 @@ def _sagemaker(b: PlanBuilder) -> None:
         "aws:sagemaker/pipeline:Pipeline",
         "readmission-pipeline",
         {"pipelineDefinition": pipeline_definition(key)},
-        {"pipelineDefinition": ["data-key", "workload-sg"]},
+        {"pipelineDefinition": ["data-key", "workload-sg", "readmission-model"]},
+    )
+
+
+def _cds_api(b: PlanBuilder) -> None:
+    """The private CDS Hooks API as infra/cds_api.py builds it: endpoint-pinned, logged, throttled."""
+    b.add("aws:apigateway/restApi:RestApi", "cds-api", {"endpointConfiguration": {"types": "PRIVATE"}})
+    pinned = {"StringEquals": {"aws:SourceVpce": "vpce-0123456789abcdef0"}}
+    outside = {"StringNotEquals": {"aws:SourceVpce": "vpce-0123456789abcdef0"}}
+    b.add(
+        "aws:apigateway/restApiPolicy:RestApiPolicy",
+        "cds-api-policy",
+        {
+            "policy": policy(
+                {
+                    "Sid": "ThroughTheEndpoint",
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "execute-api:Invoke",
+                    "Resource": "*",
+                    "Condition": pinned,
+                },
+                {
+                    "Sid": "NothingElse",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "execute-api:Invoke",
+                    "Resource": "*",
+                    "Condition": outside,
+                },
+            )
+        },
+        {"restApiId": ["cds-api"]},
+    )
+    b.add(
+        "aws:apigateway/stage:Stage",
+        "cds-api-stage",
+        {
+            "stageName": "v1",
+            "accessLogSettings": {"destinationArn": "arn:aws:logs:us-east-1:1:log-group:x", "format": "{}"},
+        },
+        {"restApi": ["cds-api"]},
+    )
+    b.add(
+        "aws:apigateway/methodSettings:MethodSettings",
+        "cds-api-throttling",
+        {"methodPath": "*/*", "settings": {"throttlingRateLimit": 50, "throttlingBurstLimit": 100}},
+        {"restApi": ["cds-api"]},
     )
 
 
@@ -423,4 +483,5 @@ def compliant(environment: str = "prod") -> PlanBuilder:
     _audit(b)
     _identity(b)
     _sagemaker(b)
+    _cds_api(b)
     return b

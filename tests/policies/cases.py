@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.policies.baseline import ALARM_NAME
+from tests.policies.baseline import ALARM_NAME, policy
 from tests.policies.planbuilder import DELETE, PlanBuilder
 
 Mutation = Callable[[PlanBuilder], None]
@@ -105,6 +105,10 @@ FAILING: list[Case] = [
     Case("CLIN-ENC-007", "processing output key from a parameter", _pipeline(
         lambda s: s[0]["Arguments"]["ProcessingOutputConfig"].update(KmsKeyId={"Get": "Parameters.OutputKey"})),
         "readmission-pipeline"),
+    Case("CLIN-ENC-007", "transform volume unencrypted",
+         _pipeline(lambda s: s[3]["Arguments"]["TransformResources"].pop("VolumeKmsKeyId")), "readmission-pipeline"),
+    Case("CLIN-ENC-007", "transform scores under an AWS-managed key", _pipeline(
+        lambda s: s[3]["Arguments"]["TransformOutput"].update(KmsKeyId="alias/aws/s3")), "readmission-pipeline"),
     Case("CLIN-TLS-001", "policy without TLS deny", _statements("phi-data-policy", lambda s: s[0]["Condition"].update(
         Bool={"aws:SecureTransport": "true"})), "phi-data"),
     Case("CLIN-TLS-001", "no bucket policy", lambda b: b.remove("evidence-policy"), "evidence"),
@@ -160,6 +164,10 @@ FAILING: list[Case] = [
     Case("CLIN-SM-004", "variant serves an outside model", _steps(
         lambda b: b.set("readmission-config", "productionVariants.0.modelName", "somebody-elses-model"),
         lambda b: b.unlink("readmission-config", "productionVariants")), "readmission-config"),
+    Case("CLIN-SM-005", "transform runs an outside model", _pipeline(
+        lambda s: s[3]["Arguments"].update(ModelName="somebody-elses-model")), "readmission-pipeline"),
+    Case("CLIN-SM-005", "transform model from a parameter", _pipeline(
+        lambda s: s[3]["Arguments"].update(ModelName={"Get": "Parameters.Model"})), "readmission-pipeline"),
     Case("CLIN-DEP-001", "all at once in prod", lambda b: b.set("readmission", f"{ROUTING}.type", "ALL_AT_ONCE"),
          "readmission"),
     Case("CLIN-DEP-001", "no deployment config in prod", lambda b: b.set("readmission", "deploymentConfig", DELETE),
@@ -228,6 +236,15 @@ FAILING: list[Case] = [
         "readmission", frozenset({"CLIN-DEP-003"})),
     Case("CLIN-DEP-007", "blue/green wait of 0", lambda b: b.set("readmission", f"{ROUTING}.waitIntervalInSeconds",
          0), "readmission", frozenset({"CLIN-DEP-005"})),
+    Case("CLIN-API-001", "regional API", lambda b: b.set("cds-api", "endpointConfiguration.types", "REGIONAL"),
+         "cds-api"),
+    Case("CLIN-API-002", "no resource policy", lambda b: b.remove("cds-api-policy"), "cds-api"),
+    Case("CLIN-API-002", "allow not pinned to the endpoint", lambda b: b.set("cds-api-policy", "policy",
+         policy({"Effect": "Allow", "Principal": "*", "Action": "execute-api:Invoke", "Resource": "*"})),
+         "cds-api-policy"),
+    Case("CLIN-API-003", "no access log", lambda b: b.set("cds-api-stage", "accessLogSettings", DELETE),
+         "cds-api-stage"),
+    Case("CLIN-API-003", "no throttling", lambda b: b.remove("cds-api-throttling"), "cds-api-stage"),
 ]
 # fmt: on
 

@@ -25,6 +25,9 @@ lists, or objects with `predictions` / `scores` / `probabilities` / `score` / `p
 Join key for delayed outcomes: `inference_id` is the caller's InferenceId when given, else SageMaker's eventId;
 a request with several records gets `<id>/<index>` per record.
 
+Synthetic traffic (the deployment canary's requests, marked as `clinops.traffic` says) is skipped and counted
+in `synthetic`: its random in-range rows are not patients, and would bias drift, quality and shadow windows.
+
 A line that cannot be read is counted under a reason and skipped; a readable input with an unreadable output
 keeps its features (drift needs only inputs) and is counted under `output_unreadable`. Reasons and counts are
 all that is ever reported: no payload content is logged.
@@ -47,12 +50,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clinops.traffic import is_synthetic_capture
+
 PATH_PATTERN = re.compile(r"(?:^|/)(?P<endpoint>[^/]+)/(?P<variant>[^/]+)/\d{4}/\d{2}/\d{2}/\d{2}/[^/]+$")
 _SCORE_KEYS = ("predictions", "scores", "probabilities", "score", "probability", "outputs")
 
 
 class Malformed(ValueError):
     """A capture line that cannot be used; the message is a reason code, never content."""
+
+
+class Synthetic(Exception):
+    """A capture line of synthetic traffic: skipped, and counted apart from malformed lines."""
 
 
 @dataclass
@@ -67,6 +76,7 @@ class CaptureBatch:
     malformed: Counter[str] = field(default_factory=Counter)
     events: int = 0
     table: pd.DataFrame | None = None
+    synthetic: int = 0  # events skipped as synthetic traffic
 
     @cached_property
     def frame(self) -> pd.DataFrame:
@@ -77,7 +87,12 @@ class CaptureBatch:
 
 def combine(batches: list[CaptureBatch]) -> CaptureBatch:
     records = [r for b in batches for r in b.records]
-    return CaptureBatch(records, sum((b.malformed for b in batches), Counter()), sum(b.events for b in batches))
+    return CaptureBatch(
+        records,
+        sum((b.malformed for b in batches), Counter()),
+        sum(b.events for b in batches),
+        synthetic=sum(b.synthetic for b in batches),
+    )
 
 
 def _decode(section: Any, what: str) -> tuple[Any, str]:
@@ -163,6 +178,8 @@ def parse_line(line: str, columns: list[str]) -> tuple[list[dict[str, Any]], boo
     capture = event.get("captureData") if isinstance(event, dict) else None
     if not isinstance(capture, dict):
         raise Malformed("no_capture_data")
+    if is_synthetic_capture(event.get("eventMetadata")):
+        raise Synthetic()
     records = _records(*_decode(capture.get("endpointInput"), "input"), columns)
     scores: list[float] = []
     output_ok = "endpointOutput" in capture
@@ -189,7 +206,7 @@ def parse_lines(lines: Iterable[str], columns: list[str], *, source: str = "") -
     where = {"variant": match["variant"] if match else None, "endpoint": match["endpoint"] if match else None}
     rows: list[dict[str, Any]] = []
     malformed: Counter[str] = Counter()
-    events = 0
+    events = synthetic = 0
     for line in lines:
         if not line.strip():
             continue
@@ -199,10 +216,13 @@ def parse_lines(lines: Iterable[str], columns: list[str], *, source: str = "") -
         except Malformed as exc:
             malformed[str(exc)] += 1
             continue
+        except Synthetic:
+            synthetic += 1
+            continue
         except (AttributeError, TypeError, ValueError):
             malformed["unreadable"] += 1
             continue
         if not output_ok:
             malformed["output_unreadable"] += 1
         rows.extend(record | where for record in records)
-    return CaptureBatch(rows, malformed, events)
+    return CaptureBatch(rows, malformed, events, synthetic=synthetic)

@@ -120,6 +120,7 @@ def test_every_kind_of_the_brief_exists() -> None:
         "gate",
         "retraining",
         "pin-change",
+        "clinician-feedback",  # issue 16: CDS cards accepted / overridden
     }
     with pytest.raises(ValidationError, match="kind"):
         sealed(kind="deploy")

@@ -61,8 +61,14 @@ def test_invalid_job_is_refused_by_the_service_model() -> None:
 
 def test_each_pinned_model_gets_a_scheduled_drift_pipeline() -> None:
     states = [s["newState"] for s in rendered("prod")["steps"]]
-    pipelines = [s for s in states if s["type"] == "aws:sagemaker/pipeline:Pipeline"]
-    schedules = [s for s in states if s["type"] == "aws:scheduler/schedule:Schedule"]
+    pipelines = [
+        s
+        for s in states
+        if s["type"] == "aws:sagemaker/pipeline:Pipeline" and s["inputs"]["pipelineName"].endswith("-drift")
+    ]  # beside it: batch scoring (infra.batch_scoring)
+    schedules = [
+        s for s in states if s["type"] == "aws:scheduler/schedule:Schedule" and s["inputs"]["name"].endswith("-drift")
+    ]
     assert [p["inputs"]["pipelineName"] for p in pipelines] == ["clinops-prod-readmission-risk-drift"]
     assert schedules[0]["inputs"]["scheduleExpression"] == "cron(0 6 * * ? *)"
     assert schedules[0]["propertyDependencies"]["target"]

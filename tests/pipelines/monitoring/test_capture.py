@@ -113,3 +113,29 @@ def test_variant_comes_from_the_sagemaker_key_layout() -> None:
     batch = parse_lines([line], COLUMNS, source="capture/my-endpoint/shadow/2025/07/01/08/abc.jsonl")
     assert batch.frame["variant"].tolist() == ["shadow"] and batch.frame["endpoint"].tolist() == ["my-endpoint"]
     assert parse_lines([line], COLUMNS, source="elsewhere/file.jsonl").frame["variant"].isna().all()
+
+
+def test_synthetic_traffic_is_left_out_and_counted_apart(tmp_path: Path) -> None:
+    """The canary's requests: by its InferenceId prefix (what data capture records) or by Custom-Attributes."""
+    from clinops.traffic import SYNTHETIC_ATTRIBUTE, synthetic_inference_id
+
+    frame = window(40, seed=5)
+    write_capture(frame[COLUMNS], frame["score"].to_numpy(), tmp_path / "real", COLUMNS)
+    synthetic = window(25, seed=6)
+    write_capture(
+        synthetic[COLUMNS], np.full(25, 0.99), tmp_path / "canary", COLUMNS, id_prefix=synthetic_inference_id()
+    )
+    for file in (tmp_path / "canary").rglob("*.jsonl"):  # the canary's lines land in the same hourly files
+        target = tmp_path / "real" / file.relative_to(tmp_path / "canary")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("a") as out:
+            out.write(file.read_text())
+    marked = json.loads(_event("1,2", "CSV", "text/csv"))
+    marked["eventMetadata"]["customAttributes"] = f"trace=1;{SYNTHETIC_ATTRIBUTE}"
+    with next((tmp_path / "real").rglob("*.jsonl")).open("a") as out:
+        out.write(json.dumps(marked) + "\n")
+    batch = read_current(str(tmp_path / "real"), COLUMNS)
+    assert (batch.events, batch.synthetic, len(batch.frame)) == (66, 26, 40)
+    assert not batch.malformed
+    assert not batch.frame["inference_id"].str.startswith("clinops-synthetic-").any()
+    assert (batch.frame["score"] < 0.99).all()

@@ -230,3 +230,81 @@ def test_quality_cli_exit_codes(tmp_path: Path) -> None:
         ],
     )
     assert missing.exit_code == 2
+
+
+def test_synthetic_capture_never_reaches_the_backtest(tmp_path: Path) -> None:
+    """The canary's captured requests (its own ids, or a real-looking id marked by Custom-Attributes) are left
+    out: the backtest with them is the backtest without them."""
+    from clinops.traffic import SYNTHETIC_ATTRIBUTE, synthetic_inference_id
+
+    bundle = write_bundle_files(tmp_path / "bundle")
+    (tmp_path / "evaluation.json").write_text(json.dumps({"candidate": {"auc": 0.76, "brier": 0.1}}))
+    columns = baseline().columns
+    frame, outcomes = inferences(1200, seed=5, days=45)
+    ordered = frame.sort_values("inference_time").reset_index(drop=True)
+    rows = outcomes.set_index("inference_id").loc[ordered["inference_id"]].reset_index(drop=True)
+    rows.insert(0, "inference_id", [f"inf-{i}" for i in range(len(rows))])
+    rows.to_csv(tmp_path / "outcomes.csv", index=False)
+    every, start = timedelta(days=45) / len(frame), START.to_pydatetime()
+    write_capture(
+        window(len(frame), seed=4)[columns],
+        ordered["score"].to_numpy(),
+        tmp_path / "real",
+        columns,
+        start=start,
+        every=every,
+    )
+
+    def run(capture: Path, out: str) -> dict:
+        done = CliRunner().invoke(
+            app,
+            [
+                "run",
+                "--baseline",
+                str(bundle),
+                "--capture",
+                str(capture),
+                "--outcomes",
+                str(tmp_path / "outcomes.csv"),
+                "--baseline-metrics",
+                str(tmp_path / "evaluation.json"),
+                "--label-lag-days",
+                "0",
+                "--windows",
+                "3",
+                "--out",
+                str(tmp_path / out),
+            ],
+        )
+        assert done.exit_code in (0, 1), done.output
+        return json.loads((tmp_path / out / "quality.json").read_text())
+
+    clean = run(tmp_path / "real", "clean")
+    canary = window(300, seed=9)[columns]
+    write_capture(
+        canary,
+        np.full(300, 0.999),
+        tmp_path / "canary",
+        columns,
+        start=start,
+        every=every * 4,
+        id_prefix=synthetic_inference_id(),
+    )
+    marked = []
+    for i, line in enumerate(capture_lines(tmp_path / "real")[:50]):  # replayed ids: duplicates if not excluded
+        event = json.loads(line)
+        event["eventMetadata"]["customAttributes"] = SYNTHETIC_ATTRIBUTE
+        event["captureData"]["endpointOutput"]["data"] = "0.999" if i % 2 else "0.001"
+        marked.append(json.dumps(event))
+    for file in (tmp_path / "canary").rglob("*.jsonl"):
+        target = tmp_path / "real" / file.relative_to(tmp_path / "canary")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("a") as out:
+            out.write(file.read_text())
+    with sorted((tmp_path / "real").rglob("*.jsonl"))[0].open("a") as out:
+        out.write("\n".join(marked) + "\n")
+    assert run(tmp_path / "real", "with-canary") == clean
+
+
+def capture_lines(folder: Path) -> list[str]:
+    return [line for f in sorted(folder.rglob("*.jsonl")) for line in f.read_text().splitlines() if line.strip()]

@@ -132,7 +132,7 @@ def test_problem_list_is_capped_but_counted(client: Client) -> None:
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
-        ("71,F,Medicare\n70,M,Medicaid\n", "CSV needs a header row"),
+        ("71,F,Medicare\n70,M,Medicaid\n", "a CSV row without a header holds the 15 feature columns"),
         ("age,sex\n", "no records to score"),
         ("", "the body is empty"),
     ],
@@ -188,7 +188,7 @@ def test_too_many_rows_is_413(client: Client) -> None:
         "text/plain",
         "application/x-www-form-urlencoded",
         "application/json; charset=latin-1",
-        "application/jsonlines",
+        "text/csv; header=maybe",
         "multipart/form-data; boundary=x",
     ],
 )
@@ -199,8 +199,9 @@ def test_unsupported_content_type_is_415(client: Client, content_type: str | Non
 
 
 def test_unacceptable_accept_is_406(client: Client) -> None:
-    assert client.post(json.dumps(READMISSION_ROW), Accept="text/csv").status == 406
-    assert client.post(json.dumps(READMISSION_ROW), Accept="text/csv, application/json;q=0.5").status == 200
+    assert client.post(json.dumps(READMISSION_ROW), Accept="text/html").status == 406
+    assert client.post(json.dumps(READMISSION_ROW), Accept="application/json;q=0, text/csv;q=0").status == 406
+    assert client.post(json.dumps(READMISSION_ROW), Accept="text/html, application/json;q=0.5").status == 200
 
 
 @pytest.mark.parametrize(

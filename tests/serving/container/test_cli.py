@@ -115,10 +115,12 @@ def test_a_rejected_or_interrupted_run_is_refused_without_the_flag(
     result = CliRunner().invoke(clinops_root(), ["serve", "--local", "readmission-risk", "--out", str(tmp_path)])
     assert result.exit_code == 1 and "refused:" in result.output and expected in result.output
     assert "--allow-unapproved" in result.output
-    import serving.container.app
+    import serving.container.workers
 
     served: list[Path] = []
-    monkeypatch.setattr(serving.container.app, "serve", lambda settings, on_ready: served.append(settings.model_dir))
+    monkeypatch.setattr(
+        serving.container.workers, "serve", lambda settings, on_ready: served.append(settings.model_dir) or 0
+    )
     flagged = CliRunner().invoke(
         clinops_root(), ["serve", "--local", "readmission-risk", "--out", str(tmp_path), "--allow-unapproved"]
     )
@@ -129,10 +131,12 @@ def test_a_rejected_or_interrupted_run_is_refused_without_the_flag(
 def test_a_pending_run_serves_without_the_flag(
     bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import serving.container.app
+    import serving.container.workers
 
     _run_dir(tmp_path, bundle_dir, "20250101T000000000000Z", "PendingManualApproval")
     served: list[Path] = []
-    monkeypatch.setattr(serving.container.app, "serve", lambda settings, on_ready: served.append(settings.model_dir))
+    monkeypatch.setattr(
+        serving.container.workers, "serve", lambda settings, on_ready: served.append(settings.model_dir) or 0
+    )
     result = CliRunner().invoke(clinops_root(), ["serve", "--local", "readmission-risk", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output and served

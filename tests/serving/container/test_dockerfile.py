@@ -27,6 +27,7 @@ EXPORTS = {
     "serving/container/requirements.txt": "inference-image",
     "serving/guardrails/layer-requirements.txt": "guardrail-layer",
     "pipelines/image-requirements.txt": "pipeline-steps-image",
+    "serving/cds/layer-requirements.txt": "cds-layer",
 }
 
 

@@ -94,6 +94,7 @@ def test_a_damaged_bundle_starts_the_server_but_ping_is_503(
         "rows": 0,
         "invalid_scores": 0,
         "latency_ms": last["latency_ms"],
+        "synthetic": False,
     }
 
 

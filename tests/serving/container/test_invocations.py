@@ -153,8 +153,18 @@ def test_each_invocation_logs_one_line_with_the_metric_fields(running: Running) 
     # a line from an earlier test's last request may still land after `before`: pick ours by their counts
     logged = running.invocations_after(before, 2, where=lambda e: e["rows"] == 37 or e.get("problems") == 15)
     assert len(logged) == 2
-    ok, bad = logged
-    assert set(ok) == {"event", "endpoint", "model", "model_version", "status", "rows", "invalid_scores", "latency_ms"}
+    ok, bad = sorted(logged, key=lambda e: e["status"])  # each line is written after its reply: any order
+    assert set(ok) == {
+        "event",
+        "endpoint",
+        "model",
+        "model_version",
+        "status",
+        "rows",
+        "invalid_scores",
+        "latency_ms",
+        "synthetic",
+    }
     assert (ok["endpoint"], ok["status"], ok["rows"], ok["invalid_scores"]) == ("test-endpoint", 200, 37, 0)
     assert ok["latency_ms"] > 0
     assert (bad["status"], bad["rows"], bad["problems"]) == (400, 0, 15)

@@ -42,7 +42,18 @@ SECRETS = [
     "Quartermaine",
     "Featherstonehaugh",
 ]
-INVOCATION_KEYS = {"event", "endpoint", "model", "model_version", "status", "rows", "invalid_scores", "latency_ms"}
+INVOCATION_KEYS = {
+    "event",
+    "endpoint",
+    "model",
+    "model_version",
+    "status",
+    "rows",
+    "invalid_scores",
+    "latency_ms",
+    "synthetic",
+    "worker",
+}
 
 
 class ServerProcess:
@@ -139,4 +150,13 @@ def test_no_value_or_identifier_reaches_any_log(process: ServerProcess) -> None:
         expected = INVOCATION_KEYS | ({"problems"} if 400 <= event["status"] < 500 else set())
         assert set(event) == expected
         assert event["endpoint"] == "phi-test"
-    assert {e["event"] for e in events} == {"model_loaded", "listening", "invocation", "rejected_request"}
+    assert {e["event"] for e in events} == {
+        "model_loaded",
+        "listening",
+        "invocation",
+        "rejected_request",
+        "worker_ready",
+        "draining",
+        "worker_stopped",
+        "stopped",
+    }

@@ -1,48 +1,60 @@
 """The Lambda modules import with nothing but the standard library, boto3 (the Lambda runtime's) and the files
-their code archive ships (`infra.guardrails._CODE`: the handlers and the shared core they use)."""
+their code archive ships (`infra.guardrails._CODE`: the handlers and the shared core they use; the canary's own
+archive, `infra.canary.ARCHIVE_FILES`)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import REPO
 
-LAMBDA_MODULES = (
-    "serving.guardrails.breaker",
-    "serving.guardrails.recorder",
-    "serving.guardrails.retrain",
-    "serving.guardrails.canary",
-)
+LAMBDA_MODULES = ("serving.guardrails.breaker", "serving.guardrails.recorder", "serving.guardrails.retrain")
+CANARY_MODULE = "serving.guardrails.canary"  # ships alone in its own archive (infra.canary)
 NOT_IN_THE_RUNTIME = ("pydantic", "ruamel", "yaml", "typer", "rich", "pulumi", "pulumi_aws", "numpy", "pandas")
 FIRST_PARTY = ("clinops", "serving", "pipelines", "infra", "policies")
 
 PROBE = f"""
 import importlib, importlib.abc, sys
 shipped = set(sys.argv[1].split(","))
+modules = sys.argv[2].split(",")
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         top = name.split(".")[0]
         if top in {NOT_IN_THE_RUNTIME!r} or (top in {FIRST_PARTY!r} and name not in shipped):
             raise ImportError("not in the Lambda's runtime or code archive: " + name)
 sys.meta_path.insert(0, Block())
-for module in {LAMBDA_MODULES!r}:
+for module in modules:
     importlib.import_module(module)
 print("ok")
 """
 
 
+def as_modules(files: set[Path]) -> set[str]:
+    return {".".join(f.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__") for f in files}
+
+
 def shipped_modules() -> set[str]:
     from infra.guardrails import _CODE
 
-    files = {path for pattern in _CODE for path in REPO.glob(pattern)}
-    modules = {".".join(f.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__") for f in files}
-    return modules | {"serving.guardrails.canary"}  # the canary ships alone in its own archive (infra.canary)
+    return as_modules({path for pattern in _CODE for path in REPO.glob(pattern)})
 
 
-def probe(shipped: set[str]) -> subprocess.CompletedProcess[str]:
+def canary_modules() -> set[str]:
+    from infra.canary import ARCHIVE_FILES
+
+    # the handler sits at the archive's root as handler.py; here it imports as serving.guardrails.canary
+    return as_modules(set(ARCHIVE_FILES.values())) | {"serving", "serving.guardrails"}
+
+
+def probe(shipped: set[str], modules: tuple[str, ...] = LAMBDA_MODULES) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", PROBE, ",".join(sorted(shipped))], cwd=REPO, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", PROBE, ",".join(sorted(shipped)), ",".join(modules)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -50,6 +62,14 @@ def test_the_lambda_modules_need_only_the_standard_library_boto3_and_their_archi
     done = probe(shipped_modules())
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_the_canary_needs_only_the_standard_library_boto3_and_its_own_archive() -> None:
+    done = probe(canary_modules(), (CANARY_MODULE,))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    missing = probe(canary_modules() - {"clinops.traffic"}, (CANARY_MODULE,))
+    assert missing.returncode != 0 and "clinops.traffic" in missing.stderr
 
 
 def test_a_module_missing_from_the_archive_is_caught() -> None:

@@ -281,3 +281,32 @@ def test_capture_of_another_endpoint_is_refused_not_reported_empty(session, proj
             since=NOW,
             now=NOW,
         )
+
+
+def test_the_canarys_synthetic_requests_are_never_paired(session, project, registry, tmp_path) -> None:
+    """The canary's requests reach both variants with one InferenceId; paired, these would fail agreement."""
+    from clinops.traffic import synthetic_inference_id
+
+    _, production, _, candidate = registry.approved(versions=4)
+    config = load_from_stack_file("prod", project)
+    capture, when = tmp_path / "capture", NOW - dt.timedelta(hours=1)
+    p = scores(260)
+    canary = [synthetic_inference_id() for _ in range(150)]
+    write_capture(capture, "prod", names.VARIANT, {f"req-{i}": s for i, s in enumerate(p[:240])}, when)
+    write_capture(capture, "prod", names.SHADOW_VARIANT, {f"req-{i}": s + 0.004 for i, s in enumerate(p[:240])}, when)
+    write_capture(capture, "prod", names.VARIANT, dict.fromkeys(canary, 0.99), when)
+    write_capture(capture, "prod", names.SHADOW_VARIANT, dict.fromkeys(canary, 0.01), when)
+    aws = stack_aws(session, **_stubs(registry, production, candidate))
+    report = run_report(
+        aws,
+        config,
+        find_model(config, MODEL),
+        criteria=CRITERIA,
+        capture=str(capture),
+        shadow_arn=candidate,
+        since=NOW - dt.timedelta(hours=3),
+        now=NOW,
+    )
+    assert report.exit_code == ExitCode.OK, report.comparison.reasons
+    counts = report.comparison.counts
+    assert (counts["matched_valid"], counts["shadow_rows"]) == (240, 240)
