@@ -32,7 +32,14 @@ from clinops.names import (
     cds_alarm_names,
     parameter,
 )
-from infra.base import Platform, allow, policy_document, service_trust, vpc_network_interface_statements
+from infra.base import (
+    Platform,
+    allow,
+    policy_document,
+    service_trust,
+    tracing_statement,
+    vpc_network_interface_statements,
+)
 from infra.logs import encrypted_log_group
 
 RUNTIME = "python3.11"
@@ -320,7 +327,8 @@ class CdsHooksApi(pulumi.ComponentResource):
             tags=p.tags(),
             opts=p.child(self),
         )
-        aws.iam.RolePolicy(
+        # the function depends on its policy: CreateFunction checks the role's ENI permissions at creation
+        permissions = aws.iam.RolePolicy(
             f"{purpose}-permissions",
             role=role.id,
             policy=policy_document(
@@ -331,6 +339,7 @@ class CdsHooksApi(pulumi.ComponentResource):
                     log_group.arn.apply(lambda a: f"{a}:*"),
                 ),
                 *vpc_network_interface_statements(p),
+                tracing_statement(),  # tracing_config Active sends segments as this role
             ),
             opts=p.child(self),
         )
@@ -351,7 +360,7 @@ class CdsHooksApi(pulumi.ComponentResource):
             vpc_config={"subnet_ids": args.subnet_ids, "security_group_ids": [args.security_group_id]},
             logging_config={"log_format": "JSON", "log_group": log_group.name},
             tags=p.tags(**{"clinops:purpose": purpose}),
-            opts=p.child(self, depends_on=[log_group]),
+            opts=p.child(self, depends_on=[log_group, permissions]),
         )
 
     def _route(
