@@ -32,14 +32,7 @@ from clinops.names import (
     cds_alarm_names,
     parameter,
 )
-from infra.base import (
-    Platform,
-    allow,
-    policy_document,
-    service_trust,
-    tracing_statement,
-    vpc_network_interface_statements,
-)
+from infra.base import Platform, allow, policy_document, service_trust, vpc_network_interface_statements
 from infra.logs import encrypted_log_group
 
 RUNTIME = "python3.11"
@@ -327,7 +320,6 @@ class CdsHooksApi(pulumi.ComponentResource):
             tags=p.tags(),
             opts=p.child(self),
         )
-        # the function depends on its policy: CreateFunction checks the role's ENI permissions at creation
         permissions = aws.iam.RolePolicy(
             f"{purpose}-permissions",
             role=role.id,
@@ -338,8 +330,9 @@ class CdsHooksApi(pulumi.ComponentResource):
                     ["logs:CreateLogStream", "logs:PutLogEvents"],
                     log_group.arn.apply(lambda a: f"{a}:*"),
                 ),
+                # tracing is on: segments go to X-Ray through its VPC endpoint (the actions take no resource)
+                allow("WriteTraces", ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "*"),
                 *vpc_network_interface_statements(p),
-                tracing_statement(),  # tracing_config Active sends segments as this role
             ),
             opts=p.child(self),
         )
@@ -353,13 +346,15 @@ class CdsHooksApi(pulumi.ComponentResource):
             role=role.arn,
             timeout=10,
             memory_size=1024,  # FHIR parsing is CPU-bound; Lambda CPU scales with memory
-            reserved_concurrent_executions=20,
+            # off by default like every function's (new accounts' concurrency quota of 10 refuses reservations)
+            reserved_concurrent_executions=20 if p.config.lambda_reserved_concurrency else None,
             kms_key_arn=args.logs_key.arn,
             tracing_config={"mode": "Active"},
             environment={"variables": {**env, "CDS_BASE_URL": base_url}},
             vpc_config={"subnet_ids": args.subnet_ids, "security_group_ids": [args.security_group_id]},
             logging_config={"log_format": "JSON", "log_group": log_group.name},
             tags=p.tags(**{"clinops:purpose": purpose}),
+            # CreateFunction checks the role's ENI permissions: the policy must exist first
             opts=p.child(self, depends_on=[log_group, permissions]),
         )
 

@@ -15,8 +15,8 @@ from tests.conftest import REPO
 
 def test_prod_fixed_cost_by_hand() -> None:
     lines = {x.item: x for x in fixed_monthly_cost(load_from_stack_file("prod", REPO), log_gb_per_month=5)}
-    # 15 interface endpoints (the X-Ray one serves the Lambdas' active tracing), one ENI per AZ in 3 AZs
-    assert lines["VPC interface endpoints"].monthly_usd == pytest.approx(15 * 3 * 0.01 * 730)  # 328.50
+    # 16 interface endpoints (X-Ray for the Lambdas' tracing, execute-api for the private CDS API), 3 AZs
+    assert lines["VPC interface endpoints"].monthly_usd == pytest.approx(16 * 3 * 0.01 * 730)  # 350.40
     assert lines["endpoint readmission-risk"].monthly_usd == pytest.approx(2 * 0.115 * 730)  # 167.90
     assert lines["endpoint sepsis-warning"].monthly_usd == 0  # no package pinned: no endpoint
     assert lines["MLflow tracking server"].monthly_usd == pytest.approx(1.4 * 730)  # Medium in prod

@@ -41,9 +41,8 @@ def _evidence_unlocked(doc: dict) -> None:
 
 
 def _role_decrypts_every_key(doc: dict) -> None:
-    # the approver: the execution and deployer roles already decrypt the registry's key/* by alias (a reviewed
-    # exception), so only a role with no such grant shows the detection firing
-    policy = _state(doc, "aws:iam/rolePolicy:RolePolicy", "approver-permissions")
+    # the author's role: staging/prod's execution role already carries the reviewed DecryptPromotedModels grant
+    policy = _state(doc, "aws:iam/rolePolicy:RolePolicy", "author-permissions")
     document = json.loads(policy["inputs"]["policy"])
     document["Statement"].append({"Sid": "AnyKey", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"})
     policy["inputs"]["policy"] = json.dumps(document)
@@ -58,7 +57,7 @@ def _data_capture_unlogged(doc: dict) -> None:
     [
         (_no_insufficient_data_action, "cloudwatch-alarm-action-check", "clinops-prod-readmission-risk-5xx-rate"),
         (_evidence_unlocked, "s3-bucket-default-lock-enabled", "evidence"),
-        (_role_decrypts_every_key, "iam-inline-policy-blocked-kms-actions", "approver-permissions"),
+        (_role_decrypts_every_key, "iam-inline-policy-blocked-kms-actions", "author-permissions"),
         (_data_capture_unlogged, "s3-bucket-logging-enabled", "data-capture"),
     ],
 )

@@ -21,7 +21,7 @@ from clinops.evidence import EvidenceLog, head_parameter_name
 from clinops.evidence.s3 import EVIDENCE_PREFIX
 from infra.guardrails import EVIDENCE_WRITER_FUNCTIONS
 from tests.clinops.evidence.helpers import STORY, stepping_clock
-from tests.conftest import rendered
+from tests.conftest import REPO, rendered
 
 STACK, REGION, ACCOUNT = "prod", "us-east-1", "333333333333"  # the calls are recorded in prod's terms
 ACCOUNTS = {"dev": "111111111111", "prod": ACCOUNT}
@@ -318,9 +318,17 @@ def test_the_key_policy_names_exactly_the_writer_functions() -> None:
     statements = document(rendered(STACK), "aws:kms/key:Key::evidence-mac-key")
     sealing = next(s for s in statements if s["Sid"] == "EvidenceSealingFunctions")
     named = sealing["Condition"]["ArnEquals"]["aws:PrincipalArn"]
+    cds_writers = [f"cds-{m['name']}" for m in _models(STACK) if m.get("cds") and m.get("packageArn")]
     assert sorted(named) == sorted(
-        f"arn:aws:iam::{ACCOUNT}:role/clinops-{STACK}-{f}" for f in EVIDENCE_WRITER_FUNCTIONS
+        f"arn:aws:iam::{ACCOUNT}:role/clinops-{STACK}-{f}" for f in (*EVIDENCE_WRITER_FUNCTIONS, *cds_writers)
     )
+
+
+def _models(stack: str) -> list[dict]:
+    """The stack file's models (the CDS functions that record clinicians' feedback are evidence writers too)."""
+    import yaml
+
+    return yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]["clinops:models"]
 
 
 @pytest.mark.parametrize("persona", ["approver", "author", "execution"])
