@@ -14,7 +14,8 @@ import pulumi_aws as aws
 
 from clinops.models import ModelConfig
 from clinops.names import batch_scoring_pipeline_name, batch_scoring_scheduler_role_name
-from infra.base import Platform, allow, policy_document, service_trust
+from infra.base import Platform
+from infra.scheduled import ScheduledPipeline, schedule_pipeline
 from pipelines.definitions.batch_scoring import TransformSettings, input_uri, scoring_definition
 from serving.container.settings import DEFAULT_MAX_BODY_BYTES
 
@@ -56,52 +57,23 @@ class BatchScoring(pulumi.ComponentResource):
             )
         )
         name_ = batch_scoring_pipeline_name(platform.config.stack, model.name)
-        pipeline = aws.sagemaker.Pipeline(
-            f"{model.name}-batch-scoring-pipeline",
-            pipeline_name=name_,
-            pipeline_display_name=name_,
-            pipeline_description=f"Nightly Batch Transform of {model.name} over the day's extract",
-            role_arn=args.role_arn,
-            pipeline_definition=definition,
-            tags=platform.tags(**{"clinops:model": model.name}),
-            opts=platform.child(self),
-        )
-        role = aws.iam.Role(
-            f"{model.name}-batch-scoring-scheduler-role",
-            name=batch_scoring_scheduler_role_name(platform.config.stack, model.name),
-            assume_role_policy=service_trust("scheduler.amazonaws.com", platform.account),
-            permissions_boundary=args.boundary_arn,
-            tags=platform.tags(),
-            opts=platform.child(self),
-        )
-        aws.iam.RolePolicy(
-            f"{model.name}-batch-scoring-scheduler-permissions",
-            role=role.id,
-            policy=policy_document(
-                allow("StartBatchScoring", ["sagemaker:StartPipelineExecution"], pipeline.arn),
-                # the schedule is encrypted with a customer managed key: its execution role decrypts it
-                allow("DecryptSchedule", ["kms:Decrypt"], args.schedule_key.arn),
+        pipeline = schedule_pipeline(
+            self,
+            platform,
+            ScheduledPipeline(
+                model=model.name,
+                kind="batch-scoring",
+                pipeline_name=name_,
+                scheduler_role_name=batch_scoring_scheduler_role_name(platform.config.stack, model.name),
+                description=f"Nightly Batch Transform of {model.name} over the day's extract",
+                start_sid="StartBatchScoring",
+                role_arn=args.role_arn,
+                definition=definition,
+                schedule=cfg.schedule,
+                schedule_key=args.schedule_key,
+                boundary_arn=args.boundary_arn,
+                parameters={"InputUri": args.data_bucket.apply(lambda b: input_uri(b, model.name))},
             ),
-            opts=platform.child(self),
-        )
-        aws.scheduler.Schedule(
-            f"{model.name}-batch-scoring-schedule",
-            name=name_,
-            schedule_expression=cfg.schedule,
-            schedule_expression_timezone="UTC",
-            flexible_time_window={"mode": "FLEXIBLE", "maximum_window_in_minutes": 30},
-            kms_key_arn=args.schedule_key.arn,
-            target={
-                "arn": pipeline.arn,
-                "role_arn": role.arn,
-                "retry_policy": {"maximum_retry_attempts": 3},
-                "sagemaker_pipeline_parameters": {
-                    "pipeline_parameters": [
-                        {"name": "InputUri", "value": args.data_bucket.apply(lambda b: input_uri(b, model.name))}
-                    ]
-                },
-            },
-            opts=platform.child(self),
         )
         self.pipeline = pipeline
         self.register_outputs({"pipelineName": name_})

@@ -11,7 +11,8 @@ import pulumi_aws as aws
 
 from clinops.models import ModelConfig
 from clinops.names import drift_pipeline_name, drift_scheduler_role_name
-from infra.base import Platform, allow, policy_document, service_trust
+from infra.base import Platform
+from infra.scheduled import ScheduledPipeline, schedule_pipeline
 from pipelines.definitions.monitoring import DriftJobSettings, monitoring_definition
 
 
@@ -69,51 +70,22 @@ class DriftMonitoring(pulumi.ComponentResource):
             )
         )
         pipeline_name = drift_pipeline_name(platform.config.stack, model.name)
-        pipeline = aws.sagemaker.Pipeline(
-            f"{model.name}-drift-pipeline",
-            pipeline_name=pipeline_name,
-            pipeline_display_name=pipeline_name,
-            pipeline_description=f"Daily drift and outcome backtest of {model.name}'s captured inferences",
-            role_arn=args.role_arn,
-            pipeline_definition=definition,
-            tags=platform.tags(**{"clinops:model": model.name}),
-            opts=platform.child(self),
-        )
-        role = aws.iam.Role(
-            f"{model.name}-drift-scheduler-role",
-            name=drift_scheduler_role_name(platform.config.stack, model.name),
-            assume_role_policy=service_trust("scheduler.amazonaws.com", platform.account),
-            permissions_boundary=args.boundary_arn,
-            tags=platform.tags(),
-            opts=platform.child(self),
-        )
-        aws.iam.RolePolicy(
-            f"{model.name}-drift-scheduler-permissions",
-            role=role.id,
-            policy=policy_document(
-                allow("StartDriftPipeline", ["sagemaker:StartPipelineExecution"], pipeline.arn),
-                # the schedule is encrypted with a customer managed key: its execution role decrypts it
-                allow("DecryptSchedule", ["kms:Decrypt"], args.schedule_key.arn),
+        schedule_pipeline(
+            self,
+            platform,
+            ScheduledPipeline(
+                model=model.name,
+                kind="drift",
+                pipeline_name=pipeline_name,
+                scheduler_role_name=drift_scheduler_role_name(platform.config.stack, model.name),
+                description=f"Daily drift and outcome backtest of {model.name}'s captured inferences",
+                start_sid="StartDriftPipeline",
+                role_arn=args.role_arn,
+                definition=definition,
+                schedule=cfg.schedule,
+                schedule_key=args.schedule_key,
+                boundary_arn=args.boundary_arn,
+                parameters={"CaptureUri": args.capture_bucket.apply(lambda b: f"s3://{b}/{model.name}/")},
             ),
-            opts=platform.child(self),
-        )
-        aws.scheduler.Schedule(
-            f"{model.name}-drift-schedule",
-            name=pipeline_name,
-            schedule_expression=cfg.schedule,
-            schedule_expression_timezone="UTC",
-            flexible_time_window={"mode": "FLEXIBLE", "maximum_window_in_minutes": 30},
-            kms_key_arn=args.schedule_key.arn,
-            target={
-                "arn": pipeline.arn,
-                "role_arn": role.arn,
-                "retry_policy": {"maximum_retry_attempts": 3},
-                "sagemaker_pipeline_parameters": {
-                    "pipeline_parameters": [
-                        {"name": "CaptureUri", "value": args.capture_bucket.apply(lambda b: f"s3://{b}/{model.name}/")}
-                    ]
-                },
-            },
-            opts=platform.child(self),
         )
         self.register_outputs({"pipelineName": pipeline_name})
