@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 
 from clinops.config import StackConfig
+from clinops.models import ModelConfig
 from clinops.names import (
     batch_scoring_pipeline_name,
     batch_scoring_scheduler_role_name,
@@ -12,7 +15,7 @@ from clinops.names import (
     drift_pipeline_name,
     drift_scheduler_role_name,
 )
-from clinops.pricing import price_table
+from clinops.pricing import PriceTable, price_table
 from infra.alerts import Alerts
 from infra.audit import Audit, AuditArgs
 from infra.base import Platform
@@ -59,7 +62,47 @@ def service_roles(platform: Platform) -> ServiceRoles:
     )
 
 
+@dataclass(frozen=True)
+class Foundation:
+    """The platform every model's resources stand on."""
+
+    platform: Platform
+    identity: Identity
+    keys: Keys
+    storage: Storage
+    network: Network
+    alerts: Alerts
+    registry: Registry | None
+
+    def bucket(self, purpose: str) -> pulumi.Output[str]:
+        return self.storage.buckets[purpose].bucket.bucket
+
+    def steps_image(self) -> str:
+        c = self.platform.config
+        return image_uri(c.registry_account, c.region, c.image_tag, STEPS_REPOSITORY)
+
+
 def build_platform(config: StackConfig) -> None:
+    f = _foundation(config)
+    if f.registry is not None:  # pipelines register into the groups, so they live beside them
+        _training_pipelines(f)
+    Tracking("tracking", f.platform, f.bucket("model-artifacts"), f.identity.roles["execution"].arn)
+    endpoints: dict[str, pulumi.Input[str]] = {}
+    prices = price_table(config.instance_prices)
+    for model in config.models:
+        if not model.package_arn:
+            # First deploy: the model has no approved package yet. Deploy everything else and say so.
+            pulumi.log.info(f"model {model.name}: no package pinned, no endpoint deployed (clinops release pins one)")
+            endpoints[model.name] = "not deployed: no package pinned"
+            continue
+        endpoints[model.name] = _served_model(f, model, prices)
+    _guardrails(f)
+    _cds_hooks(f, endpoints)
+    _exports(f, endpoints)
+
+
+def _foundation(config: StackConfig) -> Foundation:
+    """Identity, keys, storage, network, audit, registry, grants, Studio and alerts: one per stack."""
     platform = Platform(config)
     identity = Identity("identity", platform)
     keys = Keys(
@@ -136,136 +179,147 @@ def build_platform(config: StackConfig) -> None:
             },
         ),
     )
-
-    if registry is not None:  # pipelines register into the groups, so they live beside them
-        TrainingPipelines(
-            "training",
-            platform,
-            list(config.models),
-            PipelineArgs(
-                role_arn=identity.roles["execution"].arn,
-                subnet_ids=network.subnet_ids,
-                security_group_id=network.workload_sg.id,
-                phi_key=keys.keys["phi"],
-                artifacts_key=keys.keys["artifacts"],
-                data_bucket=storage.buckets["phi-data"].bucket.bucket,
-                artifact_bucket=storage.buckets["model-artifacts"].bucket.bucket,
-                step_image_uri=image_uri(config.registry_account, config.region, config.image_tag, STEPS_REPOSITORY),
-                inference_image_uri=image_uri(config.registry_account, config.region, config.image_tag),
-            ),
-        )
-    Tracking("tracking", platform, storage.buckets["model-artifacts"].bucket.bucket, identity.roles["execution"].arn)
     alerts = Alerts("alerts", platform, keys.keys["logs"])
-    endpoints: dict[str, pulumi.Input[str]] = {}
-    prices = price_table(config.instance_prices)
-    for model in config.models:
-        if not model.package_arn:
-            # First deploy: the model has no approved package yet. Deploy everything else and say so.
-            pulumi.log.info(f"model {model.name}: no package pinned, no endpoint deployed (clinops release pins one)")
-            endpoints[model.name] = "not deployed: no package pinned"
-            continue
-        endpoint = ModelEndpoint(
-            model.name,
-            platform,
-            EndpointArgs(
-                model=model,
-                execution_role_arn=identity.roles["execution"].arn,
-                subnet_ids=network.subnet_ids,
-                security_group_id=network.workload_sg.id,
-                volume_key=keys.keys["artifacts"],
-                capture_key=keys.keys["phi"],
-                logs_key=keys.keys["logs"],
-                capture_bucket=storage.buckets["data-capture"].bucket.bucket,
-                alert_topic_arn=alerts.topic.arn,
-                boundary_arn=identity.boundary.arn,
-            ),
-        )
-        slo = ModelSlo(
-            f"{model.name}-slo",
-            platform,
-            model,
-            config.slo_for(model),
-            prices.instance(model.serving.instance_type),
-            alerts.topic.arn,
-        )
-        ModelMonitoring(
-            f"{model.name}-monitoring", platform, model, alerts.topic.arn, endpoint.alarms.alarms, slo.cost_queries
-        )
-        DriftMonitoring(
-            f"{model.name}-drift",
-            platform,
-            model,
-            DriftMonitoringArgs(
-                role_arn=identity.roles["execution"].arn,
-                image_uri=image_uri(config.registry_account, config.region, config.image_tag, STEPS_REPOSITORY),
-                subnet_ids=network.subnet_ids,
-                security_group_id=network.workload_sg.id,
-                phi_key=keys.keys["phi"],
-                artifacts_key=keys.keys["artifacts"],
-                capture_bucket=storage.buckets["data-capture"].bucket.bucket,
-                artifact_bucket=storage.buckets["model-artifacts"].bucket.bucket,
-                data_bucket=storage.buckets["phi-data"].bucket.bucket,
-                boundary_arn=identity.boundary.arn,
-                schedule_key=keys.keys["logs"],
-            ),
-        )
-        BatchScoring(
-            f"{model.name}-batch-scoring",
-            platform,
-            model,
-            BatchScoringArgs(
-                role_arn=identity.roles["execution"].arn,
-                model_name=endpoint.pinned_model.name,
-                phi_key=keys.keys["phi"],
-                data_bucket=storage.buckets["phi-data"].bucket.bucket,
-                boundary_arn=identity.boundary.arn,
-                schedule_key=keys.keys["logs"],
-            ),
-        )
-        endpoints[model.name] = endpoint.endpoint.name
+    return Foundation(platform, identity, keys, storage, network, alerts, registry)
 
-    Guardrails(
-        "guardrails",
-        platform,
-        GuardrailArgs(
-            subnet_ids=network.subnet_ids,
-            security_group_id=network.workload_sg.id,
-            boundary_arn=identity.boundary.arn,
-            topic_arn=alerts.topic.arn,
-            evidence_bucket=storage.buckets["evidence"].bucket.bucket,
-            keys=keys.keys,
-            models=[m.name for m in config.models if m.package_arn],
-            all_models=[m.name for m in config.models],
+
+def _training_pipelines(f: Foundation) -> None:
+    config = f.platform.config
+    TrainingPipelines(
+        "training",
+        f.platform,
+        list(config.models),
+        PipelineArgs(
+            role_arn=f.identity.roles["execution"].arn,
+            subnet_ids=f.network.subnet_ids,
+            security_group_id=f.network.workload_sg.id,
+            phi_key=f.keys.keys["phi"],
+            artifacts_key=f.keys.keys["artifacts"],
+            data_bucket=f.bucket("phi-data"),
+            artifact_bucket=f.bucket("model-artifacts"),
+            step_image_uri=f.steps_image(),
+            inference_image_uri=image_uri(config.registry_account, config.region, config.image_tag),
         ),
     )
-    cds_models = [m for m in config.models if m.cds is not None]
-    if config.cds is not None and cds_models:
-        cds_api = CdsHooksApi(
-            "cds-hooks",
-            platform,
-            CdsApiArgs(
-                subnet_ids=network.subnet_ids,
-                security_group_id=network.workload_sg.id,
-                execute_api_endpoint_id=network.interface_endpoints["com.amazonaws.{region}.execute-api"].id,
-                boundary_arn=identity.boundary.arn,
-                logs_key=keys.keys["logs"],
-                evidence_key=keys.keys["audit"],
-                evidence_mac_key=keys.keys["evidence-mac"],
-                evidence_bucket=storage.buckets["evidence"].bucket.bucket,
-                endpoints={m.name: endpoints[m.name] for m in cds_models if m.package_arn},
-                models=cds_models,
-                topic_arn=alerts.topic.arn,
-            ),
-        )
-        pulumi.export("cdsHooksUrl", cds_api.base_url)
 
+
+def _served_model(f: Foundation, model: ModelConfig, prices: PriceTable) -> pulumi.Output[str]:
+    """One served model: its blue/green endpoint, SLOs, monitoring, drift pipeline and batch scoring."""
+    platform, identity, keys = f.platform, f.identity, f.keys
+    endpoint = ModelEndpoint(
+        model.name,
+        platform,
+        EndpointArgs(
+            model=model,
+            execution_role_arn=identity.roles["execution"].arn,
+            subnet_ids=f.network.subnet_ids,
+            security_group_id=f.network.workload_sg.id,
+            volume_key=keys.keys["artifacts"],
+            capture_key=keys.keys["phi"],
+            logs_key=keys.keys["logs"],
+            capture_bucket=f.bucket("data-capture"),
+            alert_topic_arn=f.alerts.topic.arn,
+            boundary_arn=identity.boundary.arn,
+        ),
+    )
+    slo = ModelSlo(
+        f"{model.name}-slo",
+        platform,
+        model,
+        platform.config.slo_for(model),
+        prices.instance(model.serving.instance_type),
+        f.alerts.topic.arn,
+    )
+    ModelMonitoring(
+        f"{model.name}-monitoring", platform, model, f.alerts.topic.arn, endpoint.alarms.alarms, slo.cost_queries
+    )
+    DriftMonitoring(
+        f"{model.name}-drift",
+        platform,
+        model,
+        DriftMonitoringArgs(
+            role_arn=identity.roles["execution"].arn,
+            image_uri=f.steps_image(),
+            subnet_ids=f.network.subnet_ids,
+            security_group_id=f.network.workload_sg.id,
+            phi_key=keys.keys["phi"],
+            artifacts_key=keys.keys["artifacts"],
+            capture_bucket=f.bucket("data-capture"),
+            artifact_bucket=f.bucket("model-artifacts"),
+            data_bucket=f.bucket("phi-data"),
+            boundary_arn=identity.boundary.arn,
+            schedule_key=keys.keys["logs"],
+        ),
+    )
+    BatchScoring(
+        f"{model.name}-batch-scoring",
+        platform,
+        model,
+        BatchScoringArgs(
+            role_arn=identity.roles["execution"].arn,
+            model_name=endpoint.pinned_model.name,
+            phi_key=keys.keys["phi"],
+            data_bucket=f.bucket("phi-data"),
+            boundary_arn=identity.boundary.arn,
+            schedule_key=keys.keys["logs"],
+        ),
+    )
+    return endpoint.endpoint.name
+
+
+def _guardrails(f: Foundation) -> None:
+    models = f.platform.config.models
+    Guardrails(
+        "guardrails",
+        f.platform,
+        GuardrailArgs(
+            subnet_ids=f.network.subnet_ids,
+            security_group_id=f.network.workload_sg.id,
+            boundary_arn=f.identity.boundary.arn,
+            topic_arn=f.alerts.topic.arn,
+            evidence_bucket=f.bucket("evidence"),
+            keys=f.keys.keys,
+            models=[m.name for m in models if m.package_arn],
+            all_models=[m.name for m in models],
+        ),
+    )
+
+
+def _cds_hooks(f: Foundation, endpoints: dict[str, pulumi.Input[str]]) -> None:
+    config = f.platform.config
+    cds_models = [m for m in config.models if m.cds is not None]
+    if config.cds is None or not cds_models:
+        return
+    cds_api = CdsHooksApi(
+        "cds-hooks",
+        f.platform,
+        CdsApiArgs(
+            subnet_ids=f.network.subnet_ids,
+            security_group_id=f.network.workload_sg.id,
+            execute_api_endpoint_id=f.network.interface_endpoints["com.amazonaws.{region}.execute-api"].id,
+            boundary_arn=f.identity.boundary.arn,
+            logs_key=f.keys.keys["logs"],
+            evidence_key=f.keys.keys["audit"],
+            evidence_mac_key=f.keys.keys["evidence-mac"],
+            evidence_bucket=f.bucket("evidence"),
+            endpoints={m.name: endpoints[m.name] for m in cds_models if m.package_arn},
+            models=cds_models,
+            topic_arn=f.alerts.topic.arn,
+        ),
+    )
+    pulumi.export("cdsHooksUrl", cds_api.base_url)
+
+
+def _exports(f: Foundation, endpoints: dict[str, pulumi.Input[str]]) -> None:
+    network, keys, storage = f.network, f.keys, f.storage
     pulumi.export("vpcId", network.vpc.id)
     pulumi.export("endpoints", endpoints)
-    pulumi.export("alertTopicArn", alerts.topic.arn)
+    pulumi.export("alertTopicArn", f.alerts.topic.arn)
     pulumi.export("privateSubnetIds", network.subnet_ids)
     pulumi.export("workloadSecurityGroupId", network.workload_sg.id)
     pulumi.export("buckets", {p: b.bucket.bucket for p, b in sorted(storage.buckets.items())})
     pulumi.export("keys", {p: k.arn for p, k in sorted(keys.keys.items())})
     pulumi.export("evidenceMacKeyArn", keys.arn("evidence-mac"))  # CLINOPS_EVIDENCE_MAC_KEY for verify/release
-    pulumi.export("roles", {p: r.arn for p, r in sorted(identity.roles.items())})
-    pulumi.export("modelPackageGroups", {n: g.arn for n, g in sorted((registry.groups if registry else {}).items())})
+    pulumi.export("roles", {p: r.arn for p, r in sorted(f.identity.roles.items())})
+    groups = f.registry.groups if f.registry else {}
+    pulumi.export("modelPackageGroups", {n: g.arn for n, g in sorted(groups.items())})
