@@ -29,7 +29,20 @@ class Network(pulumi.ComponentResource):
         self, name: str, platform: Platform, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("clinops:infra:Network", name, None, opts)
-        cfg, child = platform.config, platform.child(self)
+        child = platform.child(self)
+        self._private_subnets(platform, child)
+        self._security_groups(platform, child)
+        self._s3_gateway_endpoint(platform, child, args)
+        self._interface_endpoints(platform, child)
+        self._flow_logs(platform, args)
+        self.register_outputs(
+            {"vpcId": self.vpc.id, "subnetIds": self.subnet_ids, "workloadSecurityGroupId": self.workload_sg.id}
+        )
+
+    def _private_subnets(self, platform: Platform, child: pulumi.ResourceOptions) -> None:
+        """The VPC, its locked default security group, one private subnet per AZ and their route table (no route
+        out)."""
+        cfg = platform.config
         self.vpc = aws.ec2.Vpc(
             "vpc",
             cidr_block=cfg.vpc_cidr,
@@ -71,8 +84,10 @@ class Network(pulumi.ComponentResource):
                 f"private-{i + 1}-routes", subnet_id=subnet.id, route_table_id=self.route_table.id, opts=child
             )
             self.subnets.append(subnet)
-        subnet_ids = [s.id for s in self.subnets]
 
+    def _security_groups(self, platform: Platform, child: pulumi.ResourceOptions) -> None:
+        """HTTPS to the endpoints from inside the VPC; the workload's egress as separate rules only."""
+        cfg = platform.config
         self.endpoint_sg = aws.ec2.SecurityGroup(
             "endpoint-security-group",
             vpc_id=self.vpc.id,
@@ -128,6 +143,9 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
 
+    def _s3_gateway_endpoint(self, platform: Platform, child: pulumi.ResourceOptions, args: NetworkArgs) -> None:
+        """S3 through the route table, limited to the platform's buckets (and ECR's image layers)."""
+        cfg = platform.config
         s3_resources = [
             *args.bucket_arns,
             *args.extra_bucket_arns,
@@ -162,6 +180,10 @@ class Network(pulumi.ComponentResource):
             prefix_list_id=self.s3_endpoint.prefix_list_id,
             opts=child,
         )
+
+    def _interface_endpoints(self, platform: Platform, child: pulumi.ResourceOptions) -> None:
+        """One interface endpoint with private DNS per AWS API the platform calls (clinops.config's list)."""
+        cfg = platform.config
         # Data perimeter: only principals of this account (and the registry account) may use the endpoints.
         perimeter = sorted({platform.account, cfg.registry_account})
         endpoint_policy = policy_document(
@@ -189,13 +211,16 @@ class Network(pulumi.ComponentResource):
                 service_name=service_name,
                 vpc_endpoint_type="Interface",
                 private_dns_enabled=True,
-                subnet_ids=subnet_ids,
+                subnet_ids=self.subnet_ids,
                 security_group_ids=[self.endpoint_sg.id],
                 policy=endpoint_policy,
                 tags=platform.tags(Name=f"{platform.prefix}-{short}"),
                 opts=child,
             )
 
+    def _flow_logs(self, platform: Platform, args: NetworkArgs) -> None:
+        """Every flow of the VPC to a KMS-encrypted log group, delivered by a role only flow logs may assume."""
+        cfg, child = platform.config, platform.child(self)
         self.flow_log_group = encrypted_log_group(
             "flow-logs", platform, self, f"/clinops/{cfg.stack}/vpc-flow-logs", args.logs_key
         )
@@ -224,9 +249,6 @@ class Network(pulumi.ComponentResource):
             max_aggregation_interval=60,
             tags=platform.tags(),
             opts=child,
-        )
-        self.register_outputs(
-            {"vpcId": self.vpc.id, "subnetIds": subnet_ids, "workloadSecurityGroupId": self.workload_sg.id}
         )
 
     @property
