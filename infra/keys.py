@@ -98,164 +98,8 @@ class Keys(pulumi.ComponentResource):
         """`after`: the roles the key policies name — KMS rejects a policy whose principal does not exist."""
         super().__init__("clinops:infra:Keys", name, None, opts)
         self._platform = platform
-        acct, region = platform.account, platform.region
-        via = lambda *services: {  # noqa: E731
-            "StringEquals": {"kms:ViaService": sorted(f"{s}.{region}.amazonaws.com" for s in services)}
-        }
-        s3_via = via("s3")
-        aws_resource = {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+        documents, functions = key_statements(platform, users)
         deployers = sorted(set(users.deploy_identities))
-        svc = users.services
-        trail_arn = f"arn:aws:cloudtrail:{region}:{acct}:trail/{platform.prefix}-trail"
-        # Guardrail Lambdas are created after the keys: named by ARN in a condition (KMS needs principals to exist).
-        functions = {
-            "StringEquals": {"kms:CallerAccount": acct},
-            "ArnEquals": {
-                "aws:PrincipalArn": [
-                    *(platform.role_arn(function_name(platform, f)) for f in EVIDENCE_WRITER_FUNCTIONS),
-                    *(
-                        platform.role_arn(cds_function_name(platform.config.stack, m.name))
-                        for m in platform.config.models
-                        if m.cds is not None and m.package_arn
-                    ),
-                ]
-            },
-        }
-        documents: dict[str, list[Statement]] = {
-            "phi": [
-                _use("DataScienceAndJobs", [users.execution, users.author]),
-                _grant("SageMakerVolumesAndCapture", [users.execution, users.deployer, *deployers], aws_resource),
-                # shadow reports compare both variants' captured responses (read only, through S3 only)
-                _stmt("ReleaseReadsCapture", {"AWS": users.deployer}, ["kms:Decrypt", "kms:DescribeKey"], s3_via),
-                *_named_roles("CircuitBreakerGrantsEndpoint", svc.endpoint_updaters, GRANT_ACTIONS, acct, aws_resource),
-            ],
-            "artifacts": [
-                _use("BuildAndReview", [users.execution, users.author, users.approver, users.deployer]),
-                _grant("SageMakerModels", [users.execution, users.deployer, *deployers], aws_resource),
-                # the deploy uploads the data contracts (SSE-KMS) and creates the KMS-encrypted ECR repositories
-                *(
-                    [_stmt("DeployUploadsArtifacts", {"AWS": deployers}, USE_ACTIONS, via("s3", "ecr"))]
-                    if deployers
-                    else []
-                ),
-                *_named_roles("CircuitBreakerGrantsEndpoint", svc.endpoint_updaters, GRANT_ACTIONS, acct, aws_resource),
-                *(
-                    [
-                        _stmt(
-                            "PromotionAccountsReadArtifacts",
-                            {"AWS": [f"arn:aws:iam::{a}:root" for a in users.reader_accounts]},
-                            ["kms:Decrypt", "kms:DescribeKey"],
-                            # promoted models: artifacts from S3, the inference image from ECR
-                            via("s3", "ecr"),
-                        )
-                    ]
-                    if users.reader_accounts
-                    else []
-                ),
-            ],
-            "logs": [
-                _stmt(
-                    "CloudWatchLogs",
-                    {"Service": f"logs.{region}.amazonaws.com"},
-                    ["kms:Decrypt*", "kms:Describe*", "kms:Encrypt*", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
-                    {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{region}:{acct}:log-group:*"}},
-                ),
-                *(
-                    [
-                        # Lambda encrypts a function's environment as its creator and keeps a grant for it
-                        _stmt("DeployEncryptsFunctions", {"AWS": deployers}, USE_ACTIONS, via("lambda")),
-                        _grant("DeployGrantsFunctions", deployers, aws_resource),
-                    ]
-                    if deployers
-                    else []
-                ),
-                # Lambdas: environment (Lambda), dead letters (SQS), the alert topic (SNS). Named, not a pattern.
-                *_named_roles(
-                    "PlatformFunctions",
-                    svc.functions,
-                    ["kms:Decrypt", "kms:GenerateDataKey"],
-                    acct,
-                    via("lambda", "sns", "sqs"),
-                ),
-                # EventBridge Scheduler encrypts a schedule's target as its creator and decrypts it as the
-                # schedule's execution role, with the schedule's ARN as encryption context.
-                *(
-                    [
-                        _stmt(
-                            "DeployEncryptsSchedules",
-                            {"AWS": deployers},
-                            ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
-                            {"StringLike": {_SCHEDULE_CONTEXT: platform.schedule_arn(f"{platform.prefix}-*")}},
-                        )
-                    ]
-                    if deployers and svc.schedules
-                    else []
-                ),
-                *[
-                    statement
-                    for i, (role, schedule) in enumerate(sorted(svc.schedules.items()))
-                    for statement in _named_roles(
-                        f"ScheduleTarget{i}",
-                        [role],
-                        ["kms:Decrypt"],
-                        acct,
-                        {"StringEquals": {_SCHEDULE_CONTEXT: schedule}},
-                    )
-                ],
-                _stmt(
-                    "AlarmNotifications",
-                    {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
-                    ["kms:Decrypt", "kms:GenerateDataKey*"],
-                    {"StringEquals": {"aws:SourceAccount": acct}},
-                ),
-            ],
-            "audit": [
-                _stmt(
-                    "CloudTrailEncrypt",
-                    {"Service": "cloudtrail.amazonaws.com"},
-                    ["kms:GenerateDataKey*"],
-                    {
-                        "StringEquals": {"aws:SourceArn": trail_arn},
-                        "StringLike": {
-                            "kms:EncryptionContext:aws:cloudtrail:arn": f"arn:aws:cloudtrail:*:{acct}:trail/*"
-                        },
-                    },
-                ),
-                # The evidence bucket uses an S3 Bucket Key: CloudTrail then needs Decrypt to create/update the
-                # trail and deliver (CloudTrail user guide, "Granting decrypt permissions for trails").
-                _stmt(
-                    "CloudTrailDecryptWithBucketKey",
-                    {"Service": "cloudtrail.amazonaws.com"},
-                    ["kms:Decrypt"],
-                    {"StringEquals": {"aws:SourceArn": trail_arn}},
-                ),
-                _stmt(
-                    "CloudTrailDescribe",
-                    {"Service": "cloudtrail.amazonaws.com"},
-                    ["kms:DescribeKey"],
-                    {"StringEquals": {"aws:SourceArn": trail_arn}},
-                ),
-                _stmt(
-                    "EvidenceWriters",
-                    {"AWS": [users.deployer]},
-                    ["kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*"],
-                    s3_via,
-                ),
-                _stmt(
-                    "EvidenceReaders",
-                    {"AWS": sorted([users.approver, users.deployer])},
-                    ["kms:Decrypt", "kms:DescribeKey"],
-                    s3_via,
-                ),
-                # guardrail Lambdas read the log's head entry and append the next one
-                _stmt(
-                    "EvidenceWritingFunctions",
-                    {"AWS": "*"},
-                    ["kms:Decrypt", "kms:GenerateDataKey"],
-                    _all_of(functions, s3_via),
-                ),
-            ],
-        }
         administration = [_stmt("KeyAdministration", {"AWS": platform.account_root}, ADMIN_ACTIONS)]
         # With no deploy identity configured, the root keeps the policy (else KMS refuses the key: lockout check).
         administration.append(_stmt("KeyPolicyChanges", {"AWS": deployers or platform.account_root}, POLICY_ACTIONS))
@@ -368,3 +212,165 @@ def _all_of(*conditions: dict) -> dict:
         for operator, keys in condition.items():
             merged[operator] = {**merged.get(operator, {}), **keys}
     return merged
+
+
+def key_statements(platform: Platform, users: KeyUsers) -> tuple[dict[str, list[Statement]], dict]:
+    """Each encryption key's use statements (administration comes separately), and the condition naming the
+    evidence-writing functions, which the HMAC key's policy reuses."""
+    acct, region = platform.account, platform.region
+    via = lambda *services: {  # noqa: E731
+        "StringEquals": {"kms:ViaService": sorted(f"{s}.{region}.amazonaws.com" for s in services)}
+    }
+    s3_via = via("s3")
+    aws_resource = {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    deployers = sorted(set(users.deploy_identities))
+    svc = users.services
+    trail_arn = f"arn:aws:cloudtrail:{region}:{acct}:trail/{platform.prefix}-trail"
+    # Guardrail Lambdas are created after the keys: named by ARN in a condition (KMS needs principals to exist).
+    functions = {
+        "StringEquals": {"kms:CallerAccount": acct},
+        "ArnEquals": {
+            "aws:PrincipalArn": [
+                *(platform.role_arn(function_name(platform, f)) for f in EVIDENCE_WRITER_FUNCTIONS),
+                *(
+                    platform.role_arn(cds_function_name(platform.config.stack, m.name))
+                    for m in platform.config.models
+                    if m.cds is not None and m.package_arn
+                ),
+            ]
+        },
+    }
+    documents: dict[str, list[Statement]] = {
+        "phi": [
+            _use("DataScienceAndJobs", [users.execution, users.author]),
+            _grant("SageMakerVolumesAndCapture", [users.execution, users.deployer, *deployers], aws_resource),
+            # shadow reports compare both variants' captured responses (read only, through S3 only)
+            _stmt("ReleaseReadsCapture", {"AWS": users.deployer}, ["kms:Decrypt", "kms:DescribeKey"], s3_via),
+            *_named_roles("CircuitBreakerGrantsEndpoint", svc.endpoint_updaters, GRANT_ACTIONS, acct, aws_resource),
+        ],
+        "artifacts": [
+            _use("BuildAndReview", [users.execution, users.author, users.approver, users.deployer]),
+            _grant("SageMakerModels", [users.execution, users.deployer, *deployers], aws_resource),
+            # the deploy uploads the data contracts (SSE-KMS) and creates the KMS-encrypted ECR repositories
+            *(
+                [_stmt("DeployUploadsArtifacts", {"AWS": deployers}, USE_ACTIONS, via("s3", "ecr"))]
+                if deployers
+                else []
+            ),
+            *_named_roles("CircuitBreakerGrantsEndpoint", svc.endpoint_updaters, GRANT_ACTIONS, acct, aws_resource),
+            *(
+                [
+                    _stmt(
+                        "PromotionAccountsReadArtifacts",
+                        {"AWS": [f"arn:aws:iam::{a}:root" for a in users.reader_accounts]},
+                        ["kms:Decrypt", "kms:DescribeKey"],
+                        # promoted models: artifacts from S3, the inference image from ECR
+                        via("s3", "ecr"),
+                    )
+                ]
+                if users.reader_accounts
+                else []
+            ),
+        ],
+        "logs": [
+            _stmt(
+                "CloudWatchLogs",
+                {"Service": f"logs.{region}.amazonaws.com"},
+                ["kms:Decrypt*", "kms:Describe*", "kms:Encrypt*", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
+                {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{region}:{acct}:log-group:*"}},
+            ),
+            *(
+                [
+                    # Lambda encrypts a function's environment as its creator and keeps a grant for it
+                    _stmt("DeployEncryptsFunctions", {"AWS": deployers}, USE_ACTIONS, via("lambda")),
+                    _grant("DeployGrantsFunctions", deployers, aws_resource),
+                ]
+                if deployers
+                else []
+            ),
+            # Lambdas: environment (Lambda), dead letters (SQS), the alert topic (SNS). Named, not a pattern.
+            *_named_roles(
+                "PlatformFunctions",
+                svc.functions,
+                ["kms:Decrypt", "kms:GenerateDataKey"],
+                acct,
+                via("lambda", "sns", "sqs"),
+            ),
+            # EventBridge Scheduler encrypts a schedule's target as its creator and decrypts it as the
+            # schedule's execution role, with the schedule's ARN as encryption context.
+            *(
+                [
+                    _stmt(
+                        "DeployEncryptsSchedules",
+                        {"AWS": deployers},
+                        ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+                        {"StringLike": {_SCHEDULE_CONTEXT: platform.schedule_arn(f"{platform.prefix}-*")}},
+                    )
+                ]
+                if deployers and svc.schedules
+                else []
+            ),
+            *[
+                statement
+                for i, (role, schedule) in enumerate(sorted(svc.schedules.items()))
+                for statement in _named_roles(
+                    f"ScheduleTarget{i}",
+                    [role],
+                    ["kms:Decrypt"],
+                    acct,
+                    {"StringEquals": {_SCHEDULE_CONTEXT: schedule}},
+                )
+            ],
+            _stmt(
+                "AlarmNotifications",
+                {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
+                ["kms:Decrypt", "kms:GenerateDataKey*"],
+                {"StringEquals": {"aws:SourceAccount": acct}},
+            ),
+        ],
+        "audit": [
+            _stmt(
+                "CloudTrailEncrypt",
+                {"Service": "cloudtrail.amazonaws.com"},
+                ["kms:GenerateDataKey*"],
+                {
+                    "StringEquals": {"aws:SourceArn": trail_arn},
+                    "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn": f"arn:aws:cloudtrail:*:{acct}:trail/*"},
+                },
+            ),
+            # The evidence bucket uses an S3 Bucket Key: CloudTrail then needs Decrypt to create/update the
+            # trail and deliver (CloudTrail user guide, "Granting decrypt permissions for trails").
+            _stmt(
+                "CloudTrailDecryptWithBucketKey",
+                {"Service": "cloudtrail.amazonaws.com"},
+                ["kms:Decrypt"],
+                {"StringEquals": {"aws:SourceArn": trail_arn}},
+            ),
+            _stmt(
+                "CloudTrailDescribe",
+                {"Service": "cloudtrail.amazonaws.com"},
+                ["kms:DescribeKey"],
+                {"StringEquals": {"aws:SourceArn": trail_arn}},
+            ),
+            _stmt(
+                "EvidenceWriters",
+                {"AWS": [users.deployer]},
+                ["kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*"],
+                s3_via,
+            ),
+            _stmt(
+                "EvidenceReaders",
+                {"AWS": sorted([users.approver, users.deployer])},
+                ["kms:Decrypt", "kms:DescribeKey"],
+                s3_via,
+            ),
+            # guardrail Lambdas read the log's head entry and append the next one
+            _stmt(
+                "EvidenceWritingFunctions",
+                {"AWS": "*"},
+                ["kms:Decrypt", "kms:GenerateDataKey"],
+                _all_of(functions, s3_via),
+            ),
+        ],
+    }
+    return documents, functions
