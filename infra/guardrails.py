@@ -209,24 +209,12 @@ class Guardrails(pulumi.ComponentResource):
             ),
             opts=platform.child(self),
         )
-        aws.cloudwatch.MetricAlarm(
+        self._pages_on_any(
             f"{purpose}-dlq-depth",
-            name=f"{fn_name}-dead-letters",
-            namespace="AWS/SQS",
-            metric_name="ApproximateNumberOfMessagesVisible",
-            dimensions={"QueueName": dlq.name},
-            statistic="Maximum",
-            period=300,
-            evaluation_periods=1,
-            comparison_operator="GreaterThanThreshold",
-            threshold=0,
-            treat_missing_data="notBreaching",
-            alarm_description=f"{purpose} could not process an event; see RUNBOOK.md",
-            alarm_actions=[args.topic_arn],
-            # A silent metric must reach a person too (AWS Config cloudwatch-alarm-action-check, HIPAA pack).
-            insufficient_data_actions=[args.topic_arn],
-            tags=platform.tags(),
-            opts=platform.child(self),
+            f"{fn_name}-dead-letters",
+            ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", 300),
+            {"QueueName": dlq.name},
+            f"{purpose} could not process an event; see RUNBOOK.md",
         )
         function = aws.lambda_.Function(
             purpose,
@@ -253,26 +241,44 @@ class Guardrails(pulumi.ComponentResource):
         )
         # Any failed invocation pages: an AWS error, a lost evidence record or alert, an interrupted rollback
         # (each raises after alerting) and a timeout or crash (which cannot alert by itself).
-        aws.cloudwatch.MetricAlarm(
+        self._pages_on_any(
             f"{purpose}-errors",
-            name=f"{fn_name}-errors",
-            namespace="AWS/Lambda",
-            metric_name="Errors",
-            dimensions={"FunctionName": function.name},
-            statistic="Sum",
-            period=60,
+            f"{fn_name}-errors",
+            ("AWS/Lambda", "Errors", "Sum", 60),
+            {"FunctionName": function.name},
+            f"{purpose} failed an invocation; see RUNBOOK.md (circuit breaker: failures)",
+        )
+        return function
+
+    def _pages_on_any(
+        self,
+        logical: str,
+        name: str,
+        metric: tuple[str, str, str, int],  # namespace, metric name, statistic, period (s)
+        dimensions: dict[str, pulumi.Input[str]],
+        description: str,
+    ) -> None:
+        """An alarm that pages on the first occurrence (any value above 0) of a count that should stay at 0."""
+        namespace, metric_name, statistic, period = metric
+        aws.cloudwatch.MetricAlarm(
+            logical,
+            name=name,
+            namespace=namespace,
+            metric_name=metric_name,
+            dimensions=dimensions,
+            statistic=statistic,
+            period=period,
             evaluation_periods=1,
             comparison_operator="GreaterThanThreshold",
             threshold=0,
             treat_missing_data="notBreaching",
-            alarm_description=f"{purpose} failed an invocation; see RUNBOOK.md (circuit breaker: failures)",
-            alarm_actions=[args.topic_arn],
+            alarm_description=description,
+            alarm_actions=[self._args.topic_arn],
             # A silent metric must reach a person too (AWS Config cloudwatch-alarm-action-check, HIPAA pack).
-            insufficient_data_actions=[args.topic_arn],
-            tags=platform.tags(),
-            opts=platform.child(self),
+            insufficient_data_actions=[self._args.topic_arn],
+            tags=self._platform.tags(),
+            opts=self._platform.child(self),
         )
-        return function
 
     def _on_schedule(
         self, purpose: str, schedule: str, payload: dict[str, str], function: aws.lambda_.Function
