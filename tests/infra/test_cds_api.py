@@ -100,18 +100,16 @@ def test_the_model_function_may_seal_feedback_evidence(plan: dict) -> None:
     (which KMS consults first) name its role among the evidence writers."""
     from clinops.names import cds_function_name
 
-    stack = plan["config"].get("clinops:stack")
+    stack = plan["steps"][0]["urn"].split(":")[2]  # urn:pulumi:<stack>::clinops::...
     functions = [
         f
         for f in of_type(plan, "aws:lambda/function:Function")
         if f["inputs"]["name"].endswith("-cds-readmission-risk")
     ]
-    if not functions:
-        pytest.skip("no CDS model function in this stack")
-    [function] = functions
+    [function] = functions  # every shipped stack serves readmission-risk through CDS Hooks
     assert function["inputs"]["environment"]["variables"]["EVIDENCE_MAC_KEY_ID"]
     role_name = function["inputs"]["name"]
-    assert stack is None or role_name == cds_function_name(stack, "readmission-risk")
+    assert role_name == cds_function_name(stack, "readmission-risk")
     permissions = json.loads(named(plan, "::cds-readmission-risk-permissions")["inputs"]["policy"])
     actions = {
         a for s in permissions["Statement"] for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
