@@ -102,6 +102,10 @@ def test_the_gate_report_renders_with_its_rollup(tmp_path: Path) -> None:
     assert _share(image, (0xB0, 0x30, 0x24), tolerance=20) > 0.0003, "the FAIL verdict's red is missing"
 
 
-def test_ci_installs_chromium() -> None:
+def test_ci_installs_chromium_before_the_tests() -> None:
+    """CI's clean machine gets Chromium before `make test`; a failed install leaves the screenshots skipped,
+    never the run failed."""
     script = (REPO / ".ci" / "run").read_text()
-    assert "command -v chromium || (apt-get update && apt-get install -y chromium)" in script
+    install = script.index("apt-get install -y -qq chromium")
+    assert "command -v chromium" in script[:install] and install < script.index("make test")
+    assert "|| echo" in script[install : script.index("make test")]
