@@ -82,7 +82,7 @@ def render_cmd(
 @app.command("demo", epilog=epilog())
 def demo_cmd(out_dir: Path = typer.Option(Path("out"), "--out-dir")) -> None:
     """The main job on embedded defaults: render and gate every stack, then the release path, offline."""
-    from clinops.cli.demo import cds_hooks, drift_demo, render_and_gate, serve_and_ask, train_locally
+    from clinops.cli.demo import cds_hooks, drift_demo, rehearse_release, render_and_gate, serve_and_ask, train_locally
 
     try:
         results = {"gate": render_and_gate(out_dir, console)}
@@ -92,6 +92,7 @@ def demo_cmd(out_dir: Path = typer.Option(Path("out"), "--out-dir")) -> None:
     results["serve"] = results["pipeline"] and serve_and_ask(console)
     results["cds"] = results["pipeline"] and cds_hooks(console)
     results["drift"] = drift_demo(out_dir, console)
+    results["rehearse"] = results["pipeline"] and rehearse_release(out_dir, console)
     console.rule("demo")
     for step, ok in results.items():
         console.print(f"{step:<9} {'[green]ok[/]' if ok else '[red]FAILED[/]'}")
@@ -245,6 +246,7 @@ EXIT_CODES: dict[str, tuple[ExitCode, ...]] = {
     "rollback": (ExitCode.AWS_UNAVAILABLE,),
     "retrain": (ExitCode.AWS_UNAVAILABLE,),
     "cds": (),
+    "rehearse": (),
 }
 
 # The release path's commands live beside their code; the CLI mounts them by name and imports a group only
@@ -276,4 +278,5 @@ LAZY_COMMANDS: dict[str, tuple[str, str, bool, str | None]] = {
     "rollback": ("clinops.cli.rollback", "rollback_app", True, None),
     "retrain": ("clinops.cli.rollback", "retrain_app", True, None),
     "cds": ("clinops.cli.cds", "app", True, "The CDS Hooks service clinicians reach from the EHR, locally."),
+    "rehearse": ("clinops.cli.rehearse", "app", False, None),
 }

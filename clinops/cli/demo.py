@@ -1,7 +1,8 @@
 """`make demo`: the main job end to end on embedded defaults, offline.
 
 render every stack → gate every stack (evidence bundles) → train locally (MLflow, pending approval) →
-serve on loopback and answer a request → detect an injected lab-unit drift.
+serve on loopback and answer a request → CDS Hooks → detect an injected lab-unit drift → rehearse the release
+path offline (release → verify → alarm → circuit breaker → last-known-good → reconcile → evidence → scorecard).
 """
 
 from __future__ import annotations
@@ -111,3 +112,10 @@ def drift_demo(out_dir: Path, console: Console) -> bool:
     """Capture a clean window and one with the generator's creatinine unit change; judge both."""
     console.rule("drift: a lab-unit change in captured inferences")
     return subprocess.run(_clinops("drift", "demo", "--out", str(out_dir / "drift-demo")), check=False).returncode == 0
+
+
+def rehearse_release(out_dir: Path, console: Console) -> bool:
+    """The model just trained, released and rolled back in a fake AWS account (moto, in process): every phase
+    through the real release, verify, breaker, reconcile, evidence and scorecard code."""
+    console.rule("release-path rehearsal: release -> verify -> alarm -> breaker -> last-known-good -> reconcile")
+    return subprocess.run(_clinops("rehearse", "--out-dir", str(out_dir)), check=False).returncode == 0

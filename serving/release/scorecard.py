@@ -221,7 +221,7 @@ def _incident(
 ) -> Incident:
     alarm = rollback.details.get("alarm")
     cause = alarm_cause(stack, rollback.model, alarm) if alarm else str(rollback.details.get("cause", "manual"))
-    detected = _time(rollback.details.get("alarm_state_changed_at"))
+    detected = _time(rollback.details.get("alarm_state_changed_at")) or _alarm_time_of(mine, rollback)
     before = [d for d in deployments if d.at <= rollback.at]
     onset: datetime | None = None
     if before and rollback.at - before[-1].at <= PROMOTION_SURVIVAL and cause in ROLLBACK_ALARM_SUFFIXES:
@@ -243,6 +243,20 @@ def _incident(
         time_to_detect_s=_seconds(onset, detected),
         time_to_rollback_s=_seconds(detected, rollback.at),
     )
+
+
+def _alarm_time_of(mine: list[EvidenceEntry], rollback: EvidenceEntry) -> datetime | None:
+    """The alarm's state change, from the decision that requested this rollback: the breaker records `landed`
+    from its schedule, which no longer holds the alarm event, so the landed entry may not carry the time."""
+    rollback_id = rollback.details.get("rollback_id")
+    if not rollback_id:
+        return None
+    for entry in mine:
+        if entry.kind == "rollback" and entry.seq < rollback.seq and entry.details.get("rollback_id") == rollback_id:
+            found = _time(entry.details.get("alarm_state_changed_at"))
+            if found is not None:
+                return found
+    return None
 
 
 def alarm_cause(stack: str, model: str, alarm: str) -> str:

@@ -129,3 +129,25 @@ def test_cli_json_and_html(tmp_path: Path, card: dict) -> None:
     html = page.read_text()
     assert html.count("<svg") == 5 and "http" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "Rollbacks by cause" in render_html(card)
+
+
+def test_a_rollback_landed_by_the_schedule_takes_the_alarm_time_of_its_request(tmp_path: Path) -> None:
+    """The breaker records `rolled-back` from its schedule, without the alarm's time: the incident takes it from
+    the `rolling-back` entry of the same rollback (the offline rehearsal found this: both times read n/a)."""
+    alarm, rollback_id = "clinops-prod-readmission-risk-drift", "evt-1"
+    story = [
+        (T0, dict(kind="release", model=RR, package_arn=arn(3), actor=DEPLOYER, reason="release v3",
+                  details={"check": "release", "outcome": "deployed"})),
+        (T0 + 2 * H, dict(kind="rollback", model=RR, actor=DEPLOYER, reason="drift alarm",
+                          details={"outcome": "rolling-back", "alarm": alarm, "rollback_id": rollback_id,
+                                   "alarm_state_changed_at": iso(T0 + H)})),
+        (T0 + 3 * H, dict(kind="rollback", model=RR, package_arn=arn(2), actor=DEPLOYER, reason="landed",
+                          details={"outcome": "rolled-back", "alarm": alarm, "rollback_id": rollback_id,
+                                   "alarm_state_changed_at": None})),
+    ]  # fmt: skip
+    times = iter([t for t, _ in story])
+    log = EvidenceLog.local(tmp_path / "prod", "prod", clock=lambda: next(times))
+    for _, event in story:
+        log.append(**event)
+    (incident,) = compute(load_from_stack_file("prod", REPO), log, now=NOW).incidents
+    assert (incident.cause, incident.time_to_detect_s, incident.time_to_rollback_s) == ("drift", 3600.0, 7200.0)
