@@ -259,7 +259,8 @@ class Rehearsal:
                     phase = self._phase(name)
                     result.phases.append(phase)
                     self.report(phase)
-                    if not phase.ok:
+                    # The scorecard is a reader of the log in its own right: it judges even a log verify refused.
+                    if not phase.ok and name != "evidence":
                         break
             finally:
                 self.world.sagemaker.close()
@@ -575,6 +576,7 @@ class Rehearsal:
         """The fault: a copy of the log with the rollback's `rolled-back` entry rewritten to hide it (the real log
         is left alone: it stays the demo's evidence)."""
         from clinops.evidence.log import local_head_path, local_key_path
+        from clinops.evidence.store import entry_name
 
         copy = self.options.out_dir / "rehearsal" / "tampered" / self.options.stack
         if copy.exists():
@@ -587,7 +589,7 @@ class Rehearsal:
         landed = [
             e for e in self._log().entries() if e.kind == "rollback" and e.details.get("outcome") == "rolled-back"
         ]
-        target = copy / f"{landed[-1].seq:012d}.json"
+        target = copy / entry_name(landed[-1].seq)
         target.chmod(0o644)
         target.write_bytes(target.read_bytes().replace(b"rolled-back", b"no-op"))
         details.append(f"fault: rewrote {target} (the rollback now reads 'no-op')")
