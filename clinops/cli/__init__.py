@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -82,20 +83,31 @@ def render_cmd(
 @app.command("demo", epilog=epilog())
 def demo_cmd(out_dir: Path = typer.Option(Path("out"), "--out-dir")) -> None:
     """The main job on embedded defaults: render and gate every stack, then the release path, offline."""
+    import time
+
     from clinops.cli.demo import cds_hooks, drift_demo, rehearse_release, render_and_gate, serve_and_ask, train_locally
 
+    results: dict[str, bool] = {}
+    seconds: dict[str, float] = {}
+
+    def step(name: str, run: Callable[[], bool], needs: str | None = None) -> None:
+        started = time.perf_counter()
+        results[name] = (needs is None or results[needs]) and run()
+        seconds[name] = time.perf_counter() - started
+
     try:
-        results = {"gate": render_and_gate(out_dir, console)}
+        step("gate", lambda: render_and_gate(out_dir, console))
     except ConfigError as exc:
         raise _config_failure(exc) from None
-    results["pipeline"] = train_locally(console)
-    results["serve"] = results["pipeline"] and serve_and_ask(console)
-    results["cds"] = results["pipeline"] and cds_hooks(console)
-    results["drift"] = drift_demo(out_dir, console)
-    results["rehearse"] = results["pipeline"] and rehearse_release(out_dir, console)
+    step("pipeline", lambda: train_locally(out_dir, console))
+    step("serve", lambda: serve_and_ask(out_dir, console), needs="pipeline")
+    step("cds", lambda: cds_hooks(out_dir, console), needs="pipeline")
+    step("drift", lambda: drift_demo(out_dir, console))
+    step("rehearse", lambda: rehearse_release(out_dir, console), needs="pipeline")
     console.rule("demo")
-    for step, ok in results.items():
-        console.print(f"{step:<9} {'[green]ok[/]' if ok else '[red]FAILED[/]'}")
+    for name, ok in results.items():
+        console.print(f"{name:<9} {'[green]ok[/]' if ok else '[red]FAILED[/]'} {seconds[name]:6.1f} s")
+    console.print(f"total     {sum(seconds.values()):6.1f} s")
     raise typer.Exit(ExitCode.OK if all(results.values()) else ExitCode.FAILED)
 
 

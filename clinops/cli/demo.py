@@ -45,27 +45,30 @@ def _clinops(*args: str) -> list[str]:
     return [str(Path(sys.executable).parent / "clinops"), *args]
 
 
-def train_locally(console: Console) -> bool:
+def train_locally(out_dir: Path, console: Console) -> bool:
     """The training pipeline in process: contract → train → evaluate → fairness → card → MLflow (pending)."""
     console.rule("training pipeline (local, synthetic readmission data)")
     # At one operating threshold the synthetic cohort's sensitivity differs by age as much as real cohorts' do
     # (older patients carry more risk), so the default 0.10 TPR/FPR gap limits reject it: the card shows why.
     # The demo relaxes those two limits, openly: the card, the run and the registry tags name who relaxed them.
     relaxed = ["--max-subgroup-tpr-gap", "0.7", "--max-subgroup-fpr-gap", "0.7", "--relaxed-by", "clinops-demo"]
-    command = _clinops("pipeline", "run", "--local", "--model", "readmission-risk", *relaxed)
+    command = _clinops("pipeline", "run", "--local", "--model", "readmission-risk", "--out", str(out_dir), *relaxed)
     return subprocess.run(command, check=False).returncode == 0
 
 
-def cds_hooks(console: Console) -> bool:
+def cds_hooks(out_dir: Path, console: Console) -> bool:
     """The CDS Hooks service in front of the model just trained: a synthetic discharge hook -> the risk card;
     the circuit opened -> the fallback card."""
     console.rule("CDS Hooks on 127.0.0.1: a discharge hook, then the same hook with the circuit open")
-    done = subprocess.run(_clinops("cds", "demo", "--local", "readmission-risk"), capture_output=True, text=True)
+    command = _clinops(
+        "cds", "demo", "--local", "readmission-risk", "--out", str(out_dir), "--state-dir", str(out_dir / "cds-local")
+    )
+    done = subprocess.run(command, capture_output=True, text=True)
     console.print(done.stdout + done.stderr, markup=False)
     return done.returncode == 0
 
 
-def serve_and_ask(console: Console) -> bool:
+def serve_and_ask(out_dir: Path, console: Console) -> bool:
     """Serve the model just trained on loopback and score one de-identified synthetic request."""
     from pipelines.contracts.synthetic import canary_payload_csv
 
@@ -74,7 +77,7 @@ def serve_and_ask(console: Console) -> bool:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen(
-        _clinops("serve", "--local", "readmission-risk", "--port", str(port)),
+        _clinops("serve", "--local", "readmission-risk", "--port", str(port), "--out", str(out_dir)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
