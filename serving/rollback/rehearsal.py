@@ -37,7 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from clinops import names
 from clinops.config import ConfigError, StackConfig, load_from_stack_file, project_root
-from clinops.evidence import EvidenceLog
+from clinops.evidence import EvidenceError, EvidenceLog
 from clinops.exitcodes import ReleaseError
 from clinops.models import ModelConfig
 from serving.release.pulumi import PulumiRunner
@@ -310,16 +310,19 @@ class Rehearsal:
         return EvidenceLog.local(self.evidence_dir, self.options.stack, create_key=create_key)
 
     def _last_seq(self) -> int:
-        if not self.evidence_dir.is_dir():
-            return -1
-        seqs = self._log().store.seqs()
+        try:
+            seqs = self._log().store.seqs() if self.evidence_dir.is_dir() else []
+        except EvidenceError:
+            return -1  # an unreadable log: the release refuses it loudly (EVIDENCE_UNAVAILABLE)
         return max(seqs) if seqs else -1
 
     def _written_since(self, seq: int) -> list[str]:
-        if not self.evidence_dir.is_dir():
-            return []
+        try:
+            entries = self._log().entries() if self.evidence_dir.is_dir() else []
+        except EvidenceError as exc:
+            return [f"the log could not be read: {exc}"]
         written = []
-        for entry in self._log().entries():
+        for entry in entries:
             if entry.seq > seq:
                 what = entry.details.get("outcome") or entry.details.get("change") or entry.details.get("status")
                 if entry.kind == "verification":

@@ -69,7 +69,20 @@ def rehearse(out: Path, fault: str | None = None) -> RehearsalResult:
 def happy(tmp_path_factory: pytest.TempPathFactory, render_once: None) -> tuple[Path, Any, dict[str, dict[str, str]]]:
     out = tmp_path_factory.mktemp("happy") / "out"
     fake_training_run(out)
+    import socket
+
+    dialled: list[Any] = []
+    real_connect = socket.socket.connect
+
+    def connect(self: socket.socket, address: Any) -> None:
+        loopback = isinstance(address, tuple) and address[0] in ("127.0.0.1", "::1", "localhost")
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not loopback:
+            dialled.append(address)
+            raise OSError(f"the rehearsal dialled {address}: only loopback is allowed")
+        real_connect(self, address)
+
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", connect)
         # a user's own AWS settings: hidden from the rehearsal while it runs, and there again afterwards
         patch.setenv("AWS_PROFILE", "someones-real-profile")
         patch.setenv("AWS_ACCESS_KEY_ID", "AKIAUSERSOWNKEY00000")
@@ -78,6 +91,7 @@ def happy(tmp_path_factory: pytest.TempPathFactory, render_once: None) -> tuple[
         result = CliRunner().invoke(app, ["rehearse", "--out-dir", str(out), "--engine", "clinops"])
         after = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
     before.pop("PYTEST_CURRENT_TEST", None)
+    assert dialled == []  # nothing beyond loopback (moto runs in process: nothing at all)
     return out, result, {"before": before, "after": after}
 
 
