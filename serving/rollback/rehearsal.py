@@ -226,6 +226,8 @@ class Rehearsal:
         self.project = options.out_dir / "rehearsal" / "project"
         self.evidence_root = options.out_dir / "evidence"
         self.evidence_dir = self.evidence_root / options.stack
+        self.marker = self.evidence_root / f"{options.stack}.rehearsal"
+        self._refuse_foreign_log()
         self.account, self.region = self.repo_config.account_id, self.repo_config.region
         principals = self.repo_config.principals
         if not (principals.approvers and principals.authors and principals.deployers):
@@ -243,6 +245,17 @@ class Rehearsal:
         self.breaker_role = f"arn:aws:iam::{self.account}:role/clinops-{options.stack}-circuit-breaker"
         self.recorder_role = f"arn:aws:iam::{self.account}:role/clinops-{options.stack}-approval-recorder"
         self.state: dict[str, Any] = {}
+
+    def _refuse_foreign_log(self) -> None:
+        """`clinops release` and `verify` write to OUT/evidence/<stack>/ by default, so a real stack's log may live
+        where the rehearsal writes: never mix played events into it. A log the rehearsal started carries a marker
+        beside it (like the dev key file); any other log with entries is refused."""
+        holds_entries = self.evidence_dir.is_dir() and any(self.evidence_dir.glob("*.json"))
+        if holds_entries and not self.marker.is_file():
+            raise RehearsalUnusable(
+                f"{self.evidence_dir} holds evidence the rehearsal did not write (no {self.marker.name} beside it): "
+                "played events must not mix with a real log. Fix: --out-dir another folder"
+            )
 
     # -- running ---------------------------------------------------------------------------------------------
 
@@ -399,6 +412,8 @@ class Rehearsal:
         self.project.mkdir(parents=True)
         for name in ("Pulumi.yaml", f"Pulumi.{stack}.yaml"):
             shutil.copy(project_root() / name, self.project / name)
+        self.evidence_root.mkdir(parents=True, exist_ok=True)
+        self.marker.write_text("this stack's evidence log was started by `clinops rehearse` (a fake AWS account)\n")
         self.world.provision(self.repo_config)
         # A registry never reuses a version: continue after the newest this stack's log has seen.
         seen = [

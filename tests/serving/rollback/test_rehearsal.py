@@ -218,3 +218,17 @@ def test_unusable_input_exits_2_before_anything_runs(tmp_path: Path) -> None:
     with pytest.raises(RehearsalUnusable, match="no model 'nope'"):
         Rehearsal(RehearsalOptions(out_dir=tmp_path, model="nope"))
     assert not (tmp_path / "evidence").exists()
+
+
+def test_a_log_the_rehearsal_did_not_start_is_never_written_to(tmp_path: Path) -> None:
+    """`clinops release` writes OUT/evidence/<stack>/ by default: a real log there must not receive played events."""
+    from serving.release.evidence import EvidenceLocation, record
+
+    fake_training_run(tmp_path)
+    real = EvidenceLocation(str(tmp_path / "evidence")).log(STACK)
+    record(real, "verification", "deployment", model=MODEL, package_arn=None, actor="arn:aws:iam::111111111111:role/x",
+           reason="a real verification", details={"passed": True})  # fmt: skip
+    result = CliRunner().invoke(app, ["rehearse", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "did not write" in result.output
+    assert [e.reason for e in real.entries()] == ["a real verification"]
+    assert not (tmp_path / "rehearsal").exists()
