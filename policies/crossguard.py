@@ -174,9 +174,9 @@ def evaluate(plan: Plan, rules: Sequence[Rule] = ALL_RULES) -> EngineReport:
                     urn=urn,
                     resource_type=types.get(urn, ""),
                     status="failed" if messages else "passed",
-                    # a pass says what the rule accepted by design (Findings.accept), so the evidence shows it
-                    message="; ".join(messages)
-                    or "; ".join(f"accepted: {m}" for m in dict.fromkeys(accepted.get(urn, []))),
+                    # what the rule accepted by design (Findings.accept) is said too, so the evidence shows it; only
+                    # the violations are `details` (what an exception must name)
+                    message="; ".join([*messages, *(f"accepted: {m}" for m in dict.fromkeys(accepted.get(urn, [])))]),
                     fix=rule.fix if messages else "",
                     mandatory=rule.mandatory,
                     details=tuple(messages),
