@@ -58,9 +58,10 @@ RETENTION_FLOORS: dict[str, dict[str, int]] = {
     "synthetic": {"log": 30, "evidence": 30},
 }
 
-# SageMaker-managed MLflow's interface endpoint (AWS lists it as aws.sagemaker.<region>.experiments); its private
-# DNS answers for https://<region>.experiments.sagemaker.aws, the URL the sagemaker-mlflow plugin derives from a
-# tracking-server ARN. Its endpoint policy admits only calls on this stack's tracking server (infra.network).
+# SageMaker-managed MLflow's interface endpoint (aws.sagemaker.<region>.experiments, the service AWS's MLflow
+# PrivateLink guide names); with private DNS on, the calls the sagemaker-mlflow plugin makes to the URL it derives
+# from a tracking-server ARN (https://<region>.experiments.sagemaker.aws) stay in the VPC. Its endpoint policy
+# admits only calls on this stack's tracking server (infra.network).
 MLFLOW_ENDPOINT_SERVICE = "aws.sagemaker.{region}.experiments"
 # AWS APIs the platform calls from inside the VPC (no NAT): each gets an interface endpoint with private DNS.
 # The gate requires exactly this list (policies.rules.base), so a component cannot quietly depend on the internet.

@@ -8,7 +8,7 @@ no patient-level row ever reaches the tracking store. The embedded default is a 
 `record_run` is the one recipe for what a pipeline run logs: the local runner (`pipelines.local`) calls it with a
 sqlite URI, the TrackRun job (`pipelines.steps.track`) with the stack's SageMaker-managed server, whose ARN is the
 tracking URI (`MLFLOW_TRACKING_URI`): the `sagemaker-mlflow` plugin maps an `arn:...:mlflow-tracking-server/...`
-URI to `https://<region>.experiments.sagemaker.aws` (the VPC endpoint's private DNS name) and signs each REST call
+URI to `https://<region>.experiments.sagemaker.aws` (reached through the MLflow VPC endpoint) and signs each call
 with SigV4 as service `sagemaker-mlflow`; artifacts go straight to the server's S3 artifact store.
 """
 
