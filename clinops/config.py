@@ -58,6 +58,11 @@ RETENTION_FLOORS: dict[str, dict[str, int]] = {
     "synthetic": {"log": 30, "evidence": 30},
 }
 
+# SageMaker-managed MLflow's interface endpoint (aws.sagemaker.<region>.experiments, the service AWS's MLflow
+# PrivateLink guide names); with private DNS on, the calls the sagemaker-mlflow plugin makes to the URL it derives
+# from a tracking-server ARN (https://<region>.experiments.sagemaker.aws) stay in the VPC. Its endpoint policy
+# admits only calls on this stack's tracking server (infra.network).
+MLFLOW_ENDPOINT_SERVICE = "aws.sagemaker.{region}.experiments"
 # AWS APIs the platform calls from inside the VPC (no NAT): each gets an interface endpoint with private DNS.
 # The gate requires exactly this list (policies.rules.base), so a component cannot quietly depend on the internet.
 INTERFACE_ENDPOINT_SERVICES = (
@@ -75,7 +80,7 @@ INTERFACE_ENDPOINT_SERVICES = (
     "com.amazonaws.{region}.sns",
     "com.amazonaws.{region}.lambda",
     "com.amazonaws.{region}.execute-api",  # the private CDS Hooks API (infra/cds_api.py): EHR calls enter here
-    "aws.sagemaker.{region}.experiments",  # SageMaker-managed MLflow
+    MLFLOW_ENDPOINT_SERVICE,  # SageMaker-managed MLflow: pipeline runs log there (TrackRun)
     "com.amazonaws.{region}.xray",  # the platform Lambdas' active tracing
 )
 S3_ENDPOINT_SERVICE = "com.amazonaws.{region}.s3"  # a gateway endpoint (free, no ENI)

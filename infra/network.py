@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from clinops.config import INTERFACE_ENDPOINT_SERVICES, S3_ENDPOINT_SERVICE
+from clinops.config import INTERFACE_ENDPOINT_SERVICES, MLFLOW_ENDPOINT_SERVICE, S3_ENDPOINT_SERVICE
+from clinops.names import tracking_server_arn
 from infra.base import Platform, policy_document
 from infra.logs import delivery_role, encrypted_log_group
 
@@ -196,6 +197,18 @@ class Network(pulumi.ComponentResource):
                 "Condition": {"StringEquals": {"aws:PrincipalAccount": perimeter}},
             }
         )
+        # MLflow: nothing but this stack's tracking server, and only for this account's principals (the pipeline's
+        # TrackRun step as the execution role, Studio personas); another stack's or account's server is refused.
+        mlflow_policy = policy_document(
+            {
+                "Sid": "ThisStacksTrackingServerOnly",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "sagemaker-mlflow:*",
+                "Resource": tracking_server_arn(cfg.stack, cfg.region, platform.account),
+                "Condition": {"StringEquals": {"aws:PrincipalAccount": [platform.account]}},
+            }
+        )
         self.interface_endpoints: dict[str, aws.ec2.VpcEndpoint] = {}
         for service in INTERFACE_ENDPOINT_SERVICES:
             service_name = service.format(region=cfg.region)
@@ -213,7 +226,7 @@ class Network(pulumi.ComponentResource):
                 private_dns_enabled=True,
                 subnet_ids=self.subnet_ids,
                 security_group_ids=[self.endpoint_sg.id],
-                policy=endpoint_policy,
+                policy=mlflow_policy if service == MLFLOW_ENDPOINT_SERVICE else endpoint_policy,
                 tags=platform.tags(Name=f"{platform.prefix}-{short}"),
                 opts=child,
             )

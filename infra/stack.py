@@ -84,9 +84,9 @@ class Foundation:
 
 def build_platform(config: StackConfig) -> None:
     f = _foundation(config)
+    tracking = Tracking("tracking", f.platform, f.bucket("model-artifacts"), f.identity.roles["execution"].arn)
     if f.registry is not None:  # pipelines register into the groups, so they live beside them
-        _training_pipelines(f)
-    Tracking("tracking", f.platform, f.bucket("model-artifacts"), f.identity.roles["execution"].arn)
+        _training_pipelines(f, tracking)
     endpoints: dict[str, pulumi.Input[str]] = {}
     prices = price_table(config.instance_prices)
     for model in config.models:
@@ -183,7 +183,7 @@ def _foundation(config: StackConfig) -> Foundation:
     return Foundation(platform, identity, keys, storage, network, alerts, registry)
 
 
-def _training_pipelines(f: Foundation) -> None:
+def _training_pipelines(f: Foundation, tracking: Tracking) -> None:
     config = f.platform.config
     TrainingPipelines(
         "training",
@@ -199,6 +199,7 @@ def _training_pipelines(f: Foundation) -> None:
             artifact_bucket=f.bucket("model-artifacts"),
             step_image_uri=f.steps_image(),
             inference_image_uri=image_uri(config.registry_account, config.region, config.image_tag),
+            tracking_server=tracking.server,
         ),
     )
 

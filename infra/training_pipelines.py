@@ -19,7 +19,7 @@ import pulumi_aws as aws
 
 from clinops.config import project_root
 from clinops.models import ModelConfig
-from clinops.names import training_pipeline_name
+from clinops.names import tracking_server_arn, training_pipeline_name
 from infra.base import Platform
 from pipelines.definitions.settings import PipelineDefinitionSettings
 from pipelines.definitions.training import build_pipeline_definition
@@ -39,6 +39,7 @@ class PipelineArgs:
     artifact_bucket: pulumi.Output[str]
     step_image_uri: str
     inference_image_uri: str
+    tracking_server: aws.sagemaker.MlflowTrackingServer  # TrackRun logs each run there (infra.tracking)
 
 
 def cached_definition(settings: PipelineDefinitionSettings, root: Path | None = None) -> str:
@@ -59,12 +60,14 @@ def cached_definition(settings: PipelineDefinitionSettings, root: Path | None = 
     return definition
 
 
-def _definition(resolved: dict[str, Any], model: str, gate: GateSettings, region: str, args: PipelineArgs) -> str:
+def _definition(
+    resolved: dict[str, Any], model: str, gate: GateSettings, platform: Platform, args: PipelineArgs
+) -> str:
     """The pipeline definition once the platform's ARNs and names are known (inside Output.apply)."""
     return cached_definition(
         PipelineDefinitionSettings(
             model_name=model,
-            region=region,
+            region=platform.region,
             role_arn=resolved["role"],
             subnet_ids=tuple(resolved["subnets"]),
             security_group_ids=(resolved["sg"],),
@@ -76,6 +79,8 @@ def _definition(resolved: dict[str, Any], model: str, gate: GateSettings, region
             model_package_group_name=model,
             step_image_uri=args.step_image_uri,
             inference_image_uri=args.inference_image_uri,
+            # the name-derived ARN (clinops.names, as the IAM grant and the endpoint policy use): known at preview
+            tracking_server_arn=tracking_server_arn(platform.config.stack, platform.region, platform.account),
             gate=gate,
         )
     )
@@ -114,7 +119,7 @@ class TrainingPipelines(pulumi.ComponentResource):
                 artifacts=args.artifacts_key.arn,
                 data=args.data_bucket,
                 artifact_bucket=args.artifact_bucket,
-            ).apply(functools.partial(_definition, model=model.name, gate=gate, region=platform.region, args=args))
+            ).apply(functools.partial(_definition, model=model.name, gate=gate, platform=platform, args=args))
             self.pipelines[model.name] = aws.sagemaker.Pipeline(
                 f"{model.name}-training",
                 pipeline_name=training_pipeline_name(model.name),
@@ -123,6 +128,6 @@ class TrainingPipelines(pulumi.ComponentResource):
                 pipeline_description=f"Train, evaluate, check fairness and register (pending approval): {model.name}",
                 pipeline_definition=definition,
                 tags=platform.tags(**{"clinops:model": model.name}),
-                opts=platform.child(self),
+                opts=platform.child(self, depends_on=[args.tracking_server]),  # its runs log to the server
             )
         self.register_outputs({m: p.arn for m, p in self.pipelines.items()})

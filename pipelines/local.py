@@ -16,8 +16,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from clinops.exitcodes import ExitCode
 from pipelines import tracking
 from pipelines.contracts import Contract, builtin_contract_path, load_contract
@@ -26,7 +24,7 @@ from pipelines.data.injections import Injections
 from pipelines.errors import InputError
 from pipelines.jobio import dataset_sha256, read_raw_table, write_json
 from pipelines.profiles import profile_for, synthetic_table
-from pipelines.settings import PipelineSettings, describe_relaxations
+from pipelines.settings import PipelineSettings
 from pipelines.steps import card as card_step
 from pipelines.steps import decide as decide_step
 from pipelines.steps import evaluate as evaluate_step
@@ -285,38 +283,24 @@ def _record(run: _Run, settings: PipelineSettings, digest: str, status: str = "F
 
         bundle = read_bundle(result.model_dir)
     with run.step("track"):
-        params = {
-            **{f"gate.{k}": v for k, v in settings.gate.model_dump().items()},
-            **{f"training.{k}": v for k, v in settings.training.model_dump().items()},
-            "contract.name": contract.name,
-            "contract.version": contract.version,
-            "features": ",".join(contract.feature_columns),
-            "data_source": result.data_source,
-        }
-        tags = {
-            "verdict": result.verdict,
-            "stopped_at": result.stopped_at or "",
-            "dataset_sha256": digest,
-            "contract_version": contract.version,
-            "model_name": contract.name,
-        }
-        if result.decision is not None:
-            tags["gate_relaxed"] = (
-                describe_relaxations(result.decision["relaxed_limits"], result.decision["relaxed_by"]) or "no"
-            )
-        result.mlflow_run_id, model_uri = tracking.log_run(
+        result.mlflow_run_id, model_uri = tracking.record_run(
             result.tracking_uri,
-            contract.name,
             run_name=result.run_dir.name,
-            params=params,
-            metrics=tracking.flat_metrics(result.evaluation, result.fairness, result.timings),
-            tags=tags,
-            artifact_dirs={
-                name: result.run_dir / name for name in ("report", "evaluation", "fairness", "decision", "card")
-            }
-            | ({"bundle": result.model_dir} if result.model_dir else {}),
+            contract=contract,
+            gate=settings.gate,
+            training=settings.training,
+            data_source=result.data_source,
+            verdict=result.verdict,
+            stopped_at=result.stopped_at,
+            dataset_sha256=digest,
+            evaluation=result.evaluation,
+            fairness=result.fairness,
+            decision=result.decision,
+            timings=result.timings,
+            run_dir=result.run_dir,
+            bundle_dir=result.model_dir,
             model=bundle.model if bundle else None,
-            signature_frame=_signature_frame(contract) if bundle else None,
+            signature_frame=train_step.signature_frame(contract) if bundle else None,
             status=status,
         )
     if result.exit_code != ExitCode.OK or model_uri is None or result.decision is None:
@@ -337,12 +321,3 @@ def _record(run: _Run, settings: PipelineSettings, digest: str, status: str = "F
         except Exception:
             result.exit_code, result.verdict = ExitCode.FAILED, "RegistrationFailed"
             raise
-
-
-def _signature_frame(contract: Contract) -> pd.DataFrame:
-    """One row of placeholder values: the signature needs column names and types, never a patient's values."""
-    row = {
-        name: contract.columns[name].categories[0] if name in contract.categorical_features else 0.0  # type: ignore[index]
-        for name in contract.feature_columns
-    }
-    return train_step.features(pd.DataFrame([row]), contract)

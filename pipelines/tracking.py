@@ -4,6 +4,12 @@ What goes in is chosen field by field, never by dumping a table: parameters from
 contract, metrics from evaluation and fairness, tags with the verdict and lineage, and artifacts that are
 aggregate reports. The model is logged with a signature (column names and types) but no input example, so
 no patient-level row ever reaches the tracking store. The embedded default is a sqlite store in `out/mlflow`.
+
+`record_run` is the one recipe for what a pipeline run logs: the local runner (`pipelines.local`) calls it with a
+sqlite URI, the TrackRun job (`pipelines.steps.track`) with the stack's SageMaker-managed server, whose ARN is the
+tracking URI (`MLFLOW_TRACKING_URI`): the `sagemaker-mlflow` plugin maps an `arn:...:mlflow-tracking-server/...`
+URI to `https://<region>.experiments.sagemaker.aws` (reached through the MLflow VPC endpoint) and signs each call
+with SigV4 as service `sagemaker-mlflow`; artifacts go straight to the server's S3 artifact store.
 """
 
 from __future__ import annotations
@@ -15,7 +21,12 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pipelines.settings import GateSettings, TrainingSettings, describe_relaxations
+
+if TYPE_CHECKING:
+    from pipelines.contracts import Contract
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines would break the progress display
@@ -30,6 +41,11 @@ SKOPS_TRUSTED_TYPES = [
     "sklearn.utils.validation.check_array",
 ]
 _METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-. /]")
+# The run's aggregate reports, logged under these artifact paths (one directory each; the model bundle as "bundle").
+REPORT_ARTIFACTS = ("report", "evaluation", "fairness", "decision", "card")
+# Where the tracking URI comes from in a job (the definition sets it to the stack's server ARN); MLflow reads it too.
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+_SERVER_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mlflow-tracking-server/[A-Za-z0-9-]+$")
 _warm: dict[str, threading.Thread] = {}
 _prepared: set[str] = set()
 
@@ -187,3 +203,88 @@ def log_run(
     if status != "FINISHED":
         client(tracking_uri).set_terminated(run_id, status=status)
     return run_id, model_uri
+
+
+def is_managed_server(tracking_uri: str) -> bool:
+    """A SageMaker-managed MLflow tracking server ARN (resolved and signed by the sagemaker-mlflow plugin)."""
+    return bool(_SERVER_ARN.match(tracking_uri))
+
+
+def run_params(gate: GateSettings, training: TrainingSettings, contract: Contract, data_source: str) -> dict[str, Any]:
+    """What a run was configured with: every gate limit and training knob, the contract and the data's origin."""
+    return {
+        **{f"gate.{k}": v for k, v in gate.model_dump().items()},
+        **{f"training.{k}": v for k, v in training.model_dump().items()},
+        "contract.name": contract.name,
+        "contract.version": contract.version,
+        "features": ",".join(contract.feature_columns),
+        "data_source": data_source,
+    }
+
+
+def run_tags(
+    *,
+    verdict: str,
+    stopped_at: str | None,
+    dataset_sha256: str,
+    contract: Contract,
+    decision: dict[str, Any] | None,
+) -> dict[str, str]:
+    """How the run ended and its lineage: the verdict, where it stopped, the dataset hash, any relaxed gate."""
+    tags = {
+        "verdict": verdict,
+        "stopped_at": stopped_at or "",
+        "dataset_sha256": dataset_sha256,
+        "contract_version": contract.version,
+        "model_name": contract.name,
+    }
+    if decision is not None:
+        tags["gate_relaxed"] = describe_relaxations(decision["relaxed_limits"], decision["relaxed_by"]) or "no"
+    return tags
+
+
+def record_run(
+    tracking_uri: str,
+    *,
+    run_name: str,
+    contract: Contract,
+    gate: GateSettings,
+    training: TrainingSettings,
+    data_source: str,
+    verdict: str,
+    stopped_at: str | None,
+    dataset_sha256: str,
+    evaluation: dict[str, Any] | None,
+    fairness: dict[str, Any] | None,
+    decision: dict[str, Any] | None,
+    timings: dict[str, float],
+    run_dir: Path,
+    bundle_dir: Path | None,
+    model: Any = None,
+    signature_frame: Any = None,
+    status: str = "FINISHED",
+) -> tuple[str, str | None]:
+    """Log one pipeline run, the same way wherever it ran: parameters, metrics, tags (verdict, dataset hash),
+    the aggregate reports under `run_dir/<name>` (the card among them), the model bundle and the model itself.
+    Returns (run_id, logged model URI or None)."""
+    artifact_dirs = {name: run_dir / name for name in REPORT_ARTIFACTS}
+    if bundle_dir is not None:
+        artifact_dirs["bundle"] = bundle_dir
+    return log_run(
+        tracking_uri,
+        contract.name,
+        run_name=run_name,
+        params=run_params(gate, training, contract, data_source),
+        metrics=flat_metrics(evaluation, fairness, timings),
+        tags=run_tags(
+            verdict=verdict,
+            stopped_at=stopped_at,
+            dataset_sha256=dataset_sha256,
+            contract=contract,
+            decision=decision,
+        ),
+        artifact_dirs=artifact_dirs,
+        model=model,
+        signature_frame=signature_frame,
+        status=status,
+    )

@@ -25,7 +25,7 @@ from clinops.config import ENVIRONMENTS, RETENTION_FLOORS, StackConfig
 from policies.model import CheckResult, EngineReport
 from policies.plan import STACK_TYPE, Plan, PlanResource
 from policies.rules import ALL_RULES, Rule
-from policies.rules.base import CONFIG_SCHEMA, NotKnownAtPreview
+from policies.rules.base import ACCEPTED, CONFIG_SCHEMA, NotKnownAtPreview
 
 ENGINE = "clinops"
 CONFIG_DIR = Path(__file__).parent / "config"
@@ -155,7 +155,12 @@ def evaluate(plan: Plan, rules: Sequence[Rule] = ALL_RULES) -> EngineReport:
     config = policy_config_for(plan.stack_config) if plan.stack_config else policy_config_from_plan(plan)
     results: list[CheckResult] = []
     for rule in rules:
-        violations = _run(rule, StackValidationArgs(resources, config=config.get(rule.id, {})), stack_urn)
+        accepted: dict[str, list[str]] = {}
+        token = ACCEPTED.set(accepted)
+        try:
+            violations = _run(rule, StackValidationArgs(resources, config=config.get(rule.id, {})), stack_urn)
+        finally:
+            ACCEPTED.reset(token)
         judged = {r.urn for r in resources if r.resource_type in rule.resource_types} | set(violations)
         for urn in judged:
             messages = list(dict.fromkeys(violations.get(urn, [])))
@@ -169,7 +174,9 @@ def evaluate(plan: Plan, rules: Sequence[Rule] = ALL_RULES) -> EngineReport:
                     urn=urn,
                     resource_type=types.get(urn, ""),
                     status="failed" if messages else "passed",
-                    message="; ".join(messages),
+                    # what the rule accepted by design (Findings.accept) is said too, so the evidence shows it; only
+                    # the violations are `details` (what an exception must name)
+                    message="; ".join([*messages, *(f"accepted: {m}" for m in dict.fromkeys(accepted.get(urn, [])))]),
                     fix=rule.fix if messages else "",
                     mandatory=rule.mandatory,
                     details=tuple(messages),

@@ -8,7 +8,8 @@
 2. The security properties every job must hold: execution role, private subnets and security group, KMS on
    volumes and outputs (patient-level outputs under the data key in the data bucket, the rest under the artifact
    key in the artifact bucket), inter-container encryption, network isolation (except where a step needs the
-   network), and registration only as PendingManualApproval with metrics and a card attached.
+   network: `settings.NETWORK_ALLOWED_STEPS`), the tracking server ARN only on the tracking step, and registration
+   only as PendingManualApproval with metrics and a card attached.
 """
 
 from __future__ import annotations
@@ -19,8 +20,14 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from pipelines.definitions.settings import NETWORK_ALLOWED_STEPS, DefinitionError, PipelineDefinitionSettings
+from pipelines.definitions.settings import (
+    NETWORK_ALLOWED_STEPS,
+    TRACKING_STEPS,
+    DefinitionError,
+    PipelineDefinitionSettings,
+)
 from pipelines.steps.decide import PENDING
+from pipelines.tracking import TRACKING_URI_ENV
 
 OPERATIONS = {
     "Processing": "CreateProcessingJob",
@@ -194,6 +201,8 @@ def security_properties(
                 "NetworkConfig.EnableNetworkIsolation": name not in NETWORK_ALLOWED_STEPS,
                 "ProcessingResources.ClusterConfig.VolumeKmsKeyId": settings.volume_kms_key_arn,
                 "ProcessingOutputConfig.KmsKeyId": settings.output_key_for(name),
+                # only the tracking step talks to MLflow, and only to this stack's server
+                f"Environment.{TRACKING_URI_ENV}": settings.tracking_server_arn if name in TRACKING_STEPS else None,
             }
             for output in args.get("ProcessingOutputConfig", {}).get("Outputs", []):
                 found.append(_output_bucket(name, output["OutputName"], output["S3Output"]["S3Uri"], settings))
@@ -217,6 +226,8 @@ def security_properties(
             ):
                 found.append(SecurityProperty(name, f"{path} attached", True, _get(args, path) is not None))
         found += [SecurityProperty(name, path, value, _get(args, path)) for path, value in expect.items()]
+    logging_steps = [s["Name"] for s in job_steps(doc) if _get(s["Arguments"], f"Environment.{TRACKING_URI_ENV}")]
+    found.append(SecurityProperty("(pipeline)", "steps that log to MLflow", sorted(TRACKING_STEPS), logging_steps))
     kinds = [s["Type"] for s in job_steps(doc)]
     found.append(SecurityProperty("(pipeline)", "exactly one RegisterModel step", 1, kinds.count("RegisterModel")))
     return found

@@ -15,7 +15,18 @@ from pipelines.settings import GateSettings, TrainingSettings
 _ROLE = ROLE_ARN
 _KMS = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[\w/-]+$")
 _IMAGE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$")
-NETWORK_ALLOWED_STEPS = frozenset({"DecideRelease"})  # reads the model registry to find the approved model
+_TRACKING_SERVER = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mlflow-tracking-server/[A-Za-z0-9-]+$")
+# The one place a step may run without network isolation, and why. Such a step still runs in the private subnets
+# with the workload security group: no internet route, only the VPC endpoints. Every other step is isolated
+# (checks.py fails the build otherwise; the gate's CLIN-SM-002 accepts TrackRun only with its VPC, this stack's
+# tracking server and the MLflow endpoint, and DecideRelease only through its reviewed exception).
+NETWORK_ALLOWED_STEPS: dict[str, str] = {
+    "DecideRelease": "reads the SageMaker model registry (sagemaker.api endpoint) to find the approved model",
+    "TrackRun": "logs the run to the stack's MLflow tracking server through its VPC endpoint "
+    "(reads aggregate reports and the model only, never patient rows)",
+}
+# Steps that log to MLflow: the definition gives them the tracking server ARN as MLFLOW_TRACKING_URI.
+TRACKING_STEPS = frozenset({"TrackRun"})
 # What each job writes. "data": patient-level rows (de-identified, still about patients) - the data bucket and
 # key, never shared. "artifact": the model and aggregate evidence - the artifact bucket and key, which other
 # accounts may read to promote a model. No job writes both, because one job has one output key.
@@ -28,6 +39,7 @@ OUTPUT_CLASS = {
     "CheckFairness": "artifact",
     "DecideRelease": "artifact",
     "WriteModelCard": "artifact",
+    "TrackRun": "artifact",
 }
 
 
@@ -56,6 +68,7 @@ class PipelineDefinitionSettings:
     model_package_group_name: str
     step_image_uri: str
     inference_image_uri: str
+    tracking_server_arn: str  # the stack's SageMaker-managed MLflow server (infra.tracking): TrackRun logs there
     processing_instance_type: str = "ml.m5.xlarge"
     training_instance_type: str = "ml.m5.xlarge"
     inference_instance_types: tuple[str, ...] = ("ml.m5.large",)
@@ -81,6 +94,11 @@ class PipelineDefinitionSettings:
         for name in ("step_image_uri", "inference_image_uri"):
             if not _IMAGE.match(getattr(self, name)):
                 problems.append(f"{name} '{getattr(self, name)}' is not an ECR image URI with a tag or digest")
+        if not _TRACKING_SERVER.match(self.tracking_server_arn):
+            problems.append(
+                f"tracking_server_arn '{self.tracking_server_arn}' is not an MLflow tracking server ARN "
+                "(arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>)"
+            )
         if self.data_bucket == self.artifact_bucket:
             problems.append(
                 "data_bucket and artifact_bucket must differ: patient-level rows never share a bucket "

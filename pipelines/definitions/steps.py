@@ -6,6 +6,7 @@ Outputs go to s3://<bucket>/<model>/runs/<execution id>/<output>, so executions 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
@@ -25,9 +26,10 @@ from sagemaker.mlops.workflow import ConditionStep, FailStep, ModelStep, Pipelin
 from sagemaker.serve.model_builder import ModelBuilder
 from sagemaker.train.model_trainer import ModelTrainer
 
-from pipelines.definitions.settings import NETWORK_ALLOWED_STEPS, PipelineDefinitionSettings
+from pipelines.definitions.settings import NETWORK_ALLOWED_STEPS, TRACKING_STEPS, PipelineDefinitionSettings
 from pipelines.jobpaths import PROCESSING_ROOT
 from pipelines.steps.decide import PENDING
+from pipelines.tracking import TRACKING_URI_ENV
 
 # Written by the card step (`registry_metadata`); the release step reads the first four.
 REGISTRY_METADATA_KEYS = (
@@ -101,6 +103,8 @@ class _Builder:
             sagemaker_session=self.session,
             network_config=network,
             tags=[{"Key": k, "Value": v} for k, v in self.s.tags.items()] or None,
+            # a literal, never a parameter: an execution cannot point the run's record at another server
+            env={TRACKING_URI_ENV: self.s.tracking_server_arn} if step in TRACKING_STEPS else None,
         )
 
     @staticmethod
@@ -264,7 +268,30 @@ def build_pipeline(settings: PipelineDefinitionSettings, session: Any) -> Pipeli
         ["--data-source", p["InputDataUri"]],
         [card_file],
     )
-    register = _register_step(settings, session, model_uri, evaluate, fairness, card, card_file)
+    tracking_file = PropertyFile(name="Tracking", output_name="tracking", path="tracking.json")
+    track = b.processing_step(
+        "TrackRun",
+        "track",
+        [
+            b.input("model", model_uri, "model"),
+            b.input("report", _output(validate, "report"), "report"),
+            b.input("evaluation", _output(evaluate, "evaluation"), "evaluation"),
+            b.input("fairness", _output(fairness, "fairness"), "fairness"),
+            b.input("decision", _output(decide, "decision"), "decision"),
+            b.input("card", _output(card, "card"), "card"),
+        ],
+        ["tracking"],
+        [
+            "--training",
+            json.dumps(settings.training.model_dump(), sort_keys=True),
+            "--data-source",
+            p["InputDataUri"],
+            "--run-name",
+            ExecutionVariables.PIPELINE_EXECUTION_ID,
+        ],
+        [tracking_file],
+    )
+    register = _register_step(settings, session, model_uri, evaluate, fairness, card, card_file, track, tracking_file)
     failed = FailStep(
         name="GatesFailed",
         error_message=Join(
@@ -289,7 +316,7 @@ def build_pipeline(settings: PipelineDefinitionSettings, session: Any) -> Pipeli
         name=settings.pipeline_name,
         parameters=list(p.values()),
         sagemaker_session=session,
-        steps=[validate, split, train, scores, evaluate, fairness, decide, card, gates],
+        steps=[validate, split, train, scores, evaluate, fairness, decide, card, track, gates],
     )
 
 
@@ -301,6 +328,8 @@ def _register_step(
     fairness: ProcessingStep,
     card: ProcessingStep,
     card_file: PropertyFile,
+    track: ProcessingStep,
+    tracking_file: PropertyFile,
 ) -> ModelStep:
     metrics = ModelMetrics(
         model_statistics=MetricsSource(
@@ -332,6 +361,8 @@ def _register_step(
         customer_metadata_properties={
             "model_card_s3_uri": Join(on="/", values=[_output(card, "card"), "model-card.md"]),
             "pipeline": settings.pipeline_name,
+            # the MLflow run that recorded this candidate (TrackRun); registration waits for it
+            "mlflow_run_id": JsonGet(step_name=track.name, property_file=tracking_file, json_path="mlflow_run_id"),
             **{
                 key: JsonGet(step_name=card.name, property_file=card_file, json_path=f"metadata.{key}")
                 for key in REGISTRY_METADATA_KEYS

@@ -1,11 +1,15 @@
 """The SageMaker pipeline for one configured model, built with the sagemaker SDK from the same step code.
 
     ValidateContract -> SplitData -> TrainModel -> ScoreTestSet -> EvaluateModel -> CheckFairness
-      -> DecideRelease -> WriteModelCard -> CheckGates -> RegisterModel (PendingManualApproval) | GatesFailed
+      -> DecideRelease -> WriteModelCard -> TrackRun
+      -> CheckGates -> RegisterModel (PendingManualApproval) | GatesFailed
 
 Every job runs in the platform's private subnets with its security group, the foundation's execution role,
-KMS on volumes and outputs, inter-container encryption and network isolation, except DecideRelease, which must
-call the SageMaker registry (through the VPC endpoints) to find the approved model. Patient-level outputs
+KMS on volumes and outputs, inter-container encryption and network isolation, except the steps named (with
+their reason) in `settings.NETWORK_ALLOWED_STEPS`: DecideRelease calls the SageMaker registry (through the VPC
+endpoints) to find the approved model, and TrackRun logs the run - parameters, metrics, dataset hash, card and
+model - to the stack's SageMaker-managed MLflow server (MLFLOW_TRACKING_URI = its ARN) through the MLflow VPC
+endpoint, with the same `pipelines.tracking.record_run` the local runner uses. Patient-level outputs
 (validated table, splits, test-set scores) go to the data bucket under the data key; the model and aggregate
 evidence go to the artifact bucket under the artifact key (see OUTPUT_CLASS). Processing steps run the
 clinops step image with `python3 -m pipelines.steps.<step>`; the training job runs the same image's `train`

@@ -124,6 +124,16 @@ def train(
     return Trained(candidate, comparator, threshold, scores, details)
 
 
+def signature_frame(contract: Contract) -> pd.DataFrame:
+    """One row of placeholder values for a logged model's signature: column names and types, never a patient's
+    values (the first category of each categorical feature, 0.0 for each numeric one)."""
+    row = {
+        name: contract.columns[name].categories[0] if name in contract.categorical_features else 0.0  # type: ignore[index]
+        for name in contract.feature_columns
+    }
+    return features(pd.DataFrame([row]), contract)
+
+
 def save(
     trained: Trained,
     train_frame: pd.DataFrame,

@@ -45,6 +45,7 @@ from policies.model import CheckResult, EngineReport
 from policies.plan import Plan, PlanResource
 
 ENGINE = "access"
+TRACKING_SERVER = "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer"
 CATALOGUE = Path(__file__).resolve().parents[1] / "intents.yaml"
 OUTSIDER_ACCOUNT = "999999999999"
 ADMIN_POLICY = {
@@ -84,6 +85,7 @@ JUDGED_TYPES = (
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
     "aws:sagemaker/modelPackageGroup:ModelPackageGroup",
     "aws:ecr/repository:Repository",
+    TRACKING_SERVER,
 )
 
 
@@ -367,6 +369,17 @@ class Resolver:
                 raise Unresolved(f"the plan has no schedule '{arg}'")
             schedule_group = schedule.inputs.get("groupName") or "default"
             return f"arn:aws:scheduler:{m.region}:{m.account}:schedule/{schedule_group}/{schedule.inputs.get('name')}"
+        if ref == "tracking_server":
+            server = next(iter(m.plan.of_type(TRACKING_SERVER)), None)
+            if server is None:
+                raise Unresolved("the plan has no MLflow tracking server")
+            name = server.inputs.get("trackingServerName")
+            return f"arn:aws:sagemaker:{m.region}:{m.account}:mlflow-tracking-server/{name}"
+        if kind == "vpc_endpoint":
+            endpoint = m.vpc_endpoint(arg)
+            if endpoint is None:
+                raise Unresolved(f"the plan has no VPC endpoint for '{arg}'")
+            return f"vpce-{endpoint.name}"  # a stand-in: endpoint IDs exist only after apply
         if kind == "trail":
             trail = next(iter(m.plan.of_type("aws:cloudtrail/trail:Trail")), None)
             if trail is None:

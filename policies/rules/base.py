@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +138,12 @@ class NotKnownAtPreview(UnknownValueError):
         return self.message
 
 
+# What rules accepted by design, by URN (e.g. a pipeline step without network isolation that only logs to the
+# stack's MLflow server through its VPC endpoint). The offline gate collects them into the passed result's
+# message, so the acceptance is in the evidence; under `pulumi preview` nobody collects them.
+ACCEPTED: ContextVar[dict[str, list[str]] | None] = ContextVar("accepted", default=None)
+
+
 class Findings:
     """Wraps CrossGuard's `report_violation` so rules speak in resources, not URN strings."""
 
@@ -147,6 +154,12 @@ class Findings:
     def fail(self, resource: PolicyResource | None, message: str) -> None:
         """A violation on `resource`, or on the stack as a whole when None."""
         self._report(message, resource.urn if resource is not None else None)
+
+    def accept(self, resource: PolicyResource, message: str) -> None:
+        """Something the rule would fail, accepted because it meets the rule's stated narrower condition."""
+        collected = ACCEPTED.get()
+        if collected is not None:
+            collected.setdefault(resource.urn, []).append(message)
 
     def unknown(self, resource: PolicyResource, path: str) -> None:
         self._unknowns.append((resource.urn, path))

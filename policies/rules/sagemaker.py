@@ -7,6 +7,7 @@ approval status is judged in pipeline definitions.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from policies.controls import ACCESS_CONTROL, INTEGRITY, TRANSMISSION, WORKFORCE_SECURITY
@@ -16,6 +17,16 @@ from policies.rules.pipelines import PIPELINE, definition, expression, jobs, reg
 MODEL = "aws:sagemaker/model:Model"
 ENDPOINT_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
 PENDING = "PendingManualApproval"  # CreateModelPackage's default for versioned packages
+TRACKING_SERVER = "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer"
+VPC_ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
+# Any of these gives a VPC a way to the internet; the platform's VPC has none (CLIN-NET-001/002 judge the routes).
+INTERNET_PATHS = (
+    "aws:ec2/internetGateway:InternetGateway",
+    "aws:ec2/natGateway:NatGateway",
+    "aws:ec2/egressOnlyInternetGateway:EgressOnlyInternetGateway",
+)
+TRACKING_URI = "MLFLOW_TRACKING_URI"  # set by pipelines/definitions/steps.py on the steps that log
+_SERVER_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:([a-z0-9-]+):(\d{12}):mlflow-tracking-server/([A-Za-z0-9-]+)$")
 
 
 def _vpc_problem(vpc: Any, subnets_key: str, groups_key: str) -> str | None:
@@ -44,14 +55,52 @@ def models_isolated(stack: StackView, findings: Findings) -> None:
             findings.fail(model, f"model '{model.name}' containers can make outbound calls (network isolation off)")
 
 
+def _tracking_server(stack: StackView, job: Any) -> str | None:
+    """The name of this stack's MLflow tracking server the job logs to (its literal MLFLOW_TRACKING_URI), if any."""
+    environment = job.arguments.get("Environment")
+    uri = environment.get(TRACKING_URI) if isinstance(environment, dict) else None
+    match = _SERVER_ARN.match(uri) if isinstance(uri, str) else None
+    if match is None:
+        return None
+    region, account, name = match.groups()
+    if stack.config["region"] and region != stack.config["region"]:
+        return None
+    if stack.config["platformAccounts"] and account not in stack.config["platformAccounts"]:
+        return None
+    servers = {stack.props(s).get("trackingServerName") for s in stack.of_type(TRACKING_SERVER)}
+    return name if name in servers else None
+
+
+def _no_mlflow_only_path(stack: StackView) -> str:
+    """Why the stack's network is not "private subnets, no internet, MLflow through its endpoint" ("" if it is)."""
+    internet = sorted({r.resource_type.split(":")[-1] for r in stack.of_type(*INTERNET_PATHS)})
+    if internet:
+        return f"the stack has a path to the internet ({', '.join(internet)})"
+    region = re.escape(stack.config["region"]) if stack.config["region"] else "[a-z0-9-]+"
+    service = re.compile(rf"^aws\.sagemaker\.{region}\.experiments$")
+    for endpoint in stack.of_type(VPC_ENDPOINT):
+        props = stack.props(endpoint)
+        if (
+            service.match(str(props.get("serviceName")))
+            and props.get("vpcEndpointType") == "Interface"
+            and props.get("privateDnsEnabled") is True
+        ):
+            return ""
+    return "the VPC has no MLflow interface endpoint (aws.sagemaker.<region>.experiments) with private DNS"
+
+
 @rule(
     id="CLIN-SM-002",
     title="Training and processing jobs run in the VPC with network isolation",
     severity="high",
     controls=(ACCESS_CONTROL, TRANSMISSION),
     types=(PIPELINE,),
+    reads=(TRACKING_SERVER, VPC_ENDPOINT, *INTERNET_PATHS),
+    config=("region", "platformAccounts"),
     fix="Set VpcConfig and EnableNetworkIsolation=true on Training steps (NetworkConfig.VpcConfig and "
-    "NetworkConfig.EnableNetworkIsolation on Processing steps).",
+    "NetworkConfig.EnableNetworkIsolation on Processing steps). The one accepted exception by design: a step that "
+    "logs to this stack's MLflow tracking server (MLFLOW_TRACKING_URI = its ARN, a literal) from the private "
+    "subnets of a VPC with no internet path, through the MLflow interface endpoint.",
 )
 def jobs_isolated(stack: StackView, findings: Findings) -> None:
     for pipeline in stack.of_type(PIPELINE):
@@ -64,9 +113,26 @@ def jobs_isolated(stack: StackView, findings: Findings) -> None:
             elif problem:
                 findings.fail(pipeline, f"step {job.step} {problem}")
             path, isolation = job.setting("isolation")
-            if isolation is not True:
-                shown = expression(isolation) or ("not set" if isolation is None else isolation)
-                findings.fail(pipeline, f"{path} is {shown}: the job's containers can reach the network")
+            if isolation is True:
+                continue
+            # Isolation blocks every network call, VPC endpoints included: a step that records the run in MLflow
+            # needs it off. Accepted only in the VPC, with no internet path, for this stack's server via its endpoint.
+            server = (
+                _tracking_server(stack, job) if isolation is False and not problem and not expression(vpc) else None
+            )
+            if server is not None:
+                missing = _no_mlflow_only_path(stack)
+                if not missing:
+                    findings.accept(
+                        pipeline,
+                        f"{job.step} runs without network isolation to log to this stack's MLflow server '{server}': "
+                        "in the private subnets, no internet path, through the MLflow VPC endpoint",
+                    )
+                    continue
+                findings.fail(pipeline, f"{path} is False to log to MLflow server '{server}', but {missing}")
+                continue
+            shown = expression(isolation) or ("not set" if isolation is None else isolation)
+            findings.fail(pipeline, f"{path} is {shown}: the job's containers can reach the network")
 
 
 @rule(

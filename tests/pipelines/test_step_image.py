@@ -22,14 +22,13 @@ DOCKERFILE = REPO / "pipelines" / "Dockerfile"
 ENTRY_MODULES = [
     *(
         f"pipelines/steps/{s}.py"
-        for s in ("validate", "split", "train", "score", "evaluate", "fairness", "decide", "card")
+        for s in ("validate", "split", "train", "score", "evaluate", "fairness", "decide", "card", "track")
     ),
     "pipelines/monitoring/drift/cli.py",
     "pipelines/monitoring/quality/cli.py",
 ]
-# Imported lazily by pipelines/steps/register.py for local MLflow registration only; in SageMaker the pipeline's
-# RegisterModel step registers the package. Cloud MLflow logging (issue 11) adds them to the group when it lands.
-LOCAL_ONLY = {"mlflow", "skops"}
+# The image carries the MLflow client as mlflow-skinny (import name `mlflow`): TrackRun logs to the managed server.
+IMAGE_DISTRIBUTIONS = {**DISTRIBUTIONS, "mlflow": "mlflow-skinny"}
 
 
 def copied() -> tuple[list[Path], list[str]]:
@@ -70,8 +69,11 @@ def test_requirements_cover_the_steps_and_are_the_lock() -> None:
     for entry in ENTRY_MODULES:
         third_party |= import_closure(REPO / entry)[1]
     pins = requirements(REPO / "pipelines" / "image-requirements.txt")
-    needed = {DISTRIBUTIONS.get(name, name) for name in third_party - LOCAL_ONLY}
+    needed = {IMAGE_DISTRIBUTIONS.get(name, name) for name in third_party}
     assert needed <= set(pins), needed - set(pins)
+    # the ARN tracking URI works only with the plugin installed (it registers itself through entry points, so no
+    # module imports it by name); the full mlflow (server, UI, sqlite store) stays out of the image
+    assert {"mlflow-skinny", "sagemaker-mlflow", "skops"} <= set(pins) and "mlflow" not in pins
     assert {"pulumi", "pulumi-aws", "sagemaker", "checkov"}.isdisjoint(pins)  # no infrastructure tooling inside
     locked = lock_versions()
     assert {name: versions - locked.get(name, set()) for name, versions in pins.items()} == {n: set() for n in pins}

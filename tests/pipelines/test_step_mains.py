@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 from datetime import date
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from botocore.stub import Stubber
 
 from pipelines import jobio as _io
+from pipelines import tracking
 from pipelines.contracts import builtin_contract_path
 from pipelines.data.injections import Injections
 from pipelines.data.synthetic import generate_readmission
@@ -22,6 +24,7 @@ from pipelines.steps import evaluate as evaluate_step
 from pipelines.steps import fairness as fairness_step
 from pipelines.steps import score as score_step
 from pipelines.steps import split as split_step
+from pipelines.steps import track as track_step
 from pipelines.steps import train as train_step
 from pipelines.steps import validate as validate_step
 
@@ -34,7 +37,9 @@ def failure_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def test_entry_points_chain_like_the_sagemaker_jobs(tmp_path: Path, failure_file: Path) -> None:
+def test_entry_points_chain_like_the_sagemaker_jobs(
+    tmp_path: Path, failure_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "processing"
     contract_dir = root / "input" / "contract"
     contract_dir.mkdir(parents=True)
@@ -180,6 +185,51 @@ def test_entry_points_chain_like_the_sagemaker_jobs(tmp_path: Path, failure_file
     assert prop["metadata"]["auc"] == f"{json.loads(evaluation_file.read_text())['candidate']['auc']:.6f}"
     assert "Not registered (Rejected)" in (root / "output/card/model-card.md").read_text()
     assert not failure_file.exists()
+
+    # TrackRun: the earlier outputs mounted under one input directory, the tracking URI from the environment (in
+    # the pipeline, the stack's server ARN; here a local sqlite store), logged by the local runner's function.
+    inputs = tmp_path / "track-inputs"
+    for name, source in {
+        "model": archive.parent,
+        "report": root / "output/report",
+        "evaluation": evaluation_dir,
+        "fairness": root / "output/fairness",
+        "decision": root / "output/decision",
+        "card": root / "output/card",
+    }.items():
+        shutil.copytree(source, inputs / name)
+    uri = tracking.default_tracking_uri(tmp_path / "mlflow-store")
+    monkeypatch.setenv(tracking.TRACKING_URI_ENV, uri)
+    recorded: list[str] = []
+    record_run = tracking.record_run
+    monkeypatch.setattr(tracking, "record_run", lambda u, **kw: recorded.append(u) or record_run(u, **kw))
+    training = {"seed": 3, "max_iter": 60, "threads": 1}
+    args = ["--inputs", str(inputs), "--output", str(root / "output/tracking"), "--run-name", "execution-1"]
+    assert track_step.main([*args, "--training", json.dumps(training), "--data-source", "s3://data/extract/"]) == 0
+    assert recorded == [uri]
+    written = json.loads((root / "output/tracking/tracking.json").read_text())
+    client = tracking.client(uri)
+    run = client.get_run(written["mlflow_run_id"])
+    assert run.info.run_name == "execution-1" and run.info.status == "FINISHED"
+    assert run.data.tags["verdict"] == "Rejected" and run.data.tags["stopped_at"] == "decide"
+    assert run.data.tags["dataset_sha256"] == _io.dataset_sha256(data)
+    assert run.data.params["gate.max_subgroup_auc_gap"] == "0.5" and run.data.params["training.max_iter"] == "60"
+    assert run.data.params["data_source"] == "s3://data/extract/"
+    assert run.data.metrics["test.candidate.auc"] == json.loads(evaluation_file.read_text())["candidate"]["auc"]
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {*tracking.REPORT_ARTIFACTS, "bundle"}
+    assert "model-card.md" in {a.path.split("/")[-1] for a in client.list_artifacts(run.info.run_id, "card")}
+    assert written["model_uri"].startswith("models:/")
+    assert not failure_file.exists()
+
+
+def test_tracking_entry_point_needs_a_tracking_uri(
+    tmp_path: Path, failure_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(tracking.TRACKING_URI_ENV, raising=False)
+    assert track_step.main(["--inputs", str(tmp_path)]) == 2
+    assert "MLFLOW_TRACKING_URI" in failure_file.read_text()
+    arn = "arn:aws:sagemaker:us-east-1:111111111111:mlflow-tracking-server/clinops-dev-mlflow"
+    assert tracking.is_managed_server(arn) and not tracking.is_managed_server("sqlite:///x.db")
 
 
 def test_validation_entry_point_fails_the_job_with_a_phi_free_reason(tmp_path: Path, failure_file: Path) -> None:

@@ -32,6 +32,22 @@ def _statements(name: str, edit: Callable[[list[dict[str, Any]]], None], prop: s
     return lambda b: b.edit_json(name, prop, lambda d: edit(d["Statement"]))
 
 
+MLFLOW_SERVER = "arn:aws:sagemaker:us-east-1:333333333333:mlflow-tracking-server/clinops-prod-mlflow"
+
+
+def _logs_to_mlflow(uri: Any = MLFLOW_SERVER, in_vpc: bool = True) -> Mutation:
+    """The processing step lifts network isolation to log to an MLflow tracking server (pipelines' TrackRun)."""
+
+    def edit(steps: list[dict[str, Any]]) -> None:
+        arguments = steps[0]["Arguments"]
+        arguments["NetworkConfig"]["EnableNetworkIsolation"] = False
+        arguments["Environment"] = {"MLFLOW_TRACKING_URI": uri}
+        if not in_vpc:
+            arguments["NetworkConfig"].pop("VpcConfig")
+
+    return _pipeline(edit)
+
+
 def _steps(*mutations: Mutation) -> Mutation:
     def run(b: PlanBuilder) -> None:
         for mutation in mutations:
@@ -155,6 +171,20 @@ FAILING: list[Case] = [
     Case("CLIN-SM-002", "processing isolation from a parameter", _pipeline(
         lambda s: s[0]["Arguments"]["NetworkConfig"].update(EnableNetworkIsolation={"Get": "Parameters.Isolate"})),
         "readmission-pipeline"),
+    Case("CLIN-SM-002", "isolation off to log to MLflow, outside the VPC", _logs_to_mlflow(in_vpc=False),
+         "readmission-pipeline"),
+    Case("CLIN-SM-002", "isolation off to log to another stack's MLflow server", _logs_to_mlflow(
+        MLFLOW_SERVER.replace("clinops-prod-mlflow", "clinops-staging-mlflow")), "readmission-pipeline"),
+    Case("CLIN-SM-002", "isolation off to log to MLflow in another account", _logs_to_mlflow(
+        MLFLOW_SERVER.replace("333333333333", "999999999999")), "readmission-pipeline"),
+    Case("CLIN-SM-002", "isolation off to log to an MLflow server from a parameter", _logs_to_mlflow(
+        {"Get": "Parameters.TrackingUri"}), "readmission-pipeline"),
+    Case("CLIN-SM-002", "isolation off to log to MLflow without the MLflow endpoint", _steps(
+        _logs_to_mlflow(), lambda b: b.remove("endpoint-experiments")), "readmission-pipeline",
+        frozenset({"CLIN-NET-006"})),
+    Case("CLIN-SM-002", "isolation off to log to MLflow from a VPC with a NAT gateway", _steps(
+        _logs_to_mlflow(), lambda b: b.add("aws:ec2/natGateway:NatGateway", "nat", {})), "readmission-pipeline",
+        frozenset({"CLIN-NET-001"})),
     Case("CLIN-SM-003", "registers as Approved", _pipeline(
         lambda s: s[2]["Arguments"]["IfSteps"][0]["Arguments"].update(ModelApprovalStatus="Approved")),
         "readmission-pipeline"),
@@ -276,6 +306,8 @@ PASSING: list[Case] = [
          None),
     Case("CLIN-DEP-006", "a canary of half the fleet", lambda b: b.set("readmission", f"{ROUTING}.canarySize",
          {"type": "INSTANCE_COUNT", "value": 2}), None),
+    Case("CLIN-SM-002", "isolation off only to log to this stack's MLflow through its endpoint", _logs_to_mlflow(),
+         None),
     Case("CLIN-IAM-002", "deny inherited from the permissions boundary", _steps(
         _statements("author-permissions", lambda s: s.pop()),
         _statements("boundary", lambda s: s.append({"Effect": "Deny", "Action": "sagemaker:UpdateModelPackage",

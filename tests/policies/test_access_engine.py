@@ -78,6 +78,7 @@ def test_every_flow_of_the_issue_and_every_must_deny_is_in_the_catalogue() -> No
         "s3-access-logging",
         "flow-logs",
         "canary",
+        "mlflow-tracking",
     } <= flows
     denies = {i.flow for i in catalogue.intents if i.expect == "deny"}
     assert {
@@ -86,6 +87,7 @@ def test_every_flow_of_the_issue_and_every_must_deny_is_in_the_catalogue() -> No
         "keys-are-used-only-by-their-users",
         "evidence-is-immutable",
         "permissions-boundary",
+        "mlflow-tracking-stays-inside",
     } <= denies
     assert set(catalogue.perimeter) >= {"s3", "kms", "sns", "sqs", "ecr", "sagemaker", "events"}
 
@@ -146,6 +148,13 @@ def add_statement(statement: dict[str, Any]) -> Callable[[dict], None]:
     return lambda policy: policy["Statement"].append(statement)
 
 
+def set_resource(sid: str, resource: str) -> Callable[[dict], None]:
+    def change(policy: dict) -> None:
+        next(s for s in policy["Statement"] if s.get("Sid") == sid)["Resource"] = resource
+
+    return change
+
+
 def flip_to_allow(sid: str) -> Callable[[dict], None]:
     def change(policy: dict) -> None:
         statement = next(s for s in policy["Statement"] if s.get("Sid") == sid)
@@ -176,6 +185,7 @@ def _ids(value: object) -> str:
 
 
 RP, CANARY = "RolePolicy::", "readmission-risk-canary-permissions"
+MLFLOW_ENDPOINT = "VpcEndpoint::endpoint-sagemaker-experiments"
 GRANT_REMOVALS = [
     # (stack, flow, action the finding names, resource to change, change; None removes the resource)
     ("dev", "training-pipeline", "s3:GetObject", f"{RP}execution-permissions", drop_statement("ReadWriteTrainingData")),
@@ -234,19 +244,28 @@ GRANT_REMOVALS = [
         drop_action("PlatformServices", "sns:Publish"),
     ),
     # issue 11's defects, each put back once: the engine names the flow it breaks
+    # MLflow tracking from the pipeline's TrackRun step: identity grant, boundary, the endpoint and its policy
     (
         "dev",
-        "training-pipeline",
-        "sagemaker-mlflow:LogMetric",
+        "mlflow-tracking",
+        "sagemaker-mlflow:LogBatch",
         f"{RP}execution-permissions",
         drop_statement("TrackExperiments"),
     ),
     (
         "dev",
-        "training-pipeline",
-        "sagemaker-mlflow:LogMetric",
+        "mlflow-tracking",
+        "sagemaker-mlflow:CreateRun",
         "Policy::permissions-boundary",
         drop_action("PlatformServices", "sagemaker-mlflow:*"),
+    ),
+    ("dev", "mlflow-tracking", "sagemaker-mlflow:LogModel", MLFLOW_ENDPOINT, None),
+    (
+        "dev",
+        "mlflow-tracking",
+        "sagemaker-mlflow:FinalizeLoggedModel",
+        MLFLOW_ENDPOINT,
+        drop_statement("ThisStacksTrackingServerOnly"),
     ),
     (
         "prod",
@@ -410,6 +429,23 @@ MUST_DENY_BREAKS = [
         "perimeter",
         "outsider",
         lambda d: edit_policy(d, "VpcEndpoint::endpoint-sts", lambda p: p["Statement"][0].pop("Condition")),
+    ),
+    (
+        "staging",
+        "mlflow-tracking-stays-inside",
+        "outsider",
+        lambda d: edit_policy(d, MLFLOW_ENDPOINT, lambda p: p["Statement"][0].pop("Condition")),
+    ),
+    (
+        "dev",
+        "mlflow-tracking-stays-inside",
+        "clinops-elsewhere-mlflow",
+        # the role's grant and the endpoint's policy must both widen before another server is reachable
+        lambda d: edit_policy(
+            edit_policy(d, f"{RP}execution-permissions", set_resource("TrackExperiments", "*")),
+            MLFLOW_ENDPOINT,
+            set_resource("ThisStacksTrackingServerOnly", "*"),
+        ),
     ),
     (
         "prod",
@@ -593,3 +629,17 @@ def test_accounts_models_and_deployers_come_from_the_bound_stack_facts() -> None
     assert bound.served_models and set(bound.packages) == set(bound.served_models)
     assert bound.deployers and bound.deploy_identity == bound.deployers[0]
     assert bound.registry_account == "111111111111" != bound.account
+
+
+def test_mlflow_tracking_is_proven_on_the_server_through_its_endpoint() -> None:
+    """The TrackRun flow: every call the plugin makes, as the execution role, on this stack's server, from the
+    MLflow endpoint (whose policy is in the simulation), and nothing of it in stacks without pipelines."""
+    results = {stack: [r for r in found if "MLFLOW" in r.rule_id] for stack, found in shipped().items()}
+    allowed = [r for r in results["dev"] if r.rule_id == "CLIN-ACCESS-MLFLOW-TRACKING"]
+    assert len(allowed) == 14 and all(r.status == "passed" for r in allowed)
+    assert all(r.status == "passed" for r in results["dev"] + results["staging"] + results["prod"])
+    assert not [r for r in results["prod"] if r.rule_id == "CLIN-ACCESS-MLFLOW-TRACKING"]  # no pipeline there
+    catalogue = access_engine.load_catalogue()
+    calls = [i for i in catalogue.intents if i.flow == "mlflow-tracking" and i.action.startswith("sagemaker-mlflow:")]
+    assert {i.via for i in calls} == {"sagemaker.experiments"} and {i.resource for i in calls} == {"{tracking_server}"}
+    assert all(i.principal == "role:execution-role" and "aws:SourceVpce" in i.context for i in calls)

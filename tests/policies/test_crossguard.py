@@ -119,3 +119,21 @@ def test_rendered_prod_has_no_blocking_findings() -> None:
         ("CLIN-SM-002", "readmission-risk-drift-pipeline"),
     ], blocking
     assert len(report.results) > 50
+
+
+def test_rendered_dev_states_that_trackrun_runs_without_isolation_to_log_to_mlflow() -> None:
+    """The training pipeline's TrackRun lifts isolation only to reach the stack's MLflow server: CLIN-SM-002 accepts
+    it and says so in the result (the evidence); DecideRelease stays the one finding its reviewed exception names."""
+    from tests.conftest import rendered
+
+    report = evaluate(parse_plan(rendered("dev")))
+    result = next(
+        r for r in report.results if r.rule_id == "CLIN-SM-002" and r.urn.endswith("::readmission-risk-training")
+    )
+    assert result.details == (
+        "DecideRelease.NetworkConfig.EnableNetworkIsolation is False: the job's containers can reach the network",
+    )
+    assert (
+        "accepted: TrackRun runs without network isolation to log to this stack's MLflow server 'clinops-dev-mlflow'"
+        in result.message
+    )

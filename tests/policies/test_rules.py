@@ -8,7 +8,7 @@ from policies.crossguard import evaluate
 from policies.model import EngineReport
 from policies.rules import ALL_RULES, RULES_BY_ID, Rule
 from tests.policies.baseline import compliant
-from tests.policies.cases import FAILING, PASSING, Case
+from tests.policies.cases import FAILING, PASSING, Case, _logs_to_mlflow
 from tests.policies.planbuilder import PlanBuilder
 
 # Rules about resources that must not exist: the compliant stack has none for them to judge.
@@ -56,3 +56,18 @@ def test_compliant_variation_passes(case: Case) -> None:
 
 def test_every_rule_has_a_failing_fixture() -> None:
     assert {c.rule_id for c in FAILING} == set(RULES_BY_ID)
+
+
+def test_a_step_that_lifts_isolation_to_log_to_mlflow_is_accepted_in_the_evidence() -> None:
+    b = compliant()
+    _logs_to_mlflow()(b)
+    report = evaluate(b.plan())
+    result = next(r for r in report.results if r.rule_id == "CLIN-SM-002" and r.urn == b.urn("readmission-pipeline"))
+    assert result.status == "passed"
+    assert result.message == (
+        "accepted: Preprocess runs without network isolation to log to this stack's MLflow server "
+        "'clinops-prod-mlflow': in the private subnets, no internet path, through the MLflow VPC endpoint"
+    )
+    # the compliant stack (every step isolated) accepts nothing, so nothing is said
+    baseline = next(r for r in _report()[1].results if r.rule_id == "CLIN-SM-002")
+    assert baseline.status == "passed" and baseline.message == ""

@@ -37,6 +37,7 @@ SETTINGS = PipelineDefinitionSettings(
     model_package_group_name="readmission-risk",
     step_image_uri=f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/clinops-steps:1.0.0",
     inference_image_uri=f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/clinops-serve:1.0.0",
+    tracking_server_arn=f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:mlflow-tracking-server/clinops-dev-mlflow",
     tags={"clinops:environment": "dev"},
 )
 ARTIFACT_KEY = SETTINGS.artifact_kms_key_arn
@@ -49,6 +50,7 @@ EXPECTED_STEPS = [
     "CheckFairness",
     "DecideRelease",
     "WriteModelCard",
+    "TrackRun",
     "CheckGates",
     "RegisterModel",
     "GatesFailed",
@@ -124,7 +126,7 @@ def test_every_job_holds_the_security_properties(definition: dict[str, Any]) -> 
             "Subnets": ["subnet-0aaa1111", "subnet-0bbb2222"],
         }
         assert network["EnableInterContainerTrafficEncryption"] is True
-        assert network["EnableNetworkIsolation"] is (name != "DecideRelease")
+        assert network["EnableNetworkIsolation"] is (name not in ("DecideRelease", "TrackRun"))
     training = _step(definition, "TrainModel")["Arguments"]
     assert training["EnableNetworkIsolation"] and training["EnableInterContainerTrafficEncryption"]
     assert training["ResourceConfig"]["VolumeKmsKeyId"] == SETTINGS.volume_kms_key_arn
@@ -141,8 +143,26 @@ def test_patient_level_outputs_stay_in_the_data_bucket_under_the_data_key(defini
     artifact = ("clinops-dev-model-artifacts", SETTINGS.artifact_kms_key_arn)
     for name in ("validated", "report", "train", "calibration", "test", "summary", "predictions"):
         assert where[name] == data, name
-    for name in ("evaluation", "fairness", "decision", "card"):
+    for name in ("evaluation", "fairness", "decision", "card", "tracking"):
         assert where[name] == artifact, name
+
+
+def test_the_tracking_step_logs_to_the_stacks_server_from_aggregate_inputs(definition: dict[str, Any]) -> None:
+    track = _step(definition, "TrackRun")["Arguments"]
+    assert track["Environment"] == {"MLFLOW_TRACKING_URI": SETTINGS.tracking_server_arn}  # a literal, not a parameter
+    assert track["AppSpecification"]["ContainerEntrypoint"] == ["python3", "-m", "pipelines.steps.track"]
+    # what it reads: the model and aggregate reports, never a patient-level output (validated, splits, scores)
+    sources = {i["InputName"]: json.dumps(i["S3Input"]["S3Uri"]) for i in track["ProcessingInputs"]}
+    assert set(sources) == {"model", "report", "evaluation", "fairness", "decision", "card"}
+    assert "TrainModel.ModelArtifacts" in sources["model"] and "ValidateContract" in sources["report"]
+    arguments = track["AppSpecification"]["ContainerArguments"]
+    assert json.loads(arguments[arguments.index("--training") + 1]) == SETTINGS.training.model_dump()
+    assert arguments[arguments.index("--run-name") + 1] == {"Get": "Execution.PipelineExecutionId"}
+    others = [s["Name"] for s in job_steps(definition) if s["Name"] != "TrackRun"]
+    assert all("Environment" not in _step(definition, n)["Arguments"] for n in others)
+    # the registry entry names the MLflow run, so registration waits for the run to be recorded
+    run_id = _step(definition, "RegisterModel")["Arguments"]["CustomerMetadataProperties"]["mlflow_run_id"]
+    assert run_id["Std:JsonGet"]["PropertyFile"]["Get"] == "Steps.TrackRun.PropertyFiles.Tracking"
 
 
 def test_registration_is_pending_manual_approval_with_metrics_and_card(definition: dict[str, Any]) -> None:
@@ -168,6 +188,12 @@ def test_registration_is_pending_manual_approval_with_metrics_and_card(definitio
         (("SplitData", "NetworkConfig", "VpcConfig", "Subnets"), ["subnet-public"], "Subnets"),
         (("RegisterModel", "ModelApprovalStatus"), "Approved", "ModelApprovalStatus"),
         (("WriteModelCard", "NetworkConfig", "EnableNetworkIsolation"), False, "EnableNetworkIsolation"),
+        (("TrackRun", "NetworkConfig", "EnableNetworkIsolation"), True, "EnableNetworkIsolation"),
+        (
+            ("TrackRun", "Environment", "MLFLOW_TRACKING_URI"),
+            "arn:aws:sagemaker:us-east-1:222222222222:mlflow-tracking-server/elsewhere",
+            "MLFLOW_TRACKING_URI",
+        ),
     ],
 )
 def test_security_check_catches_each_weakening(
@@ -229,9 +255,11 @@ def test_settings_are_validated_before_building() -> None:
             volume_kms_key_arn="alias/aws/s3",
             step_image_uri="python:3.11",
             data_bucket=SETTINGS.artifact_bucket,
+            tracking_server_arn="http://mlflow.internal:5000",
         )
     text = str(caught.value)
-    assert all(s in text for s in ("role_arn", "subnet_ids", "volume_kms_key_arn", "step_image_uri", "must differ"))
+    named = ("role_arn", "subnet_ids", "volume_kms_key_arn", "step_image_uri", "must differ", "tracking_server_arn")
+    assert all(s in text for s in named)
 
 
 def test_model_card_content_fits_sagemakers_schema() -> None:
