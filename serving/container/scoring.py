@@ -24,10 +24,12 @@ import pandas as pd
 from scipy.special import expit
 
 from pipelines.contracts import Contract
+from pipelines.explain import ModelExplainer, Unexplainable, explainer_for
 from serving.container.forest import Ensemble, Unsupported, compile_ensemble
 
 EQUIVALENCE_TOLERANCE = 1e-9
 EQUIVALENCE_ROWS = 256
+EXPLANATION_CHECK_ROWS = 16  # rows whose contributions must add up to the served score before explaining
 SINGLE_ROW_CHECKS = 16  # rows also scored one at a time: the Python tree walk (the batch takes scikit-learn's)
 _SENTINEL_BASE = 1_000_003.25  # probe values no encoder would produce on its own
 
@@ -220,3 +222,37 @@ def compile_scorer(model: Any, contract: Contract, reference: EstimatorScorer) -
     if not gap <= EQUIVALENCE_TOLERANCE:  # also catches NaN
         return reference, f"compiled scores differ from scikit-learn by {gap:.2e}; served through scikit-learn"
     return compiled, f"compiled (matches scikit-learn within {EQUIVALENCE_TOLERANCE:g} on {EQUIVALENCE_ROWS} rows)"
+
+
+@dataclass(frozen=True)
+class Explainer:
+    """Each row's largest contributions in calibrated log-odds (`pipelines.explain`), by contract feature name."""
+
+    model: ModelExplainer
+    frame: Callable[[np.ndarray], pd.DataFrame]
+    units = "calibrated log-odds"
+
+    @property
+    def feature_count(self) -> int:
+        return len(self.model.features)
+
+    def top(self, features: np.ndarray, count: int) -> list[list[dict[str, Any]]]:
+        explanation = self.model.explain(self.frame(features))
+        return [explanation.top(row, count) for row in range(features.shape[0])]
+
+
+def build_explainer(model: Any, contract: Contract, reference: EstimatorScorer) -> tuple[Explainer | None, str]:
+    """The exact explainer if its contributions add up to the served probabilities, else None; with a note."""
+    try:
+        explainer = Explainer(explainer_for(model, contract.feature_columns), reference.frame)
+    except (Unexplainable, AttributeError, TypeError, ValueError) as exc:
+        return None, f"no explanations ({type(exc).__name__}: {exc})"
+    features = synthetic_features(contract, EXPLANATION_CHECK_ROWS, seed=1)
+    explained = expit(explainer.model.explain(explainer.frame(features)).log_odds())
+    gap = float(np.max(np.abs(explained - reference.probabilities(features))))
+    if not gap <= EQUIVALENCE_TOLERANCE:  # also catches NaN
+        return None, f"no explanations: contributions miss the served probabilities by {gap:.2e}"
+    return explainer, (
+        f"exact TreeSHAP ({len(explainer.model.shap.trees)} trees; contributions add up to the served "
+        f"probability within {EQUIVALENCE_TOLERANCE:g} on {EXPLANATION_CHECK_ROWS} rows)"
+    )
