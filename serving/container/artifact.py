@@ -96,7 +96,7 @@ def load_served_model(directory: Path) -> ServedModel:
     except ValueError as exc:
         raise ArtifactError(f"model.joblib: {exc}") from None
     scorer, note = compile_scorer(model, contract, reference)
-    explainer, explain_note = build_explainer(model, contract, reference)
+    explainer, explain_note = build_explainer(model, contract, reference, scorer)
     schema = RequestSchema(contract)
     _self_check(schema, scorer)
     return ServedModel(

@@ -12,7 +12,7 @@ DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit 
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_REQUEST_SECONDS = 60  # SageMaker waits 60 s for a reply; a request (idle wait, headers, body) gets as long
 DEFAULT_DRAIN_SECONDS = 20  # SageMaker sends SIGKILL 30 s after SIGTERM; in-flight requests get this long
-DEFAULT_MAX_EXPLAINED_ROWS = 100  # explanations cost ~1000x a score (bench/explain.py): a bound per request
+DEFAULT_MAX_EXPLAINED_ROWS = 100  # ~1 ms a row explained, ~10x its score (bench/explain.py): a bound per request
 DEFAULT_MAX_CONNECTIONS = 128  # per worker: one thread each; more wait in the kernel's accept queue
 WORKERS_VARIABLE = "SAGEMAKER_MODEL_SERVER_WORKERS"  # the name SageMaker's own serving toolkits read
 

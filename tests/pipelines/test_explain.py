@@ -170,9 +170,12 @@ def test_matches_shapley_values_from_their_definition(small: tuple[CalibratedCla
     assert x.shape[1] == 6 and np.isnan(x).any()
     used = {int(n["feature_idx"]) for (p,) in booster._predictors for n in p.nodes if not n["is_leaf"]}
     assert len(used) >= 4, "the small model should split on most features"
-    fast = explainer.shap.contributions(x)
+    fast = explainer.shap.contributions(x)  # all leaves at once (served)
+    recursion = explainer.shap.reference_contributions(x)  # Algorithm 2 as published
     for r in range(len(x)):
-        np.testing.assert_allclose(fast[r], _brute_force_shapley(booster, x[r]), rtol=0, atol=1e-12)
+        exact = _brute_force_shapley(booster, x[r])
+        np.testing.assert_allclose(fast[r], exact, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(recursion[r], exact, rtol=0, atol=1e-12)
     # and the empty set's value is the expected value
     assert explainer.shap.expected_value == pytest.approx(_conditional(booster, x[0], set()), abs=1e-12)
 
@@ -182,7 +185,10 @@ def test_local_accuracy_on_raw_and_calibrated_log_odds() -> None:
     explainer = explainer_for(bigger, COLUMNS)
     frame = pd.concat([_edge_rows(), _frame(200, seed=5)[0]], ignore_index=True)
     raw, expected = explainer.raw(frame)
-    np.testing.assert_allclose(expected + raw.sum(axis=1), _booster(bigger).decision_function(frame), rtol=0, atol=1e-9)
+    decision = _booster(bigger).decision_function(frame)
+    np.testing.assert_allclose(expected + raw.sum(axis=1), decision, rtol=0, atol=1e-9)
+    recursion = explainer.shap.reference_contributions(explainer.tree_inputs(frame))
+    np.testing.assert_allclose(expected + recursion.sum(axis=1), decision, rtol=0, atol=1e-9)
     explanation = explainer.explain(frame)
     calibrated = logit(bigger.predict_proba(frame)[:, 1])
     np.testing.assert_allclose(explanation.log_odds(), calibrated, rtol=0, atol=1e-9)

@@ -121,3 +121,32 @@ def test_a_model_it_cannot_explain_still_scores_and_says_why(tmp_path: Path, bun
         assert 0.0 <= reply.json["scores"][0] <= 1.0
     finally:
         server.stop()
+
+
+def test_the_compiled_path_explains_as_the_transformers_do_and_a_column_mix_up_is_refused(
+    bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    import joblib
+    import numpy as np
+
+    from serving.container.artifact import load_served_model
+    from serving.container.scoring import EstimatorScorer, build_explainer, synthetic_features
+
+    served = load_served_model(bundle_dir)
+    assert served.explainer is not None and served.explainer.inputs is not None, served.explain_note
+    assert "exact TreeSHAP" in served.explain_note
+    contract = load_contract(bundle_dir / "contract.yaml")
+    features = synthetic_features(contract, 40, seed=8)
+    compiled = served.explainer.explain(features)
+    through_pandas = served.explainer.model.explain(served.explainer.frame(features))
+    np.testing.assert_allclose(compiled.contributions, through_pandas.contributions, rtol=0, atol=1e-12)
+    # an explainer whose columns are swapped still adds up (sums ignore names), so the mapping is checked itself
+    model = joblib.load(bundle_dir / "model.joblib")
+    swapped = served.explainer.model.to_contract.copy()
+    swapped[[0, 1]] = swapped[[1, 0]]
+    broken = dataclasses.replace(served.explainer.model, to_contract=swapped)
+    monkeypatch.setattr("serving.container.scoring.explainer_for", lambda *_: broken)
+    explainer, note = build_explainer(model, contract, EstimatorScorer(model, contract), served.scorer)
+    assert explainer is None and "disagree" in note
