@@ -242,17 +242,83 @@ def test_shapes_it_cannot_explain_exactly_are_refused() -> None:
     assert explainer_for(frozen, list(x.columns)).features == tuple(x.columns)
 
 
-def test_the_pipeline_model_explains_exactly_under_contract_names() -> None:
+@pytest.fixture(scope="module")
+def pipeline_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The pipeline's own model (validate -> split -> train -> save) on a small synthetic extract."""
+    from datetime import UTC, datetime
+
+    from pipelines.bundle import read_bundle
+
     contract = load_contract(builtin_contract_path("readmission-risk"))
     raw = generate_readmission(2500, seed=4).astype(object)
     table = validate(raw.where(raw.notna(), None), contract, as_of=date(2025, 7, 1), key=b"k").table
     assert table is not None
-    splits = split_step.split(table, contract, TrainingSettings())
-    trained = train_step.train(splits.train, splits.calibration, contract, TrainingSettings(max_iter=30))
-    frame = train_step.features(splits.calibration, contract).iloc[:60]
+    settings = TrainingSettings(max_iter=30)
+    splits = split_step.split(table, contract, settings)
+    trained = train_step.train(splits.train, splits.calibration, contract, settings)
+    path = tmp_path_factory.mktemp("explain-bundle") / "model"
+    train_step.save(
+        trained, splits.train, contract, settings, path, dataset_sha256="sha256:" + "cd" * 32,
+        trained_at=datetime(2025, 7, 1, tzinfo=UTC),
+    )  # fmt: skip
+    return read_bundle(path), train_step.features(splits.calibration, contract).iloc[:60]
+
+
+def test_the_pipeline_model_explains_exactly_under_contract_names(pipeline_bundle: Any) -> None:
+    bundle, frame = pipeline_bundle
+    contract = bundle.contract
     assert frame.isna().any().any(), "the synthetic data has missing values"
-    explanation = explainer_for(trained.candidate, contract.feature_columns).explain(frame)
+    explanation = explainer_for(bundle.model, contract.feature_columns).explain(frame)
     assert explanation.features == tuple(contract.feature_columns)
     np.testing.assert_allclose(
-        explanation.log_odds(), logit(trained.candidate.predict_proba(frame)[:, 1]), rtol=0, atol=1e-9
+        explanation.log_odds(), logit(bundle.model.predict_proba(frame)[:, 1]), rtol=0, atol=1e-9
     )
+
+
+def test_the_bundle_baseline_holds_mean_abs_contributions_of_the_train_split(pipeline_bundle: Any) -> None:
+    bundle, _ = pipeline_bundle
+    attributions = bundle.baseline["attributions"]
+    assert attributions["computed_on"] == "train split" and attributions["units"] == "calibrated log-odds"
+    assert attributions["rows"] == min(bundle.baseline["rows"], 1000)
+    assert set(attributions["mean_abs"]) == set(bundle.contract.feature_columns)
+    assert all(v >= 0 for v in attributions["mean_abs"].values()) and max(attributions["mean_abs"].values()) > 0
+    explainer = explainer_for(bundle.model, bundle.contract.feature_columns)
+    assert attributions["expected_value"] == pytest.approx(explainer.expected_value, abs=1e-12)
+
+
+def test_the_card_shows_global_importance_and_synthetic_examples(pipeline_bundle: Any) -> None:
+    from pipelines.steps import card as card_step
+    from pipelines.steps.card_html import _explanations_html
+
+    bundle, _ = pipeline_bundle
+    section = card_step.explanation_section(bundle.model, bundle.contract, bundle.baseline)
+    assert section["available"] and section["units"] == "calibrated log-odds"
+    values = [v for _, v in section["global"]["mean_abs"]]
+    assert values == sorted(values, reverse=True) and len(values) == len(bundle.contract.feature_columns)
+    assert len(section["examples"]) == card_step.EXAMPLE_ROWS
+    for example in section["examples"]:
+        assert 0 < example["risk"] < 1 and len(example["top"]) == card_step.EXAMPLE_FACTORS
+        assert all(set(t) == {"feature", "contribution"} for t in example["top"])  # names, never values
+    markdown = "\n".join(card_step.explanation_lines(section))
+    assert "## Why the model scores as it does" in markdown and "SYNTHETIC example patients" in markdown
+    top_feature = section["global"]["mean_abs"][0][0]
+    assert f"| {top_feature} |" in markdown
+    assert any(" raises risk" in line or " lowers risk" in line for line in markdown.splitlines())
+    page = _explanations_html(section)
+    assert "id='explanations'" in page and page.count("td class='bar'") == len(values) and "<script" not in page
+
+
+def test_the_card_says_plainly_when_a_model_cannot_be_explained() -> None:
+    from pipelines.steps import card as card_step
+    from pipelines.steps.card_html import _explanations_html
+
+    x, y = _frame(400, seed=2)
+    x = x.drop(columns=["ward", "triage"])
+    isotonic = CalibratedClassifierCV(
+        FrozenEstimator(HistGradientBoostingClassifier(max_iter=5).fit(x, y)), method="isotonic"
+    ).fit(x, y)
+    contract = load_contract(builtin_contract_path("readmission-risk"))
+    section = card_step.explanation_section(isotonic, contract, {})
+    assert section == {"available": False, "reason": section["reason"]} and "isotonic" in section["reason"]
+    assert "No exact explanations for this model" in "\n".join(card_step.explanation_lines(section))
+    assert "No exact explanations" in _explanations_html(section)
