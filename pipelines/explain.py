@@ -268,7 +268,7 @@ class LeafPaths:
             for k, listed in enumerate(path_conditions):
                 grouped[k * count + column] = listed
         used = sorted(grouped)
-        starts = np.cumsum([0] + [len(grouped[slot]) for slot in used[:-1]])
+        starts = np.cumsum([0] + [len(grouped[slot]) for slot in used[:-1]]) if used else np.zeros(0)
         flat = [condition for slot in used for condition in grouped[slot]]
         return cls(
             np.array(feature, dtype=np.intp),
@@ -302,7 +302,8 @@ class LeafPaths:
         depth, leaves = self.zero.shape
         agrees = self.goes_left(row)[self.condition_node] == self.condition_left
         one = np.zeros(depth * leaves)
-        one[self.used_slots] = np.logical_and.reduceat(agrees, self.condition_starts)
+        if self.used_slots.size:  # no slot at all when no tree has a split
+            one[self.used_slots] = np.logical_and.reduceat(agrees, self.condition_starts)
         one = one.reshape(depth, leaves)
         zero = self.zero
         # product polynomial prod_k (z_k + o_k t), coefficient s in row s

@@ -223,6 +223,17 @@ def test_a_changed_row_changes_only_the_features_the_trees_read(
     np.testing.assert_array_equal(explainer.explain(frame).contributions, explainer.explain(changed).contributions)
 
 
+def test_trees_without_a_split_explain_nothing_and_still_add_up() -> None:
+    x, y = _frame(100, seed=6)
+    x = x.drop(columns=["ward", "triage"])
+    stumps = HistGradientBoostingClassifier(max_iter=3, min_samples_leaf=60, early_stopping=False).fit(x, y)
+    assert all(p.nodes["is_leaf"].all() for (p,) in stumps._predictors), "no tree may split"
+    model = CalibratedClassifierCV(FrozenEstimator(stumps), method="sigmoid").fit(x, y)
+    explanation = explainer_for(model, list(x.columns)).explain(x.iloc[:5])
+    assert np.all(explanation.contributions == 0.0)
+    np.testing.assert_allclose(explanation.log_odds(), logit(model.predict_proba(x.iloc[:5])[:, 1]), atol=1e-9)
+
+
 def test_shapes_it_cannot_explain_exactly_are_refused() -> None:
     x, y = _frame(600, seed=1)
     x = x.drop(columns=["ward", "triage"])
