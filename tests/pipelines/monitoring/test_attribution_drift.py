@@ -17,8 +17,8 @@ from pipelines.data.synthetic import generate_readmission
 from pipelines.monitoring.drift.attribution import AttributionSums, compare_attributions
 from pipelines.monitoring.drift.baseline import Baseline, load_baseline
 from pipelines.monitoring.drift.detect import DriftSettings, compare, detect_drift
-from pipelines.monitoring.drift.narrative import headline
-from pipelines.monitoring.drift.report import write_json
+from pipelines.monitoring.drift.narrative import display_name, headline
+from pipelines.monitoring.drift.report import render_html, write_json
 from pipelines.monitoring.drift.summary import Summary, merge, summarize
 from pipelines.settings import TrainingSettings
 from pipelines.steps import split as split_step
@@ -67,6 +67,8 @@ def test_a_clean_window_is_stable_and_a_lost_top_feature_fires(baseline: Baselin
     moved = result.attributions.features[top]  # type: ignore[union-attr]
     assert moved.current < moved.baseline / 1.5 and moved.change <= -0.05
     assert "attribution drift" in headline(result)
+    page = render_html(result)
+    assert "id=attributions" in page and page.index(display_name(top)) > 0 and "changed" in page
     doc = json.loads(write_json(result, tmp_path / "drift.json").read_text())
     assert (
         doc["attribution_drift"]["status"] == "drift" and doc["attribution_drift"]["features"][top]["status"] == "drift"
@@ -122,3 +124,4 @@ def test_without_the_model_beside_the_baseline_it_says_so(bundle_dir: Path, tmp_
     assert loaded.explainer is None and "no model.joblib" in loaded.attribution_note
     result = detect_drift(loaded, _window(300, seed=3))
     assert result.attributions is None and "no model.joblib" in result.attribution_note
+    assert "Not computed: no model.joblib" in render_html(result)
