@@ -364,8 +364,16 @@ def compare(
         last_time=summary.last_time,
         baseline_source=baseline.source,
         attributions=attributions,
-        attribution_note=baseline.attribution_note if attributions is None else "exact TreeSHAP",
+        attribution_note=_attribution_note(baseline, summary, attributions),
     )
+
+
+def _attribution_note(baseline: Baseline, summary: Summary, attributions: AttributionDrift | None) -> str:
+    if attributions is not None:
+        return "exact TreeSHAP"
+    if baseline.attributions is not None and baseline.explainer is not None and summary.attributions is None:
+        return "the window's counts hold no attribution sums (partials written without the model?)"
+    return baseline.attribution_note
 
 
 def detect_drift(
