@@ -24,7 +24,7 @@ import pandas as pd
 from scipy.special import expit
 
 from pipelines.contracts import Contract
-from pipelines.explain import Explanation, ModelExplainer, Unexplainable, explainer_for
+from pipelines.explain import UNITS, Explanation, ModelExplainer, Unexplainable, explainer_for
 from serving.container.forest import Ensemble, Unsupported, compile_ensemble
 
 EQUIVALENCE_TOLERANCE = 1e-9
@@ -233,7 +233,7 @@ class Explainer:
     model: ModelExplainer
     frame: Callable[[np.ndarray], pd.DataFrame]
     inputs: TreeInputs | None = None
-    units = "calibrated log-odds"
+    units = UNITS
 
     def explain(self, features: np.ndarray) -> Explanation:
         if self.inputs is not None:
