@@ -17,6 +17,7 @@ from pipelines.data.synthetic import generate_readmission
 from pipelines.monitoring.drift.attribution import AttributionSums, compare_attributions
 from pipelines.monitoring.drift.baseline import Baseline, load_baseline
 from pipelines.monitoring.drift.detect import DriftSettings, compare, detect_drift
+from pipelines.monitoring.drift.metrics import metric_data
 from pipelines.monitoring.drift.narrative import display_name, headline
 from pipelines.monitoring.drift.report import render_html, write_json
 from pipelines.monitoring.drift.summary import Summary, merge, summarize
@@ -69,6 +70,11 @@ def test_a_clean_window_is_stable_and_a_lost_top_feature_fires(baseline: Baselin
     assert "attribution drift" in headline(result)
     page = render_html(result)
     assert "id=attributions" in page and page.index(display_name(top)) > 0 and "changed" in page
+    data = metric_data(result)
+    flagged = [d for d in data if d["MetricName"] == "AttributionDrift" and d["Value"] == 1.0]
+    assert [d["Dimensions"][-1]["Value"] for d in flagged] == [top]
+    assert [d["Value"] for d in data if d["MetricName"] == "AttributionDriftedFeatures"] == [1]
+    assert not [d for d in metric_data(clean) if d["MetricName"] == "AttributionDrift" and d["Value"]]
     doc = json.loads(write_json(result, tmp_path / "drift.json").read_text())
     assert (
         doc["attribution_drift"]["status"] == "drift" and doc["attribution_drift"]["features"][top]["status"] == "drift"
