@@ -68,6 +68,7 @@ bench: $(STAMP)
 	$(PY) bench/serving.py
 	$(PY) bench/drift.py
 	$(PY) bench/cds.py
+	$(PY) bench/explain.py
 
 # The guardrail Lambdas' dependency layer (the lock's guardrail-layer group, hash-checked), built for the Lambda
 # runtime (CPython 3.11, x86_64 manylinux wheels). `pulumi up` needs it; the offline render only names it.

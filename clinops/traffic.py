@@ -1,4 +1,5 @@
-"""How synthetic traffic (the deployment canary's requests) is marked, so monitoring can leave it out.
+"""How synthetic traffic (the deployment canary's requests) is marked, so monitoring can leave it out; and how a
+caller asks the container for explanations (`explain=N` among the Custom-Attributes parts).
 
 The canary marks each request twice, because the two places that read it see different things:
 - `X-Amzn-SageMaker-Custom-Attributes: clinops-traffic=synthetic` reaches the inference container, which counts
@@ -19,6 +20,7 @@ from typing import Any
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 SYNTHETIC_ATTRIBUTE = "clinops-traffic=synthetic"
 SYNTHETIC_INFERENCE_PREFIX = "clinops-synthetic-"
+EXPLAIN_ATTRIBUTE = "explain"  # `explain=N`: each row's N largest feature contributions come back with the scores
 MAX_CUSTOM_ATTRIBUTES = 1024  # InvokeEndpoint's limit: visible US-ASCII characters
 _VISIBLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
 
@@ -31,7 +33,22 @@ def is_synthetic_attributes(value: str | None) -> bool:
     """True when the Custom-Attributes value carries the synthetic mark among its `;`- or `,`-separated parts."""
     if not value:
         return False
-    return any(part.strip().lower() == SYNTHETIC_ATTRIBUTE for part in re.split(r"[;,]", value))
+    return any(part.lower() == SYNTHETIC_ATTRIBUTE for part in _parts(value))
+
+
+def _parts(value: str | None) -> list[str]:
+    return [part.strip() for part in re.split(r"[;,]", value)] if value else []
+
+
+def explain_attribute(count: int) -> str:
+    """The Custom-Attributes part asking for each row's `count` largest contributions."""
+    return f"{EXPLAIN_ATTRIBUTE}={count}"
+
+
+def requested_explanations(value: str | None) -> list[str]:
+    """The raw N of every `explain=N` part (normally none or one; the container validates them)."""
+    prefix = EXPLAIN_ATTRIBUTE + "="
+    return [part[len(prefix) :].strip() for part in _parts(value) if part.lower().startswith(prefix)]
 
 
 def synthetic_inference_id() -> str:

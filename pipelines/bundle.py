@@ -19,7 +19,11 @@ Layout (SageMaker packs it as model.tar.gz; MLflow keeps it under the run's `bun
                          "<categorical>": {"kind": "categorical", "proportions": {"<level>": p, ...},
                                            "missing_fraction": float}},
                        "score": {"computed_on": "calibration split", "bin_edges": [...], "proportions": [...],
-                                 "mean": float, "sd": float}}
+                                 "mean": float, "sd": float},
+                       "attributions": {"computed_on": "train split", "rows": int, "units": "calibrated log-odds",
+                                        "expected_value": float, "mean_abs": {"<feature>": float, ...}}}
+                      (`attributions`: mean |exact contribution| per feature, `pipelines.explain`; absent when
+                      the model cannot be explained exactly)
 
 Numeric bin edges are the 0, 10, ..., 100th percentiles of the non-missing training values, so there are up
 to 10 bins (fewer when a discrete feature has tied percentiles). Bins are [e(i-1), e(i)), the last one closed;

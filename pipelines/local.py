@@ -261,6 +261,7 @@ def _pipeline(
             split_summary=splits.summary,
             profile=profile_for(contract.name, contract),
             data_source=result.data_source,
+            explanations=card_step.explanation_section(bundle.model, contract, bundle.baseline),
         )
         result.card_path = card_step.write_card(card, result.run_dir / "card")
     verdict = result.decision["verdict"]

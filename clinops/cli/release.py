@@ -192,7 +192,13 @@ def shadow_report_cmd(
     """Exit 0 pass, 13 the candidate disagrees beyond the criteria, 14 not enough to judge yet."""
     from serving.release.release import find_model
     from serving.release.shadow import ShadowCriteria
-    from serving.release.shadow_report import default_out_dir, record_report, run_report, write_report
+    from serving.release.shadow_report import (
+        default_out_dir,
+        package_model_loader,
+        record_report,
+        run_report,
+        write_report,
+    )
 
     def action() -> Any:
         config, aws, who, _ = _context(stack, actor, root)
@@ -212,6 +218,7 @@ def shadow_report_cmd(
             threshold=threshold,
             since=start,
             use_cloudwatch=cloudwatch,
+            models=package_model_loader(aws),
         )
         write_report(report, out or default_out_dir(stack, model, report.inputs.shadow_arn))
         return record_report(report, _evidence(evidence), actor=who, reason=reason)

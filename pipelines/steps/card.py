@@ -19,12 +19,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pipelines.contracts import load_contract
+import pandas as pd
+from scipy.special import expit
+
+from pipelines.contracts import Contract, load_contract
+from pipelines.contracts.synthetic import synthetic_rows
+from pipelines.explain import UNITS, Unexplainable, explainer_for
 from pipelines.jobio import PROCESSING, model_dir, read_json, write_json
 from pipelines.profiles import ModelProfile, profile_for
 from pipelines.settings import describe_relaxations
 from pipelines.steps.card_html import card_html
 from pipelines.steps.decide import FAIL, NEEDS_SIGNOFF, PENDING
+from pipelines.steps.train import features as model_features
 
 CARD_FORMAT = 1
 _FAIRNESS_FIELDS = (
@@ -40,6 +46,70 @@ _FAIRNESS_FIELDS = (
     "status",
 )
 _HEADLINE = ("auc", "auc_ci95", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece")
+
+
+EXAMPLE_ROWS = 3  # synthetic patients from the contract, never training or test rows
+EXAMPLE_FACTORS = 3
+EXPLANATION_METHOD = "exact Shapley values of the calibrated log-odds (path-dependent TreeSHAP over the model's trees)"
+
+
+def explanation_section(model: Any, contract: Contract, baseline: dict[str, Any]) -> dict[str, Any]:
+    """Why the model scores as it does: global mean |contribution| per feature (the bundle's attribution
+    baseline, an aggregate over the train split) and the top reasons for a few SYNTHETIC example patients."""
+    try:
+        explainer = explainer_for(model, contract.feature_columns)
+    except Unexplainable as exc:
+        return {"available": False, "reason": str(exc)}
+    frame = model_features(pd.DataFrame(synthetic_rows(contract, EXAMPLE_ROWS, seed=11)), contract)
+    explanation = explainer.explain(frame)
+    risks = expit(explanation.log_odds())
+    summary = baseline.get("attributions")
+    return {
+        "available": True,
+        "method": EXPLANATION_METHOD,
+        "units": UNITS,
+        "global": None
+        if summary is None
+        else {
+            "computed_on": summary["computed_on"],
+            "rows": summary["rows"],
+            "mean_abs": sorted(([f, float(v)] for f, v in summary["mean_abs"].items()), key=lambda fv: -fv[1]),
+        },
+        "examples": [
+            {"example": i + 1, "risk": float(risks[i]), "top": explanation.top(i, EXAMPLE_FACTORS)}
+            for i in range(len(frame))
+        ],
+    }
+
+
+def _direction(contribution: float) -> str:
+    return "raises" if contribution > 0 else "lowers"
+
+
+def explanation_lines(section: dict[str, Any] | None) -> list[str]:
+    """The card's Markdown section on explanations (also what the HTML shows, as a table)."""
+    if not section:
+        return []
+    lines = ["## Why the model scores as it does", ""]
+    if not section["available"]:
+        return [*lines, f"No exact explanations for this model: {section['reason']}.", ""]
+    lines += [f"Method: {section['method']}; units: {section['units']}.", ""]
+    summary = section["global"]
+    if summary is not None:
+        lines += [
+            f"Mean |contribution| per feature ({summary['computed_on']}, {summary['rows']} rows):",
+            "",
+            "| feature | mean abs. contribution |",
+            "|---|---|",
+            *[f"| {f} | {v:.3f} |" for f, v in summary["mean_abs"]],
+            "",
+        ]
+    lines.append("Top reasons for SYNTHETIC example patients (generated from the contract, not real people):")
+    lines.append("")
+    for example in section["examples"]:
+        reasons = "; ".join(f"{t['feature']} {_direction(t['contribution'])} risk" for t in example["top"])
+        lines.append(f"- example {example['example']} (risk {example['risk']:.0%}): {reasons}")
+    return [*lines, ""]
 
 
 def _limitations(
@@ -124,6 +194,7 @@ def build_card(
     split_summary: dict[str, Any],
     profile: ModelProfile,
     data_source: str,
+    explanations: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     contract_features = metadata["feature_columns"]
     verdict = decision["verdict"]
@@ -171,6 +242,7 @@ def build_card(
         "fairness": _fairness_rows(fairness, decision["checks"]),
         "fairness_gaps": {a: r["gaps"] for a, r in fairness["attributes"].items()},
         "charts": evaluation.get("curves", {}),
+        "explanations": explanations,
         "decision": {
             "verdict": verdict,
             "reasons": decision["reasons"],
@@ -269,6 +341,7 @@ def card_markdown(card: dict[str, Any]) -> str:
             for r in card["fairness"]
         ],
         "",
+        *explanation_lines(card.get("explanations")),
         "## Decision",
         "",
         f"Verdict: **{card['decision']['verdict']}**",
@@ -399,6 +472,11 @@ def main(argv: list[str] | None = None) -> int:
     bundle_dir = model_dir(args.model, scratch=tempfile.mkdtemp(prefix="model-"))
     metadata = json.loads((bundle_dir / "metadata.json").read_text())
     contract = load_contract(bundle_dir / "contract.yaml")
+    import joblib  # the bundle's own serialisation
+
+    explanations = explanation_section(
+        joblib.load(bundle_dir / "model.joblib"), contract, read_json(bundle_dir / "baseline.json")
+    )
     card = build_card(
         metadata=metadata,
         evaluation=read_json(args.evaluation),
@@ -408,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         split_summary=read_json(args.split_summary),
         profile=profile_for(contract.name, contract),
         data_source=args.data_source,
+        explanations=explanations,
     )
     write_card(card, args.output)
     return 0

@@ -223,6 +223,43 @@ def _data_html(card: dict[str, Any]) -> str:
     )
 
 
+def _explanations_html(section: dict[str, Any] | None) -> str:
+    """Global mean |contribution| as bars, and the top reasons of a few synthetic example patients."""
+    if not section:
+        return ""
+    head = "<section id='explanations'><h2>Why the model scores as it does</h2>"
+    if not section["available"]:
+        return f"{head}<p>No exact explanations for this model: {escape(section['reason'])}.</p></section>"
+    parts = [head, f"<p>{escape(section['method'])}; units: {escape(section['units'])}.</p><div class='cols'>"]
+    summary = section["global"]
+    if summary is not None and summary["mean_abs"]:
+        largest = max(v for _, v in summary["mean_abs"]) or 1.0
+        bars = "".join(
+            f"<tr><td>{escape(f)}</td><td class='bar'><span style='width:{100 * v / largest:.0f}%'></span></td>"
+            f"<td>{v:.3f}</td></tr>"
+            for f, v in summary["mean_abs"]
+        )
+        parts.append(
+            f"<section><h3>Mean |contribution| ({escape(summary['computed_on'])}, {summary['rows']} rows)</h3>"
+            f"<table class='importance'><tbody>{bars}</tbody></table></section>"
+        )
+    examples = "".join(
+        f"<li>example {e['example']} (risk {e['risk']:.0%}): "
+        + "; ".join(
+            f"{escape(t['feature'])} <b class='{'up' if t['contribution'] > 0 else 'down'}'>"
+            f"{'raises' if t['contribution'] > 0 else 'lowers'}</b> risk"
+            for t in e["top"]
+        )
+        + "</li>"
+        for e in section["examples"]
+    )
+    parts.append(
+        "<section><h3>Top reasons for SYNTHETIC example patients</h3>"
+        f"<p>Generated from the contract, not real people.</p><ul>{examples}</ul></section></div></section>"
+    )
+    return "".join(parts)
+
+
 _CSS = """
 body{font:13px/1.35 system-ui,sans-serif;margin:10px 16px;color:#222}
 h1{font-size:18px;margin:0 0 4px}h2{font-size:14px;margin:8px 0 4px}
@@ -235,6 +272,8 @@ table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;paddin
 td:nth-child(-n+2),td:last-child{text-align:left}tr.flag td{background:#fde2e1}
 .ct{font:bold 11px sans-serif}.al{font:10px sans-serif;fill:#444}.tk{font:9px sans-serif;fill:#333}
 .cols{display:flex;gap:16px;flex-wrap:wrap}.cols>section{flex:1 1 420px}
+h3{font-size:13px;margin:4px 0}td.bar{width:160px}td.bar span{display:block;height:9px;background:#1f5fa8}
+b.up{color:#b03024}b.down{color:#1e7b34}
 """
 
 
@@ -270,5 +309,6 @@ def card_html(card: dict[str, Any]) -> str:
         + _data_html(card)
         + f"<section id='limitations'><h2>Limitations</h2><ul>{limitations}</ul></section></div>"
         + f"<section id='fairness'><h2>Subgroups</h2>{_fairness_table(card['fairness'])}</section>"
+        + _explanations_html(card.get("explanations"))
         + "</body></html>\n"
     )

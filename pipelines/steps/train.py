@@ -33,6 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from pipelines.bundle import Bundle, compute_baseline, write_bundle
 from pipelines.contracts import Contract, load_contract
+from pipelines.explain import Unexplainable, attribution_summary, explainer_for
 from pipelines.jobio import read_json, read_table, report_failure
 from pipelines.metrics import threshold_for_sensitivity
 from pipelines.settings import TrainingSettings
@@ -145,6 +146,11 @@ def save(
     trained_at: datetime,
 ) -> Bundle:
     baseline = compute_baseline(features(train_frame, contract), contract, trained.calibration_scores)
+    try:  # the reference for attribution drift and the card's global importance
+        explainer = explainer_for(trained.candidate, contract.feature_columns)
+        baseline["attributions"] = attribution_summary(explainer, features(train_frame, contract), "train split")
+    except Unexplainable as exc:
+        log.warning("no attribution baseline: %s", exc)
     return write_bundle(
         path,
         model=trained.candidate,

@@ -47,7 +47,7 @@ def build(env: dict[str, str] | os._Environ[str] = os.environ) -> CdsService:
     from serving.cds.feedback import FeedbackRecorder
     from serving.cds.fhirclient import HttpFhirFetcher
     from serving.cds.guardrails import AwsGuardrails, GuardrailView
-    from serving.cds.scoring import SageMakerScorer
+    from serving.cds.scoring import SageMakerScorer, explanations_wanted
 
     stack, model = env["CDS_STACK"], env.get("CDS_MODEL", "")
     models = [ModelConfig.model_validate(m) for m in json.loads(env["CDS_MODELS"])]
@@ -56,8 +56,9 @@ def build(env: dict[str, str] | os._Environ[str] = os.environ) -> CdsService:
     ssm, cloudwatch = boto3.client("ssm", config=quick), boto3.client("cloudwatch", config=quick)
     if model:
         runtime = boto3.client("sagemaker-runtime", config=quick)
+        explain = next((explanations_wanted(m) for m in models if m.name == model), 0)
         services: list[ModelService] = model_services(
-            models, {model: SageMakerScorer(runtime, env["ENDPOINT_NAME"])}, only={model}
+            models, {model: SageMakerScorer(runtime, env["ENDPOINT_NAME"], explain)}, only={model}
         )
         hash_key = ssm.get_parameter(Name=env["HASH_KEY_PARAMETER"], WithDecryption=True)["Parameter"]["Value"]
         evidence = EvidenceLog.s3(

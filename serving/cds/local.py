@@ -32,7 +32,7 @@ from serving.cds.feedback import FeedbackRecorder
 from serving.cds.fhirclient import HttpFhirFetcher
 from serving.cds.guardrails import GuardrailView, LocalGuardrails
 from serving.cds.logs import CdsLog
-from serving.cds.scoring import HttpScorer
+from serving.cds.scoring import HttpScorer, explanations_wanted
 from serving.cds.server import CdsServer
 from serving.cds.service import CdsService, CdsSettings, model_services
 from serving.guardrails.state import IDLE, REQUESTED, BreakerState
@@ -103,6 +103,10 @@ def pinned_version(config: StackConfig, model: str) -> int:
     return package_version(cfg.package_arn) if cfg.package_arn else 1
 
 
+def _explain(config: StackConfig, model: str) -> int:
+    return next((explanations_wanted(m) for m in config.models if m.name == model), 0)
+
+
 def start_local(
     config: StackConfig,
     model: str,
@@ -124,7 +128,9 @@ def start_local(
     base = f"http://127.0.0.1:{server.server_address[1]}"
     service = CdsService(
         CdsSettings(base, config.stack, {ehr.issuer: "local"}, frozenset({LOCAL_ORIGIN}), hash_key_path.read_bytes()),
-        model_services(config.models, {model: HttpScorer(inference_url)}, only={model}),
+        model_services(
+            config.models, {model: HttpScorer(inference_url, explain=_explain(config, model))}, only={model}
+        ),
         JwtVerifier({ehr.issuer: "local"}, lambda url: jwks),
         GuardrailView(LocalGuardrails(state_dir / "guardrails"), ttl_seconds=GUARDRAIL_TTL_SECONDS),
         HttpFhirFetcher(allow_http=True),

@@ -1,9 +1,10 @@
 """The model's answer for one patient: the inference container over HTTP locally, SageMaker InvokeEndpoint in
 the cloud. Both speak the container's JSON (`serving/container/app.py`): one record in, `{"model",
-"model_version", "scores", "threshold", "flags"}` out, plus per-feature contributions when the served bundle
-explains (`explanations`/`contributions`: per row a list of {"feature", "contribution"} or a feature -> value
-map). Anything else - a status other than 200, no finite score, an answer from the shadow variant - is a
-`ScoringError`, and the card falls back.
+"model_version", "scores", "threshold", "flags"}` out, plus per-feature contributions when asked for
+(`explain=N` in the Custom-Attributes, N = the card's `top_factors`) and the served bundle explains
+(`explanations`/`contributions`: per row a list of {"feature", "contribution"} or a feature -> value map); a
+model that cannot explain still scores, and the card then shows no reasons. Anything else - a status other
+than 200, no finite score, an answer from the shadow variant - is a `ScoringError`, and the card falls back.
 """
 
 from __future__ import annotations
@@ -16,7 +17,22 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from clinops.models import ModelConfig
 from clinops.names import SHADOW_VARIANT
+
+# The request format is `clinops.traffic`'s (the container reads it there); the CDS Lambda's zip does not carry
+# that module, so the two strings are repeated here and tests/serving/cds/test_explanations.py keeps them equal.
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+
+
+def explain_request(count: int) -> str:
+    """The Custom-Attributes value asking the container for each row's `count` largest contributions."""
+    return f"explain={count}"
+
+
+def explanations_wanted(model: ModelConfig) -> int:
+    """How many contributions the model's risk card shows (0: ask for none)."""
+    return model.cds.top_factors if model.cds is not None else 0
 
 
 class ScoringError(Exception):
@@ -81,11 +97,12 @@ class HttpScorer:
     """The local inference container (`clinops serve --local`): POST /invocations, one keep-alive connection
     per thread."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, explain: int = 0) -> None:
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"inference URL {url!r} must be http://HOST:PORT")
         self.host, self.port = parts.hostname, parts.port or 80
+        self.explain = explain
         self._local = threading.local()
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
@@ -100,6 +117,8 @@ class HttpScorer:
     def score(self, features: dict[str, Any], timeout: float) -> Score:
         body = json.dumps(features).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.explain:
+            headers[CUSTOM_ATTRIBUTES_HEADER] = explain_request(self.explain)
         for attempt in range(2):  # a keep-alive connection the server closed is retried once, fresh
             conn = self._connection(timeout)
             try:
@@ -125,16 +144,18 @@ class SageMakerScorer:
     """InvokeEndpoint through the runtime VPC endpoint. No TargetVariant: production variants answer; a
     shadow variant's answer never comes back from InvokeEndpoint, and is refused if it ever did."""
 
-    def __init__(self, runtime: Any, endpoint_name: str) -> None:
-        self.runtime, self.endpoint_name = runtime, endpoint_name
+    def __init__(self, runtime: Any, endpoint_name: str, explain: int = 0) -> None:
+        self.runtime, self.endpoint_name, self.explain = runtime, endpoint_name, explain
 
     def score(self, features: dict[str, Any], timeout: float) -> Score:
+        options = {"CustomAttributes": explain_request(self.explain)} if self.explain else {}
         try:
             answer = self.runtime.invoke_endpoint(
                 EndpointName=self.endpoint_name,
                 ContentType="application/json",
                 Accept="application/json",
                 Body=json.dumps(features).encode(),
+                **options,
             )
             payload = answer["Body"].read()
         except Exception as exc:  # ModelError, throttling, timeouts: the card falls back either way

@@ -3,7 +3,10 @@
     GET  /ping         200 when the bundle is loaded, its self-check scored and every worker runs; 503 with the
                        reason otherwise (also while draining after SIGTERM)
     POST /invocations  application/json, application/jsonlines or text/csv (see `payload`), answered with
-                       {"model", "model_version", "scores", "threshold", "flags"} (or CSV scores, by Accept)
+                       {"model", "model_version", "scores", "threshold", "flags"} (or CSV scores, by Accept);
+                       with `explain=N` in X-Amzn-SageMaker-Custom-Attributes also "explanations": per row the N
+                       largest {"feature", "contribution"} in calibrated log-odds, largest |contribution| first
+                       (exact TreeSHAP, `pipelines.explain`; off by default: it costs far more than a score)
 
 Why `http.server`: on loopback it answers in ~0.4 ms where uvicorn with its pure-Python HTTP parser (h11, the
 only one installed) takes ~0.8 ms, and the container then needs no web framework at all. Keep-alive is on
@@ -43,7 +46,12 @@ from typing import Any
 
 import numpy as np
 
-from clinops.traffic import CUSTOM_ATTRIBUTES_HEADER, is_synthetic_attributes, valid_custom_attributes
+from clinops.traffic import (
+    CUSTOM_ATTRIBUTES_HEADER,
+    EXPLAIN_ATTRIBUTE,
+    is_synthetic_attributes,
+    valid_custom_attributes,
+)
 from serving.container.artifact import ArtifactError, ServedModel, load_served_model
 from serving.container.logs import EventLog
 from serving.container.payload import (
@@ -53,6 +61,7 @@ from serving.container.payload import (
     CsvTable,
     RequestType,
     csv_reply,
+    explain_count,
     media_type,
     read_body,
     reply_type,
@@ -77,6 +86,7 @@ class Answer:
     problems: int | None = None
     payload: bytes | None = None  # a reply that is not the JSON `body` (CSV scores)
     content_type: str = JSON_TYPE
+    explained: int | None = None  # contributions asked for per row
 
 
 class Health:
@@ -153,7 +163,19 @@ class InferenceService:
         body = {"error": HTTPStatus(error.status).phrase, "problem_count": len(error.problems), "problems": listed}
         return Answer(error.status, body, problems=len(error.problems))
 
-    def score(self, model: ServedModel, body: bytes, request: RequestType | str, reply: str = JSON_TYPE) -> Answer:
+    def score(
+        self,
+        model: ServedModel,
+        body: bytes,
+        request: RequestType | str,
+        reply: str = JSON_TYPE,
+        explain: int | None = None,
+    ) -> Answer:
+        explain_field = f"{CUSTOM_ATTRIBUTES_HEADER}: {EXPLAIN_ATTRIBUTE}"
+        if explain is not None and reply == CSV_TYPE:
+            raise ClientError.about_body(
+                400, "explanations come only in a JSON reply (Accept: application/json)", explain_field
+            )
         parsed = read_body(body, request, self.settings.max_rows, model.schema.contract_names)
         if isinstance(parsed, CsvTable):
             features, problems = model.schema.from_csv(parsed.header, parsed.rows)
@@ -161,6 +183,13 @@ class InferenceService:
             features, problems = model.schema.from_records(parsed.records)
         if features is None:
             raise ClientError(400, problems or [Problem(None, None, "no records to score")])
+        if explain is not None and features.shape[0] > self.settings.max_explained_rows:
+            raise ClientError.about_body(
+                413,
+                f"explanations asked for {features.shape[0]} rows; at most {self.settings.max_explained_rows} "
+                "per request (send fewer rows, or ask without explain=N)",
+                explain_field,
+            )
         scores = model.scorer.probabilities(features)
         valid = np.isfinite(scores) & (scores >= 0.0) & (scores <= 1.0)
         shown = [float(s) if ok else None for s, ok in zip(scores.tolist(), valid.tolist(), strict=True)]
@@ -177,7 +206,13 @@ class InferenceService:
             "threshold": model.threshold,
             "flags": flags,
         }
-        return Answer(200, body_out, rows=len(shown), invalid_scores=invalid)
+        if explain is not None:
+            if model.explainer is not None:
+                body_out["explanations"] = model.explainer.top(features, explain)
+                body_out["explanation_units"] = model.explainer.units
+            else:  # the scores stand; the caller learns why there are no reasons
+                body_out["explanations_unavailable"] = model.explain_note
+        return Answer(200, body_out, rows=len(shown), invalid_scores=invalid, explained=explain)
 
 
 @dataclass
@@ -486,6 +521,7 @@ class InferenceHandler(BaseHTTPRequestHandler):
             problems=answer.problems,
             synthetic=synthetic,
             worker=self.server.worker,
+            explained=answer.explained,
         )
 
     def _answer(self, service: InferenceService, model: ServedModel | None, attributes: str | None) -> Answer:
@@ -498,10 +534,11 @@ class InferenceHandler(BaseHTTPRequestHandler):
                 raise ClientError.about_body(
                     400, "at most 1024 visible US-ASCII characters are allowed", CUSTOM_ATTRIBUTES_HEADER
                 )
+            explain = explain_count(attributes, len(model.schema.names))
             request = media_type(self.headers.get("Content-Type"))
             reply = reply_type(self.headers.get("Accept"))
             body = self._read_body(service.settings.max_body_bytes)
-            return service.score(model, body, request, reply)
+            return service.score(model, body, request, reply, explain)
         except ClientError as error:
             return service.problems_answer(error)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.contracts import contract_fingerprint, load_contract
-from serving.container.scoring import EstimatorScorer, Scorer, compile_scorer
+from serving.container.scoring import EstimatorScorer, Explainer, Scorer, build_explainer, compile_scorer
 from serving.container.validation import RequestSchema
 
 SUPPORTED_FORMATS = {1}
@@ -37,6 +37,8 @@ class ServedModel:
     scoring_note: str
     load_seconds: float
     warnings: tuple[str, ...] = ()
+    explainer: Explainer | None = None  # None: requests asking for explanations are told why there are none
+    explain_note: str = "no explanations"
 
 
 def _reason(exc: BaseException) -> str:
@@ -94,6 +96,7 @@ def load_served_model(directory: Path) -> ServedModel:
     except ValueError as exc:
         raise ArtifactError(f"model.joblib: {exc}") from None
     scorer, note = compile_scorer(model, contract, reference)
+    explainer, explain_note = build_explainer(model, contract, reference, scorer)
     schema = RequestSchema(contract)
     _self_check(schema, scorer)
     return ServedModel(
@@ -105,6 +108,8 @@ def load_served_model(directory: Path) -> ServedModel:
         scoring_note=note,
         load_seconds=round(time.perf_counter() - started, 3),
         warnings=_warnings(metadata),
+        explainer=explainer,
+        explain_note=explain_note,
     )
 
 

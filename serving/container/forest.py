@@ -6,7 +6,8 @@ a dozen node visits per tree); for larger batches scikit-learn's compiled per-tr
 and are called directly, skipping the input validation around them. Node semantics are scikit-learn's
 `_predict_one_from_raw_data`: NaN follows the node's missing direction; a categorical split sends a value
 left when it is in the node's left bitset, right when it is a known category, and treats anything else
-(unseen, negative) as missing; a numeric split goes left when `value <= threshold`.
+(unseen, negative) as missing; a numeric split goes left when `value <= threshold`. The category tables come
+from `pipelines.explain`, whose contributions follow the same routing.
 
 Only a model that `scoring.compile_scorer` has checked against scikit-learn's own predictions is served
 this way; anything this module does not recognise raises `Unsupported` and is served by scikit-learn.
@@ -19,19 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.explain import CATEGORY_SLOTS, category_table
+
 WALK_MAX_ROWS = 16  # measured crossover: up to here the Python walk wins, beyond it scikit-learn's per-tree calls
-CATEGORY_SLOTS = 256  # scikit-learn bins categories into at most 255 values (uint8)
-_CODES = np.arange(CATEGORY_SLOTS)
 
 
 class Unsupported(Exception):
     """The estimator is not a shape this module can evaluate; the caller falls back to scikit-learn."""
-
-
-def _bitset_members(bitset: np.ndarray) -> np.ndarray:
-    """(256,) bool: which category codes a scikit-learn bitset (8 x uint32) contains."""
-    words = bitset.astype(np.uint64)[_CODES // 32]
-    return ((words >> (_CODES % 32).astype(np.uint64)) & 1).astype(bool)
 
 
 @dataclass(frozen=True)
@@ -69,12 +64,6 @@ class TreeWalk:
         return total
 
 
-def _category_table(missing_left: bool, left_bitset: np.ndarray, known_bitset: np.ndarray) -> list[bool]:
-    # left when in the left bitset; right when known; a category never seen in training goes where missing goes
-    known = _bitset_members(known_bitset)
-    return (_bitset_members(left_bitset) | (~known & missing_left)).tolist()
-
-
 def compile_walk(booster: Any) -> TreeWalk:
     """Flatten a fitted binary `HistGradientBoostingClassifier` (its predictors' node arrays) into a `TreeWalk`."""
     predictors = getattr(booster, "_predictors", None)
@@ -100,7 +89,7 @@ def compile_walk(booster: Any) -> TreeWalk:
             if node["is_categorical"] and not leaf:
                 known = known_bitsets[feature_to_bitset[node["feature_idx"]]]
                 left_bitset = predictor.raw_left_cat_bitsets[node["bitset_idx"]]
-                walk.categorical.append(_category_table(bool(node["missing_go_to_left"]), left_bitset, known))
+                walk.categorical.append(category_table(bool(node["missing_go_to_left"]), left_bitset, known))
             else:
                 walk.categorical.append(None)
     if not walk.roots:

@@ -38,6 +38,7 @@ class EventLog:
         problems: int | None = None,
         synthetic: bool = False,
         worker: int | None = None,
+        explained: int | None = None,
     ) -> None:
         fields: dict[str, Any] = {
             "endpoint": self.endpoint,
@@ -53,4 +54,6 @@ class EventLog:
             fields["problems"] = problems
         if worker is not None:
             fields["worker"] = worker
+        if explained is not None:  # how many contributions per row were asked for (a count, never which)
+            fields["explained"] = explained
         self.event("invocation", **fields)

@@ -13,6 +13,10 @@ Requests:
 Replies: JSON by default; `Accept: text/csv` gets one line per record holding the positive-class probability
 (empty when the score was not a finite probability) - the shape Batch Transform joins back to its input lines.
 
+Explanations (JSON replies only) are asked for with `explain=N` among the `X-Amzn-SageMaker-Custom-Attributes`
+parts (`clinops.traffic`; SageMaker passes that header through to the container and back): each row's N
+largest feature contributions come back as `explanations`.
+
 Limits: records are counted as the parser produces them (JSON arrays element by element, JSON objects as
 each is built, JSON Lines and CSV line by line) and parsing stops at the first record over the limit (413).
 
@@ -30,6 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from clinops.traffic import CUSTOM_ATTRIBUTES_HEADER, EXPLAIN_ATTRIBUTE, requested_explanations
 from serving.container.validation import Problem, shown_name
 
 JSON_TYPE = "application/json"
@@ -46,6 +51,7 @@ REPLY_TYPES = {
     CSV_TYPE: CSV_TYPE,
 }
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
+_EXPLAIN_COUNT = re.compile(r"[0-9]{1,3}")  # ASCII digits only (str.isdigit() also accepts "²")
 _INSTANCES = re.compile(r'[ \t\n\r]*\{[ \t\n\r]*"instances"[ \t\n\r]*:[ \t\n\r]*\[')
 
 
@@ -314,3 +320,20 @@ def read_body(
 def csv_reply(scores: list[float | None]) -> bytes:
     """One line per record: the probability, or an empty cell where the score was not a finite probability."""
     return "".join("\n" if s is None else f"{s!r}\n" for s in scores).encode()
+
+
+def explain_count(attributes: str | None, features: int) -> int | None:
+    """N of the request's `explain=N` (1..features), None when not asked; a bad N is a 400 naming the field."""
+    values = requested_explanations(attributes)
+    if not values:
+        return None
+    field_name = f"{CUSTOM_ATTRIBUTES_HEADER}: {EXPLAIN_ATTRIBUTE}"
+    if len(values) > 1:
+        raise ClientError.about_body(
+            400, f"{EXPLAIN_ATTRIBUTE}=N appears {len(values)} times; send it once", field_name
+        )
+    if not _EXPLAIN_COUNT.fullmatch(values[0]) or not 1 <= int(values[0]) <= features:
+        raise ClientError.about_body(
+            400, f"{EXPLAIN_ATTRIBUTE}=N takes a whole number of features from 1 to {features}", field_name
+        )
+    return int(values[0])

@@ -24,10 +24,12 @@ import pandas as pd
 from scipy.special import expit
 
 from pipelines.contracts import Contract
+from pipelines.explain import UNITS, Explanation, ModelExplainer, Unexplainable, explainer_for
 from serving.container.forest import Ensemble, Unsupported, compile_ensemble
 
 EQUIVALENCE_TOLERANCE = 1e-9
 EQUIVALENCE_ROWS = 256
+EXPLANATION_CHECK_ROWS = 16  # rows whose contributions must add up to the served score before explaining
 SINGLE_ROW_CHECKS = 16  # rows also scored one at a time: the Python tree walk (the batch takes scikit-learn's)
 _SENTINEL_BASE = 1_000_003.25  # probe values no encoder would produce on its own
 
@@ -220,3 +222,56 @@ def compile_scorer(model: Any, contract: Contract, reference: EstimatorScorer) -
     if not gap <= EQUIVALENCE_TOLERANCE:  # also catches NaN
         return reference, f"compiled scores differ from scikit-learn by {gap:.2e}; served through scikit-learn"
     return compiled, f"compiled (matches scikit-learn within {EQUIVALENCE_TOLERANCE:g} on {EQUIVALENCE_ROWS} rows)"
+
+
+@dataclass(frozen=True)
+class Explainer:
+    """Each row's largest contributions in calibrated log-odds (`pipelines.explain`), by contract feature name.
+    With the compiled scorer's input tables the trees' inputs are built without pandas (the transformers cost
+    ~20x the contributions themselves); otherwise through the pipeline's own transformers."""
+
+    model: ModelExplainer
+    frame: Callable[[np.ndarray], pd.DataFrame]
+    inputs: TreeInputs | None = None
+    units = UNITS
+
+    def explain(self, features: np.ndarray) -> Explanation:
+        if self.inputs is not None:
+            return self.model.explain_tree_inputs(self.inputs.build(features))
+        return self.model.explain(self.frame(features))
+
+    def top(self, features: np.ndarray, count: int) -> list[list[dict[str, Any]]]:
+        explanation = self.explain(features)
+        return [explanation.top(row, count) for row in range(features.shape[0])]
+
+
+def _same_columns(inputs: TreeInputs, model: ModelExplainer) -> bool:
+    """Do the scorer's tables and the explainer agree on which contract column feeds each tree input?"""
+    targets = dict(zip(inputs.numeric_from.tolist(), inputs.numeric_to.tolist(), strict=True))
+    targets.update({source: target for source, target, _ in inputs.categorical})
+    return all(int(model.to_contract[target]) == source for source, target in targets.items())
+
+
+def build_explainer(
+    model: Any, contract: Contract, reference: EstimatorScorer, scorer: Scorer | None = None
+) -> tuple[Explainer | None, str]:
+    """The exact explainer if its contributions add up to the served probabilities, else None; with a note."""
+    try:
+        exact = explainer_for(model, contract.feature_columns)
+    except (Unexplainable, AttributeError, TypeError, ValueError) as exc:
+        return None, f"no explanations ({type(exc).__name__}: {exc})"
+    inputs = None
+    if isinstance(scorer, CompiledScorer) and len(scorer.members) == 1:
+        if not _same_columns(scorer.members[0].inputs, exact):
+            return None, "no explanations: the scorer and the explainer disagree on the trees' input columns"
+        inputs = scorer.members[0].inputs
+    explainer = Explainer(exact, reference.frame, inputs)
+    features = synthetic_features(contract, EXPLANATION_CHECK_ROWS, seed=1)
+    explained = expit(explainer.explain(features).log_odds())
+    gap = float(np.max(np.abs(explained - reference.probabilities(features))))
+    if not gap <= EQUIVALENCE_TOLERANCE:  # also catches NaN
+        return None, f"no explanations: contributions miss the served probabilities by {gap:.2e}"
+    return explainer, (
+        f"exact TreeSHAP ({len(exact.shap.trees)} trees; contributions add up to the served "
+        f"probability within {EQUIVALENCE_TOLERANCE:g} on {EXPLANATION_CHECK_ROWS} rows)"
+    )

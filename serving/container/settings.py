@@ -12,6 +12,7 @@ DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit 
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_REQUEST_SECONDS = 60  # SageMaker waits 60 s for a reply; a request (idle wait, headers, body) gets as long
 DEFAULT_DRAIN_SECONDS = 20  # SageMaker sends SIGKILL 30 s after SIGTERM; in-flight requests get this long
+DEFAULT_MAX_EXPLAINED_ROWS = 100  # ~1 ms a row explained, ~10x its score (bench/explain.py): a bound per request
 DEFAULT_MAX_CONNECTIONS = 128  # per worker: one thread each; more wait in the kernel's accept queue
 WORKERS_VARIABLE = "SAGEMAKER_MODEL_SERVER_WORKERS"  # the name SageMaker's own serving toolkits read
 
@@ -28,6 +29,7 @@ class ServerSettings:
     port: int = 8080
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_rows: int = DEFAULT_MAX_ROWS
+    max_explained_rows: int = DEFAULT_MAX_EXPLAINED_ROWS
     max_listed_problems: int = 100  # a 400 lists this many problems and counts the rest
     workers: int = 1
     request_seconds: float = DEFAULT_REQUEST_SECONDS
@@ -43,6 +45,7 @@ class ServerSettings:
             "port": _positive(env, "SAGEMAKER_BIND_TO_PORT", 8080),
             "max_body_bytes": _positive(env, "CLINOPS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             "max_rows": _positive(env, "CLINOPS_MAX_ROWS", DEFAULT_MAX_ROWS),
+            "max_explained_rows": _positive(env, "CLINOPS_MAX_EXPLAINED_ROWS", DEFAULT_MAX_EXPLAINED_ROWS),
             "workers": _positive(env, WORKERS_VARIABLE, available_cpus()),
             "request_seconds": _positive(env, "CLINOPS_REQUEST_SECONDS", DEFAULT_REQUEST_SECONDS),
             "drain_seconds": _positive(env, "CLINOPS_DRAIN_SECONDS", DEFAULT_DRAIN_SECONDS),

@@ -5,15 +5,23 @@ then `<endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl`) or from a local copy of that 
 window start are compared (default: when the endpoint last changed configuration, i.e. when this shadow went
 live). Operational numbers come from CloudWatch (`AWS/SageMaker`, per variant). Parsing reuses
 `pipelines.monitoring.drift.capture`; the model's feature contract tells it the input columns.
+
+Given a way to load each package's model (`package_model_loader`: its model.tar.gz), the report also ranks the
+features each model leans on - mean |exact contribution| (`pipelines.explain`) over the same production requests
+of the window - champion and shadow side by side. That part is information for the reviewer, never a criterion:
+when it cannot be computed the report says why and the verdict is unchanged.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import math
 import re
+import tarfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +39,8 @@ from serving.release.package import describe_package
 from serving.release.quality import read_metrics
 from serving.release.shadow import PASS, ShadowComparison, ShadowCriteria, VariantOperations, compare
 
+TOP_FEATURES = 5
+ModelLoader = Callable[[str], Any]  # package ARN -> its fitted model
 _HOUR_IN_KEY = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]+$")
 
 
@@ -47,14 +57,66 @@ class ShadowInputs:
     threshold_sources: dict[str, str]
 
 
-def feature_columns(model: str, contract: Path | None) -> list[str]:
+def model_contract(model: str, contract: Path | None) -> Any:
     from pipelines.contracts import builtin_contract_path, load_contract
     from pipelines.errors import InputError
 
     try:
-        return load_contract(contract or builtin_contract_path(model)).feature_columns
+        return load_contract(contract or builtin_contract_path(model))
     except InputError as exc:
         raise UnusableInput(f"cannot read the feature contract of {model}: {exc}") from None
+
+
+def feature_columns(model: str, contract: Path | None) -> list[str]:
+    return list(model_contract(model, contract).feature_columns)
+
+
+def package_model_loader(aws: StackAws) -> ModelLoader:
+    """Load a package's model from its model.tar.gz (the bundle format of `pipelines.bundle`)."""
+    from serving.release.baseline import model_data_url
+
+    def load(arn: str) -> Any:
+        import joblib  # the bundle's own serialisation; the registry's bucket is the trust boundary
+
+        bucket, key = model_data_url(describe_package(aws, arn), arn)
+        archive = aws.call("s3", "get_object", Bucket=bucket, Key=key)["Body"].read()
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:*") as tar:
+            for member in tar:
+                if member.isfile() and member.name.rsplit("/", 1)[-1] == "model.joblib":
+                    handle = tar.extractfile(member)
+                    if handle is not None:
+                        return joblib.load(io.BytesIO(handle.read()))
+        raise ValueError(f"{arn}: model.tar.gz holds no model.joblib")
+
+    return load
+
+
+def _ranked(means: dict[str, float]) -> list[str]:
+    return sorted(means, key=lambda feature: (-means[feature], feature))
+
+
+def attribution_sides(production: Any, shadow: Any, requests: pd.DataFrame, contract: Any) -> dict[str, Any]:
+    """Mean |contribution| per feature of both models over the same requests, and each model's top features."""
+    from pipelines.explain import UNITS, attribution_summary, explainer_for
+    from pipelines.monitoring.drift.attribution import model_frame
+
+    frame = model_frame(requests, contract)
+    means: dict[str, dict[str, float]] = {}
+    rows = 0
+    for side, model in (("production", production), ("shadow", shadow)):
+        summary = attribution_summary(explainer_for(model, contract.feature_columns), frame, "production requests")
+        means[side], rows = summary["mean_abs"], summary["rows"]
+    ranked = {side: _ranked(m)[:TOP_FEATURES] for side, m in means.items()}
+    return {
+        "computed_on": "production requests in the window (both models explain the same inputs)",
+        "rows": rows,
+        "units": UNITS,
+        "top": [
+            {"rank": i + 1, "production": ranked["production"][i], "shadow": ranked["shadow"][i]}
+            for i in range(min(len(ranked["production"]), len(ranked["shadow"])))
+        ],
+        "mean_abs": {f: {side: means[side][f] for side in means} for f in contract.feature_columns},
+    }
 
 
 def _hour_of(key: str) -> dt.datetime | None:
@@ -185,6 +247,8 @@ class ShadowReport:
     comparison: ShadowComparison
     paths: list[Path]
     evidence_seq: int | None = None
+    attributions: dict[str, Any] | None = None  # `attribution_sides`, when both models could be explained
+    attribution_note: str = "not computed (no model loader)"
 
     @property
     def exit_code(self) -> ExitCode:
@@ -202,6 +266,8 @@ class ShadowReport:
                 "inputs": inputs,
                 "criteria": asdict(self.criteria),
                 **self.comparison.as_dict(),
+                "attributions": self.attributions,
+                "attribution_note": self.attribution_note,
             }
         )
 
@@ -245,6 +311,21 @@ def markdown(report: ShadowReport) -> str:
         lines.append(f"\n{variant} operations: {shown}")
     if comparison.reasons:
         lines += ["", "Reasons:", *[f"- {r}" for r in comparison.reasons]]
+    lines += ["", "## Top features (what each model leans on; information, not a criterion)", ""]
+    sides = report.attributions
+    if sides is None:
+        lines.append(f"Attributions {report.attribution_note}.")
+    else:
+        lines += [
+            f"Mean |contribution| ({sides['units']}) over {sides['rows']} {sides['computed_on']}.",
+            "",
+            "| rank | production | shadow |",
+            "|---|---|---|",
+        ]
+        means = sides["mean_abs"]
+        for row in sides["top"]:
+            p, s = row["production"], row["shadow"]
+            lines.append(f"| {row['rank']} | {p} ({_fmt(means[p]['production'])}) | {s} ({_fmt(means[s]['shadow'])}) |")
     return "\n".join(lines) + "\n"
 
 
@@ -274,6 +355,7 @@ def run_report(
     since: dt.datetime | None = None,
     now: dt.datetime | None = None,
     use_cloudwatch: bool = True,
+    models: ModelLoader | None = None,
 ) -> ShadowReport:
     now = now or dt.datetime.now(dt.UTC)
     endpoint_name = names.endpoint_name(config.stack, model.name)
@@ -286,7 +368,8 @@ def run_report(
         if not destination:
             raise UnusableInput(f"{endpoint_name} has no data capture destination; pass --capture DIR|s3://...")
         capture = f"{destination.rstrip('/')}/{endpoint_name}/"
-    columns = feature_columns(model.name, contract)
+    model_contract_ = model_contract(model.name, contract)
+    columns = list(model_contract_.feature_columns)
     rows = read_capture(capture, columns, inputs.since, aws.client("s3") if capture.startswith("s3://") else None)
     if len(rows) and not (rows["endpoint"] == endpoint_name).any():
         raise UnusableInput(
@@ -304,7 +387,18 @@ def run_report(
         production_ops=ops.get(names.VARIANT),
         shadow_ops=ops.get(names.SHADOW_VARIANT),
     )
-    return ShadowReport(config.stack, model.name, inputs, criteria, capture, comparison, [])
+    report = ShadowReport(config.stack, model.name, inputs, criteria, capture, comparison, [])
+    if models is not None:  # last, and never fatal: the verdict above stands either way
+        requests = rows.loc[rows["variant"] == names.VARIANT]  # the capture reader already left out synthetic lines
+        try:
+            report.attributions = attribution_sides(
+                models(inputs.production_arn), models(inputs.shadow_arn), requests, model_contract_
+            )
+            report.attribution_note = "exact TreeSHAP"
+        except Exception as exc:  # a model that cannot be read or explained: say so, keep the report
+            first = (str(exc).splitlines() or [""])[0][:200]
+            report.attribution_note = f"not computed ({type(exc).__name__}: {first})"
+    return report
 
 
 def record_report(report: ShadowReport, evidence: EvidenceLocation, *, actor: str, reason: str) -> ShadowReport:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,9 @@ class Baseline:
     operating_threshold: float | None = None
     source: str = "<memory>"
     feature_order: list[str] = field(default_factory=list)
+    attributions: dict[str, float] | None = None  # mean |contribution| per feature on the train split
+    explainer: Any = None  # pipelines.explain.ModelExplainer when the bundle's model is beside the baseline
+    attribution_note: str = "no attribution baseline"
 
     @property
     def columns(self) -> list[str]:
@@ -161,6 +164,12 @@ def parse_baseline(
         raw_score = {"missing_fraction": 0.0, **doc["score"]}
         score = _numeric("score", raw_score, int(raw_score.get("rows", rows)), "score")
     metadata = metadata or {}
+    attributions = None
+    if isinstance(doc.get("attributions"), dict):
+        raw_means = doc["attributions"].get("mean_abs")
+        if not isinstance(raw_means, dict):
+            raise InputError(f"baseline {source}: attributions.mean_abs must map features to numbers")
+        attributions = {str(k): _number(v, f"attributions.mean_abs.{k}") for k, v in raw_means.items()}
     return Baseline(
         features=features,
         score=score,
@@ -171,6 +180,7 @@ def parse_baseline(
         operating_threshold=metadata.get("operating_threshold"),
         source=source,
         feature_order=[c for c in metadata.get("feature_columns", []) if c in features],
+        attributions=attributions,
     )
 
 
@@ -188,7 +198,29 @@ def load_baseline(path: str | Path, contract_path: str | Path | None = None) -> 
     metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
     contract_file = Path(contract_path) if contract_path else file.parent / "contract.yaml"
     contract = load_contract(contract_file) if contract_file.is_file() else None
-    return parse_baseline(doc, source=str(file), metadata=metadata, contract=contract)
+    baseline = parse_baseline(doc, source=str(file), metadata=metadata, contract=contract)
+    model_file = file.parent / "model.joblib"
+    if baseline.attributions is not None and contract is not None and model_file.is_file():
+        explainer, note = _explainer(model_file, contract)
+        return replace(baseline, explainer=explainer, attribution_note=note)
+    if baseline.attributions is not None:
+        note = "no model.joblib and contract.yaml beside the baseline to explain the window"
+        return replace(baseline, attribution_note=note)
+    return baseline
+
+
+def _explainer(model_file: Path, contract: Contract) -> tuple[Any, str]:
+    """The bundle's model as an exact explainer, or None with the reason (attribution drift is then skipped)."""
+    import joblib  # the bundle's own serialisation; the artifacts bucket is the trust boundary
+
+    from pipelines.explain import Unexplainable, explainer_for
+
+    try:
+        return explainer_for(joblib.load(model_file), contract.feature_columns), "exact TreeSHAP"
+    except Unexplainable as exc:
+        return None, f"the model cannot be explained exactly: {exc}"
+    except Exception as exc:  # unpickling fails in many ways; feature drift still runs
+        return None, f"model.joblib could not be loaded ({type(exc).__name__})"
 
 
 def baseline_from_frame(

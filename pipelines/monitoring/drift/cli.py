@@ -62,6 +62,18 @@ def _print(result: DriftResult) -> None:
             ", ".join(f.reasons),
         )
     console.print(table)
+    if result.attributions is not None and result.attributions.features:
+        attribution = Table(title=f"attribution drift (mean |contribution|, {result.attributions.units})")
+        for column in ("feature", "status", "train", "window", "change"):
+            attribution.add_column(column)
+        ranked = sorted(result.attributions.features.values(), key=lambda a: (a.status != "drift", -abs(a.change)))
+        for a in ranked:
+            attribution.add_row(
+                display_name(a.name), a.status, f"{a.baseline:.3f}", f"{a.current:.3f}", f"{a.change:+.3f}"
+            )
+        console.print(attribution)
+    elif result.attribution_note:
+        console.print(f"attribution drift: not computed ({result.attribution_note})")
     console.print(headline(result))
 
 

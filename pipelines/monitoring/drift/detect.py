@@ -14,7 +14,8 @@ The decision rule, and why it is not "PSI >= 0.2" alone:
 Separately, missingness (absolute change >= `missing_shift`, significant) and contract violations (rate above
 `max_violation_rate`; training data had none, so no test is needed) flag a feature whatever its distribution,
 and so does a unit change read from the distribution (mean and spread both moved by a known conversion factor,
-`units.py`), which needs no declared range.
+`units.py`), which needs no declared range. Next to the inputs, attribution drift (`attribution.py`): how much
+the model leans on each feature (mean |exact contribution|) against the train split; it also flags the window.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipelines.explain import UNITS
+from pipelines.monitoring.drift.attribution import AttributionDrift, compare_attributions
 from pipelines.monitoring.drift.baseline import Baseline, CategoricalBaseline, FeatureBaseline, NumericBaseline
 from pipelines.monitoring.drift.stats import (
     chi2_homogeneity,
@@ -62,6 +65,12 @@ class DriftSettings(BaseModel):
     epsilon: float = Field(default=1e-4, gt=0, lt=0.01, description="PSI smoothing of empty bins")
     js_base: float = Field(default=2.0, gt=1)
     small_cell: int = Field(default=11, ge=1, description="unseen values named only from this many occurrences")
+    attribution_shift: float = Field(
+        default=0.05, gt=0, description="change in a feature's mean |contribution| (calibrated log-odds) that flags"
+    )
+    attribution_ratio: float = Field(
+        default=1.5, gt=1, description="...and the factor it must also change by (up or down) to flag drift"
+    )
 
 
 @dataclass
@@ -113,6 +122,12 @@ class DriftResult:
     first_time: str | None = None
     last_time: str | None = None
     baseline_source: str = ""
+    attributions: AttributionDrift | None = None
+    attribution_note: str = ""
+
+    @property
+    def attribution_drifted(self) -> list[str]:
+        return self.attributions.drifted if self.attributions is not None else []
 
     @property
     def drifted(self) -> list[str]:
@@ -140,6 +155,8 @@ class DriftResult:
             "settings": self.settings.model_dump(),
             "features": {n: asdict(f) for n, f in self.features.items()},
             "score": asdict(self.score) if self.score else None,
+            "attribution_drift": asdict(self.attributions) if self.attributions else None,
+            "attribution_note": self.attribution_note,
         }
 
 
@@ -312,9 +329,23 @@ def compare(
     score = None
     if baseline.score is not None and summary.score is not None:
         score = _numeric("score", baseline.score, summary.score, summary.rows, m, s, kind="score")
+    attributions = None
+    if baseline.attributions is not None and summary.attributions is not None:
+        attributions = compare_attributions(
+            baseline.attributions,
+            summary.attributions,
+            s.attribution_shift,
+            s.attribution_ratio,
+            s.min_feature_rows,
+            UNITS,
+        )
     if summary.rows < s.min_rows:
         verdict: Verdict = "insufficient-data"
-    elif any(f.status == "drift" for f in features.values()) or (score is not None and score.status == "drift"):
+    elif (
+        any(f.status == "drift" for f in features.values())
+        or (score is not None and score.status == "drift")
+        or (attributions is not None and attributions.status == "drift")
+    ):
         verdict = "drift"
     else:
         verdict = "no-drift"
@@ -332,7 +363,17 @@ def compare(
         first_time=summary.first_time,
         last_time=summary.last_time,
         baseline_source=baseline.source,
+        attributions=attributions,
+        attribution_note=_attribution_note(baseline, summary, attributions),
     )
+
+
+def _attribution_note(baseline: Baseline, summary: Summary, attributions: AttributionDrift | None) -> str:
+    if attributions is not None:
+        return "exact TreeSHAP"
+    if baseline.attributions is not None and baseline.explainer is not None and summary.attributions is None:
+        return "the window's counts hold no attribution sums (partials written without the model?)"
+    return baseline.attribution_note
 
 
 def detect_drift(

@@ -3,7 +3,9 @@
 Per feature (dimensions Model, Variant, Feature): PSI, KSStatistic (numbers), TotalVariation (categories),
 JSDistance, MissingFraction, ContractViolationRate and Drift (1 flagged / 0 not). Per model and variant
 (dimensions Model, Variant): RowsAnalysed, MalformedRecords, DriftedFeatures, Drift and InsufficientData, plus
-ScorePSI, ScoreKS and ScoreMean. Statistics that could not be computed are left out (CloudWatch rejects NaN).
+ScorePSI, ScoreKS and ScoreMean. With attributions (`attribution.py`): MeanAbsContribution and AttributionDrift
+per feature, AttributionDriftedFeatures per model and variant. Statistics that could not be computed are left
+out (CloudWatch rejects NaN).
 
 PutMetricData takes at most 1000 metrics per request (1 MB payload, 30 dimensions per metric; the API reference
 of PutMetricData, https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricData.html),
@@ -72,6 +74,13 @@ def metric_data(result: DriftResult, timestamp: datetime | None = None) -> list[
             for metric, value in (("ScorePSI", score.psi), ("ScoreKS", score.ks), ("ScoreMean", score.mean)):
                 if not math.isnan(value):
                     data.append(_datum(metric, value, model, at))
+        attributions = result.attributions
+        if attributions is not None and attributions.status != "insufficient-data":
+            data.append(_datum("AttributionDriftedFeatures", len(attributions.drifted), model, at, "Count"))
+            for name, a in attributions.features.items():
+                dims = {**model, "Feature": name}
+                data.append(_datum("MeanAbsContribution", a.current, dims, at))
+                data.append(_datum("AttributionDrift", 1.0 if a.status == "drift" else 0.0, dims, at))
     return data
 
 

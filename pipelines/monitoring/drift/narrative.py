@@ -133,6 +133,19 @@ def headline(result: DriftResult) -> str:
         if score_changed
         else (" The model's risk scores have not changed meaningfully." if result.score is not None else "")
     )
+    leaning = result.attribution_drifted
+    attribution_text = (
+        f" The model leans differently on {', '.join(display_name(x) for x in leaning)} than in training "
+        "(attribution drift)."
+        if leaning
+        else ""
+    )
+    if result.verdict == "drift" and not result.drifted and not score_changed and leaning:
+        return (
+            f"None of the {n} inputs changed on its own over {result.rows} predictions, but the model leans "
+            f"differently on {', '.join(display_name(x) for x in leaning)} than in training (attribution drift): "
+            "look for inputs changing together or a different mix of patients."
+        )
     if result.verdict == "drift" and not result.drifted and score_changed:
         return (
             f"The model's risk scores have shifted over {result.rows} predictions, but none of the {n} inputs "
@@ -142,7 +155,10 @@ def headline(result: DriftResult) -> str:
     if result.verdict == "drift":
         names = ", ".join(display_name(x) for x in result.drifted) or "none of the inputs"
         count = len(result.drifted)
-        return f"Drift detected in {count} of {n} inputs ({names}) over {result.rows} predictions.{score_text}"
+        return (
+            f"Drift detected in {count} of {n} inputs ({names}) over {result.rows} predictions."
+            f"{score_text}{attribution_text}"
+        )
     return f"No meaningful change in the {n} inputs over {result.rows} predictions.{score_text}"
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.contracts import ColumnSpec
+from pipelines.monitoring.drift.attribution import AttributionSums, attribution_sums
 from pipelines.monitoring.drift.baseline import Baseline, CategoricalBaseline, NumericBaseline
 
 MAX_UNSEEN_LEVELS = 50  # distinct unseen values tracked by name; the rest pool into OTHER_UNSEEN
@@ -124,6 +125,7 @@ class Summary:
     unexpected_columns: dict[str, int] = field(default_factory=dict)  # names only, never values
     first_time: str | None = None
     last_time: str | None = None
+    attributions: AttributionSums | None = None  # sums of |contribution|, when the baseline can explain
 
     def merge(self, other: Summary) -> Summary:
         if set(self.features) != set(other.features):
@@ -139,6 +141,9 @@ class Summary:
             unexpected_columns=dict(Counter(self.unexpected_columns) + Counter(other.unexpected_columns)),
             first_time=min(times) if times else None,
             last_time=max(times) if times else None,
+            attributions=self.attributions.merge(other.attributions)
+            if self.attributions is not None and other.attributions is not None
+            else self.attributions or other.attributions,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,6 +155,7 @@ class Summary:
             "unexpected_columns": self.unexpected_columns,
             "features": {k: _counts_to_dict(v) for k, v in self.features.items()},
             "score": _counts_to_dict(self.score) if self.score else None,
+            "attributions": self.attributions.to_dict() if self.attributions else None,
         }
 
     @classmethod
@@ -163,6 +169,7 @@ class Summary:
             unexpected_columns=dict(doc.get("unexpected_columns", {})),
             first_time=doc.get("first_time"),
             last_time=doc.get("last_time"),
+            attributions=AttributionSums.from_dict(doc["attributions"]) if doc.get("attributions") else None,
         )
 
 
@@ -335,4 +342,7 @@ def summarize(
         times = pd.to_datetime(frame[time_column], errors="coerce", utc=True).dropna()
         if len(times):
             first, last = times.min().isoformat(), times.max().isoformat()
-    return Summary(rows, features, score, {k: v for k, v in unexpected.items() if v}, first, last)
+    attributions = None
+    if baseline.explainer is not None and contract is not None:
+        attributions = attribution_sums(baseline.explainer, frame, contract)
+    return Summary(rows, features, score, {k: v for k, v in unexpected.items() if v}, first, last, attributions)

@@ -78,6 +78,10 @@ def test_discharge_hook_gets_the_served_models_card_then_the_fallback_when_the_c
         card = answer["cards"][0]
         assert status == 200 and "model unavailable" not in card["summary"]
         assert "**Model:** readmission-risk version" in card["detail"] and card["summary"].endswith("%)")
+        # reasons from the served model's exact contributions: as many as the card shows, by readable name
+        reasons = card["detail"].split("**Top contributing factors:** ")[1].split(".")[0].split("; ")
+        assert len(reasons) == next(m for m in config.models if m.name == MODEL).cds.top_factors > 0
+        assert all(r.endswith(("(raises risk)", "(lowers risk)")) for r in reasons)
         write_circuit(tmp_path, "dev", MODEL, pinned_version(config, MODEL), open_=True)
         time.sleep(0.6)  # the local guardrail view caches for 0.5 s
         status, answer = post(url, ehr.token(url), hook_body(config))
@@ -114,6 +118,7 @@ def test_cli_demo_shows_the_risk_card_then_the_fallback_card(bundle: Path, tmp_p
     assert result.exit_code == 0, result.output
     first, second = result.output.split("-- hook to readmission-risk (circuit open)")
     assert "30-day readmission risk at discharge:" in first and "model unavailable" not in first
+    assert "Top contributing factors:" in first and "Top contributing factors:" not in second
     assert "model unavailable - use the HOSPITAL score" in second and "link: HOSPITAL score" in second
 
 
