@@ -1,15 +1,18 @@
 """Publish a released package's drift baseline where the stack's drift pipeline reads it.
 
 The daily drift and quality jobs read `s3://<stack's model-artifacts bucket>/<model>/baseline/` (see
-`pipelines.definitions.monitoring`). The baseline is computed at training time and lives only inside the package's model
-bundle (`model.tar.gz`: `baseline.json`, `metadata.json`, `contract.yaml`, format in `pipelines/bundle.py`), so
-a release that deploys a package also copies those three files there — encrypted with the stack's artifacts
-key, the only key that bucket accepts. In staging and prod the bundle is read cross-account from the build
-account (the deployer role's `ReadPromotedModels` / `DecryptPromotedModels` grants).
+`pipelines.definitions.monitoring`). The baseline is computed at training time and lives only inside the
+package's model bundle (`model.tar.gz`: `baseline.json`, `metadata.json`, `contract.yaml`, format in
+`pipelines/bundle.py`), so a release that deploys a package also copies those files there, with the model itself
+(`model.joblib`: the drift job explains the captured window with it, to compare what the model leans on against
+training). Each is encrypted with the stack's artifacts key, the only key that bucket accepts, and its digest goes
+to the evidence. In staging and prod the bundle is read cross-account from the build account (the deployer role's
+`ReadPromotedModels` / `DecryptPromotedModels` grants).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 from dataclasses import dataclass
@@ -22,9 +25,11 @@ from clinops.exitcodes import AwsUnavailable, PackageNotReleasable
 from serving.release.aws import StackAws, error_code, error_message
 from serving.release.package import describe_package
 
-BASELINE_FILES = ("baseline.json", "metadata.json", "contract.yaml")
+BASELINE_FILES = ("baseline.json", "metadata.json", "contract.yaml", "model.joblib")
 REQUIRED = "baseline.json"
-MAX_FILE_BYTES = 16 * 1024 * 1024  # a baseline is a few KB; refuse anything absurd rather than hold it in memory
+# A baseline is a few KB and the served model a few MB; refuse anything absurd rather than hold it in memory.
+MAX_FILE_BYTES = {"model.joblib": 512 * 1024 * 1024}
+MAX_BASELINE_FILE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -33,9 +38,16 @@ class PublishedBaseline:
     keys: list[str]
     kms_key_arn: str
     source: str
+    sha256: dict[str, str]  # published key -> digest, so an auditor can tie what the drift job read to the package
 
     def as_evidence(self) -> dict[str, Any]:
-        return {"bucket": self.bucket, "keys": self.keys, "kms_key_arn": self.kms_key_arn, "source": self.source}
+        return {
+            "bucket": self.bucket,
+            "keys": self.keys,
+            "kms_key_arn": self.kms_key_arn,
+            "source": self.source,
+            "sha256": self.sha256,
+        }
 
 
 def baseline_location(config: StackConfig, model: str) -> tuple[str, str]:
@@ -69,8 +81,9 @@ def baseline_files(archive: bytes, source: str) -> dict[str, bytes]:
                 name = member.name.rsplit("/", 1)[-1]
                 if name not in BASELINE_FILES or not member.isfile() or name in found:
                     continue
-                if member.size > MAX_FILE_BYTES:
-                    raise PackageNotReleasable(f"{source}: {member.name} is {member.size} bytes; a baseline is KBs")
+                limit = MAX_FILE_BYTES.get(name, MAX_BASELINE_FILE_BYTES)
+                if member.size > limit:
+                    raise PackageNotReleasable(f"{source}: {member.name} is {member.size} bytes, over its {limit}")
                 handle = tar.extractfile(member)
                 found[name] = handle.read() if handle else b""
     except tarfile.TarError as exc:
@@ -91,7 +104,7 @@ def publish_baseline(aws: StackAws, config: StackConfig, model: str, package_arn
         body = aws.call("s3", "get_object", Bucket=source_bucket, Key=source_key)["Body"].read()
         key_arn = aws.call("kms", "describe_key", KeyId=artifacts_key_alias(config))["KeyMetadata"]["Arn"]
         bucket, prefix = baseline_location(config, model)
-        keys = []
+        keys, digests = [], {}
         for name, data in sorted(baseline_files(body, source).items()):
             # name the key explicitly: the bucket refuses any other key, and aws:kms without one means aws/s3
             aws.call(
@@ -104,6 +117,7 @@ def publish_baseline(aws: StackAws, config: StackConfig, model: str, package_arn
                 SSEKMSKeyId=key_arn,
             )
             keys.append(f"{prefix}{name}")
+            digests[f"{prefix}{name}"] = hashlib.sha256(data).hexdigest()
     except ClientError as exc:
         raise AwsUnavailable(
             f"could not publish the drift baseline of {package_arn} ({error_code(exc)}: {error_message(exc)}); "
@@ -111,4 +125,4 @@ def publish_baseline(aws: StackAws, config: StackConfig, model: str, package_arn
             f"<artifacts>/{model}/baseline/ with the artifacts key",
             {"source": source},
         ) from None
-    return PublishedBaseline(bucket, keys, key_arn, source)
+    return PublishedBaseline(bucket, keys, key_arn, source, digests)

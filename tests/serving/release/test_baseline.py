@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -59,7 +60,8 @@ GOOD = {
     "baseline.json": json.dumps(BASELINE).encode(),
     "metadata.json": b'{"feature_columns": ["age"]}',
     "contract.yaml": b"name: readmission-risk\n",
-    "model.joblib": b"not copied",
+    "model.joblib": b"the served model",
+    "train.csv": b"not copied",
 }
 
 
@@ -78,7 +80,11 @@ def test_release_publishes_the_baseline_with_the_artifacts_key(session, project:
         assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"] == key_arn, name
     body = s3.get_object(Bucket=bucket, Key=f"{prefix}baseline.json")["Body"].read()
     assert json.loads(body) == BASELINE
-    assert "model.joblib" not in json.dumps(published.as_evidence())  # only the baseline files leave the bundle
+    # the model goes with the baseline (the drift job explains the window with it); nothing else leaves the bundle
+    assert "train.csv" not in json.dumps(published.as_evidence())
+    model_key = f"{prefix}model.joblib"
+    assert published.as_evidence()["sha256"][model_key] == hashlib.sha256(GOOD["model.joblib"]).hexdigest()
+    assert s3.get_object(Bucket=bucket, Key=model_key)["Body"].read() == GOOD["model.joblib"]
 
 
 @pytest.mark.parametrize(
