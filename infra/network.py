@@ -196,6 +196,26 @@ class Network(pulumi.ComponentResource):
                 "Condition": {"StringEquals": {"aws:PrincipalAccount": perimeter}},
             }
         )
+        # The EHR calls the private CDS Hooks API unsigned (CDS Hooks authenticates with its own JWT, checked by
+        # the function), so no principal account is in the request: this endpoint also admits calls to this
+        # account's APIs, whose resource policy admits only calls through this endpoint.
+        execute_api_policy = policy_document(
+            {
+                "Sid": "OwnAccountsOnly",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "*",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"aws:PrincipalAccount": perimeter}},
+            },
+            {
+                "Sid": "EhrCallsThisAccountsApis",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "execute-api:Invoke",
+                "Resource": f"arn:aws:execute-api:{cfg.region}:{platform.account}:*",
+            },
+        )
         self.interface_endpoints: dict[str, aws.ec2.VpcEndpoint] = {}
         for service in INTERFACE_ENDPOINT_SERVICES:
             service_name = service.format(region=cfg.region)
@@ -213,7 +233,7 @@ class Network(pulumi.ComponentResource):
                 private_dns_enabled=True,
                 subnet_ids=self.subnet_ids,
                 security_group_ids=[self.endpoint_sg.id],
-                policy=endpoint_policy,
+                policy=execute_api_policy if short == "execute-api" else endpoint_policy,
                 tags=platform.tags(Name=f"{platform.prefix}-{short}"),
                 opts=child,
             )

@@ -34,6 +34,7 @@ from policies.engines.access_model import (
     ENDPOINT,
     LOG_GROUP,
     PIPELINE,
+    REST_API_POLICY,
     ROLE,
     ROLE_POLICY,
     TOPIC,
@@ -65,6 +66,7 @@ JUDGED_TYPES = (
     "aws:cloudwatch/eventBusPolicy:EventBusPolicy",
     "aws:ec2/vpcEndpoint:VpcEndpoint",
     "aws:lambda/function:Function",
+    REST_API_POLICY,
     PIPELINE,
     BUCKET_LOGGING,
     "aws:s3/bucketObjectv2:BucketObjectv2",
@@ -143,6 +145,7 @@ _INTENT_KEYS = {
 EACH = (
     "model",
     "served",
+    "cds",
     "lambda",
     "traced_lambda",
     "lambda_with_dlq",
@@ -367,6 +370,17 @@ class Resolver:
                 raise Unresolved(f"the plan has no schedule '{arg}'")
             schedule_group = schedule.inputs.get("groupName") or "default"
             return f"arn:aws:scheduler:{m.region}:{m.account}:schedule/{schedule_group}/{schedule.inputs.get('name')}"
+        if kind == "vpce":
+            endpoint = m.vpc_endpoint(arg)
+            found = m.endpoint_id(endpoint) if endpoint is not None else None
+            if found is None:
+                raise Unresolved(f"the plan has no VPC endpoint for '{arg}' whose id another resource uses")
+            return found
+        if ref == "cds_api":
+            arn = m.rest_api_arn()
+            if arn is None:
+                raise Unresolved("the plan has no CDS Hooks API with a resource policy")
+            return arn
         if kind == "trail":
             trail = next(iter(m.plan.of_type("aws:cloudtrail/trail:Trail")), None)
             if trail is None:
@@ -422,6 +436,8 @@ def expansions(model: AccessModel, each: str | None) -> list[dict[str, str]]:
         return [_served_values(model, name) for name in model.models]
     if each == "served":
         return [_served_values(model, name) for name in model.served_models]
+    if each == "cds":
+        return [_served_values(model, name) for name in model.cds_models]
     if each in ("lambda", "traced_lambda", "lambda_with_dlq"):
         functions = plan.of_type("aws:lambda/function:Function")
         if each == "traced_lambda":
@@ -501,7 +517,7 @@ def _check(
             problem=f"{exc}; the flow cannot be judged",
         )
     account = principal.split(":")[4] if principal.startswith("arn:") else model.account
-    if kind != "service":
+    if kind not in ("service", "anonymous"):
         context.setdefault("aws:PrincipalArn", principal)
         context.setdefault("aws:PrincipalAccount", account)
         context.setdefault("aws:RequestedRegion", model.region)
@@ -510,7 +526,7 @@ def _check(
         context.setdefault("s3:TlsVersion", "1.3")
     if intent.kms_via:
         context["kms:ViaService"] = f"{intent.kms_via}.{model.region}.amazonaws.com"
-    if action.startswith("kms:") and kind != "service":
+    if action.startswith("kms:") and kind not in ("service", "anonymous"):
         context.setdefault("kms:CallerAccount", account)  # KMS sets it on every request
     boundary = None
     if kind == "admin" and catalogue.principals[intent.principal].get("boundary"):
@@ -581,6 +597,8 @@ def _principal(
     if name.startswith("service:"):
         return name.removeprefix("service:"), "service", None
     declared = catalogue.principals[intent.principal]
+    if declared.get("anonymous"):
+        return "anonymous", "anonymous", None
     return resolve(str(declared["arn"])), "admin", None
 
 
@@ -649,7 +667,7 @@ def _simulation(check: Check, model: AccessModel, batch: dict[str, AccessModel],
             check.context.setdefault("kms:ResourceAliases", resolve.assumed_aliases[check.resource])
     simulation: dict[str, Any] = {
         "request": {
-            "principal": check.principal,
+            "principal": {"type": "Anonymous"} if check.principal_kind == "anonymous" else check.principal,
             "action": check.action,
             "resource": {"resource": check.resource, "accountId": resource_account},
             "contextVariables": check.context,
