@@ -198,7 +198,8 @@ class Network(pulumi.ComponentResource):
         )
         # The EHR calls the private CDS Hooks API unsigned (CDS Hooks authenticates with its own JWT, checked by
         # the function), so no principal account is in the request: this endpoint also admits calls to this
-        # account's APIs, whose resource policy admits only calls through this endpoint.
+        # account's APIs (Resource pins the account: the AWS-documented resource perimeter for bearer-token
+        # private APIs), whose resource policy admits only calls through this endpoint.
         execute_api_policy = policy_document(
             {
                 "Sid": "OwnAccountsOnly",
@@ -214,6 +215,9 @@ class Network(pulumi.ComponentResource):
                 "Principal": "*",
                 "Action": "execute-api:Invoke",
                 "Resource": f"arn:aws:execute-api:{cfg.region}:{platform.account}:*",
+                # The ARN pins the account; the IfExists condition repeats it for the perimeter rule (CLIN-NET-008)
+                # without denying the EHR should API Gateway leave aws:ResourceAccount out of its requests.
+                "Condition": {"StringEqualsIfExists": {"aws:ResourceAccount": [platform.account]}},
             },
         )
         self.interface_endpoints: dict[str, aws.ec2.VpcEndpoint] = {}
