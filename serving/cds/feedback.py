@@ -250,8 +250,10 @@ class FeedbackRecorder:
 
     def record(self, model: str, actor: str, items: list[FeedbackItem], issued: IssuedCards) -> None:
         data = []
-        for item in items:
-            card = issued.get(model, item.card)
+        # every card looked up before anything is written: a store that cannot answer fails the call whole (the
+        # EHR retries), never half-recorded
+        cards = [issued.get(model, item.card) for item in items]
+        for item, card in zip(items, cards, strict=True):
             if card is not None and card.model != model:
                 card = None  # a card of another service: its outcome is not this model's
             details = {

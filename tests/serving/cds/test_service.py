@@ -294,3 +294,27 @@ def test_a_card_is_answered_even_when_its_record_cannot_be_written(harness: Harn
     card = one_card(harness.call("POST", HOOK, harness.hook()))
     assert card["summary"].endswith("(46%)")
     assert any(line["event"] == "issuance_unrecorded" for line in harness.log_lines())
+
+
+def test_a_store_that_cannot_answer_fails_feedback_whole_for_a_retry(harness: Harness) -> None:
+    card = one_card(harness.call("POST", HOOK, harness.hook()))
+
+    class Unreadable:
+        def put(self, model: str, card_id: str, record: object) -> None: ...
+
+        def get(self, model: str, card_id: str) -> None:
+            raise OSError("store down")
+
+    other = harness.another_instance()
+    other.issued.store = Unreadable()
+    harness.service = other
+    items = [
+        {
+            "card": "0b7f6f3e-3d0c-4a59-9b0f-1f2d3c4b5a69",
+            "outcome": "accepted",
+            "outcomeTimestamp": "2026-12-06T12:00Z",
+        },
+        {"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-12-06T12:00Z"},
+    ]
+    answer = harness.call("POST", HOOK + "/feedback", {"feedback": items})
+    assert answer.status == 503 and harness.evidence.entries() == []
