@@ -168,6 +168,12 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
     if not isinstance(doc, dict):
         raise CatalogueError(f"{path}: expected a mapping with 'flows' and 'must_deny'")
     principals = doc.get("principals") or {}
+    for name, declared in principals.items():
+        if not isinstance(declared, dict) or not (isinstance(declared.get("arn"), str) or declared.get("anonymous")):
+            raise CatalogueError(
+                f"{path.name}: principals.{name}: needs 'arn' (a principal's ARN template) or 'anonymous: true' "
+                "(an unsigned caller)"
+            )
     intents: list[Intent] = []
     for section, expect in (("flows", "allow"), ("must_deny", "deny")):
         groups = doc.get(section) or {}

@@ -6,6 +6,7 @@ grant fails the gate naming the flow; loosening any one guard fails a must-deny.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -206,3 +207,12 @@ def test_the_encounter_key_arn_is_told_apart_from_the_keys_named_beside_it() -> 
     assert len(set(arns.values())) == len(arns)
     assert arns["cds-encounter-mac"] == "arn:aws:kms:us-east-1:222222222222:key/cds-encounter-mac-key"
     assert _step(rendered("staging"), "Key::cds-encounter-mac-key")
+
+
+def test_a_declared_principal_needs_an_arn_or_to_be_anonymous(tmp_path: Path) -> None:
+    bad = tmp_path / "intents.yaml"
+    bad.write_text("principals:\n  ehr: {why: the EHR}\nflows: {}\n")
+    with pytest.raises(access_engine.CatalogueError, match=r"principals.ehr: needs 'arn' .* or 'anonymous: true'"):
+        access_engine.load_catalogue(bad)
+    bad.write_text("principals:\n  ehr: {anonymous: true}\nflows: {}\n")
+    assert access_engine.load_catalogue(bad).principals["ehr"] == {"anonymous": True}
