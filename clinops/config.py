@@ -63,6 +63,7 @@ RETENTION_FLOORS: dict[str, dict[str, int]] = {
 # from a tracking-server ARN (https://<region>.experiments.sagemaker.aws) stay in the VPC. Its endpoint policy
 # admits only calls on this stack's tracking server (infra.network).
 MLFLOW_ENDPOINT_SERVICE = "aws.sagemaker.{region}.experiments"
+EXECUTE_API_ENDPOINT_SERVICE = "com.amazonaws.{region}.execute-api"
 # AWS APIs the platform calls from inside the VPC (no NAT): each gets an interface endpoint with private DNS.
 # The gate requires exactly this list (policies.rules.base), so a component cannot quietly depend on the internet.
 INTERFACE_ENDPOINT_SERVICES = (
@@ -79,7 +80,7 @@ INTERFACE_ENDPOINT_SERVICES = (
     "com.amazonaws.{region}.ssm",
     "com.amazonaws.{region}.sns",
     "com.amazonaws.{region}.lambda",
-    "com.amazonaws.{region}.execute-api",  # the private CDS Hooks API (infra/cds_api.py): EHR calls enter here
+    EXECUTE_API_ENDPOINT_SERVICE,  # the private CDS Hooks API (infra/cds_api.py): EHR calls enter here
     MLFLOW_ENDPOINT_SERVICE,  # SageMaker-managed MLflow: pipeline runs log there (TrackRun)
     "com.amazonaws.{region}.xray",  # the platform Lambdas' active tracing
 )

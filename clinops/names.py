@@ -32,6 +32,9 @@ ALARM_SOURCE, ALARM_DETAIL_TYPE = "aws.cloudwatch", "CloudWatch Alarm State Chan
 CDS_METRIC_NAMESPACE = "clinops/cds"
 CDS_OVERRIDDEN_METRIC = "CardOverridden"  # 1 overridden, 0 accepted: its Average is the override rate
 CDS_OVERRIDE_ALARM_SUFFIX = "override-rate"
+# Each card the service issues is recorded (no PHI) under s3://<evidence bucket>/<prefix>/<stack>/<model>/<uuid>.json
+# so feedback reaching any instance of the function finds its card's model, version and band.
+CDS_ISSUANCE_PREFIX = "cds-issued"
 _PACKAGE_VERSION = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/([\w-]+)/(\d+)$")
 
 

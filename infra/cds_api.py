@@ -25,12 +25,12 @@ from clinops.config import project_root
 from clinops.evidence.anchor import head_parameter_name
 from clinops.models import ModelConfig
 from clinops.names import (
+    CDS_ISSUANCE_PREFIX,
     CDS_METRIC_NAMESPACE,
     CDS_OVERRIDDEN_METRIC,
     CDS_OVERRIDE_ALARM_SUFFIX,
     alarm_name,
     cds_alarm_names,
-    parameter,
 )
 from infra.base import Platform, allow, policy_document, service_trust, vpc_network_interface_statements
 from infra.logs import encrypted_log_group
@@ -80,6 +80,9 @@ class CdsApiArgs:
     logs_key: aws.kms.Key
     evidence_key: aws.kms.Key
     evidence_mac_key: aws.kms.Key  # seals feedback entries like every other evidence writer's
+    encounter_mac_key: (
+        aws.kms.Key | None
+    )  # (None when no model is served) hashes encounter ids (infra.keys: the CDS functions' own HMAC key)
     evidence_bucket: pulumi.Input[str]
     endpoints: dict[str, pulumi.Input[str]]  # model -> endpoint name (models with an endpoint)
     models: list[ModelConfig]  # models with a `cds` section
@@ -162,7 +165,8 @@ class CdsHooksApi(pulumi.ComponentResource):
         for model in args.models:
             if model.name not in args.endpoints:
                 continue  # no endpoint deployed yet: discovery lists it, its hook answers from no function
-            statements = self._model_statements(model.name, args.endpoints[model.name])
+            assert args.encounter_mac_key is not None, "infra.keys creates it for every served CDS model"
+            statements = self._model_statements(model.name, args.endpoints[model.name], args.encounter_mac_key)
             env = {
                 **common,
                 "CDS_MODEL": model.name,
@@ -170,7 +174,7 @@ class CdsHooksApi(pulumi.ComponentResource):
                 "EVIDENCE_BUCKET": args.evidence_bucket,
                 "EVIDENCE_KMS_KEY_ID": args.evidence_key.arn,
                 "EVIDENCE_MAC_KEY_ID": args.evidence_mac_key.arn,
-                "HASH_KEY_PARAMETER": parameter(cfg.stack, model.name, "cds-hash-key"),
+                "ENCOUNTER_MAC_KEY_ID": args.encounter_mac_key.arn,
             }
             function = self._function(f"cds-{model.name}", env, base_url, statements)
             self._override_alarm(model)
@@ -259,7 +263,7 @@ class CdsHooksApi(pulumi.ComponentResource):
             opts=p.child(self),
         )
 
-    def _model_statements(self, model: str, endpoint_name: pulumi.Input[str]) -> list:
+    def _model_statements(self, model: str, endpoint_name: pulumi.Input[str], encounter_key: aws.kms.Key) -> list:
         p, stack = self._platform, self._platform.config.stack
         region, account = p.region, p.account
         return [
@@ -294,11 +298,20 @@ class CdsHooksApi(pulumi.ComponentResource):
                 ),
             ),
             allow(
-                "EncryptEvidenceAndReadHashKey",
-                ["kms:Decrypt", "kms:GenerateDataKey"],
-                self._args.evidence_key.arn,
+                "RecordAndReadIssuedCards",
+                ["s3:GetObject", "s3:PutObject"],
+                pulumi.Output.from_input(self._args.evidence_bucket).apply(
+                    lambda b: f"arn:aws:s3:::{b}/{CDS_ISSUANCE_PREFIX}/{stack}/{model}/*"
+                ),
             ),
+            allow("EncryptEvidence", ["kms:Decrypt", "kms:GenerateDataKey"], self._args.evidence_key.arn),
             allow("SealEvidence", ["kms:GenerateMac", "kms:VerifyMac"], self._args.evidence_mac_key.arn),
+            allow(
+                "HashEncounterIds",
+                ["kms:GenerateMac"],
+                encounter_key.arn,
+                Condition={"StringEquals": {"kms:MacAlgorithm": "HMAC_SHA_256"}},
+            ),
             allow(
                 "PublishEvidenceHead",
                 ["ssm:GetParameter", "ssm:PutParameter"],

@@ -7,6 +7,11 @@ Besides the four encryption keys, an HMAC key (`evidence-mac`) seals evidence en
 the writers only (deployer, guardrail Lambdas), `kms:VerifyMac` for the verifiers (approver, deployer), so a
 role that can read (or even write) the bucket cannot forge an entry. KMS cannot rotate HMAC keys (automatic
 rotation is for symmetric encryption keys only); the reviewed exception is in policies/exceptions.yaml.
+
+A second HMAC key (`cds-encounter-mac`, only in stacks that serve a CDS Hooks model) hashes encounter ids for
+the CDS service's issuance records and feedback: `kms:GenerateMac` for the models' CDS functions only. It is not
+the evidence key: a role that may seal evidence could otherwise compute encounter hashes (and the reverse), and
+this key's policy names nobody but the CDS roles.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ USE_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDat
 GRANT_ACTIONS = ["kms:CreateGrant"]
 _SCHEDULE_CONTEXT = "kms:EncryptionContext:aws:scheduler:schedule-arn"
 EVIDENCE_MAC = "evidence-mac"
+CDS_ENCOUNTER_MAC = "cds-encounter-mac"
 MAC_ALGORITHM = {"StringEquals": {"kms:MacAlgorithm": "HMAC_SHA_256"}}  # clinops.evidence.mac.MAC_ALGORITHM
 
 
@@ -129,6 +135,9 @@ class Keys(pulumi.ComponentResource):
             )
             self.keys[purpose] = key
         self.keys[EVIDENCE_MAC] = self._evidence_mac_key(platform, users, functions, administration, after)
+        cds_roles = cds_role_arns(platform)
+        if cds_roles:
+            self.keys[CDS_ENCOUNTER_MAC] = self._encounter_mac_key(platform, cds_roles, administration, after)
         self.register_outputs({p: k.arn for p, k in self.keys.items()})
 
     def _evidence_mac_key(
@@ -161,6 +170,40 @@ class Keys(pulumi.ComponentResource):
         aws.kms.Alias(
             f"{EVIDENCE_MAC}-key-alias",
             name=f"alias/{platform.prefix}-{EVIDENCE_MAC}",
+            target_key_id=key.key_id,
+            opts=platform.child(self),
+        )
+        return key
+
+    def _encounter_mac_key(
+        self, platform: Platform, cds_roles: list[str], administration: list[Statement], after: list[pulumi.Resource]
+    ) -> aws.kms.Key:
+        """Keyed, deterministic encounter hashes (the same encounter always gives the same hash, so feedback can
+        be correlated with its card and outcomes), computed in KMS: the key never leaves it, and only the CDS
+        functions may compute them. Nobody verifies these MACs, so no VerifyMac."""
+        statements = [
+            *administration,
+            *_named_roles(
+                "CdsFunctionsHashEncounters", cds_roles, ["kms:GenerateMac"], platform.account, MAC_ALGORITHM
+            ),
+        ]
+        key = aws.kms.Key(
+            f"{CDS_ENCOUNTER_MAC}-key",
+            description=f"clinops {platform.config.stack}: hashes encounter ids for CDS Hooks issuance and "
+            "feedback (HMAC; the CDS functions only)",
+            customer_master_key_spec="HMAC_256",
+            key_usage="GENERATE_VERIFY_MAC",
+            # KMS rotates symmetric encryption keys only; rotating by hand would also break correlation with
+            # every earlier hash. See policies/exceptions.yaml.
+            enable_key_rotation=False,
+            deletion_window_in_days=30 if platform.config.retain_on_delete else 7,
+            policy=policy_document(*statements),
+            tags=platform.tags(**{"clinops:purpose": CDS_ENCOUNTER_MAC}),
+            opts=platform.child(self, stateful=True, depends_on=after),
+        )
+        aws.kms.Alias(
+            f"{CDS_ENCOUNTER_MAC}-key-alias",
+            name=f"alias/{platform.prefix}-{CDS_ENCOUNTER_MAC}",
             target_key_id=key.key_id,
             opts=platform.child(self),
         )
@@ -214,6 +257,18 @@ def _all_of(*conditions: dict) -> dict:
     return merged
 
 
+def cds_role_arns(platform: Platform) -> list[str]:
+    """The roles of the models' CDS Hooks functions (infra.cds_api creates one per served model with `cds`)."""
+    cfg = platform.config
+    if cfg.cds is None:
+        return []
+    return [
+        platform.role_arn(cds_function_name(cfg.stack, m.name))
+        for m in cfg.models
+        if m.cds is not None and m.package_arn
+    ]
+
+
 def key_statements(platform: Platform, users: KeyUsers) -> tuple[dict[str, list[Statement]], dict]:
     """Each encryption key's use statements (administration comes separately), and the condition naming the
     evidence-writing functions, which the HMAC key's policy reuses."""
@@ -232,11 +287,7 @@ def key_statements(platform: Platform, users: KeyUsers) -> tuple[dict[str, list[
         "ArnEquals": {
             "aws:PrincipalArn": [
                 *(platform.role_arn(function_name(platform, f)) for f in EVIDENCE_WRITER_FUNCTIONS),
-                *(
-                    platform.role_arn(cds_function_name(platform.config.stack, m.name))
-                    for m in platform.config.models
-                    if m.cds is not None and m.package_arn
-                ),
+                *cds_role_arns(platform),
             ]
         },
     }

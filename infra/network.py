@@ -8,7 +8,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from clinops.config import INTERFACE_ENDPOINT_SERVICES, MLFLOW_ENDPOINT_SERVICE, S3_ENDPOINT_SERVICE
+from clinops.config import (
+    EXECUTE_API_ENDPOINT_SERVICE,
+    INTERFACE_ENDPOINT_SERVICES,
+    MLFLOW_ENDPOINT_SERVICE,
+    S3_ENDPOINT_SERVICE,
+)
 from clinops.names import tracking_server_arn
 from infra.base import Platform, policy_document
 from infra.logs import delivery_role, encrypted_log_group
@@ -187,28 +192,47 @@ class Network(pulumi.ComponentResource):
         cfg = platform.config
         # Data perimeter: only principals of this account (and the registry account) may use the endpoints.
         perimeter = sorted({platform.account, cfg.registry_account})
-        endpoint_policy = policy_document(
-            {
-                "Sid": "OwnAccountsOnly",
-                "Effect": "Allow",
-                "Principal": "*",
-                "Action": "*",
-                "Resource": "*",
-                "Condition": {"StringEquals": {"aws:PrincipalAccount": perimeter}},
-            }
-        )
-        # MLflow: nothing but this stack's tracking server, and only for this account's principals (the pipeline's
-        # TrackRun step as the execution role, Studio personas); another stack's or account's server is refused.
-        mlflow_policy = policy_document(
-            {
-                "Sid": "ThisStacksTrackingServerOnly",
-                "Effect": "Allow",
-                "Principal": "*",
-                "Action": "sagemaker-mlflow:*",
-                "Resource": tracking_server_arn(cfg.stack, cfg.region, platform.account),
-                "Condition": {"StringEquals": {"aws:PrincipalAccount": [platform.account]}},
-            }
-        )
+        own_accounts_only = {
+            "Sid": "OwnAccountsOnly",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:PrincipalAccount": perimeter}},
+        }
+        endpoint_policy = policy_document(own_accounts_only)
+        special_policies = {
+            # MLflow: nothing but this stack's tracking server, and only for this account's principals (the
+            # pipeline's TrackRun step as the execution role, Studio personas); another stack's or account's server
+            # is refused.
+            MLFLOW_ENDPOINT_SERVICE: policy_document(
+                {
+                    "Sid": "ThisStacksTrackingServerOnly",
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "sagemaker-mlflow:*",
+                    "Resource": tracking_server_arn(cfg.stack, cfg.region, platform.account),
+                    "Condition": {"StringEquals": {"aws:PrincipalAccount": [platform.account]}},
+                }
+            ),
+            # The EHR calls the private CDS Hooks API unsigned (CDS Hooks authenticates with its own JWT, checked
+            # by the function), so no principal account is in the request: this endpoint also admits calls to this
+            # account's APIs (Resource pins the account: the AWS-documented resource perimeter for bearer-token
+            # private APIs), whose resource policy admits only calls through this endpoint.
+            EXECUTE_API_ENDPOINT_SERVICE: policy_document(
+                own_accounts_only,
+                {
+                    "Sid": "EhrCallsThisAccountsApis",
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "execute-api:Invoke",
+                    "Resource": f"arn:aws:execute-api:{cfg.region}:{platform.account}:*",
+                    # The ARN pins the account; the IfExists condition repeats it for the perimeter rule
+                    # (CLIN-NET-008) without denying the EHR should API Gateway leave aws:ResourceAccount out.
+                    "Condition": {"StringEqualsIfExists": {"aws:ResourceAccount": [platform.account]}},
+                },
+            ),
+        }
         self.interface_endpoints: dict[str, aws.ec2.VpcEndpoint] = {}
         for service in INTERFACE_ENDPOINT_SERVICES:
             service_name = service.format(region=cfg.region)
@@ -226,7 +250,7 @@ class Network(pulumi.ComponentResource):
                 private_dns_enabled=True,
                 subnet_ids=self.subnet_ids,
                 security_group_ids=[self.endpoint_sg.id],
-                policy=mlflow_policy if service == MLFLOW_ENDPOINT_SERVICE else endpoint_policy,
+                policy=special_policies.get(service, endpoint_policy),
                 tags=platform.tags(Name=f"{platform.prefix}-{short}"),
                 opts=child,
             )

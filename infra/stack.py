@@ -25,7 +25,7 @@ from infra.drift_monitoring import DriftMonitoring, DriftMonitoringArgs
 from infra.endpoint import EndpointArgs, ModelEndpoint
 from infra.guardrails import BREAKER, GuardrailArgs, Guardrails, function_name, function_purposes
 from infra.identity import Grants, Identity
-from infra.keys import Keys, KeyUsers, ServiceRoles
+from infra.keys import CDS_ENCOUNTER_MAC, Keys, KeyUsers, ServiceRoles
 from infra.model_monitoring import ModelMonitoring
 from infra.network import Network, NetworkArgs
 from infra.registry import STEPS_REPOSITORY, Registry, image_uri
@@ -302,6 +302,7 @@ def _cds_hooks(f: Foundation, endpoints: dict[str, pulumi.Input[str]]) -> None:
             logs_key=f.keys.keys["logs"],
             evidence_key=f.keys.keys["audit"],
             evidence_mac_key=f.keys.keys["evidence-mac"],
+            encounter_mac_key=f.keys.keys.get(CDS_ENCOUNTER_MAC),
             evidence_bucket=f.bucket("evidence"),
             endpoints={m.name: endpoints[m.name] for m in cds_models if m.package_arn},
             models=cds_models,

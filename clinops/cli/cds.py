@@ -10,6 +10,7 @@ State (the local EHR's key, breaker records, evidence) lives in --state-dir (def
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,6 +19,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -111,6 +115,51 @@ def print_cards(answer: dict[str, Any]) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class _LocalService:
+    name: str  # the model
+    config: StackConfig
+    url: str  # the CDS service on loopback
+    inference_url: str
+    thread: threading.Thread  # the CDS server's
+
+
+@contextmanager
+def _local_service(
+    local: str,
+    model: str | None,
+    stack: str,
+    out: Path,
+    state_dir: Path,
+    *,
+    port: int,
+    log: Any = None,
+    prepare: Callable[[StackConfig, str], object] | None = None,
+) -> Iterator[_LocalService]:
+    """The inference container and MODEL's CDS service on loopback (`prepare` runs before they start), shut
+    down and cleaned up on exit."""
+    from serving.cds.local import start_local
+
+    name = model or local
+    config = _config(stack)
+    _cds_model(config, name)
+    if prepare is not None:
+        prepare(config, name)
+    scratch = Path(tempfile.mkdtemp(prefix="clinops-cds-"))
+    try:
+        inference, inference_url = _start_inference(local, out, scratch)
+        try:
+            server, _, thread = start_local(config, name, inference_url, state_dir, port=port, log=log)
+            try:
+                yield _LocalService(name, config, f"http://127.0.0.1:{server.server_address[1]}", inference_url, thread)
+            finally:
+                server.shutdown()
+        finally:
+            inference.shutdown()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 @app.command("serve")
 def serve_cmd(
     local: Annotated[str, typer.Option("--local", metavar="MODEL", help="model name, run directory or bundle")],
@@ -121,27 +170,14 @@ def serve_cmd(
     state_dir: StateDir = Path("out/cds-local"),
 ) -> None:
     """Serve MODEL's CDS Hooks service on http://127.0.0.1:PORT/cds-services until Ctrl-C."""
-    from serving.cds.local import start_local
-
-    name = model or local
-    config = _config(stack)
-    _cds_model(config, name)
-    scratch = Path(tempfile.mkdtemp(prefix="clinops-cds-"))
-    try:
-        inference, inference_url = _start_inference(local, out, scratch)
-        server, _, thread = start_local(config, name, inference_url, state_dir, port=port)
+    with _local_service(local, model, stack, out, state_dir, port=port) as service:
         typer.echo(
-            f"CDS Hooks service for {name}: http://127.0.0.1:{server.server_address[1]}/cds-services "
-            f"(model at {inference_url}); try: clinops cds hook {name} --url http://127.0.0.1:{server.server_address[1]}",
+            f"CDS Hooks service for {service.name}: {service.url}/cds-services (model at {service.inference_url}); "
+            f"try: clinops cds hook {service.name} --url {service.url}",
             err=True,
         )
-        try:
-            thread.join()
-        except KeyboardInterrupt:
-            server.shutdown()
-            inference.shutdown()
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            service.thread.join()
 
 
 @app.command("hook")
@@ -183,31 +219,24 @@ def demo_cmd(
     state_dir: StateDir = Path("out/cds-local"),
 ) -> None:
     """A discharge hook for a synthetic patient -> the risk card; then the circuit opens -> the fallback card."""
-    from serving.cds.local import GUARDRAIL_TTL_SECONDS, pinned_version, start_local, write_circuit
+    from serving.cds.local import GUARDRAIL_TTL_SECONDS, pinned_version, write_circuit
 
-    name = model or local
-    config = _config(stack)
-    _cds_model(config, name)
-    scratch = Path(tempfile.mkdtemp(prefix="clinops-cds-"))
-    try:
-        inference, inference_url = _start_inference(local, out, scratch)
-        version = pinned_version(config, name)
-        write_circuit(state_dir, stack, name, version, open_=False)
-        server, _, _ = start_local(config, name, inference_url, state_dir, port=0, log=_quiet_log())
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    def circuit(config: StackConfig, name: str, *, open_: bool) -> None:
+        write_circuit(state_dir, stack, name, pinned_version(config, name), open_=open_)
+
+    with _local_service(
+        local, model, stack, out, state_dir, port=0, log=_quiet_log(), prepare=lambda c, n: circuit(c, n, open_=False)
+    ) as service:
+        name, config = service.name, service.config
         typer.echo(f"-- hook to {name} (circuit closed)")
-        first = send_hook(config, name, url, state_dir, 0, [])
+        first = send_hook(config, name, service.url, state_dir, 0, [])
         risk = print_cards(first) and "model unavailable" not in first["cards"][0]["summary"]
-        write_circuit(state_dir, stack, name, version, open_=True)
+        circuit(config, name, open_=True)
         time.sleep(GUARDRAIL_TTL_SECONDS)  # the service re-reads the breaker's record after its cache interval
         typer.echo(f"-- hook to {name} (circuit open)")
-        second = send_hook(config, name, url, state_dir, 0, [])
+        second = send_hook(config, name, service.url, state_dir, 0, [])
         fell_back = print_cards(second) and "model unavailable" in second["cards"][0]["summary"]
-        write_circuit(state_dir, stack, name, version, open_=False)
-        server.shutdown()
-        inference.shutdown()
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        circuit(config, name, open_=False)
     raise typer.Exit(ExitCode.OK if risk and fell_back else ExitCode.FAILED)
 
 

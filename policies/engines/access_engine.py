@@ -34,6 +34,7 @@ from policies.engines.access_model import (
     ENDPOINT,
     LOG_GROUP,
     PIPELINE,
+    REST_API_POLICY,
     ROLE,
     ROLE_POLICY,
     TOPIC,
@@ -66,6 +67,7 @@ JUDGED_TYPES = (
     "aws:cloudwatch/eventBusPolicy:EventBusPolicy",
     "aws:ec2/vpcEndpoint:VpcEndpoint",
     "aws:lambda/function:Function",
+    REST_API_POLICY,
     PIPELINE,
     BUCKET_LOGGING,
     "aws:s3/bucketObjectv2:BucketObjectv2",
@@ -145,6 +147,7 @@ _INTENT_KEYS = {
 EACH = (
     "model",
     "served",
+    "cds",
     "lambda",
     "traced_lambda",
     "lambda_with_dlq",
@@ -167,6 +170,12 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
     if not isinstance(doc, dict):
         raise CatalogueError(f"{path}: expected a mapping with 'flows' and 'must_deny'")
     principals = doc.get("principals") or {}
+    for name, declared in principals.items():
+        if not isinstance(declared, dict) or not (isinstance(declared.get("arn"), str) or declared.get("anonymous")):
+            raise CatalogueError(
+                f"{path.name}: principals.{name}: needs 'arn' (a principal's ARN template) or 'anonymous: true' "
+                "(an unsigned caller)"
+            )
     intents: list[Intent] = []
     for section, expect in (("flows", "allow"), ("must_deny", "deny")):
         groups = doc.get(section) or {}
@@ -375,11 +384,18 @@ class Resolver:
                 raise Unresolved("the plan has no MLflow tracking server")
             name = server.inputs.get("trackingServerName")
             return f"arn:aws:sagemaker:{m.region}:{m.account}:mlflow-tracking-server/{name}"
-        if kind == "vpc_endpoint":
+        if kind == "vpce":
             endpoint = m.vpc_endpoint(arg)
             if endpoint is None:
                 raise Unresolved(f"the plan has no VPC endpoint for '{arg}'")
-            return f"vpce-{endpoint.name}"  # a stand-in: endpoint IDs exist only after apply
+            # the id another resource's policy uses (aws:SourceVpce), or a stand-in when none refers to it: the
+            # plan holds no endpoint ids before apply
+            return m.endpoint_id(endpoint) or f"vpce-{endpoint.name}"
+        if ref == "cds_api":
+            arn = m.rest_api_arn()
+            if arn is None:
+                raise Unresolved("the plan has no CDS Hooks API with a resource policy")
+            return arn
         if kind == "trail":
             trail = next(iter(m.plan.of_type("aws:cloudtrail/trail:Trail")), None)
             if trail is None:
@@ -435,6 +451,8 @@ def expansions(model: AccessModel, each: str | None) -> list[dict[str, str]]:
         return [_served_values(model, name) for name in model.models]
     if each == "served":
         return [_served_values(model, name) for name in model.served_models]
+    if each == "cds":
+        return [_served_values(model, name) for name in model.cds_models]
     if each in ("lambda", "traced_lambda", "lambda_with_dlq"):
         functions = plan.of_type("aws:lambda/function:Function")
         if each == "traced_lambda":
@@ -514,7 +532,7 @@ def _check(
             problem=f"{exc}; the flow cannot be judged",
         )
     account = principal.split(":")[4] if principal.startswith("arn:") else model.account
-    if kind != "service":
+    if kind not in ("service", "anonymous"):
         context.setdefault("aws:PrincipalArn", principal)
         context.setdefault("aws:PrincipalAccount", account)
         context.setdefault("aws:RequestedRegion", model.region)
@@ -523,7 +541,7 @@ def _check(
         context.setdefault("s3:TlsVersion", "1.3")
     if intent.kms_via:
         context["kms:ViaService"] = f"{intent.kms_via}.{model.region}.amazonaws.com"
-    if action.startswith("kms:") and kind != "service":
+    if action.startswith("kms:") and kind not in ("service", "anonymous"):
         context.setdefault("kms:CallerAccount", account)  # KMS sets it on every request
     boundary = None
     if kind == "admin" and catalogue.principals[intent.principal].get("boundary"):
@@ -594,6 +612,8 @@ def _principal(
     if name.startswith("service:"):
         return name.removeprefix("service:"), "service", None
     declared = catalogue.principals[intent.principal]
+    if declared.get("anonymous"):
+        return "anonymous", "anonymous", None
     return resolve(str(declared["arn"])), "admin", None
 
 
@@ -662,7 +682,7 @@ def _simulation(check: Check, model: AccessModel, batch: dict[str, AccessModel],
             check.context.setdefault("kms:ResourceAliases", resolve.assumed_aliases[check.resource])
     simulation: dict[str, Any] = {
         "request": {
-            "principal": check.principal,
+            "principal": {"type": "Anonymous"} if check.principal_kind == "anonymous" else check.principal,
             "action": check.action,
             "resource": {"resource": check.resource, "accountId": resource_account},
             "contextVariables": check.context,

@@ -32,11 +32,13 @@ GROUP_POLICY = "aws:sagemaker/modelPackageGroupPolicy:ModelPackageGroupPolicy"
 BUS_POLICY = "aws:cloudwatch/eventBusPolicy:EventBusPolicy"
 VPC_ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
 LAMBDA_PERMISSION = "aws:lambda/permission:Permission"
+REST_API_POLICY = "aws:apigateway/restApiPolicy:RestApiPolicy"
 ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
 PIPELINE = "aws:sagemaker/pipeline:Pipeline"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 TOPIC = "aws:sns/topic:Topic"
 
+_VPCE_ID = re.compile(r"vpce-[0-9a-f]+")
 _ARN = re.compile(r"arn:aws:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:[^\"'\s,\]}]+")
 
 
@@ -52,10 +54,12 @@ class AccessModel:
     registry_account: str
     models: list[str]
     served_models: list[str]
+    cds_models: list[str] = field(default_factory=list)  # served models with a CDS Hooks function
     deployers: list[str] = field(default_factory=list)  # principals.deployers: who runs `pulumi up`
     packages: dict[str, str] = field(default_factory=dict)  # model -> its pinned package ARN
     unreadable: list[str] = field(default_factory=list)  # policies that could not be read, with why
     _arns: dict[tuple[str, str], str | None] = field(default_factory=dict, repr=False)
+    _assigned: dict[tuple[str, str], dict[str, str | None]] = field(default_factory=dict, repr=False)
 
     @property
     def stack(self) -> str:
@@ -98,16 +102,55 @@ class AccessModel:
         return self._arns[(target.urn, service)]
 
     def _find_arn(self, target: PlanResource, service: str) -> str | None:
-        sole: Counter[str] = Counter()
-        shared: Counter[str] = Counter()
-        for r in self.plan.resources:
-            for prop, urns in r.property_dependencies.items():
-                if target.urn not in urns or prop not in r.inputs:
+        """The ARN string computed from `target`: one its dependents hold alone (a property computed from it
+        only), else one every property computed from it (and others) holds, once the ARNs that resources of the
+        same type own are set aside (e.g. a key named in one policy beside other keys)."""
+        return self._assign(target.type, service).get(target.urn)
+
+    def _assign(self, type_: str, service: str) -> dict[str, str | None]:
+        if (type_, service) in self._assigned:
+            return self._assigned[(type_, service)]
+        candidates: dict[str, set[str]] = {}
+        counts: dict[str, Counter[str]] = {}
+        for target in self.plan.of_type(type_):
+            sole: Counter[str] = Counter()
+            shared: Counter[str] = Counter()
+            common: set[str] | None = None
+            for r in self.plan.resources:
+                for prop, urns in r.property_dependencies.items():
+                    if target.urn not in urns or prop not in r.inputs:
+                        continue
+                    found = [a for a in _arns(r.inputs[prop]) if a.startswith(f"arn:aws:{service}:") and "*" not in a]
+                    if not found:
+                        continue
+                    (sole if len(urns) == 1 else shared).update(found)
+                    if len(urns) > 1:
+                        common = set(found) if common is None else common & set(found)
+            candidates[target.urn] = {sole.most_common(1)[0][0]} if sole else (common or set(shared))
+            counts[target.urn] = sole or shared
+        assigned: dict[str, str | None] = {}
+        changed = True
+        while changed:  # settle the unambiguous ones, then take their ARNs away from the others
+            changed = False
+            for urn, options in candidates.items():
+                if urn not in assigned and len(options) == 1:
+                    assigned[urn] = next(iter(options))
+                    changed = True
+            owned = {a for a in assigned.values() if a}
+            for urn, options in candidates.items():
+                if urn in assigned or not options & owned:
                     continue
-                found = [a for a in _arns(r.inputs[prop]) if a.startswith(f"arn:aws:{service}:") and "*" not in a]
-                (sole if len(urns) == 1 else shared).update(found)
-        best = sole or shared
-        return best.most_common(1)[0][0] if best else None
+                # every ARN common to its dependents is another's: look among all it was named beside
+                left = (options - owned) or (set(counts[urn]) - owned)
+                if left and left != options:
+                    candidates[urn] = left
+                    changed = True
+        for urn, options in candidates.items():
+            if urn not in assigned:
+                ranked = [a for a, _ in counts[urn].most_common() if a in options]
+                assigned[urn] = ranked[0] if ranked else None
+        self._assigned[(type_, service)] = assigned
+        return assigned
 
     def key_arn(self, purpose: str) -> str | None:
         key = self.resource(KEY, f"{purpose}-key")
@@ -224,6 +267,28 @@ class AccessModel:
             return None
         if service == "lambda":
             return self._lambda_policy(arn)
+        if service == "execute-api":
+            api_id = arn.split(":", 5)[5].split("/", 1)[0]
+            for policy in self.plan.of_type(REST_API_POLICY):
+                if policy.inputs.get("restApiId") == api_id:
+                    return policy, self.document(policy, "policy")
+            return None
+        return None
+
+    def rest_api_arn(self) -> str | None:
+        """The execute-api ARN of the plan's API (from its resource policy's `restApiId`), without stage/path."""
+        policy = next(iter(self.plan.of_type(REST_API_POLICY)), None)
+        api_id = policy.inputs.get("restApiId") if policy else None
+        return f"arn:aws:execute-api:{self.region}:{self.account}:{api_id}" if api_id else None
+
+    def endpoint_id(self, endpoint: PlanResource) -> str | None:
+        """The `vpce-...` id other resources use for `endpoint` (inputs computed from it alone)."""
+        for r in self.plan.resources:
+            for prop, urns in r.property_dependencies.items():
+                if urns == (endpoint.urn,) or list(urns) == [endpoint.urn]:
+                    found = _VPCE_ID.findall(json.dumps(r.inputs.get(prop)))
+                    if found:
+                        return found[0]
         return None
 
     def _lambda_policy(self, arn: str) -> tuple[PlanResource, dict[str, Any] | None] | None:
@@ -292,6 +357,11 @@ class AccessModel:
             doc = self.document(p, "policy")
             if doc:
                 out.append((p, "queue", doc))
+        for p in self.plan.of_type(REST_API_POLICY):
+            doc = self.document(p, "policy")
+            if doc:
+                arn = f"arn:aws:execute-api:{self.region}:{self.account}:{p.inputs.get('restApiId')}/probe/GET/probe"
+                out.append((p, arn, doc))
         return out
 
 
@@ -317,6 +387,9 @@ def build_model(plan: Plan) -> AccessModel:
             registry_account=str(bound.registry_account),
             models=[m.name for m in bound.models],
             served_models=[m.name for m in bound.models if m.package_arn],
+            cds_models=[m.name for m in bound.models if m.package_arn and m.cds is not None]
+            if bound.cds is not None
+            else [],
             deployers=[str(d) for d in bound.principals.deployers],
             packages={m.name: str(m.package_arn) for m in bound.models if m.package_arn},
         )
@@ -333,6 +406,11 @@ def build_model(plan: Plan) -> AccessModel:
     }
     principals = config.get("principals")
     deployers = principals.get("deployers") if isinstance(principals, dict) else None
+    cds_models = [
+        str(m["name"])
+        for m in models
+        if isinstance(m, dict) and m.get("name") and m.get("packageArn") and m.get("cds") and config.get("cds")
+    ]
     return AccessModel(
         plan=plan,
         account=account,
@@ -340,6 +418,7 @@ def build_model(plan: Plan) -> AccessModel:
         registry_account=str(accounts.get("dev") or account),
         models=names,
         served_models=list(packages),
+        cds_models=cds_models,
         deployers=[d for d in deployers if isinstance(d, str)] if isinstance(deployers, list) else [],
         packages=packages,
     )

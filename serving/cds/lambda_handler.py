@@ -5,7 +5,9 @@ endpoint) and one for discovery (no endpoint at all). Built once per execution e
 Environment (set by the component): CDS_STACK, CDS_MODEL (empty: discovery), CDS_MODELS (JSON list of the
 stack's `models[]` with a `cds` section), CDS_BASE_URL (the API's invoke URL: the JWT audience's prefix),
 CDS_ISSUERS (JSON issuer -> JWKS URL), CDS_ORIGINS (comma-separated), ENDPOINT_NAME, EVIDENCE_BUCKET,
-EVIDENCE_KMS_KEY_ID, HASH_KEY_PARAMETER (SSM SecureString: the HMAC key for encounter ids in feedback).
+EVIDENCE_KMS_KEY_ID, EVIDENCE_MAC_KEY_ID, ENCOUNTER_MAC_KEY_ID (the stack's KMS HMAC key for encounter ids: no
+operator-made secret). Issued cards are recorded in the evidence bucket (`serving.cds.feedback.S3IssuanceStore`),
+so feedback reaching any instance finds its card.
 """
 
 from __future__ import annotations
@@ -44,7 +46,12 @@ def build(env: dict[str, str] | os._Environ[str] = os.environ) -> CdsService:
 
     from clinops.evidence import EvidenceLog
     from serving.cds.auth import JwtVerifier
-    from serving.cds.feedback import FeedbackRecorder
+    from serving.cds.feedback import (
+        FeedbackRecorder,
+        IssuedCards,
+        KmsEncounterHasher,
+        S3IssuanceStore,
+    )
     from serving.cds.fhirclient import HttpFhirFetcher
     from serving.cds.guardrails import AwsGuardrails, GuardrailView
     from serving.cds.scoring import SageMakerScorer, explanations_wanted
@@ -60,7 +67,10 @@ def build(env: dict[str, str] | os._Environ[str] = os.environ) -> CdsService:
         services: list[ModelService] = model_services(
             models, {model: SageMakerScorer(runtime, env["ENDPOINT_NAME"], explain)}, only={model}
         )
-        hash_key = ssm.get_parameter(Name=env["HASH_KEY_PARAMETER"], WithDecryption=True)["Parameter"]["Value"]
+        hasher = KmsEncounterHasher(env["ENCOUNTER_MAC_KEY_ID"], boto3.client("kms", config=quick))
+        issued = IssuedCards(
+            S3IssuanceStore(env["EVIDENCE_BUCKET"], stack, env["EVIDENCE_KMS_KEY_ID"], boto3.client("s3", config=quick))
+        )
         evidence = EvidenceLog.s3(
             env["EVIDENCE_BUCKET"],
             "evidence",
@@ -70,20 +80,21 @@ def build(env: dict[str, str] | os._Environ[str] = os.environ) -> CdsService:
         )
     else:
         services = model_services(models, {m.name: _NoScorer() for m in models})
-        hash_key, evidence = "", None
+        hasher, issued, evidence = None, None, None
     return CdsService(
         CdsSettings(
             env["CDS_BASE_URL"],
             stack,
             issuers,
             frozenset(o for o in env.get("CDS_ORIGINS", "").split(",") if o),
-            hash_key.encode(),
         ),
         services,
         JwtVerifier(issuers, fetch_jwks),
         GuardrailView(AwsGuardrails(stack, ssm, cloudwatch)),
         HttpFhirFetcher(),
         FeedbackRecorder(stack, evidence, cloudwatch if model else None),
+        hasher=hasher,
+        issued=issued,
         workers=8,
     )
 

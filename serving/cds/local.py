@@ -28,7 +28,7 @@ from clinops.config import StackConfig
 from clinops.evidence import EvidenceLog
 from clinops.names import endpoint_name, package_version
 from serving.cds.auth import JwtVerifier
-from serving.cds.feedback import FeedbackRecorder
+from serving.cds.feedback import FeedbackRecorder, IssuedCards, KeyedHasher, LocalIssuanceStore
 from serving.cds.fhirclient import HttpFhirFetcher
 from serving.cds.guardrails import GuardrailView, LocalGuardrails
 from serving.cds.logs import CdsLog
@@ -127,7 +127,7 @@ def start_local(
     server = CdsServer(("127.0.0.1", port), None)  # type: ignore[arg-type]
     base = f"http://127.0.0.1:{server.server_address[1]}"
     service = CdsService(
-        CdsSettings(base, config.stack, {ehr.issuer: "local"}, frozenset({LOCAL_ORIGIN}), hash_key_path.read_bytes()),
+        CdsSettings(base, config.stack, {ehr.issuer: "local"}, frozenset({LOCAL_ORIGIN})),
         model_services(
             config.models, {model: HttpScorer(inference_url, explain=_explain(config, model))}, only={model}
         ),
@@ -135,6 +135,8 @@ def start_local(
         GuardrailView(LocalGuardrails(state_dir / "guardrails"), ttl_seconds=GUARDRAIL_TTL_SECONDS),
         HttpFhirFetcher(allow_http=True),
         FeedbackRecorder(config.stack, EvidenceLog.local(state_dir / "evidence", config.stack), None),
+        hasher=KeyedHasher(hash_key_path.read_bytes()),
+        issued=IssuedCards(LocalIssuanceStore(state_dir / "issued")),
         log=log,
     )
     server.service = service

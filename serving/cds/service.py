@@ -13,6 +13,7 @@ monitoring alarm, features missing or outside the contract by name, the endpoint
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -29,11 +30,11 @@ from serving.cds.auth import Caller, JwtVerifier, Unauthorized
 from serving.cds.cards import band_of, fallback_card, risk_card
 from serving.cds.features import FeatureMapper, parse_record
 from serving.cds.feedback import (
+    EncounterHasher,
     FeedbackError,
     FeedbackRecorder,
     IssuedCard,
     IssuedCards,
-    encounter_hash,
     parse_feedback,
 )
 from serving.cds.fhirclient import FhirFetcher, FhirFetchError
@@ -59,7 +60,6 @@ class CdsSettings:
     stack: str
     issuers: dict[str, str]  # allowed JWT issuer -> its JWKS URL
     allowed_origins: frozenset[str] = frozenset()
-    hash_key: bytes = b""  # HMAC key for encounter ids in feedback
 
 
 @dataclass
@@ -108,6 +108,8 @@ class CdsService:
         fetcher: FhirFetcher,
         feedback: FeedbackRecorder,
         *,
+        hasher: EncounterHasher | None = None,
+        issued: IssuedCards | None = None,
         log: CdsLog | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         workers: int = 32,
@@ -116,10 +118,14 @@ class CdsService:
         self.fetcher, self.feedback, self.now = fetcher, feedback, now
         self.services = {s.id: s for s in services}
         self.log = log or CdsLog()
-        self.issued = IssuedCards()
+        self.hasher = hasher  # None: encounters are not hashed (discovery answers no hook)
+        self.issued = issued or IssuedCards()
         # Hook work runs here so the request thread can stop waiting at the deadline; a hung endpoint holds a
         # worker, never the EHR. When every worker hangs, new calls wait in the queue and fall back on time.
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cds-hook")
+        # Issuance records (hash the encounter, write the record) run apart from the hook work, so a hung
+        # endpoint cannot hold them up, and a slow store never holds the card past the deadline.
+        self.records = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cds-record")
 
     # -- framing-free entry point ------------------------------------------------------------------------
 
@@ -211,7 +217,7 @@ class CdsService:
         except Exception as exc:  # a fault of this service: still a card, never a stack trace to the EHR
             card, issued = self._fallback(service, request, "service-fault", "the decision-support service failed")
             self.log.event("service_fault", service=service.id, error=type(exc).__name__)
-        self.issued.add(card["uuid"], issued)
+        self._record(service, card["uuid"], issued, request.get("context", {}).get("encounterId"), deadline)
         self.log.event(
             "hook",
             service=service.id,
@@ -225,9 +231,38 @@ class CdsService:
         return Response(200, {"cards": [card]})
 
     def _fallback(self, service: ModelService, request: Any, kind: str, why: str) -> tuple[dict[str, Any], IssuedCard]:
-        card = fallback_card(service.model, why)
-        eid = request.get("context", {}).get("encounterId")
-        return card, IssuedCard(service.model.name, None, kind, None, encounter_hash(self.settings.hash_key, eid))
+        return fallback_card(service.model, why), IssuedCard(service.model.name, None, kind, None, None)
+
+    def _record(
+        self, service: ModelService, card_id: str, issued: IssuedCard, encounter_id: Any, deadline: float
+    ) -> None:
+        """Hash the encounter and record the card where every instance finds it, waiting at most until the
+        deadline; a record still being written then completes behind the answer."""
+
+        def record() -> None:
+            hashed = None
+            if self.hasher is not None and isinstance(encounter_id, str) and encounter_id:
+                try:
+                    hashed = self.hasher.hash(encounter_id)
+                except Exception as exc:  # the card stands; its feedback just cannot name the encounter
+                    self.log.event("encounter_unhashed", service=service.id, error=type(exc).__name__)
+            stamped = dataclasses.replace(issued, encounter_hash=hashed, issued_at=self.now().isoformat())
+            self.issued.add(service.model.name, card_id, stamped)
+
+        future = self.records.submit(record)
+        left = deadline - DEADLINE_MARGIN_SECONDS - time.perf_counter()
+        try:
+            if left <= 0:  # the answer is already due: the record completes behind it
+                raise FutureTimeout
+            future.result(timeout=left)
+        except FutureTimeout:
+            future.add_done_callback(lambda f: self._unrecorded(service, f))
+        except Exception as exc:
+            self.log.event("issuance_unrecorded", service=service.id, error=type(exc).__name__)
+
+    def _unrecorded(self, service: ModelService, future: Any) -> None:
+        if future.exception() is not None:
+            self.log.event("issuance_unrecorded", service=service.id, error=type(future.exception()).__name__)
 
     def _evaluate(
         self, service: ModelService, request: dict[str, Any], deadline: float
@@ -236,7 +271,7 @@ class CdsService:
         if hold is not None:
             card, issued = self._fallback(service, request, hold.kind, hold.reason)
             version = str(hold.answering_version) if hold.answering_version else None
-            return card, IssuedCard(issued.model, version, issued.kind, None, issued.encounter_hash)
+            return card, dataclasses.replace(issued, model_version=version)
         context = request["context"]
         items, failed = self._gather(service, request, deadline)
         record = parse_record(items, context["patientId"], context.get("encounterId"))
@@ -259,9 +294,8 @@ class CdsService:
             return self._fallback(service, request, "endpoint", f"the model endpoint gave no usable answer ({exc})")
         assert service.model.cds is not None
         band = band_of(service.model.cds, score.probability)
-        eid = encounter_hash(self.settings.hash_key, context.get("encounterId"))
         return risk_card(service.model, score), IssuedCard(
-            service.model.name, score.model_version, "risk", band.label, eid
+            service.model.name, score.model_version, "risk", band.label, None
         )
 
     def _gather(self, service: ModelService, request: dict[str, Any], deadline: float) -> tuple[list[Any], int]:

@@ -118,3 +118,43 @@ def test_the_model_function_may_seal_feedback_evidence(plan: dict) -> None:
     for key in ("audit-key", "evidence-mac-key"):
         policy = named(plan, f"::{key}")["inputs"]["policy"]
         assert f":role/{role_name}" in policy, f"{key} does not name {role_name}"
+
+
+def test_encounter_ids_are_hashed_by_a_stack_key_only_the_cds_functions_may_use(plan: dict) -> None:
+    """No operator-made secret: the stack creates an HMAC key for encounter ids, and its policy lets the models'
+    CDS roles (and nobody else) GenerateMac with it; the function is told the key, not a parameter to read."""
+    key = named(plan, "::cds-encounter-mac-key")["inputs"]
+    assert key["customerMasterKeySpec"] == "HMAC_256" and key["keyUsage"] == "GENERATE_VERIFY_MAC"
+    statements = json.loads(key["policy"])["Statement"]
+    users = [s for s in statements if s["Sid"] not in ("KeyAdministration", "KeyPolicyChanges")]
+    assert [s["Sid"] for s in users] == ["CdsFunctionsHashEncounters"]
+    (use,) = users
+    assert use["Action"] == ["kms:GenerateMac"]
+    roles = use["Condition"]["StringEquals"]["aws:PrincipalArn"]
+    assert [r.rsplit("/", 1)[1].split("-", 2)[2] for r in roles] == ["cds-readmission-risk"]
+    assert use["Condition"]["StringEquals"]["kms:MacAlgorithm"] == "HMAC_SHA_256"
+    function = named(plan, "::cds-readmission-risk")["inputs"]["environment"]["variables"]
+    assert function["ENCOUNTER_MAC_KEY_ID"].endswith(":key/cds-encounter-mac-key")
+    assert not [v for v in function if "HASH_KEY" in v]
+    assert "cds-hash-key" not in json.dumps(plan)
+    permissions = json.loads(named(plan, "::cds-readmission-risk-permissions")["inputs"]["policy"])
+    hashing = next(s for s in permissions["Statement"] if s["Sid"] == "HashEncounterIds")
+    assert hashing["Resource"].endswith(":key/cds-encounter-mac-key") and hashing["Action"] == ["kms:GenerateMac"]
+    records = next(s for s in permissions["Statement"] if s["Sid"] == "RecordAndReadIssuedCards")
+    stack = plan["steps"][0]["urn"].split(":")[2]
+    assert records["Resource"].endswith(f"-evidence/cds-issued/{stack}/readmission-risk/*")
+
+
+def test_without_a_served_cds_model_there_is_no_encounter_key() -> None:
+    from clinops.config import load_from_stack_file
+    from infra.base import Platform
+    from infra.keys import cds_role_arns
+    from tests.conftest import REPO
+
+    config = load_from_stack_file("dev", REPO)
+    assert cds_role_arns(Platform(config)) == [
+        f"arn:aws:iam::{config.account_id}:role/clinops-dev-cds-readmission-risk"
+    ]
+    unserved = config.model_copy(update={"models": [m.model_copy(update={"package_arn": None}) for m in config.models]})
+    assert cds_role_arns(Platform(unserved)) == []
+    assert cds_role_arns(Platform(config.model_copy(update={"cds": None}))) == []

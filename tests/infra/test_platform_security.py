@@ -58,11 +58,12 @@ def buckets_encrypted_with_their_key(plan: Plan) -> list[str]:
 
 
 def keys_rotate(plan: Plan) -> list[str]:
-    """Every encryption key rotates. The evidence HMAC key cannot (KMS rotates symmetric encryption keys only):
-    it is the one reviewed exception (policies/exceptions.yaml), and it must stay a MAC-only key."""
+    """Every encryption key rotates. The HMAC keys cannot (KMS rotates symmetric encryption keys only): the
+    evidence key and the CDS encounter key are the reviewed exceptions (policies/exceptions.yaml), and they must
+    stay MAC-only keys."""
     keys = states(plan, "aws:kms/key:Key")
     hmac = [k for k in keys if k["inputs"].get("customerMasterKeySpec") == "HMAC_256"]
-    bad = [k["urn"] for k in hmac if not k["urn"].endswith("::evidence-mac-key")]
+    bad = [k["urn"] for k in hmac if not k["urn"].endswith(("::evidence-mac-key", "::cds-encounter-mac-key"))]
     bad += [k["urn"] for k in hmac if k["inputs"].get("keyUsage") != "GENERATE_VERIFY_MAC"]
     return bad + [k["urn"] for k in keys if k not in hmac and k["inputs"].get("enableKeyRotation") is not True]
 

@@ -110,10 +110,11 @@ def test_rendered_prod_has_no_blocking_findings() -> None:
     report = evaluate(parse_plan(rendered("prod")))
     blocking = [(r.rule_id, r.urn.split("::")[-1]) for r in report.results if r.status == "failed" and r.mandatory]
     # Reviewed exceptions in policies/exceptions.yaml that the gate waives (the rules stay strict elsewhere):
-    # the drift pipeline's merge step publishes metrics (no network isolation), the evidence HMAC key cannot
-    # rotate (KMS rotates symmetric encryption keys only), and the access-log bucket is SSE-S3 (S3 cannot
-    # deliver access logs to an SSE-KMS target).
+    # the drift pipeline's merge step publishes metrics (no network isolation), the evidence and CDS encounter
+    # HMAC keys cannot rotate (KMS rotates symmetric encryption keys only), and the access-log bucket is SSE-S3
+    # (S3 cannot deliver access logs to an SSE-KMS target).
     assert sorted(blocking) == [
+        ("CLIN-ENC-001", "cds-encounter-mac-key"),
         ("CLIN-ENC-001", "evidence-mac-key"),
         ("CLIN-ENC-002", "access-logs"),
         ("CLIN-SM-002", "readmission-risk-drift-pipeline"),

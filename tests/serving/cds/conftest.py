@@ -8,6 +8,7 @@ import io
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from pipelines.data.fhir import FhirStore, SyntheticPatient, hook_request, resou
 from pipelines.data.sepsis import generate_sepsis
 from pipelines.data.synthetic import generate_readmission
 from serving.cds.auth import JwtVerifier
-from serving.cds.feedback import FeedbackRecorder
+from serving.cds.feedback import FeedbackRecorder, IssuedCards, KeyedHasher, LocalIssuanceStore
 from serving.cds.fhirclient import FhirFetchError
 from serving.cds.guardrails import GuardrailView
 from serving.cds.logs import CdsLog
@@ -138,6 +139,7 @@ class Harness:
     evidence: EvidenceLog
     log: io.StringIO
     config: Any
+    another_instance: Callable[[], CdsService] = field(default=lambda: None)  # type: ignore[assignment,return-value]
 
     def call(self, method: str, path: str, body: Any = None, *, token: str | None = "mint", **headers: str) -> Any:
         if token == "mint":
@@ -176,14 +178,21 @@ def harness(tmp_path: Path) -> Harness:
     evidence = EvidenceLog.local(tmp_path / "evidence", "dev")
     log = io.StringIO()
     jwks = ehr.jwks()
-    service = CdsService(
-        CdsSettings(BASE, "dev", {ISSUER: JWKS_URL}, frozenset({ORIGIN}), hash_key=b"k" * 32),
-        model_services(config.models, scorers),
-        JwtVerifier({ISSUER: JWKS_URL}, lambda url: jwks if url == JWKS_URL else {}),
-        GuardrailView(guardrails, ttl_seconds=0),
-        fhir,
-        FeedbackRecorder("dev", evidence, cloudwatch),
-        log=CdsLog(log),
-        now=lambda: datetime.now().astimezone(),
-    )
-    return Harness(service, ehr, scorers, guardrails, fhir, cloudwatch, evidence, log, config)
+    store = LocalIssuanceStore(tmp_path / "issued")  # what every instance of the function shares
+
+    def instance() -> CdsService:
+        """One more instance of the service (its own memory), as Lambda runs several."""
+        return CdsService(
+            CdsSettings(BASE, "dev", {ISSUER: JWKS_URL}, frozenset({ORIGIN})),
+            model_services(config.models, scorers),
+            JwtVerifier({ISSUER: JWKS_URL}, lambda url: jwks if url == JWKS_URL else {}),
+            GuardrailView(guardrails, ttl_seconds=0),
+            fhir,
+            FeedbackRecorder("dev", evidence, cloudwatch),
+            hasher=KeyedHasher(b"k" * 32),
+            issued=IssuedCards(store),
+            log=CdsLog(log),
+            now=lambda: datetime.now().astimezone(),
+        )
+
+    return Harness(instance(), ehr, scorers, guardrails, fhir, cloudwatch, evidence, log, config, instance)

@@ -15,7 +15,14 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from clinops.names import CDS_METRIC_NAMESPACE, SHADOW_VARIANT, alarm_name, pinned_parameter
-from serving.cds.feedback import FeedbackItem, FeedbackRecorder, IssuedCard, IssuedCards
+from serving.cds.feedback import (
+    FeedbackItem,
+    FeedbackRecorder,
+    IssuedCard,
+    IssuedCards,
+    KmsEncounterHasher,
+    S3IssuanceStore,
+)
 from serving.cds.guardrails import ALARM, CIRCUIT_OPEN, ROLLED_BACK, AwsGuardrails, GuardrailView
 from serving.cds.scoring import SageMakerScorer, ScoringError
 from serving.guardrails.state import LANDED, REQUESTED, BreakerState, SsmStateStore
@@ -111,13 +118,47 @@ def test_the_override_metric_is_a_valid_put_metric_data_call() -> None:
     at = datetime(2026, 12, 6, 12, tzinfo=UTC)
     recorder = FeedbackRecorder(STACK, None, cw, clock=lambda: at)
     issued = IssuedCards()
-    issued.add("c1", IssuedCard(MODEL, "3", "risk", "high", "h" * 32))
+    card_id = "0b7f6f3e-3d0c-4a59-9b0f-1f2d3c4b5a69"
+    issued.add(MODEL, card_id, IssuedCard(MODEL, "3", "risk", "high", "h" * 32))
     with Stubber(cw) as stub:
         stub.add_response("put_metric_data", {}, {"Namespace": CDS_METRIC_NAMESPACE, "MetricData": [
             {"MetricName": "CardOverridden",
              "Dimensions": [{"Name": "Stack", "Value": STACK}, {"Name": "Model", "Value": MODEL}],
              "Timestamp": at, "Value": 1.0, "Unit": "None"}]})  # fmt: skip
         recorder.record(
-            MODEL, "cds-hooks:https://ehr", [FeedbackItem("c1", "overridden", "disagree-risk", False, 0)], issued
+            MODEL, "cds-hooks:https://ehr", [FeedbackItem(card_id, "overridden", "disagree-risk", False, 0)], issued
         )
         stub.assert_no_pending_responses()
+
+
+def test_kms_hashes_encounters_deterministically_and_asks_once_per_encounter() -> None:
+    with mock_aws():
+        kms = boto3.client("kms", "us-east-1")
+        key = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"]
+        other = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"]
+        hasher = KmsEncounterHasher(key, kms)
+        first = hasher.hash("enc-000123")
+        assert first == KmsEncounterHasher(key, kms).hash("enc-000123") and len(first) == 32
+        assert first != hasher.hash("enc-000124") and first != KmsEncounterHasher(other, kms).hash("enc-000123")
+        assert "enc-000123" not in repr(hasher._cache)
+    with Stubber(kms) as stub:  # cached: no second GenerateMac for the same encounter
+        assert hasher.hash("enc-000123") == first
+        stub.assert_no_pending_responses()
+    with pytest.raises(ValueError, match="ENCOUNTER_MAC_KEY_ID"):
+        KmsEncounterHasher("", kms)
+
+
+def test_issuance_records_round_trip_through_s3_without_phi() -> None:
+    with mock_aws():
+        s3 = boto3.client("s3", "us-east-1")
+        s3.create_bucket(Bucket="evidence")
+        store = S3IssuanceStore("evidence", STACK, "alias/audit", s3)
+        card_id = "0b7f6f3e-3d0c-4a59-9b0f-1f2d3c4b5a69"
+        record = IssuedCard(MODEL, "3", "risk", "high", "a" * 32, "2026-12-06T12:00:00+00:00")
+        store.put(MODEL, card_id, record)
+        assert store.get(MODEL, card_id) == record
+        assert store.get(MODEL, "1b7f6f3e-3d0c-4a59-9b0f-1f2d3c4b5a69") is None
+        assert IssuedCards(store).get(MODEL, card_id.upper()) == record  # any spelling of the uuid
+        assert IssuedCards(store).get("sepsis-warning", card_id) is None  # another model's prefix
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="evidence")["Contents"]]
+        assert keys == [f"cds-issued/{STACK}/{MODEL}/{card_id}.json"]

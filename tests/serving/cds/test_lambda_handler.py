@@ -9,7 +9,6 @@ import json
 import boto3
 from moto import mock_aws
 
-from clinops.names import parameter
 from serving.cds import lambda_handler
 from tests.conftest import REPO
 from tests.serving.cds.conftest import BASE, ISSUER, JWKS_URL, Harness
@@ -53,21 +52,39 @@ def test_build_from_the_components_environment(harness: Harness, monkeypatch) ->
     jwks = harness.ehr.jwks()
     monkeypatch.setattr(lambda_handler, "fetch_jwks", lambda url: jwks)
     with mock_aws():
+        kms, s3 = boto3.client("kms", "us-east-1"), boto3.client("s3", "us-east-1")
         discovery = lambda_handler.build({**env, "CDS_MODEL": ""})
-        boto3.client("ssm", "us-east-1").put_parameter(
-            Name=parameter("dev", "readmission-risk", "cds-hash-key"), Value="k" * 32, Type="SecureString"
-        )
-        model = lambda_handler.build(
-            {
-                **env,
-                "CDS_MODEL": "readmission-risk",
-                "ENDPOINT_NAME": "clinops-dev-readmission-risk",
-                "EVIDENCE_BUCKET": "b",
-                "EVIDENCE_MAC_KEY_ID": "alias/clinops-dev-evidence-mac",
-                "HASH_KEY_PARAMETER": parameter("dev", "readmission-risk", "cds-hash-key"),
-            }
-        )
+        s3.create_bucket(Bucket="evidence-bucket")
+        hmac_key = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"]
+        audit_key = kms.create_key()["KeyMetadata"]["Arn"]
+        model_env = {
+            **env,
+            "CDS_MODEL": "readmission-risk",
+            "ENDPOINT_NAME": "clinops-dev-readmission-risk",
+            "EVIDENCE_BUCKET": "evidence-bucket",
+            "EVIDENCE_KMS_KEY_ID": audit_key,
+            "EVIDENCE_MAC_KEY_ID": "alias/clinops-dev-evidence-mac",
+            "ENCOUNTER_MAC_KEY_ID": hmac_key,
+        }
+        # two execution environments of the same function: a card issued by one is found by the other
+        first, second = lambda_handler.build(model_env), lambda_handler.build(model_env)
+        request = harness.hook()
+        token = harness.ehr.token(HOOK)
+        answer = first.handle("POST", HOOK, {"Authorization": f"Bearer {token}"}, json.dumps(request).encode())
+        card = answer.body["cards"][0]
+        record = second.issued.get("readmission-risk", card["uuid"])
+        stored = s3.list_objects_v2(Bucket="evidence-bucket", Prefix="cds-issued/dev/readmission-risk/")["Contents"]
+        body = s3.get_object(Bucket="evidence-bucket", Key=stored[0]["Key"])
+        expected = kms.generate_mac(
+            KeyId=hmac_key, Message=request["context"]["encounterId"].encode(), MacAlgorithm="HMAC_SHA_256"
+        )["Mac"]
     path = "/cds-services"
     listed = discovery.handle("GET", path, {"Authorization": f"Bearer {harness.ehr.token(path)}"}, b"")
     assert listed.status == 200 and len(listed.body["services"]) == 2
-    assert sorted(model.services) == ["readmission-risk"] and model.settings.hash_key == b"k" * 32
+    assert sorted(first.services) == ["readmission-risk"] and discovery.hasher is None
+    # no endpoint in moto: a fallback card, recorded all the same, with the KMS-keyed hash of the encounter
+    assert record is not None and record.kind == "endpoint" and record.model == "readmission-risk"
+    assert record.encounter_hash == bytes(expected).hex()[:32] and record.issued_at
+    assert [o["Key"] for o in stored] == [f"cds-issued/dev/readmission-risk/{card['uuid']}.json"]
+    assert body["ServerSideEncryption"] == "aws:kms" and body["SSEKMSKeyId"] == audit_key
+    assert request["context"]["encounterId"] not in body["Body"].read().decode()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from clinops.names import CDS_METRIC_NAMESPACE, CDS_OVERRIDDEN_METRIC, SHADOW_VARIANT
+from serving.cds.feedback import KeyedHasher
 from serving.cds.logs import CdsLog
 from serving.guardrails.state import FAILED, LANDED, REQUESTED, BreakerState
 from tests.serving.cds.conftest import ORIGIN, READMISSION, SEPSIS, Harness
@@ -248,3 +250,71 @@ def test_no_identifier_in_any_log_line(harness: Harness) -> None:
 def test_the_log_refuses_fields_off_its_allow_list() -> None:
     with pytest.raises(ValueError, match="allow-list"):
         CdsLog().event("hook", patient_id="p1")
+
+
+def test_feedback_reaching_another_instance_finds_its_card(harness: Harness, tmp_path: Path) -> None:
+    """Lambda runs several instances: the card is issued by one, its feedback lands on another, and the evidence
+    still carries the card's model version, band and hashed encounter (from the shared issuance record)."""
+    request = harness.hook()
+    card = one_card(harness.call("POST", HOOK, request))
+    other = harness.another_instance()
+    assert other is not harness.service and other.issued is not harness.service.issued
+    harness.service = other
+    body = {"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-12-06T12:00:00Z"}]}
+    assert harness.call("POST", HOOK + "/feedback", body).status == 200
+    (entry,) = harness.evidence.entries()
+    details = entry.details
+    assert entry.model_version == "3" and details["card_kind"] == "risk" and details["band"] == "high"
+    encounter = request["context"]["encounterId"]
+    assert details["encounter_hash"] == KeyedHasher(b"k" * 32).hash(encounter) and details["card_issued_at"]
+    records = list((tmp_path / "issued").rglob("*.json"))
+    assert [r.name for r in records] == [f"{card['uuid']}.json"]
+    assert encounter not in records[0].read_text() and request["context"]["patientId"] not in records[0].read_text()
+    assert encounter not in harness.log.getvalue()
+
+
+def test_feedback_naming_no_uuid_never_reaches_the_store(harness: Harness, tmp_path: Path) -> None:
+    body = {
+        "feedback": [{"card": "../../../etc/passwd", "outcome": "accepted", "outcomeTimestamp": "2026-12-06T12:00Z"}]
+    }
+    assert harness.call("POST", HOOK + "/feedback", body).status == 200
+    (entry,) = harness.evidence.entries()
+    assert entry.details["card_kind"] == "unknown-card" and entry.details["encounter_hash"] is None
+
+
+def test_a_card_is_answered_even_when_its_record_cannot_be_written(harness: Harness) -> None:
+    class Broken:
+        def put(self, model: str, card_id: str, card: object) -> None:
+            raise OSError("store down")
+
+        def get(self, model: str, card_id: str) -> None:
+            return None
+
+    harness.service.issued.store = Broken()
+    card = one_card(harness.call("POST", HOOK, harness.hook()))
+    assert card["summary"].endswith("(46%)")
+    assert any(line["event"] == "issuance_unrecorded" for line in harness.log_lines())
+
+
+def test_a_store_that_cannot_answer_fails_feedback_whole_for_a_retry(harness: Harness) -> None:
+    card = one_card(harness.call("POST", HOOK, harness.hook()))
+
+    class Unreadable:
+        def put(self, model: str, card_id: str, record: object) -> None: ...
+
+        def get(self, model: str, card_id: str) -> None:
+            raise OSError("store down")
+
+    other = harness.another_instance()
+    other.issued.store = Unreadable()
+    harness.service = other
+    items = [
+        {
+            "card": "0b7f6f3e-3d0c-4a59-9b0f-1f2d3c4b5a69",
+            "outcome": "accepted",
+            "outcomeTimestamp": "2026-12-06T12:00Z",
+        },
+        {"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-12-06T12:00Z"},
+    ]
+    answer = harness.call("POST", HOOK + "/feedback", {"feedback": items})
+    assert answer.status == 503 and harness.evidence.entries() == []
