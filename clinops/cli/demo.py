@@ -112,9 +112,18 @@ def serve_and_ask(out_dir: Path, console: Console) -> bool:
 
 
 def drift_demo(out_dir: Path, console: Console) -> bool:
-    """Capture a clean window and one with the generator's creatinine unit change; judge both."""
+    """Capture a clean window and one with the generator's creatinine unit change, scored by the model just
+    trained and served, against that model's own baseline; judge both."""
+    from serving.container.locate import LocateError, newest_run
+
     console.rule("drift: a lab-unit change in captured inferences")
-    return subprocess.run(_clinops("drift", "demo", "--out", str(out_dir / "drift-demo")), check=False).returncode == 0
+    try:
+        bundle = newest_run("readmission-risk", out_dir).path
+    except LocateError as exc:
+        console.print(f"[red]{exc}[/]")
+        return False
+    command = _clinops("drift", "demo", "--bundle", str(bundle), "--out", str(out_dir / "drift-demo"))
+    return subprocess.run(command, check=False).returncode == 0
 
 
 def rehearse_release(out_dir: Path, console: Console) -> bool:

@@ -8,7 +8,6 @@ With no bundle given, a small model is trained on generated data with the pipeli
 
 from __future__ import annotations
 
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,7 +50,7 @@ def demo_bundle(folder: Path, rows: int = 4000, seed: int = 3) -> Bundle:
 
 def run_demo(out_dir: Path, bundle_dir: Path | None = None, rows: int = 2000) -> dict[str, DriftResult]:
     if bundle_dir is None:
-        bundle_dir = Path(tempfile.mkdtemp(prefix="clinops-demo-bundle-"))
+        bundle_dir = out_dir / "stand-in-bundle"  # under OUT, not a temporary folder nobody removes
         bundle = demo_bundle(bundle_dir)
     else:
         bundle = read_bundle(bundle_dir)
