@@ -64,6 +64,22 @@ CONFIG_SCHEMA: dict[str, dict[str, Any]] = {
         "description": "accounts resource policies may admit; empty: none",
     },
     "personas": {"type": "array", "items": {"type": "string", "enum": list(PERSONAS)}, "default": list(PERSONAS)},
+    "sloModels": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "windowDays": {"type": "integer"},
+                "errorBudget": {"type": "number"},
+                "costPer1000Usd": {"type": "number"},
+                "exhaustedAction": {"type": "string", "enum": ["breaker", "freeze", "none"]},
+            },
+            "required": ["name", "windowDays", "errorBudget", "costPer1000Usd", "exhaustedAction"],
+        },
+        "default": [],
+        "description": "served models (package pinned) and their resolved SLOs, from the stack config",
+    },
 }
 
 
