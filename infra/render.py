@@ -9,6 +9,7 @@ is not in it: see the README.
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import json
 from collections import OrderedDict, defaultdict
@@ -274,6 +275,25 @@ def _cache_sdk_type_hints() -> None:
     _types._types_from_py_properties = types_from_py_properties
 
 
+def _skip_sdk_stack_traces() -> None:
+    """Register resources without walking the Python stack for their source positions.
+
+    The SDK extracts and converts the whole call stack for every resource (`traceback.extract_stack`, about 7%
+    of a render) so the engine can show where a resource was declared; a plan carries no source positions and
+    the recording monitor ignores them. The SDK's own answer for "no position found" is an empty trace."""
+    from pulumi.runtime import resource as sdk_resource
+    from pulumi.runtime.proto import source_pb2
+
+    if getattr(sdk_resource._get_stack_trace, "_clinops_skipped", False):
+        return
+
+    def no_stack_trace() -> source_pb2.StackTrace:
+        return source_pb2.StackTrace()
+
+    no_stack_trace._clinops_skipped = True  # type: ignore[attr-defined]
+    sdk_resource._get_stack_trace = no_stack_trace
+
+
 def _topological(regs: dict[str, Registration]) -> list[Registration]:
     """Parents and dependencies first (as the engine orders creates); ties broken by URN for stable bytes."""
     edges = {u: {d for d in {r.parent, *r.dependencies} if d in regs and d != u} for u, r in regs.items()}
@@ -344,6 +364,7 @@ def render(
 
     plan_mocks_cls, monitor_cls = _mock_classes()
     _cache_sdk_type_hints()
+    _skip_sdk_stack_traces()
     runtime_settings.ROOT.set(None)
     set_all_config(dict(raw), secret_keys)
     monitor = monitor_cls(plan_mocks_cls(config), stack)
@@ -354,7 +375,17 @@ def render(
     def _run() -> None:
         program(load_from_pulumi_runtime())
 
-    _run()
+    # The SDK keeps every resource's outputs, futures and tasks alive until the program ends, so each full
+    # cyclic collection rescans a heap that grows with the stack: half of a 50-model render's CPU (27.9 s ->
+    # 13.5 s measured) went to collections that found ~1 MB of cycles. Reference counting still frees the rest;
+    # the collector resumes when the render returns.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        _run()
+    finally:
+        if collecting:
+            gc.enable()
     steps = [_step(r, stack) for r in _topological(monitor.registrations)]
     creates = sum(1 for s in steps if s["op"] == "create")
     return {
