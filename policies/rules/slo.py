@@ -54,9 +54,9 @@ class Models:
         self.stack = _stack(view)
         self.prod = view.config["environment"] == "prod"
         self.declared: list[dict[str, Any]] = [m for m in view.config.get("sloModels") or [] if isinstance(m, dict)]
-        self.alarms = {view.props(a).get("name"): a for a in view.of_type(ALARM)}
-        self.composites = {view.props(a).get("alarmName"): a for a in view.of_type(COMPOSITE)}
-        self.endpoints = {view.props(e).get("name"): e for e in view.of_type(ENDPOINT)}
+        self.alarms = view.by_input(ALARM, "name")
+        self.composites = view.by_input(COMPOSITE, "alarmName")
+        self.endpoints = view.by_input(ENDPOINT, "name")
 
     def name(self, model: dict[str, Any], signal: str) -> str:
         return alarm_name(self.stack, str(model["name"]), signal)
@@ -139,7 +139,8 @@ def models_have_slo_alarms(stack: StackView, findings: Findings) -> None:
         for problem in problems:
             findings.fail(models.culprit(model), f"prod model '{model['name']}': {problem}")
     accounted = {models.endpoint(m) for m in models.declared}
-    for served, endpoint in models.endpoints.items():
+    for endpoint in stack.of_type(ENDPOINT):
+        served = stack.props(endpoint).get("name")
         if served is UNKNOWN:
             findings.unknown(endpoint, "name")
         elif served not in accounted:
