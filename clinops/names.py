@@ -38,6 +38,11 @@ CDS_ISSUANCE_PREFIX = "cds-issued"
 _PACKAGE_VERSION = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/([\w-]+)/(\d+)$")
 
 
+def alert_topic_name(stack: str) -> str:
+    """The platform's alert topic (infra.alerts): every alarm that must reach a person notifies it."""
+    return f"clinops-{stack}-alerts"
+
+
 def endpoint_name(stack: str, model: str) -> str:
     return f"clinops-{stack}-{model}"
 

@@ -39,6 +39,10 @@ class BurnTier:
     def burn_rate(self, window_days: int) -> float:
         return round(self.budget_share * window_days * DAY / self.long_seconds, 6)
 
+    @property
+    def windows(self) -> tuple[int, int]:
+        return (self.long_seconds, self.short_seconds)
+
 
 WORKBOOK_TIERS = (
     BurnTier("fast", 0.02, HOUR, 5 * 60, "page"),
@@ -79,8 +83,23 @@ def detection_seconds(tier: BurnTier, window_days: int, bad_fraction: float, err
     failure is too small to ever fire it. Each window's share of bad traffic grows linearly until the window is
     full, so the long window needs rate x budget / bad_fraction of its length (and at least one short window's
     worth of data); CloudWatch adds its publishing delay."""
-    needed = tier.burn_rate(window_days) * error_budget
-    if bad_fraction < needed:
+    rate = tier.burn_rate(window_days)
+    fills = [window_fill_seconds(seconds, 1, rate, error_budget, bad_fraction) for seconds in tier.windows]
+    if None in fills:
         return None
-    fill = max(tier.long_seconds * needed / bad_fraction, tier.short_seconds * needed / bad_fraction)
-    return fill + METRIC_DELAY_SECONDS
+    return max(f for f in fills if f is not None) + METRIC_DELAY_SECONDS
+
+
+def window_fill_seconds(
+    period: float, datapoints: int, rate: float, error_budget: float, bad_fraction: float = 1.0
+) -> float | None:
+    """Seconds of a sustained failure until a window alarm (metric math burn rate over `period`, `datapoints`
+    breaching periods to alarm) crosses `rate`, without CloudWatch's delay; None when it never does.
+
+    CloudWatch's default sliding evaluation window moves every minute, so the newest datapoint is the last
+    `period` seconds: its burn rate reaches `rate` once rate x budget / bad_fraction of it is bad. Each further
+    breaching datapoint it needs is one more whole period."""
+    needed = rate * error_budget
+    if bad_fraction < needed or bad_fraction <= 0:
+        return None
+    return (datapoints - 1) * period + period * needed / bad_fraction

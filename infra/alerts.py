@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from clinops.names import alert_topic_name
 from infra.base import Platform, policy_document
 
 
@@ -15,7 +16,7 @@ class Alerts(pulumi.ComponentResource):
         super().__init__("clinops:infra:Alerts", name, None, opts)
         self.topic = aws.sns.Topic(
             "alerts",
-            name=f"{platform.prefix}-alerts",
+            name=alert_topic_name(platform.config.stack),
             kms_master_key_id=logs_key.arn,
             tags=platform.tags(),
             opts=platform.child(self),

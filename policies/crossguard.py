@@ -20,8 +20,10 @@ from typing import Any
 
 from pulumi_policy import PolicyCustomTimeouts, PolicyResource, PolicyResourceOptions, StackValidationArgs
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
+from pydantic import ValidationError
 
 from clinops.config import ENVIRONMENTS, RETENTION_FLOORS, StackConfig
+from clinops.models import SLO_DEFAULTS, Slo, SloOverrides
 from policies.model import CheckResult, EngineReport
 from policies.plan import STACK_TYPE, Plan, PlanResource
 from policies.rules import ALL_RULES, Rule
@@ -31,7 +33,14 @@ ENGINE = "clinops"
 CONFIG_DIR = Path(__file__).parent / "config"
 
 
-def _facts(environment: Any, classification: Any, rollback_slo: Any, region: Any, accounts: Any = ()) -> dict[str, Any]:
+def _facts(
+    environment: Any,
+    classification: Any,
+    rollback_slo: Any,
+    region: Any,
+    accounts: Any = (),
+    slo_models: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Platform facts; anything missing or malformed falls back to the strictest default."""
     defaults = {key: schema["default"] for key, schema in CONFIG_SCHEMA.items()}
     floors = RETENTION_FLOORS.get(str(classification), RETENTION_FLOORS["phi"])
@@ -47,7 +56,36 @@ def _facts(environment: Any, classification: Any, rollback_slo: Any, region: Any
         "rollbackSloSeconds": slo,
         "region": region if isinstance(region, str) else "",
         "platformAccounts": sorted({str(a) for a in accounts if isinstance(a, str | int) and str(a).isdigit()}),
+        "sloModels": slo_models or [],
     }
+
+
+def _slo_fact(name: str, slo: Slo) -> dict[str, Any]:
+    return {
+        "name": name,
+        "windowDays": slo.window_days,
+        "errorBudget": slo.error_budget,
+        "costPer1000Usd": slo.cost_per_1000_usd,
+        "exhaustedAction": slo.exhausted_action,
+    }
+
+
+def _slo_models_from_plan(values: dict[str, Any], environment: Any) -> list[dict[str, Any]]:
+    """Served models and their SLOs from the config a bare plan carries: each field the config gives that
+    validates, the environment's defaults (prod's when the environment is unknown) for the rest."""
+    defaults = SLO_DEFAULTS.get(str(environment), SLO_DEFAULTS["prod"])
+    facts = []
+    for model in values.get("models") or []:
+        if not isinstance(model, dict) or not isinstance(model.get("name"), str) or not model.get("packageArn"):
+            continue
+        layers = [defaults]
+        for given in (values.get("slo"), model.get("slo")):
+            try:
+                layers.append(SloOverrides.model_validate(given or {}).given())
+            except ValidationError:
+                continue
+        facts.append(_slo_fact(model["name"], Slo.model_validate({k: v for layer in layers for k, v in layer.items()})))
+    return facts
 
 
 def _per_rule(facts: Mapping[str, Any], rules: Sequence[Rule] = ALL_RULES) -> dict[str, dict[str, Any]]:
@@ -63,6 +101,7 @@ def policy_config_for(stack_config: StackConfig) -> dict[str, dict[str, Any]]:
         stack_config.rollback_slo_seconds,
         stack_config.region,
         [stack_config.account_id, *stack_config.accounts.model_dump().values()],
+        [_slo_fact(m.name, stack_config.slo_for(m)) for m in stack_config.models if m.package_arn],
     )
     return _per_rule(facts)
 
@@ -78,6 +117,7 @@ def policy_config_from_plan(plan: Plan) -> dict[str, dict[str, Any]]:
         values.get("rollbackSloSeconds"),
         plan.config.get("aws:region"),
         [values.get("accountId"), *accounts.values()],
+        _slo_models_from_plan(values, values.get("environment")),
     )
     return _per_rule(facts)
 

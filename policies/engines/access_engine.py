@@ -1114,10 +1114,13 @@ def _judge(
     started = time.perf_counter()
     # identical requests (the same key call made for several functions) are evaluated once
     unique: dict[str, int] = {}
+    requests: list[dict[str, Any]] = []
     keys = [json.dumps(c.simulation, sort_keys=True) for _, c in flat]
-    for key in keys:
-        unique.setdefault(key, len(unique))
-    answers = evaluator.evaluate([json.loads(k) for k in unique])
+    for key, (_, check) in zip(keys, flat, strict=True):
+        if key not in unique:
+            unique[key] = len(requests)
+            requests.append(check.simulation or {})  # the request itself: no round trip through its JSON key
+    answers = evaluator.evaluate(requests)
     decisions = [answers[unique[k]] for k in keys]
     simulate_seconds = time.perf_counter() - started
     by_check = {id(c): d for (_, c), d in zip(flat, decisions, strict=True)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policies.rules import access, api, audit, deployment, encryption, network, resources, sagemaker, transmission
+from policies.rules import access, api, audit, deployment, encryption, network, resources, sagemaker, slo, transmission
 from policies.rules.base import Rule
 
 ALL_RULES: tuple[Rule, ...] = (
@@ -15,6 +15,7 @@ ALL_RULES: tuple[Rule, ...] = (
     *deployment.RULES,
     *resources.RULES,
     *api.RULES,
+    *slo.RULES,
 )
 RULES_BY_ID: dict[str, Rule] = {r.id: r for r in ALL_RULES}
 if len(RULES_BY_ID) != len(ALL_RULES):  # CrossGuard policy names must be unique within a pack

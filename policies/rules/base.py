@@ -65,6 +65,22 @@ CONFIG_SCHEMA: dict[str, dict[str, Any]] = {
         "description": "accounts resource policies may admit; empty: none",
     },
     "personas": {"type": "array", "items": {"type": "string", "enum": list(PERSONAS)}, "default": list(PERSONAS)},
+    "sloModels": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "windowDays": {"type": "integer"},
+                "errorBudget": {"type": "number"},
+                "costPer1000Usd": {"type": "number"},
+                "exhaustedAction": {"type": "string", "enum": ["breaker", "freeze", "none"]},
+            },
+            "required": ["name", "windowDays", "errorBudget", "costPer1000Usd", "exhaustedAction"],
+        },
+        "default": [],
+        "description": "served models (package pinned) and their resolved SLOs, from the stack config",
+    },
 }
 
 
@@ -181,9 +197,21 @@ class StackView:
         defaults = {key: schema["default"] for key, schema in CONFIG_SCHEMA.items()}
         self.config: dict[str, Any] = {**defaults, **dict(args.get_config() or {})}
         self._props: dict[str, dict[str, Any]] = {}
+        self._indexes: dict[tuple[str, str], dict[Any, PolicyResource]] = {}
 
     def of_type(self, *types: str) -> list[PolicyResource]:
         return [r for r in self.resources if r.resource_type in types]
+
+    def by_input(self, type_: str, prop: str) -> dict[Any, PolicyResource]:
+        """Resources of `type_` by the value of their input `prop` (e.g. alarms by name), built once per rule
+        run: looking them up per endpoint made rules quadratic in a mesh of models. Last one wins on a tie."""
+        key = (type_, prop)
+        if key not in self._indexes:
+            index: dict[Any, PolicyResource] = {}
+            for r in self.of_type(type_):
+                index[self.props(r).get(prop)] = r
+            self._indexes[key] = index
+        return self._indexes[key]
 
     def props(self, resource: PolicyResource) -> dict[str, Any]:
         if resource.urn not in self._props:

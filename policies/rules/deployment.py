@@ -46,7 +46,7 @@ def rollback_alarms(stack: StackView, endpoint: PolicyResource) -> list[tuple[st
     A literal name is matched against the alarms' `name`; a name unknown until apply (taken from an alarm's
     output) is matched to the alarms `deploymentConfig` was computed from.
     """
-    by_name = {stack.props(a).get("name"): a for a in stack.of_type(ALARM)}
+    by_name = stack.by_input(ALARM, "name")
     linked = stack.refs(endpoint, "deploymentConfig", ALARM)
     resolved: list[tuple[str, PolicyResource | None]] = []
     for entry in _alarm_entries(stack.props(endpoint)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from infra.render import SECRET, dumps, normalize, render, summarize
@@ -87,3 +88,38 @@ def test_summary_counts_by_component_and_type() -> None:
         == sum(n for t, n in by_type.items() if t.startswith("aws:s3/")) - contracts
     )
     assert by_type["aws:sagemaker/modelPackageGroup:ModelPackageGroup"] == 2
+
+
+def test_outstanding_outputs_register_keeps_the_sdks_deque_contract() -> None:
+    from infra.render import OutstandingOutputs
+
+    register = OutstandingOutputs()
+    first, second, third = object(), object(), object()
+    for future in (first, second, third):
+        register.append(future)
+    register.remove(second)
+    assert len(register) == 2
+    with pytest.raises(ValueError):
+        register.remove(second)  # the SDK catches ValueError for an output already drained
+    assert register.popleft() is first  # oldest first, as the SDK's wait loop expects
+    register.append(first)  # a pending output goes back to the end
+    assert [register.popleft(), register.popleft()] == [third, first]
+    with pytest.raises(IndexError):
+        register.popleft()
+    register.append(third)
+    register.clear()
+    assert len(register) == 0
+
+
+def test_render_restores_the_garbage_collector() -> None:
+    import gc
+
+    assert gc.isenabled()
+    render("dev", program=lambda config: None)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        render("dev", program=lambda config: None)
+        assert not gc.isenabled()  # a caller's choice is left as it was
+    finally:
+        gc.enable()

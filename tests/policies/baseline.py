@@ -7,11 +7,21 @@ import json
 from typing import Any
 
 from clinops.config import INTERFACE_ENDPOINT_SERVICES
+from clinops.models import SLO_DEFAULTS, Slo, SloOverrides
+from clinops.names import SLO_EXHAUSTED_SUFFIX, alarm_name, alert_topic_name
+from policies.rules.slo import SIGNAL_TIERS
 from tests.policies.planbuilder import PlanBuilder, stack_config
 
 REGION = "us-east-1"
-ENDPOINT_NAME = "clinops-prod-readmission"
+ENDPOINT_NAME = "clinops-prod-readmission-risk"  # endpoint_name("prod", SLO_MODEL)
 ALARM_NAME = "clinops-prod-readmission-errors"
+# As the shipped prod stack declares it (policies/config/prod.json, which CrossGuard tests run the baseline with)
+SLO_MODEL = "readmission-risk"
+SLO_PACKAGE = "arn:aws:sagemaker:us-east-1:333333333333:model-package/readmission-risk/3"
+SLO_OVERRIDES = {"exhaustedAction": "breaker"}
+DIMENSIONS = {"EndpointName": ENDPOINT_NAME, "VariantName": "primary"}
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+COMPOSITE = "aws:cloudwatch/compositeAlarm:CompositeAlarm"
 OWN_ACCOUNTS = {"StringEquals": {"aws:PrincipalAccount": ["111111111111", "333333333333"]}}
 INTERFACE_SERVICES = tuple(service.format(region=REGION) for service in INTERFACE_ENDPOINT_SERVICES)
 PERSONA_DENIES = {
@@ -484,4 +494,71 @@ def compliant(environment: str = "prod") -> PlanBuilder:
     _identity(b)
     _sagemaker(b)
     _cds_api(b)
+    _slo(b)
     return b
+
+
+def _slo(b: PlanBuilder) -> None:
+    """The served model's SLO alarms as infra.slo builds them (prod defaults): burn-rate tiers of window alarms
+    ANDed by composites, exhausted budget, quality and cost per 1,000, all notifying the alert topic."""
+    b.config["clinops:models"] = json.dumps([{"name": SLO_MODEL, "packageArn": SLO_PACKAGE, "slo": SLO_OVERRIDES}])
+    b.set("alerts", "name", alert_topic_name("prod"))
+    slo = Slo.model_validate({**SLO_DEFAULTS["prod"], **SloOverrides.model_validate(SLO_OVERRIDES).given()})
+    topic = {"alarmActions": ["alerts"], "okActions": ["alerts"]}
+    actions = {"alarmActions": [b.arn("alerts")], "okActions": [b.arn("alerts")]}
+
+    def metric_alarm(suffix: str, period: int, threshold: float, notify: bool, severity: str) -> str:
+        name = alarm_name("prod", SLO_MODEL, suffix)
+        queries = [
+            {
+                "id": q,
+                "metric": {
+                    "dimensions": DIMENSIONS,
+                    "metricName": m,
+                    "namespace": "AWS/SageMaker",
+                    "period": period,
+                    "stat": "Sum",
+                },
+                "returnData": False,
+            }
+            for q, m in (("errors", "Invocation5XXErrors"), ("invocations", "Invocations"))
+        ] + [{"id": "value", "expression": "IF(invocations > 0, errors / invocations, 0)", "returnData": True}]
+        b.add(
+            ALARM,
+            name,
+            {
+                "name": name,
+                "metricQueries": queries,
+                "threshold": threshold,
+                "evaluationPeriods": 1,
+                "datapointsToAlarm": 1,
+                "comparisonOperator": "GreaterThanOrEqualToThreshold",
+                "tags": {"clinops:severity": severity},
+                **(actions if notify else {"alarmActions": [], "okActions": []}),
+            },
+            topic if notify else {},
+        )
+        return name
+
+    for signal, tier in SIGNAL_TIERS:
+        rate = tier.burn_rate(slo.window_days)
+        windows = [
+            metric_alarm(f"slo-{signal}-{tier.name}-{label}", seconds, rate, False, tier.notify)
+            for label, seconds in zip(("long", "short"), tier.windows, strict=True)
+        ]
+        name = alarm_name("prod", SLO_MODEL, f"slo-{signal}-{tier.name}")
+        b.add(
+            COMPOSITE,
+            name,
+            {
+                "alarmName": name,
+                "alarmRule": " AND ".join(f'ALARM("{w}")' for w in windows),
+                "tags": {"clinops:severity": tier.notify},
+                **actions,
+            },
+            topic,
+        )
+    metric_alarm(SLO_EXHAUSTED_SUFFIX[slo.exhausted_action], 7 * 86400, 4.285714, True, "page")
+    metric_alarm("slo-auc", 86400, slo.min_auc, True, "ticket")
+    metric_alarm("slo-calibration", 86400, slo.max_calibration_slope_error, True, "ticket")
+    metric_alarm("cost-per-1000", 86400, slo.cost_per_1000_usd, True, "ticket")

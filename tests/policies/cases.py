@@ -3,11 +3,13 @@ blamed for it. `also` lists other rules the same change legitimately breaks."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.policies.baseline import ALARM_NAME, policy
+from clinops.names import alarm_name
+from tests.policies.baseline import ALARM_NAME, ENDPOINT_NAME, SLO_MODEL, policy
 from tests.policies.planbuilder import DELETE, PlanBuilder
 
 Mutation = Callable[[PlanBuilder], None]
@@ -56,6 +58,19 @@ def _steps(*mutations: Mutation) -> Mutation:
     return run
 
 
+def _slo(suffix: str) -> str:
+    return alarm_name("prod", SLO_MODEL, suffix)
+
+
+def _without_slo_alarms(b: PlanBuilder) -> None:
+    for name in [n for n in b.resources if n.startswith(_slo("slo-")) or n == _slo("cost-per-1000")]:
+        b.remove(name)
+
+
+def _window_period(name: str, seconds: int) -> Mutation:
+    return _steps(*(lambda b, i=i: b.set(name, f"metricQueries.{i}.metric.period", seconds) for i in (0, 1)))
+
+
 def _extra_alarms(b: PlanBuilder, count: int) -> None:
     for i in range(count):
         b.add(
@@ -63,7 +78,7 @@ def _extra_alarms(b: PlanBuilder, count: int) -> None:
             f"extra-{i}",
             {
                 "name": f"extra-{i}",
-                "dimensions": {"EndpointName": "clinops-prod-readmission"},
+                "dimensions": {"EndpointName": ENDPOINT_NAME},
                 "period": 60,
                 "evaluationPeriods": 1,
             },
@@ -275,6 +290,41 @@ FAILING: list[Case] = [
     Case("CLIN-API-003", "no access log", lambda b: b.set("cds-api-stage", "accessLogSettings", DELETE),
          "cds-api-stage"),
     Case("CLIN-API-003", "no throttling", lambda b: b.remove("cds-api-throttling"), "cds-api-stage"),
+    Case("CLIN-SLO-001", "fast burn long window removed", lambda b: b.remove(_slo("slo-availability-fast-long")),
+         "readmission", frozenset({"CLIN-SLO-004"})),
+    Case("CLIN-SLO-001", "a model with no SLO alarms", _without_slo_alarms, "readmission",
+         frozenset({"CLIN-SLO-003", "CLIN-SLO-004"})),
+    Case("CLIN-SLO-001", "slow tier ORs its windows", lambda b: b.set(_slo("slo-availability-slow"), "alarmRule",
+         f'ALARM("{_slo("slo-availability-slow-long")}") OR ALARM("{_slo("slo-availability-slow-short")}")'),
+         "readmission"),
+    Case("CLIN-SLO-001", "medium window at the fast tier's rate", lambda b: b.set(
+         _slo("slo-availability-medium-short"), "threshold", 14.4), "readmission"),
+    Case("CLIN-SLO-001", "endpoint of a model the config does not declare", lambda b: b.config.update(
+         {"clinops:models": "[]"}), "readmission"),
+    Case("CLIN-SLO-002", "fast tier without the topic action", _steps(
+         lambda b: b.set(_slo("slo-availability-fast"), "alarmActions", []),
+         lambda b: b.unlink(_slo("slo-availability-fast"), "alarmActions")), _slo("slo-availability-fast")),
+    Case("CLIN-SLO-002", "fast tier notifies another topic", lambda b: (
+         b.add("aws:sns/topic:Topic", "other", {"name": "other", "kmsMasterKeyId": b.arn("data-key")},
+               {"kmsMasterKeyId": ["data-key"]}),
+         b.set(_slo("slo-latency-fast"), "alarmActions", [b.arn("other")]),
+         b.link(_slo("slo-latency-fast"), "alarmActions", "other")), _slo("slo-latency-fast")),
+    Case("CLIN-SLO-002", "slow tier pages", lambda b: b.set(_slo("slo-availability-slow"), "tags",
+         {"clinops:severity": "page"}), _slo("slo-availability-slow")),
+    Case("CLIN-SLO-003", "cost alarm removed", lambda b: b.remove(_slo("cost-per-1000")), "readmission"),
+    Case("CLIN-SLO-003", "cost alarm off its target", lambda b: b.set(_slo("cost-per-1000"), "threshold", 5.0),
+         "readmission"),
+    Case("CLIN-SLO-003", "cost alarm without the topic", _steps(
+         lambda b: b.set(_slo("cost-per-1000"), "alarmActions", []),
+         lambda b: b.unlink(_slo("cost-per-1000"), "alarmActions")), "readmission"),
+    # 1-day long window: 86400 s x 14.4 x 0.001 = 1244 s of outage + 120 s > 600 s
+    Case("CLIN-SLO-004", "fast window stretched beyond the rollback SLO",
+         _window_period(_slo("slo-availability-fast-long"), 86400), "readmission", frozenset({"CLIN-SLO-001"})),
+    # 99%: 3600 s x 14.4 x 0.01 = 518.4 s + 120 s = 638 s > 600 s
+    Case("CLIN-SLO-004", "a 99% objective pages after the rollback SLO", lambda b: b.config.update(
+         {"clinops:slo": '{"availabilityPercent": 99.0}'}), "readmission"),
+    Case("CLIN-SLO-004", "wall-clock evaluation", lambda b: b.set(_slo("slo-availability-fast-short"),
+         "evaluationWindow", {"wallClockWindow": {"timezone": "UTC"}}), "readmission"),
 ]
 # fmt: on
 
@@ -312,5 +362,15 @@ PASSING: list[Case] = [
         _statements("author-permissions", lambda s: s.pop()),
         _statements("boundary", lambda s: s.append({"Effect": "Deny", "Action": "sagemaker:UpdateModelPackage",
                                                     "Resource": "*"}))), None),
+    # 99.1%: 3600 s x 14.4 x 0.009 = 466.6 s + 120 s = 587 s <= 600 s
+    Case("CLIN-SLO-004", "a 99.1% objective pages within the rollback SLO", lambda b: b.config.update(
+         {"clinops:slo": '{"availabilityPercent": 99.1}'}), None),
+    Case("CLIN-SLO-001", "dev may serve a model without SLO alarms", lambda b: (
+        b.config.update({"clinops:environment": "dev"}), _without_slo_alarms(b)), None),
+    Case("CLIN-SLO-002", "alarm ARN known only after apply, linked to the alert topic", lambda b: b.set(
+        _slo("slo-availability-fast"), "alarmActions", ["04da6b54-80e4-46f7-96ec-b56ff0331ba9"]), None),
+    Case("CLIN-SLO-001", "a model without a pinned package needs no SLO alarms yet", lambda b: (
+        b.config.update({"clinops:models": json.dumps([*json.loads(b.config["clinops:models"]), {"name": "sepsis"}])})),
+        None),
 ]
 # fmt: on

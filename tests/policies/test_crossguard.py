@@ -90,7 +90,8 @@ def test_missing_config_falls_back_to_the_strictest_facts() -> None:
     failed = {r.rule_id for r in evaluate(b.plan()).results if r.status == "failed"}
     # PHI log floor and prod rollback rules apply; with no known platform accounts, every account a resource
     # policy admits is foreign.
-    assert failed == {"CLIN-AUD-003", "CLIN-DEP-002", "CLIN-RES-001", "CLIN-RES-002", "CLIN-NET-008"}
+    # No declared models: the prod endpoint serves nothing with an SLO, so CLIN-SLO-001 fails it.
+    assert failed == {"CLIN-AUD-003", "CLIN-DEP-002", "CLIN-RES-001", "CLIN-RES-002", "CLIN-NET-008", "CLIN-SLO-001"}
 
 
 @pytest.mark.parametrize("stack", ENVIRONMENTS)

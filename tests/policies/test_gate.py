@@ -427,3 +427,17 @@ def test_a_pattern_waiver_may_scale_with_the_models_of_the_stack(
         assert not waivers and any(problem in p for p in problems)
     else:
         assert problems == [] and waivers[0].cap(models) == cap
+
+
+def test_plan_type_index_follows_a_replaced_resource_list() -> None:
+    doc = rendered("dev")
+    plan = parse_plan(doc)
+    alarms = plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    assert alarms == [r for r in plan.resources if r.type == "aws:cloudwatch/metricAlarm:MetricAlarm"]
+    both = plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm", "aws:sns/topic:Topic")
+    assert both == [
+        r for r in plan.resources if r.type in ("aws:cloudwatch/metricAlarm:MetricAlarm", "aws:sns/topic:Topic")
+    ]
+    plan.resources = [r for r in plan.resources if r.type != "aws:cloudwatch/metricAlarm:MetricAlarm"]
+    assert plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") == []
+    assert plan.stack_urn().endswith("::clinops-dev")
