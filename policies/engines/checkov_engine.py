@@ -9,6 +9,7 @@ CPU-bound Python, and beside the gate's other engines it would hold their GIL. `
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import re
@@ -171,7 +172,9 @@ class _Worker:
 
     def stop(self) -> None:
         if self.process.stdin is not None:
-            self.process.stdin.close()  # the worker ends at end of input
+            # The worker ends at end of input; a broken pipe means it has ended already.
+            with contextlib.suppress(BrokenPipeError):
+                self.process.stdin.close()
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:

@@ -422,3 +422,18 @@ def test_a_pattern_waiver_may_scale_with_the_models_of_the_stack(
         assert not waivers and any(problem in p for p in problems)
     else:
         assert problems == [] and waivers[0].cap(models) == cap
+
+
+def test_start_engines_begins_only_the_registered_engines_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """checkov's worker starts before the plans are bound, but not for a stand-in or a run without checkov."""
+    import policies.gate as gate_module
+
+    started: list[str] = []
+    monkeypatch.setitem(gate_module.STARTERS, "checkov", (gate_module._checkov, lambda: started.append("checkov")))
+    gate_module.start_engines(["clinops", "aws-config"])
+    assert started == []
+    gate_module.start_engines()
+    assert started == ["checkov"]
+    monkeypatch.setitem(gate_module.ENGINES, "checkov", lambda plans: [])
+    gate_module.start_engines()
+    assert started == ["checkov"]
