@@ -242,7 +242,8 @@ def _report(plan: Plan, view: TfView, answer: dict[str, Any]) -> EngineReport:
         and not (res.status == "passed" and res.urn in blind)
     ]
     results.sort(key=CheckResult.sort_key)
-    coverage = _coverage(plan, view, results, set(answer["connected"]))
+    connected = {t for check in {r.rule_id for r in results} for t in answer["connected"].get(check, ())}
+    coverage = _coverage(plan, view, results, connected)
     return EngineReport(ENGINE, results, coverage, 0.0, _notes(view, defaulted, blind))
 
 

@@ -41,16 +41,22 @@ def _categories(runner: Any, resource_registry: Any, check_ids: set[str]) -> dic
     return {k: v for k, v in cats.items() if k in check_ids}
 
 
-def _connected_types(runner: Any, check_ids: set[str]) -> list[str]:
-    """Terraform types that graph checks which ran read through a connection (the flow log of a VPC, the
-    encryption configuration of a bucket): their findings land on the VPC or bucket, but they were judged."""
-    found: set[str] = set()
-    stack = [ck for ck in runner.graph_registry.checks if ck.id in check_ids]
-    while stack:
-        ck = stack.pop()
-        found.update(ck.connected_resources_types or ())
-        stack.extend(ck.sub_checks or ())
-    return sorted(found)
+def _connected_types(runner: Any, check_ids: set[str]) -> dict[str, list[str]]:
+    """Per graph check that ran: the Terraform types it reads through a connection (the flow log of a VPC, the
+    encryption configuration of a bucket). Its findings land on the VPC or bucket, but those were judged too."""
+    connected = {}
+    for check in runner.graph_registry.checks:
+        if check.id not in check_ids:
+            continue
+        found: set[str] = set()
+        stack = [check]
+        while stack:
+            ck = stack.pop()
+            found.update(ck.connected_resources_types or ())
+            stack.extend(ck.sub_checks or ())
+        if found:
+            connected[check.id] = sorted(found)
+    return connected
 
 
 def scan_views(views: list[str], checks: list[str] | None, libs: tuple[Any, Any, Any]) -> list[dict[str, Any]]:
