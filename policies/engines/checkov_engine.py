@@ -146,9 +146,11 @@ class _Worker:
             text=True,
         )
         self.lock = threading.Lock()
+        self.owner = os.getpid()
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        """Running, and ours: a forked child of the gate's process must not share its parent's pipes."""
+        return self.owner == os.getpid() and self.process.poll() is None
 
     def scan(self, views: list[Path], checks: list[str] | None) -> list[dict[str, Any]]:
         assert self.process.stdin is not None and self.process.stdout is not None
@@ -171,6 +173,8 @@ class _Worker:
         return views_answer
 
     def stop(self) -> None:
+        if self.owner != os.getpid():
+            return  # the parent's worker, inherited by a fork: the parent stops it
         if self.process.stdin is not None:
             # The worker ends at end of input; a broken pipe means it has ended already.
             with contextlib.suppress(BrokenPipeError):

@@ -279,3 +279,21 @@ def test_the_worker_ends_when_its_input_closes() -> None:
     assert worker is not None
     worker.stop()
     assert worker.process.returncode == 0
+
+
+def test_a_forked_child_starts_its_own_worker_and_leaves_its_parents_alone() -> None:
+    import os
+
+    checkov_engine.start_worker()
+    parent_worker = checkov_engine._worker
+    assert parent_worker is not None
+    pid = os.fork()
+    if pid == 0:  # the child: the inherited worker is not its own, so it is neither used nor stopped
+        code = 0 if not parent_worker.alive() else 1
+        parent_worker.stop()
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert parent_worker.alive()
+    assert checkov_engine.scan(fx.secure().plan(), checks=["CKV_AWS_7"]).results
+    assert checkov_engine._worker is parent_worker
