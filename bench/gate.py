@@ -6,7 +6,10 @@ The machine is shared (2 cores): each run prints the 1-minute load average befor
 alternate so they see the same load, and the best of `--runs` counts. Target: the three-stack gate in <= 10 s
 cold on this machine; the quiet-machine figure is for the integrator to re-measure.
 
-    python bench/gate.py [--runs 3]
+    python bench/gate.py [--runs 3] [--dump verdicts.json]
+
+`--dump` writes every result of the last run (stack, engine, check, URN, status, waived), sorted, to compare
+two versions of the gate: the verdicts must not change when only its speed does.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ for v in verdicts:
     for r in v.reports:
         shares[r.engine] = shares.get(r.engine, 0.0) + r.seconds
 print(json.dumps({"wall": time.perf_counter() - t0, "shares": shares, "passed": [v.passed for v in verdicts],
-                  "results": sum(len(v.judged) for v in verdicts)}))
+                  "results": sum(len(v.judged) for v in verdicts),
+                  "verdicts": sorted([v.stack, j.result.engine, j.result.rule_id, j.result.urn, j.result.status,
+                                      j.waiver is not None] for v in verdicts for j in v.judged)}))
 """
 # What each engine is, for the table (all but ours and aws-config work in a process of their own).
 ENGINE_NOTES = {
@@ -84,7 +89,9 @@ def _reference(views: list[Path], work: Path, env: dict[str, str]) -> tuple[floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="cold runs of each (the best counts)")
-    runs = parser.parse_args().runs
+    parser.add_argument("--dump", type=Path, help="write every result of the last run here (JSON)")
+    args = parser.parse_args()
+    runs = args.runs
     env = {**os.environ, "CKV_SKIP_PACKAGE_UPDATE_CHECK": "True", "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
     sys.path.insert(0, str(ROOT))
     from infra.render import dumps, render
@@ -111,9 +118,13 @@ def main() -> None:
             f"run {run}: gate {wall:6.2f} s cold ({gate['wall']:.2f} s after interpreter start, {cpu:.2f} s CPU), "
             f"reference {reference[0]:6.2f} s ({reference[1]:.2f} s CPU); {before}, after: {_load()}"
         )
+        if best and gate["verdicts"] != best[2]["verdicts"]:
+            raise SystemExit(f"run {run} judged differently from the runs before it: the gate is not deterministic")
         best = min(best, measured, key=lambda b: b[0]) if best else measured
         best_reference = min(best_reference, reference)
     assert best is not None
+    if args.dump:
+        args.dump.write_text(json.dumps(gate["verdicts"], indent=0) + "\n")
     wall, cpu, gate = best
     print(
         f"\nthree-stack gate, cold process, best of {runs}: {wall:6.2f} s wall ({gate['wall']:.2f} s after "
