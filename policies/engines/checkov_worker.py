@@ -1,8 +1,9 @@
 """checkov in a process of its own: `python -m policies.engines.checkov_worker`, started by checkov_engine.
 
-checkov is CPU-bound Python (about 2 s to import, then 1-2 s per stack). In the gate's process it held the GIL
-against every other engine's Python side; here it has a core of its own, and its import runs while the gate
-binds the plans and starts the Node engines. It imports nothing of ours, only checkov and the standard library.
+checkov is CPU-bound Python (about 1.5 s of CPU to import, then about 0.8 s per stack here). In the gate's
+process it held the GIL against every other engine's Python side (cdk-nag's jsii round trips waited on it);
+here it has a core of its own, and its import runs while the gate binds the plans and starts the Node engines.
+It imports nothing of ours, only checkov and the standard library.
 
 Protocol, one JSON object per line: the request names Terraform-plan views (files the parent wrote) and an
 optional check list; the answer holds, per view, every passed and failed record plus what the parent needs to
