@@ -30,6 +30,12 @@ def _checkov(plans: list[Plan]) -> list[EngineReport]:
     return scan_plans(plans)
 
 
+def _start_checkov() -> None:
+    from policies.engines.checkov_engine import start_worker
+
+    start_worker()
+
+
 def _cdk_nag(plans: list[Plan]) -> list[EngineReport]:
     from policies.engines.cdknag_engine import scan_plans
 
@@ -56,8 +62,13 @@ ENGINES: dict[str, EnginesFn] = {
     "aws-config": _aws_config,
     "access": _access,
 }
-# Engines that work mostly in a Node process: they run in threads beside the Python engines.
-BACKGROUND = ("cdk-nag", "access")
+# Engines that work mostly in a process of their own (checkov's Python worker, cdk-nag's and the access engine's
+# Node): their threads mostly wait, beside our rules and aws-config on the main thread. checkov first: it is the
+# longest.
+BACKGROUND = ("checkov", "cdk-nag", "access")
+# Start-ups that need no plan, begun before the plans are bound so they overlap with it (for the engine
+# registered by default only: a stand-in registered in its place has nothing to start).
+STARTERS: dict[str, tuple[EnginesFn, Callable[[], None]]] = {"checkov": (_checkov, _start_checkov)}
 EXCEPTION_RULE = "CLIN-GATE-001"
 COVERAGE_RULE = "CLIN-GATE-002"
 
@@ -171,11 +182,12 @@ def run_gates(
     stacks: Sequence[str | None] | None = None,
     stack_root: Path | None = None,
 ) -> list[Verdict]:
-    """Gate several plans in one run. cdk-nag and the access engine work mostly inside their Node processes, so
-    they run in threads beside checkov and our rules: on two cores the engines overlap instead of queueing.
+    """Gate several plans in one run. checkov, cdk-nag and the access engine work mostly inside processes of
+    their own, so they run in threads beside our rules: on two cores the engines overlap instead of queueing.
 
     Each plan is first bound to the stack it is judged as (`stacks`, default: the one its URNs name) and that
     stack's config file under `stack_root` (`bind_stack`)."""
+    start_engines(engines)
     for (plan, _), stack in zip(plans, stacks or [None] * len(plans), strict=True):
         bind_stack(plan, stack, stack_root)
     waivers, problems = load(exceptions_path, today, engines=tuple(ENGINES))
@@ -188,6 +200,15 @@ def run_gates(
         _verdict(plan, text, [by_engine[name][i] for name in engines], waivers, problems)
         for i, (plan, text) in enumerate(plans)
     ]
+
+
+def start_engines(engines: Sequence[str] = tuple(ENGINES)) -> None:
+    """Begin the engines' plan-independent start-up (checkov's import in its own process) so it overlaps with
+    what the caller does next: rendering or loading plans. Idempotent; `run_gates` calls it too."""
+    for name in engines:
+        engine, start = STARTERS.get(name, (None, None))
+        if start is not None and ENGINES.get(name) is engine:
+            start()
 
 
 def _waiver_for(result: CheckResult, waivers: list[Waiver], plan: Plan, covered: dict[int, set[str]]) -> Waiver | None:

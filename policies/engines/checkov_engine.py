@@ -2,15 +2,21 @@
 
 Every finding, passed and failed, is returned on its Pulumi URN. No skips here: the gate applies the one
 exception register to all three engines, so each waiver is recorded once, with its reason, in the evidence.
-checkov is imported on first use (about 2 s with bytecode cached): `clinops --help` must not pay for it.
+checkov runs in a process of its own (checkov_worker), started on first use or by `start_worker()`: it is
+CPU-bound Python, and beside the gate's other engines it would hold their GIL. `clinops --help` never starts it.
 """
 
 from __future__ import annotations
 
-import logging
+import atexit
+import contextlib
+import json
 import os
 import re
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,6 +28,12 @@ from policies.model import CheckResult, EngineReport, Severity, Status
 from policies.plan import Plan
 
 ENGINE = "checkov"
+ROOT = Path(__file__).resolve().parents[2]
+WORKER_MODULE = "policies.engines.checkov_worker"
+# Errors of a plan whose inputs checkov cannot read: re-raised as themselves, so the gate reports unusable input.
+READ_ERRORS: dict[str, type[Exception]] = {
+    e.__name__: e for e in (AttributeError, TypeError, KeyError, ValueError, IndexError)
+}
 
 
 def _ids(ids: str, value: Any) -> dict[str, Any]:
@@ -91,84 +103,152 @@ SEVERITY: dict[str, Severity] = {
 }
 
 
-def _import_checkov() -> tuple[Any, Any, Any]:
-    os.environ.setdefault("CKV_SKIP_PACKAGE_UPDATE_CHECK", "True")  # else checkov calls the index on import
-    # Threads, not forked workers: ~35% faster here, and no fork of a process that may already run the
-    # jsii (cdk-nag) and Pulumi gRPC threads. Read once, when checkov is imported.
-    os.environ.setdefault("CHECKOV_PARALLELIZATION_TYPE", "thread")
-    logging.getLogger("checkov").setLevel(logging.ERROR)
-    from checkov.runner_filter import RunnerFilter
-    from checkov.terraform.checks.resource.registry import resource_registry
-    from checkov.terraform.plan_runner import Runner
-
-    return Runner, RunnerFilter, resource_registry
-
-
-def _categories(runner: Any, resource_registry: Any) -> dict[str, str]:
-    cats = {ck.id: ck.categories[0].name for cks in resource_registry.checks.values() for ck in cks if ck.categories}
-    cats.update({ck.id: str(ck.category) for ck in runner.graph_registry.checks if ck.category})
-    return cats
-
-
-def _result(record: Any, status: Status, view: TfView, cats: dict[str, str], defaulted: set[str]) -> CheckResult | None:
-    urn = view.urn_by_address.get(record.resource)
+def _result(record: dict[str, Any], view: TfView, cats: dict[str, str], defaulted: set[str]) -> CheckResult | None:
+    """One checkov record (as the worker sends it) on its URN, with our controls and severity."""
+    address, check_id, name = record["resource"], record["check_id"], record["check_name"]
+    urn = view.urn_by_address.get(address)
     if urn is None:
         return None  # not one of ours (e.g. a provider block): nothing on the plan to attach it to
-    controls = CONTROLS.get(record.check_id)
-    if controls is None and TRANSPORT.search(record.check_name or ""):
+    controls = CONTROLS.get(check_id)
+    if controls is None and TRANSPORT.search(name or ""):
         controls = (c.TRANSMISSION,)
-    controls = controls or CATEGORY_CONTROLS.get(cats.get(record.check_id, ""))
+    controls = controls or CATEGORY_CONTROLS.get(cats.get(check_id, ""))
     if controls is None:
         controls = DEFAULT_CONTROLS
-        defaulted.add(record.check_id)
-    message = "" if status == "passed" else f"{record.check_name} (Terraform view: {record.resource})"
+        defaulted.add(check_id)
+    status: Status = "passed" if record["status"] == "passed" else "failed"
+    message = "" if status == "passed" else f"{name} (Terraform view: {address})"
     return CheckResult(
         engine=ENGINE,
-        rule_id=record.check_id,
-        title=record.check_name,
-        severity=SEVERITY.get(record.check_id, "medium"),
+        rule_id=check_id,
+        title=name,
+        severity=SEVERITY.get(check_id, "medium"),
         controls=controls,
         urn=urn,
-        resource_type=view.type_by_address[record.resource],
+        resource_type=view.type_by_address[address],
         status=status,
         message=message,
-        fix=record.guideline or "",
+        fix=record["guideline"] or "",
     )
 
 
-def scan_plans(plans: Iterable[Plan], checks: list[str] | None = None) -> list[EngineReport]:
-    """One report per plan. `checks` limits the run to some check ids (tests); None runs them all."""
-    started = time.perf_counter()
-    runner_cls, filter_cls, resource_registry = _import_checkov()
-    reports = []
-    first = True
-    for plan in plans:
-        t0 = started if first else time.perf_counter()  # the first report carries the import cost
-        first = False
-        with tempfile.TemporaryDirectory(prefix="clinops-checkov-") as tmp:
-            view = write_tf_view(plan, Path(tmp) / "tfplan.json", indent=None)
-            runner = runner_cls()
-            report = runner.run(
-                root_folder=None,
-                files=[str(Path(tmp) / "tfplan.json")],
-                runner_filter=filter_cls(framework=["terraform_plan"], checks=checks),
+class _Worker:
+    """The checkov process (checkov_worker) and its pipes. Requests are one at a time (a lock)."""
+
+    def __init__(self) -> None:
+        env = {**os.environ, "CKV_SKIP_PACKAGE_UPDATE_CHECK": "True"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", WORKER_MODULE],
+            cwd=ROOT,  # this checkout's policies package, whichever directory the gate runs from
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.lock = threading.Lock()
+        self.owner = os.getpid()
+
+    def alive(self) -> bool:
+        """Running, and ours: a forked child of the gate's process must not share its parent's pipes."""
+        return self.owner == os.getpid() and self.process.poll() is None
+
+    def scan(self, views: list[Path], checks: list[str] | None) -> list[dict[str, Any]]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        with self.lock:
+            try:
+                self.process.stdin.write(json.dumps({"views": [str(v) for v in views], "checks": checks}) + "\n")
+                self.process.stdin.flush()
+                line = self.process.stdout.readline()
+            except OSError:
+                line = ""
+        if not line:
+            raise RuntimeError(
+                f"the checkov worker ({WORKER_MODULE}) exited with code {self.process.wait()}; its error is on "
+                "stderr above. Fix: run `python -m policies.engines.checkov_worker` to see it import checkov"
             )
-        cats = _categories(runner, resource_registry)
-        defaulted: set[str] = set()
-        blind = _unknown_documents(plan)
-        outcomes: list[tuple[Status, list[Any]]] = [("passed", report.passed_checks), ("failed", report.failed_checks)]
-        results = [
-            res
-            for status, records in outcomes
-            for rec in records
-            if (res := _result(rec, status, view, cats, defaulted)) is not None
-            and not (status == "passed" and res.urn in blind)
-        ]
-        results.sort(key=CheckResult.sort_key)
-        coverage = _coverage(plan, view, results, _connected_types(runner, {r.rule_id for r in results}))
-        seconds = round(time.perf_counter() - t0, 3)
-        reports.append(EngineReport(ENGINE, results, coverage, seconds, _notes(view, defaulted, blind)))
+        answer = json.loads(line)
+        if "error" in answer:
+            raise _reraised(answer["error"])
+        views_answer: list[dict[str, Any]] = answer["views"]
+        return views_answer
+
+    def stop(self) -> None:
+        if self.owner != os.getpid():
+            return  # the parent's worker, inherited by a fork: the parent stops it
+        if self.process.stdin is not None:
+            # The worker ends at end of input; a broken pipe means it has ended already.
+            with contextlib.suppress(BrokenPipeError):
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+_worker: _Worker | None = None
+_worker_lock = threading.Lock()
+
+
+def start_worker() -> None:
+    """Start checkov's process now (its import, about 2 s, runs while the caller does other work). One per
+    process, reused by every scan; it holds checkov's code only, never a result."""
+    global _worker
+    with _worker_lock:
+        if _worker is None or not _worker.alive():
+            _worker = _Worker()
+            atexit.register(_worker.stop)
+
+
+def _scan_views(views: list[Path], checks: list[str] | None) -> list[dict[str, Any]]:
+    start_worker()
+    assert _worker is not None
+    return _worker.scan(views, checks)
+
+
+def _reraised(error: dict[str, Any]) -> Exception:
+    """The worker's exception as the nearest built-in read error (the gate reports a plan an engine cannot read
+    as unusable input), anything else as a RuntimeError carrying the worker's traceback."""
+    kind = next((READ_ERRORS[k] for k in error["kinds"] if k in READ_ERRORS), None)
+    if kind is not None:
+        return kind(error["message"] if kind.__name__ == error["type"] else f"{error['type']}: {error['message']}")
+    return RuntimeError(f"checkov failed: {error['type']}: {error['message']}\n{error['trace']}")
+
+
+def scan_plans(plans: Iterable[Plan], checks: list[str] | None = None) -> list[EngineReport]:
+    """One report per plan, all scanned by one request to the checkov worker. `checks` limits the run to some
+    check ids (tests); None runs them all. The first report's time includes waiting for checkov's import."""
+    started = time.perf_counter()
+    plans = list(plans)
+    with tempfile.TemporaryDirectory(prefix="clinops-checkov-") as tmp:
+        paths = [Path(tmp) / f"tfplan-{i}.json" for i in range(len(plans))]
+        views = [write_tf_view(plan, path, indent=None) for plan, path in zip(plans, paths, strict=True)]
+        answers = _scan_views(paths, checks)
+    # The first report also carries what no single view took: writing the views, waiting for checkov's import.
+    overhead = time.perf_counter() - started - sum(a["seconds"] for a in answers)
+    reports = []
+    for i, (plan, view, answer) in enumerate(zip(plans, views, answers, strict=True)):
+        t0 = time.perf_counter()
+        report = _report(plan, view, answer)
+        seconds = answer["seconds"] + time.perf_counter() - t0 + (overhead if i == 0 else 0.0)
+        reports.append(EngineReport(report.engine, report.results, report.coverage, round(seconds, 3), report.notes))
     return reports
+
+
+def _report(plan: Plan, view: TfView, answer: dict[str, Any]) -> EngineReport:
+    cats: dict[str, str] = answer["categories"]
+    defaulted: set[str] = set()
+    blind = _unknown_documents(plan)
+    results = [
+        res
+        for rec in answer["records"]
+        if (res := _result(rec, view, cats, defaulted)) is not None
+        and not (res.status == "passed" and res.urn in blind)
+    ]
+    results.sort(key=CheckResult.sort_key)
+    connected = {t for check in {r.rule_id for r in results} for t in answer["connected"].get(check, ())}
+    coverage = _coverage(plan, view, results, connected)
+    return EngineReport(ENGINE, results, coverage, 0.0, _notes(view, defaulted, blind))
 
 
 def scan(plan: Plan, checks: list[str] | None = None) -> EngineReport:
@@ -176,20 +256,8 @@ def scan(plan: Plan, checks: list[str] | None = None) -> EngineReport:
 
 
 def warm_up() -> None:
-    """Import checkov ahead of time (about 2 s with bytecode cached, 6-7 s without)."""
-    _import_checkov()
-
-
-def _connected_types(runner: Any, check_ids: set[str]) -> set[str]:
-    """Terraform types that graph checks which ran read through a connection (the flow log of a VPC, the
-    encryption configuration of a bucket): their findings land on the VPC or bucket, but they were judged."""
-    found: set[str] = set()
-    stack = [ck for ck in runner.graph_registry.checks if ck.id in check_ids]
-    while stack:
-        ck = stack.pop()
-        found.update(ck.connected_resources_types or ())
-        stack.extend(ck.sub_checks or ())
-    return found
+    """Start checkov's process ahead of time (its import: about 2 s with bytecode cached, 6-7 s without)."""
+    start_worker()
 
 
 def _coverage(plan: Plan, view: TfView, results: list[CheckResult], connected: set[str]) -> dict[str, str]:

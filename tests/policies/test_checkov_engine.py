@@ -213,3 +213,87 @@ def test_passes_on_documents_unknown_until_apply_are_withheld() -> None:
     assert not [r for r in report.results if r.urn == b.urn("computed")]
     assert status(report, "CKV_AWS_62", b.urn("admin")) == {"failed"}
     assert any("unknown until apply" in n for n in report.notes)
+
+
+# ------------------------------------------------------------------------------------------ the worker process
+def test_checkov_runs_in_one_reused_process_of_its_own(reports: dict[str, EngineReport]) -> None:
+    """checkov is CPU-bound Python: it must not run under the gate's GIL, and its import is paid once."""
+    import os
+    import sys
+
+    worker = checkov_engine._worker
+    assert worker is not None and worker.alive() and worker.process.pid != os.getpid()
+    assert "checkov.terraform.plan_runner" not in sys.modules  # the gate's process never imports checkov
+    checkov_engine.scan(fx.secure().plan(), checks=["CKV_AWS_7"])
+    assert checkov_engine._worker is worker  # the same process served the second scan
+
+
+def test_a_worker_that_died_is_replaced_and_the_scan_still_judges() -> None:
+    checkov_engine.start_worker()
+    assert checkov_engine._worker is not None
+    dead = checkov_engine._worker
+    dead.process.kill()
+    dead.process.wait()
+    report = checkov_engine.scan(fx.broken().plan(), checks=["CKV_AWS_7"])
+    assert checkov_engine._worker is not dead
+    assert status(report, "CKV_AWS_7", fx.broken().urn(fx.BROKEN_KEY)) == {"failed"}
+
+
+def test_a_worker_that_dies_mid_scan_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    checkov_engine.start_worker()
+    worker = checkov_engine._worker
+    assert worker is not None
+    worker.process.kill()
+    worker.process.wait()
+    monkeypatch.setattr(checkov_engine, "start_worker", lambda: None)  # no replacement: the scan meets the corpse
+    with pytest.raises(RuntimeError, match=r"checkov worker \(policies.engines.checkov_worker\) exited"):
+        checkov_engine.scan(fx.secure().plan(), checks=["CKV_AWS_7"])
+
+
+def test_a_request_the_worker_cannot_serve_raises_its_error_and_the_worker_serves_the_next(tmp_path: Path) -> None:
+    checkov_engine.start_worker()
+    worker = checkov_engine._worker
+    assert worker is not None
+    write_tf_view(fx.secure().plan(), tmp_path / "view.json")
+    # checkov fails inside the worker (a check list that is not a list): a read error keeps its type there, so
+    # the gate reports a plan checkov cannot read as unusable input
+    with pytest.raises(TypeError, match="not iterable"):
+        worker.scan([tmp_path / "view.json"], 42)  # type: ignore[arg-type]
+    assert checkov_engine.scan(fx.secure().plan(), checks=["CKV_AWS_7"]).results
+    assert checkov_engine._worker is worker
+
+
+def test_worker_errors_keep_their_read_error_type_or_carry_the_trace() -> None:
+    decode = {"type": "UnicodeDecodeError", "kinds": ["UnicodeDecodeError", "UnicodeError", "ValueError"]}
+    error = checkov_engine._reraised({**decode, "message": "bad byte", "trace": "T"})
+    assert type(error) is ValueError and str(error) == "UnicodeDecodeError: bad byte"
+    error = checkov_engine._reraised({"type": "KeyError", "kinds": ["KeyError"], "message": "'x'", "trace": "T"})
+    assert type(error) is KeyError
+    error = checkov_engine._reraised({"type": "OSError", "kinds": ["OSError"], "message": "disk", "trace": "TRACE"})
+    assert type(error) is RuntimeError and "OSError: disk" in str(error) and "TRACE" in str(error)
+
+
+def test_the_worker_ends_when_its_input_closes() -> None:
+    checkov_engine.start_worker()
+    worker = checkov_engine._worker
+    assert worker is not None
+    worker.stop()
+    assert worker.process.returncode == 0
+
+
+def test_a_forked_child_starts_its_own_worker_and_leaves_its_parents_alone() -> None:
+    import os
+
+    checkov_engine.start_worker()
+    parent_worker = checkov_engine._worker
+    assert parent_worker is not None
+    pid = os.fork()
+    if pid == 0:  # the child: the inherited worker is not its own, so it is neither used nor stopped
+        code = 0 if not parent_worker.alive() else 1
+        parent_worker.stop()
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert parent_worker.alive()
+    assert checkov_engine.scan(fx.secure().plan(), checks=["CKV_AWS_7"]).results
+    assert checkov_engine._worker is parent_worker

@@ -441,3 +441,18 @@ def test_plan_type_index_follows_a_replaced_resource_list() -> None:
     plan.resources = [r for r in plan.resources if r.type != "aws:cloudwatch/metricAlarm:MetricAlarm"]
     assert plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") == []
     assert plan.stack_urn().endswith("::clinops-dev")
+
+
+def test_start_engines_begins_only_the_registered_engines_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """checkov's worker starts before the plans are bound, but not for a stand-in or a run without checkov."""
+    import policies.gate as gate_module
+
+    started: list[str] = []
+    monkeypatch.setitem(gate_module.STARTERS, "checkov", (gate_module._checkov, lambda: started.append("checkov")))
+    gate_module.start_engines(["clinops", "aws-config"])
+    assert started == []
+    gate_module.start_engines()
+    assert started == ["checkov"]
+    monkeypatch.setitem(gate_module.ENGINES, "checkov", lambda plans: [])
+    gate_module.start_engines()
+    assert started == ["checkov"]
