@@ -75,9 +75,20 @@ TF_TYPES: dict[str, str] = {
     "aws:lambda/permission:Permission": "aws_lambda_permission",
     "aws:ssm/parameter:Parameter": "aws_ssm_parameter",
     "aws:secretsmanager/secret:Secret": "aws_secretsmanager_secret",
+    "aws:s3/bucketObjectv2:BucketObjectv2": "aws_s3_object",
+    # Terraform spells API Gateway `api_gateway`; the generic rule would give `aws_apigateway_*`, which no check names
+    "aws:apigateway/restApi:RestApi": "aws_api_gateway_rest_api",
+    "aws:apigateway/restApiPolicy:RestApiPolicy": "aws_api_gateway_rest_api_policy",
+    "aws:apigateway/resource:Resource": "aws_api_gateway_resource",
+    "aws:apigateway/method:Method": "aws_api_gateway_method",
+    "aws:apigateway/methodSettings:MethodSettings": "aws_api_gateway_method_settings",
+    "aws:apigateway/integration:Integration": "aws_api_gateway_integration",
+    "aws:apigateway/deployment:Deployment": "aws_api_gateway_deployment",
+    "aws:apigateway/stage:Stage": "aws_api_gateway_stage",
 }
 
-# List blocks Pulumi pluralised (Terraform MaxItems != 1), per Terraform type, applied at any depth.
+# Pulumi names that differ from Terraform's, per Terraform type, applied at any depth: list blocks Pulumi
+# pluralised (Terraform MaxItems != 1) and links named without Terraform's `_id`.
 PLURAL_BLOCKS: dict[str, dict[str, str]] = {
     "aws_s3_bucket": {"lifecycleRules": "lifecycle_rule", "corsRules": "cors_rule", "grants": "grant"},
     "aws_s3_bucket_server_side_encryption_configuration": {"rules": "rule"},
@@ -102,6 +113,13 @@ PLURAL_BLOCKS: dict[str, dict[str, str]] = {
     "aws_sagemaker_model": {"containers": "container"},
     "aws_ecr_repository": {"encryptionConfigurations": "encryption_configuration"},
     "aws_lambda_function": {"code": "filename"},  # an Archive in Pulumi, a file path in Terraform
+    # Pulumi names API Gateway's links `restApi` / `deployment`; Terraform (and checkov's checks) `*_id`
+    "aws_api_gateway_method": {"restApi": "rest_api_id"},
+    "aws_api_gateway_method_settings": {"restApi": "rest_api_id"},
+    "aws_api_gateway_integration": {"restApi": "rest_api_id"},
+    "aws_api_gateway_resource": {"restApi": "rest_api_id"},
+    "aws_api_gateway_deployment": {"restApi": "rest_api_id"},
+    "aws_api_gateway_stage": {"restApi": "rest_api_id", "deployment": "deployment_id"},
 }
 # Inputs that are Pulumi assets/archives: their content is not configuration, only their presence is.
 ARCHIVES: dict[str, tuple[str, ...]] = {"aws_lambda_function": ("code",), "aws_lambda_layer_version": ("code",)}

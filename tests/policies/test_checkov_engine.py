@@ -161,6 +161,10 @@ def test_type_table() -> None:
     assert tf_type("aws:ec2/natGateway:NatGateway") == "aws_nat_gateway"  # generic: ec2 drops its module
     assert tf_type("aws:sagemaker/featureGroup:FeatureGroup") == "aws_sagemaker_feature_group"
     assert tf_type("random:index/randomId:RandomId") is None
+    # Terraform spells API Gateway `api_gateway` (the generic rule would say `apigateway`, which no check names)
+    assert tf_type("aws:apigateway/restApi:RestApi") == "aws_api_gateway_rest_api"
+    assert tf_type("aws:apigateway/methodSettings:MethodSettings") == "aws_api_gateway_method_settings"
+    assert tf_type("aws:s3/bucketObjectv2:BucketObjectv2") == "aws_s3_object"
 
 
 def test_real_stack_findings_land_on_its_urns_and_its_controls_hold() -> None:
@@ -174,6 +178,13 @@ def test_real_stack_findings_land_on_its_urns_and_its_controls_hold() -> None:
         ("CKV_AWS_7", fx.KEY),
         ("CKV_AWS_36", fx.TRAIL),
         ("CKV_AWS_158", fx.LOG_GROUP),
+        # the CDS Hooks API, judged under Terraform's `aws_api_gateway_*` names: X-Ray, access logs, logging level,
+        # no open method on a public API (it is private), cache encryption
+        ("CKV_AWS_73", "aws:apigateway/stage:Stage"),
+        ("CKV_AWS_76", "aws:apigateway/stage:Stage"),
+        ("CKV2_AWS_4", "aws:apigateway/stage:Stage"),
+        ("CKV2_AWS_70", "aws:apigateway/method:Method"),
+        ("CKV_AWS_308", "aws:apigateway/methodSettings:MethodSettings"),
     ]
 
     def outside(rule: str, resource: PlanResource) -> bool:
