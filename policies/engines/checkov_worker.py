@@ -14,12 +14,15 @@ The process ends when its standard input closes (the gate's process ended).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from typing import IO, Any
 
 
@@ -60,17 +63,34 @@ def _connected_types(runner: Any, check_ids: set[str]) -> dict[str, list[str]]:
     return connected
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A scan allocates millions of small objects (parsed view, graph, check results) and keeps them until it
+    ends, so each cyclic collection rescans a heap that grows with the plan: about a fifth of checkov's CPU at
+    50 models. Reference counting frees the rest; the collector resumes, and the scan's cycles are collected,
+    before the next request."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+            gc.collect()
+
+
 def scan_views(views: list[str], checks: list[str] | None, libs: tuple[Any, Any, Any]) -> list[dict[str, Any]]:
     runner_cls, filter_cls, resource_registry = libs
     answers = []
     for view in views:
         started = time.perf_counter()
         runner = runner_cls()
-        report = runner.run(
-            root_folder=None,
-            files=[view],
-            runner_filter=filter_cls(framework=["terraform_plan"], checks=checks),
-        )
+        with _collector_paused():
+            report = runner.run(
+                root_folder=None,
+                files=[view],
+                runner_filter=filter_cls(framework=["terraform_plan"], checks=checks),
+            )
         records = [
             {
                 "status": status,
