@@ -155,25 +155,10 @@ class Keys(pulumi.ComponentResource):
             _stmt("EvidenceSealingFunctions", {"AWS": "*"}, seal, _all_of(functions, MAC_ALGORITHM)),
             _stmt("EvidenceVerifiers", {"AWS": [users.approver]}, ["kms:VerifyMac"], MAC_ALGORITHM),
         ]
-        key = aws.kms.Key(
-            f"{EVIDENCE_MAC}-key",
-            description=f"clinops {platform.config.stack}: seals evidence entries (HMAC; writers generate, "
-            "verifiers verify)",
-            customer_master_key_spec="HMAC_256",
-            key_usage="GENERATE_VERIFY_MAC",
-            enable_key_rotation=False,  # KMS rotates symmetric encryption keys only; see policies/exceptions.yaml
-            deletion_window_in_days=30 if platform.config.retain_on_delete else 7,
-            policy=policy_document(*statements),
-            tags=platform.tags(**{"clinops:purpose": EVIDENCE_MAC}),
-            opts=platform.child(self, stateful=True, depends_on=after),
+        description = (
+            f"clinops {platform.config.stack}: seals evidence entries (HMAC; writers generate, verifiers verify)"
         )
-        aws.kms.Alias(
-            f"{EVIDENCE_MAC}-key-alias",
-            name=f"alias/{platform.prefix}-{EVIDENCE_MAC}",
-            target_key_id=key.key_id,
-            opts=platform.child(self),
-        )
-        return key
+        return self._hmac_key(platform, EVIDENCE_MAC, description, statements, after)
 
     def _encounter_mac_key(
         self, platform: Platform, cds_roles: list[str], administration: list[Statement], after: list[pulumi.Resource]
@@ -187,23 +172,36 @@ class Keys(pulumi.ComponentResource):
                 "CdsFunctionsHashEncounters", cds_roles, ["kms:GenerateMac"], platform.account, MAC_ALGORITHM
             ),
         ]
+        description = (
+            f"clinops {platform.config.stack}: hashes encounter ids for CDS Hooks issuance and feedback (HMAC; "
+            "the CDS functions only)"
+        )
+        return self._hmac_key(platform, CDS_ENCOUNTER_MAC, description, statements, after)
+
+    def _hmac_key(
+        self,
+        platform: Platform,
+        purpose: str,
+        description: str,
+        statements: list[Statement],
+        after: list[pulumi.Resource],
+    ) -> aws.kms.Key:
+        """An HMAC key and its alias. KMS rotates symmetric encryption keys only, and rotating an HMAC key by hand
+        would break every earlier seal or hash, so rotation is off (reviewed in policies/exceptions.yaml)."""
         key = aws.kms.Key(
-            f"{CDS_ENCOUNTER_MAC}-key",
-            description=f"clinops {platform.config.stack}: hashes encounter ids for CDS Hooks issuance and "
-            "feedback (HMAC; the CDS functions only)",
+            f"{purpose}-key",
+            description=description,
             customer_master_key_spec="HMAC_256",
             key_usage="GENERATE_VERIFY_MAC",
-            # KMS rotates symmetric encryption keys only; rotating by hand would also break correlation with
-            # every earlier hash. See policies/exceptions.yaml.
             enable_key_rotation=False,
             deletion_window_in_days=30 if platform.config.retain_on_delete else 7,
             policy=policy_document(*statements),
-            tags=platform.tags(**{"clinops:purpose": CDS_ENCOUNTER_MAC}),
+            tags=platform.tags(**{"clinops:purpose": purpose}),
             opts=platform.child(self, stateful=True, depends_on=after),
         )
         aws.kms.Alias(
-            f"{CDS_ENCOUNTER_MAC}-key-alias",
-            name=f"alias/{platform.prefix}-{CDS_ENCOUNTER_MAC}",
+            f"{purpose}-key-alias",
+            name=f"alias/{platform.prefix}-{purpose}",
             target_key_id=key.key_id,
             opts=platform.child(self),
         )
