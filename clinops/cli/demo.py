@@ -68,9 +68,21 @@ def cds_hooks(out_dir: Path, console: Console) -> bool:
     return done.returncode == 0
 
 
+def plausible_patients_csv(rows: int = 3, seed: int = 21) -> str:
+    """A few patients drawn from the synthetic cohort the model was trained on (header CSV, contract order), so the
+    scores look like a ward's: the canary's payload spans each column's whole declared range instead, which is
+    right for a health check and implausible as patients."""
+    from pipelines.contracts import builtin_contract_path, load_contract
+    from pipelines.data.synthetic import generate_readmission
+    from pipelines.steps.train import features
+
+    contract = load_contract(builtin_contract_path("readmission-risk"))
+    cohort = features(generate_readmission(400, seed=seed), contract)
+    return str(cohort.sample(rows, random_state=seed).to_csv(index=False))
+
+
 def serve_and_ask(out_dir: Path, console: Console) -> bool:
-    """Serve the model just trained on loopback and score one de-identified synthetic request."""
-    from pipelines.contracts.synthetic import canary_payload_csv
+    """Serve the model just trained on loopback and score three patients of the synthetic cohort."""
 
     console.rule("inference container on 127.0.0.1 (SageMaker contract: /ping, /invocations)")
     with socket.socket() as probe:
@@ -94,7 +106,7 @@ def serve_and_ask(out_dir: Path, console: Console) -> bool:
         else:
             console.print("[red]the server did not become healthy[/]")
             return False
-        body = canary_payload_csv("readmission-risk", rows=3).encode()
+        body = plausible_patients_csv(rows=3).encode()
         request = urllib.request.Request(
             f"{base}/invocations",
             data=body,
@@ -103,7 +115,7 @@ def serve_and_ask(out_dir: Path, console: Console) -> bool:
         )
         with urllib.request.urlopen(request, timeout=10) as answer:
             console.print(
-                f"POST /invocations (3 synthetic rows) -> {answer.status}: {answer.read().decode()}", markup=False
+                f"POST /invocations (3 synthetic patients) -> {answer.status}: {answer.read().decode()}", markup=False
             )
         return True
     finally:

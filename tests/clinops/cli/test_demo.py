@@ -37,3 +37,20 @@ def test_the_drift_step_without_a_trained_run_fails_naming_the_fix(
     monkeypatch.setattr(demo.subprocess, "run", lambda *a, **k: pytest.fail("nothing to monitor, nothing to run"))
     assert not demo.drift_demo(tmp_path, Console(force_terminal=False, width=200))
     assert "clinops pipeline run --local --model readmission-risk" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_serve_step_asks_about_patients_of_the_synthetic_cohort() -> None:
+    """Header CSV in contract order, drawn from the training cohort's generator (not the canary's range sweep)."""
+    import io
+
+    import pandas as pd
+
+    from pipelines.contracts import builtin_contract_path, load_contract
+
+    contract = load_contract(builtin_contract_path("readmission-risk"))
+    table = pd.read_csv(io.StringIO(demo.plausible_patients_csv(rows=3)))
+    assert list(table.columns) == contract.feature_columns and len(table) == 3
+    for name in contract.numeric_features:
+        low, high = contract.columns[name].range or (float("-inf"), float("inf"))
+        assert table[name].dropna().between(low, high).all(), name
+    assert demo.plausible_patients_csv(rows=3) == demo.plausible_patients_csv(rows=3)  # deterministic
