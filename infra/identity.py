@@ -304,9 +304,47 @@ def promoted_artifacts_statements(platform: Platform) -> list[Statement]:
     ]
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """What several personas' policies name alike: ARNs, the registry they read, Studio, evidence checks."""
+
+    acct: str
+    region: str
+    sm: str
+    packages: list[str]
+    package_groups: list[str]
+    pass_execution: Statement
+    read_registry: Statement
+    list_registry: Statement
+    studio: list[Statement]
+    stack_alarms: str
+    promoted: list[Statement]
+    cannot_approve: Statement
+    register_pending_only: Statement
+    evidence_objects: list[Any]
+    verify_evidence: list[Statement]
+    job_logs: Statement
+
+
+def _objects(*buckets: Any) -> list[Any]:
+    return [b.apply(lambda a: f"{a}/*") for b in buckets]
+
+
 def persona_statements(
     platform: Platform, g: Grants, model_groups: list[str], execution_arn: str
 ) -> dict[str, list[Statement]]:
+    """Each persona's permission statements (clinops.names.PERSONAS): least privilege per duty, with the
+    segregation-of-duties denies that keep author, approver and deployer apart."""
+    c = _shared(platform, g, model_groups, execution_arn)
+    return {
+        "execution": _execution_statements(platform, g, c),
+        "author": _author_statements(g, c),
+        "approver": _approver_statements(g, c),
+        "deployer": _deployer_statements(platform, g, c),
+    }
+
+
+def _shared(platform: Platform, g: Grants, model_groups: list[str], execution_arn: str) -> _Shared:
     acct, region = platform.account, platform.region
     sm = f"arn:aws:sagemaker:{region}:{acct}"
     registry = f"arn:aws:sagemaker:{region}:{platform.config.registry_account}"
@@ -314,7 +352,6 @@ def persona_statements(
     package_groups = [f"{registry}:model-package-group/{m}" for m in model_groups] or [
         f"{registry}:model-package-group/none"
     ]
-    objects = lambda *buckets: [b.apply(lambda a: f"{a}/*") for b in buckets]  # noqa: E731
     pass_execution = allow(
         "PassExecutionRoleToSageMaker",
         ["iam:PassRole"],
@@ -345,7 +382,7 @@ def persona_statements(
         Condition={"StringEquals": {"sagemaker:ModelApprovalStatus": "Approved"}},
     )
     # What `clinops evidence verify` calls (clinops.evidence.s3 / anchor / mac): every version, the lock, the head.
-    evidence_objects = objects(g.evidence_bucket)
+    evidence_objects = _objects(g.evidence_bucket)
     head_parameter = f"arn:aws:ssm:{region}:{acct}:parameter{head_parameter_name(platform.config.stack)}"
     verify_evidence = [
         allow(
@@ -362,202 +399,228 @@ def persona_statements(
         ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
         f"arn:aws:logs:{region}:{acct}:log-group:/aws/sagemaker/*",
     )
-    return {
-        "execution": [
-            # endpoints write captured requests and responses as this role; the drift jobs read them
-            allow(
-                "ReadWriteCapture",
-                ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
-                [g.capture_bucket, *objects(g.capture_bucket)],
-            ),
-            # pipeline steps write patient-level intermediates (validated table, splits, test scores) here
-            allow(
-                "ReadWriteTrainingData",
-                ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
-                [g.phi_bucket, *objects(g.phi_bucket)],
-            ),
-            allow(
-                "WriteArtifacts",
-                ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
-                [g.artifacts_bucket, *objects(g.artifacts_bucket)],
-            ),
-            # no evidence rights: jobs record nothing in the evidence log (the writers are the deployer and the
-            # guardrail Lambdas, which hold the HMAC key)
-            allow("UseKeys", [*KEY_USE], [g.phi_key, g.artifacts_key, g.audit_key]),
-            allow(
-                "GrantKeysToSageMaker",
-                ["kms:CreateGrant"],
-                [g.phi_key, g.artifacts_key],
-                Condition={"Bool": {"kms:GrantIsForAWSResource": "true"}},
-            ),
-            allow(
-                "RunPipelineSteps",
-                [
-                    "sagemaker:AddTags",
-                    "sagemaker:CreateModelPackage",
-                    "sagemaker:CreateProcessingJob",
-                    "sagemaker:CreateTrainingJob",
-                    "sagemaker:CreateTransformJob",
-                    "sagemaker:DescribeProcessingJob",
-                    "sagemaker:DescribeTrainingJob",
-                    "sagemaker:DescribeTransformJob",
-                ],
-                [
-                    f"{sm}:training-job/*",
-                    f"{sm}:processing-job/*",
-                    f"{sm}:transform-job/*",
-                    *packages,
-                    *package_groups,
-                ],
-            ),
-            read_registry,
-            list_registry,
-            *promoted,
-            job_logs,
-            pass_execution,
-            # pipeline steps log runs, metrics and models to the stack's SageMaker-managed MLflow server
-            allow("TrackExperiments", ["sagemaker-mlflow:*"], tracking_server_arn(platform.config.stack, region, acct)),
-            # blue/green deployment guardrails read the auto-rollback alarms as the execution role
-            allow("DeploymentGuardrailAlarms", ["cloudwatch:DescribeAlarms"], stack_alarms),
-            allow(
-                "PublishMetrics",
-                ["cloudwatch:PutMetricData"],
-                "*",
-                Condition={"StringLike": {"cloudwatch:namespace": "clinops/*"}},
-            ),
-            allow(
-                "PullImages",
-                ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                f"arn:aws:ecr:{region}:{platform.config.registry_account}:repository/clinops-*",
-            ),
-            allow("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
-            *vpc_network_interface_statements(platform),
-            cannot_approve,
-            register_pending_only,
-        ],
-        "author": [
-            allow("ExploreData", ["s3:GetObject", "s3:ListBucket"], [g.phi_bucket, *objects(g.phi_bucket)]),
-            allow(
-                "ReadWriteArtifacts",
-                ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
-                [g.artifacts_bucket, *objects(g.artifacts_bucket)],
-            ),
-            allow("UseKeys", [*KEY_USE], [g.phi_key, g.artifacts_key]),
-            allow(
-                "BuildModels",
-                [
-                    *BUILD_ACTIONS,
-                    "sagemaker:AddTags",
-                    "sagemaker:Describe*",
-                    "sagemaker:ListPipelineExecutionSteps",
-                    "sagemaker:ListPipelineExecutions",
-                ],
-                [f"{sm}:*", *packages, *package_groups],
-            ),
-            allow("ListSageMaker", UNSCOPED_LIST_ACTIONS, "*"),
-            allow(
-                "UseStudio",
-                [
-                    "sagemaker:CreateApp",
-                    "sagemaker:CreatePresignedDomainUrl",
-                    "sagemaker:DeleteApp",
-                    "sagemaker:DescribeApp",
-                    "sagemaker:DescribeDomain",
-                    "sagemaker:DescribeUserProfile",
-                ],
-                [f"{sm}:domain/*", f"{sm}:user-profile/*", f"{sm}:app/*"],
-            ),
-            *studio,
-            read_registry,
-            job_logs,
-            pass_execution,
-            deny("SodAuthorsCannotApprove", APPROVAL_ACTIONS),
-            register_pending_only,
-            deny("SodAuthorsCannotDeploy", DEPLOY_ACTIONS),
-        ],
-        "approver": [
-            read_registry,
-            list_registry,
-            *studio,
-            allow("ApproveOrReject", APPROVAL_ACTIONS, packages),
-            allow(
-                "ReadModelCards", ["s3:GetObject", "s3:ListBucket"], [g.artifacts_bucket, *objects(g.artifacts_bucket)]
-            ),
-            *verify_evidence,
-            allow("DecryptForReview", ["kms:Decrypt", "kms:DescribeKey"], [g.artifacts_key, g.audit_key]),
-            allow(
-                "UseStudio",
-                [
-                    "sagemaker:CreateApp",
-                    "sagemaker:CreatePresignedDomainUrl",
-                    "sagemaker:DescribeApp",
-                    "sagemaker:DescribeDomain",
-                    "sagemaker:DescribeUserProfile",
-                ],
-                [f"{sm}:domain/*", f"{sm}:user-profile/*", f"{sm}:app/*"],
-            ),
-            deny("SodApproversCannotBuild", BUILD_ACTIONS),
-            deny("SodApproversCannotDeploy", DEPLOY_ACTIONS),
-        ],
-        "deployer": [
-            read_registry,
-            list_registry,
-            *promoted,
-            pass_execution,
-            allow(
-                "Release",
-                [
-                    *DEPLOY_ACTIONS,
-                    "sagemaker:AddTags",
-                    "sagemaker:DescribeEndpoint",
-                    "sagemaker:DescribeEndpointConfig",
-                    "sagemaker:DescribeModel",
-                ],
-                [f"{sm}:model/*", f"{sm}:endpoint-config/*", f"{sm}:endpoint/*"],
-            ),
-            allow(
-                "WatchAlarms",
-                ["cloudwatch:DescribeAlarmHistory", "cloudwatch:DescribeAlarms", "cloudwatch:SetAlarmState"],
-                f"arn:aws:cloudwatch:{region}:{acct}:alarm:clinops-*",
-            ),
-            # GetMetricData cannot be scoped to a resource; shadow reports read latency and error rates.
-            allow("ReadMetrics", ["cloudwatch:GetMetricData"], "*"),
-            allow(
-                "ReadCaptureForShadowReports",
-                ["s3:GetObject", "s3:ListBucket"],
-                [g.capture_bucket, *objects(g.capture_bucket)],
-            ),
-            *verify_evidence,
-            allow("RecordEvidence", ["s3:PutObject"], evidence_objects),
-            # append reads the head entry before linking to it: reading SSE-KMS objects needs Decrypt too
-            allow(
-                "EncryptEvidence",
-                ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*"],
-                [g.audit_key],
-            ),
-            allow("SealEvidence", ["kms:GenerateMac"], g.evidence_mac_key),
-            allow(
-                "GrantEndpointKeys",
-                ["kms:CreateGrant"],
-                [g.artifacts_key, g.phi_key],
-                Condition={"Bool": {"kms:GrantIsForAWSResource": "true"}},
-            ),
-            # DescribeKey carries no GrantIsForAWSResource: under that condition it was never allowed
-            allow("DescribeEndpointKeys", ["kms:DescribeKey"], [g.artifacts_key, g.phi_key]),
-            # a release copies the package's drift baseline out of its model bundle (serving/release/baseline.py)
-            allow(
-                "ReadReleasedBundles",
-                ["s3:GetObject"],
-                g.artifacts_bucket.apply(lambda a: f"{a}/*/runs/*"),
-            ),
-            allow("PublishDriftBaselines", ["s3:PutObject"], g.artifacts_bucket.apply(lambda a: f"{a}/*/baseline/*")),
-            allow("EncryptDriftBaselines", ["kms:Decrypt", "kms:GenerateDataKey"], [g.artifacts_key]),
-            allow(
-                "ReleasePins",
-                ["ssm:GetParameter", "ssm:PutParameter"],
-                f"arn:aws:ssm:{region}:{acct}:parameter/clinops/{platform.config.stack}/*",
-            ),
-            deny("SodDeployersCannotApprove", APPROVAL_ACTIONS),
-            deny("SodDeployersCannotBuild", BUILD_ACTIONS),
-        ],
-    }
+    return _Shared(
+        acct=acct,
+        region=region,
+        sm=sm,
+        packages=packages,
+        package_groups=package_groups,
+        pass_execution=pass_execution,
+        read_registry=read_registry,
+        list_registry=list_registry,
+        studio=studio,
+        stack_alarms=stack_alarms,
+        promoted=promoted,
+        cannot_approve=cannot_approve,
+        register_pending_only=register_pending_only,
+        evidence_objects=evidence_objects,
+        verify_evidence=verify_evidence,
+        job_logs=job_logs,
+    )
+
+
+def _execution_statements(platform: Platform, g: Grants, c: _Shared) -> list[Statement]:
+    return [
+        # endpoints write captured requests and responses as this role; the drift jobs read them
+        allow(
+            "ReadWriteCapture",
+            ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
+            [g.capture_bucket, *_objects(g.capture_bucket)],
+        ),
+        # pipeline steps write patient-level intermediates (validated table, splits, test scores) here
+        allow(
+            "ReadWriteTrainingData",
+            ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
+            [g.phi_bucket, *_objects(g.phi_bucket)],
+        ),
+        allow(
+            "WriteArtifacts",
+            ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
+            [g.artifacts_bucket, *_objects(g.artifacts_bucket)],
+        ),
+        # no evidence rights: jobs record nothing in the evidence log (the writers are the deployer and the
+        # guardrail Lambdas, which hold the HMAC key)
+        allow("UseKeys", [*KEY_USE], [g.phi_key, g.artifacts_key, g.audit_key]),
+        allow(
+            "GrantKeysToSageMaker",
+            ["kms:CreateGrant"],
+            [g.phi_key, g.artifacts_key],
+            Condition={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        ),
+        allow(
+            "RunPipelineSteps",
+            [
+                "sagemaker:AddTags",
+                "sagemaker:CreateModelPackage",
+                "sagemaker:CreateProcessingJob",
+                "sagemaker:CreateTrainingJob",
+                "sagemaker:CreateTransformJob",
+                "sagemaker:DescribeProcessingJob",
+                "sagemaker:DescribeTrainingJob",
+                "sagemaker:DescribeTransformJob",
+            ],
+            [
+                f"{c.sm}:training-job/*",
+                f"{c.sm}:processing-job/*",
+                f"{c.sm}:transform-job/*",
+                *c.packages,
+                *c.package_groups,
+            ],
+        ),
+        c.read_registry,
+        c.list_registry,
+        *c.promoted,
+        c.job_logs,
+        c.pass_execution,
+        # pipeline steps log runs, metrics and models to the stack's SageMaker-managed MLflow server
+        allow("TrackExperiments", ["sagemaker-mlflow:*"], tracking_server_arn(platform.config.stack, c.region, c.acct)),
+        # blue/green deployment guardrails read the auto-rollback alarms as the execution role
+        allow("DeploymentGuardrailAlarms", ["cloudwatch:DescribeAlarms"], c.stack_alarms),
+        allow(
+            "PublishMetrics",
+            ["cloudwatch:PutMetricData"],
+            "*",
+            Condition={"StringLike": {"cloudwatch:namespace": "clinops/*"}},
+        ),
+        allow(
+            "PullImages",
+            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            f"arn:aws:ecr:{c.region}:{platform.config.registry_account}:repository/clinops-*",
+        ),
+        allow("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
+        *vpc_network_interface_statements(platform),
+        c.cannot_approve,
+        c.register_pending_only,
+    ]
+
+
+def _author_statements(g: Grants, c: _Shared) -> list[Statement]:
+    return [
+        allow("ExploreData", ["s3:GetObject", "s3:ListBucket"], [g.phi_bucket, *_objects(g.phi_bucket)]),
+        allow(
+            "ReadWriteArtifacts",
+            ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
+            [g.artifacts_bucket, *_objects(g.artifacts_bucket)],
+        ),
+        allow("UseKeys", [*KEY_USE], [g.phi_key, g.artifacts_key]),
+        allow(
+            "BuildModels",
+            [
+                *BUILD_ACTIONS,
+                "sagemaker:AddTags",
+                "sagemaker:Describe*",
+                "sagemaker:ListPipelineExecutionSteps",
+                "sagemaker:ListPipelineExecutions",
+            ],
+            [f"{c.sm}:*", *c.packages, *c.package_groups],
+        ),
+        allow("ListSageMaker", UNSCOPED_LIST_ACTIONS, "*"),
+        allow(
+            "UseStudio",
+            [
+                "sagemaker:CreateApp",
+                "sagemaker:CreatePresignedDomainUrl",
+                "sagemaker:DeleteApp",
+                "sagemaker:DescribeApp",
+                "sagemaker:DescribeDomain",
+                "sagemaker:DescribeUserProfile",
+            ],
+            [f"{c.sm}:domain/*", f"{c.sm}:user-profile/*", f"{c.sm}:app/*"],
+        ),
+        *c.studio,
+        c.read_registry,
+        c.job_logs,
+        c.pass_execution,
+        deny("SodAuthorsCannotApprove", APPROVAL_ACTIONS),
+        c.register_pending_only,
+        deny("SodAuthorsCannotDeploy", DEPLOY_ACTIONS),
+    ]
+
+
+def _approver_statements(g: Grants, c: _Shared) -> list[Statement]:
+    return [
+        c.read_registry,
+        c.list_registry,
+        *c.studio,
+        allow("ApproveOrReject", APPROVAL_ACTIONS, c.packages),
+        allow("ReadModelCards", ["s3:GetObject", "s3:ListBucket"], [g.artifacts_bucket, *_objects(g.artifacts_bucket)]),
+        *c.verify_evidence,
+        allow("DecryptForReview", ["kms:Decrypt", "kms:DescribeKey"], [g.artifacts_key, g.audit_key]),
+        allow(
+            "UseStudio",
+            [
+                "sagemaker:CreateApp",
+                "sagemaker:CreatePresignedDomainUrl",
+                "sagemaker:DescribeApp",
+                "sagemaker:DescribeDomain",
+                "sagemaker:DescribeUserProfile",
+            ],
+            [f"{c.sm}:domain/*", f"{c.sm}:user-profile/*", f"{c.sm}:app/*"],
+        ),
+        deny("SodApproversCannotBuild", BUILD_ACTIONS),
+        deny("SodApproversCannotDeploy", DEPLOY_ACTIONS),
+    ]
+
+
+def _deployer_statements(platform: Platform, g: Grants, c: _Shared) -> list[Statement]:
+    return [
+        c.read_registry,
+        c.list_registry,
+        *c.promoted,
+        c.pass_execution,
+        allow(
+            "Release",
+            [
+                *DEPLOY_ACTIONS,
+                "sagemaker:AddTags",
+                "sagemaker:DescribeEndpoint",
+                "sagemaker:DescribeEndpointConfig",
+                "sagemaker:DescribeModel",
+            ],
+            [f"{c.sm}:model/*", f"{c.sm}:endpoint-config/*", f"{c.sm}:endpoint/*"],
+        ),
+        allow(
+            "WatchAlarms",
+            ["cloudwatch:DescribeAlarmHistory", "cloudwatch:DescribeAlarms", "cloudwatch:SetAlarmState"],
+            f"arn:aws:cloudwatch:{c.region}:{c.acct}:alarm:clinops-*",
+        ),
+        # GetMetricData cannot be scoped to a resource; shadow reports read latency and error rates.
+        allow("ReadMetrics", ["cloudwatch:GetMetricData"], "*"),
+        allow(
+            "ReadCaptureForShadowReports",
+            ["s3:GetObject", "s3:ListBucket"],
+            [g.capture_bucket, *_objects(g.capture_bucket)],
+        ),
+        *c.verify_evidence,
+        allow("RecordEvidence", ["s3:PutObject"], c.evidence_objects),
+        # append reads the head entry before linking to it: reading SSE-KMS objects needs Decrypt too
+        allow(
+            "EncryptEvidence",
+            ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*"],
+            [g.audit_key],
+        ),
+        allow("SealEvidence", ["kms:GenerateMac"], g.evidence_mac_key),
+        allow(
+            "GrantEndpointKeys",
+            ["kms:CreateGrant"],
+            [g.artifacts_key, g.phi_key],
+            Condition={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        ),
+        # DescribeKey carries no GrantIsForAWSResource: under that condition it was never allowed
+        allow("DescribeEndpointKeys", ["kms:DescribeKey"], [g.artifacts_key, g.phi_key]),
+        # a release copies the package's drift baseline out of its model bundle (serving/release/baseline.py)
+        allow(
+            "ReadReleasedBundles",
+            ["s3:GetObject"],
+            g.artifacts_bucket.apply(lambda a: f"{a}/*/runs/*"),
+        ),
+        allow("PublishDriftBaselines", ["s3:PutObject"], g.artifacts_bucket.apply(lambda a: f"{a}/*/baseline/*")),
+        allow("EncryptDriftBaselines", ["kms:Decrypt", "kms:GenerateDataKey"], [g.artifacts_key]),
+        allow(
+            "ReleasePins",
+            ["ssm:GetParameter", "ssm:PutParameter"],
+            f"arn:aws:ssm:{c.region}:{c.acct}:parameter/clinops/{platform.config.stack}/*",
+        ),
+        deny("SodDeployersCannotApprove", APPROVAL_ACTIONS),
+        deny("SodDeployersCannotBuild", BUILD_ACTIONS),
+    ]
