@@ -49,6 +49,7 @@ _CODE = (
     "clinops/names.py",
     "clinops/exitcodes.py",
     "clinops/identity.py",
+    "clinops/traffic.py",
     "clinops/evidence/*.py",
     "pipelines/__init__.py",
     "pipelines/errors.py",

@@ -19,15 +19,7 @@ from urllib.parse import urlsplit
 
 from clinops.models import ModelConfig
 from clinops.names import SHADOW_VARIANT
-
-# The request format is `clinops.traffic`'s (the container reads it there); the CDS Lambda's zip does not carry
-# that module, so the two strings are repeated here and tests/serving/cds/test_explanations.py keeps them equal.
-CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
-
-
-def explain_request(count: int) -> str:
-    """The Custom-Attributes value asking the container for each row's `count` largest contributions."""
-    return f"explain={count}"
+from clinops.traffic import CUSTOM_ATTRIBUTES_HEADER, explain_attribute
 
 
 def explanations_wanted(model: ModelConfig) -> int:
@@ -118,7 +110,7 @@ class HttpScorer:
         body = json.dumps(features).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.explain:
-            headers[CUSTOM_ATTRIBUTES_HEADER] = explain_request(self.explain)
+            headers[CUSTOM_ATTRIBUTES_HEADER] = explain_attribute(self.explain)
         for attempt in range(2):  # a keep-alive connection the server closed is retried once, fresh
             conn = self._connection(timeout)
             try:
@@ -148,7 +140,7 @@ class SageMakerScorer:
         self.runtime, self.endpoint_name, self.explain = runtime, endpoint_name, explain
 
     def score(self, features: dict[str, Any], timeout: float) -> Score:
-        options = {"CustomAttributes": explain_request(self.explain)} if self.explain else {}
+        options = {"CustomAttributes": explain_attribute(self.explain)} if self.explain else {}
         try:
             answer = self.runtime.invoke_endpoint(
                 EndpointName=self.endpoint_name,

@@ -9,17 +9,7 @@ import boto3
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from clinops import traffic
-from serving.cds import scoring
 from serving.cds.scoring import SageMakerScorer, parse_answer
-
-
-def test_the_request_format_is_the_containers() -> None:
-    """The CDS Lambda's zip has no clinops.traffic, so scoring repeats its strings: they must stay equal."""
-    assert scoring.CUSTOM_ATTRIBUTES_HEADER == traffic.CUSTOM_ATTRIBUTES_HEADER
-    for count in (1, 3, 10):
-        assert scoring.explain_request(count) == traffic.explain_attribute(count)
-        assert traffic.requested_explanations(scoring.explain_request(count)) == [str(count)]
 
 
 def _answer(body: dict) -> dict:

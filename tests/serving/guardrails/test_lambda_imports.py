@@ -1,6 +1,6 @@
 """The Lambda modules import with nothing but the standard library, boto3 (the Lambda runtime's) and the files
 their code archive ships (`infra.guardrails._CODE`: the handlers and the shared core they use; the canary's own
-archive, `infra.canary.ARCHIVE_FILES`)."""
+archive, `infra.canary.ARCHIVE_FILES`; the CDS functions' `infra.cds_api._CODE`, beside their layer)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ PROBE = f"""
 import importlib, importlib.abc, sys
 shipped = set(sys.argv[1].split(","))
 modules = sys.argv[2].split(",")
+absent = set(sys.argv[3].split(","))
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         top = name.split(".")[0]
-        if top in {NOT_IN_THE_RUNTIME!r} or (top in {FIRST_PARTY!r} and name not in shipped):
+        if top in absent or (top in {FIRST_PARTY!r} and name not in shipped):
             raise ImportError("not in the Lambda's runtime or code archive: " + name)
 sys.meta_path.insert(0, Block())
 for module in modules:
@@ -41,6 +42,12 @@ def shipped_modules() -> set[str]:
     return as_modules({path for pattern in _CODE for path in REPO.glob(pattern)})
 
 
+def cds_modules() -> set[str]:
+    from infra.cds_api import _CODE
+
+    return as_modules({path for pattern in _CODE for path in REPO.glob(pattern)})
+
+
 def canary_modules() -> set[str]:
     from infra.canary import ARCHIVE_FILES
 
@@ -48,9 +55,13 @@ def canary_modules() -> set[str]:
     return as_modules(set(ARCHIVE_FILES.values())) | {"serving", "serving.guardrails"}
 
 
-def probe(shipped: set[str], modules: tuple[str, ...] = LAMBDA_MODULES) -> subprocess.CompletedProcess[str]:
+def probe(
+    shipped: set[str], modules: tuple[str, ...] = LAMBDA_MODULES, absent: tuple[str, ...] = NOT_IN_THE_RUNTIME
+) -> subprocess.CompletedProcess[str]:
+    """Import `modules` in a fresh interpreter where only `shipped` first-party modules exist and `absent`
+    packages are missing, as in the function's runtime."""
     return subprocess.run(
-        [sys.executable, "-c", PROBE, ",".join(sorted(shipped)), ",".join(modules)],
+        [sys.executable, "-c", PROBE, ",".join(sorted(shipped)), ",".join(modules), ",".join(absent)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -75,3 +86,15 @@ def test_the_canary_needs_only_the_standard_library_boto3_and_its_own_archive() 
 def test_a_module_missing_from_the_archive_is_caught() -> None:
     done = probe(shipped_modules() - {"clinops.names"})
     assert done.returncode != 0 and "clinops.names" in done.stderr
+
+
+# The CDS functions have a layer of their own (the lock's cds-layer group): pydantic, PyYAML, fhir.resources, PyJWT.
+CDS_LAYER = ("pydantic", "yaml", "fhir", "jwt")
+CDS_ABSENT = tuple(p for p in NOT_IN_THE_RUNTIME if p not in CDS_LAYER)
+
+
+def test_the_cds_handler_needs_only_its_archive_and_its_layer() -> None:
+    done = probe(cds_modules(), ("serving.cds.lambda_handler",), CDS_ABSENT)
+    assert done.returncode == 0, done.stderr
+    missing = probe(cds_modules() - {"clinops.traffic"}, ("serving.cds.lambda_handler",), CDS_ABSENT)
+    assert missing.returncode != 0 and "clinops.traffic" in missing.stderr
