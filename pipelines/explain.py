@@ -78,10 +78,10 @@ class Tree:
         return sum(self.cover[i] * self.value[i] for i in leaves) / self.cover[0]
 
 
-def _tree(predictor: Any, known_bitsets: np.ndarray, feature_to_bitset: np.ndarray) -> Tree:
-    nodes = predictor.nodes
+def read_tree(predictor: Any, known_bitsets: np.ndarray, feature_to_bitset: np.ndarray) -> Tree:
+    """One fitted predictor's nodes as a `Tree` (also what `serving.container.forest` walks to score)."""
     tree = Tree([], [], [], [], [], [], [], [], [])
-    for node in nodes:
+    for node in predictor.nodes:
         leaf = bool(node["is_leaf"])
         tree.is_leaf.append(leaf)
         tree.feature.append(int(node["feature_idx"]))
@@ -97,6 +97,11 @@ def _tree(predictor: Any, known_bitsets: np.ndarray, feature_to_bitset: np.ndarr
             tree.categorical.append(category_table(bool(node["missing_go_to_left"]), left_bitset, known))
         else:
             tree.categorical.append(None)
+    return tree
+
+
+def _tree(predictor: Any, known_bitsets: np.ndarray, feature_to_bitset: np.ndarray) -> Tree:
+    tree = read_tree(predictor, known_bitsets, feature_to_bitset)
     for i, leaf in enumerate(tree.is_leaf):
         # the path-dependent expectation splits a node's rows between its children: they must add up
         if not leaf and (tree.cover[i] <= 0 or tree.cover[tree.left[i]] + tree.cover[tree.right[i]] != tree.cover[i]):

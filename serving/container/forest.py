@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.explain import CATEGORY_SLOTS, category_table
+from pipelines.explain import CATEGORY_SLOTS, read_tree
 
 WALK_MAX_ROWS = 16  # measured crossover: up to here the Python walk wins, beyond it scikit-learn's per-tree calls
 
@@ -75,23 +75,16 @@ def compile_walk(booster: Any) -> TreeWalk:
         raise Unsupported("more than one baseline value")
     walk = TreeWalk([], [], [], [], [], [], [], [], [], float(baseline[0]))
     for (predictor,) in predictors:
-        nodes, offset = predictor.nodes, len(walk.is_leaf)
+        tree, offset = read_tree(predictor, known_bitsets, feature_to_bitset), len(walk.is_leaf)
         walk.roots.append(offset)
-        for node in nodes:
-            leaf = bool(node["is_leaf"])
-            walk.is_leaf.append(leaf)
-            walk.feature.append(int(node["feature_idx"]))
-            walk.threshold.append(float(node["num_threshold"]))
-            walk.missing_left.append(bool(node["missing_go_to_left"]))
-            walk.left.append(int(node["left"]) + offset)
-            walk.right.append(int(node["right"]) + offset)
-            walk.value.append(float(node["value"]))
-            if node["is_categorical"] and not leaf:
-                known = known_bitsets[feature_to_bitset[node["feature_idx"]]]
-                left_bitset = predictor.raw_left_cat_bitsets[node["bitset_idx"]]
-                walk.categorical.append(category_table(bool(node["missing_go_to_left"]), left_bitset, known))
-            else:
-                walk.categorical.append(None)
+        walk.is_leaf.extend(tree.is_leaf)
+        walk.feature.extend(tree.feature)
+        walk.threshold.extend(tree.threshold)
+        walk.missing_left.extend(tree.missing_left)
+        walk.left.extend(child + offset for child in tree.left)
+        walk.right.extend(child + offset for child in tree.right)
+        walk.value.extend(tree.value)
+        walk.categorical.extend(tree.categorical)
     if not walk.roots:
         raise Unsupported("the model has no trees")
     return walk
