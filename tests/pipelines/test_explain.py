@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from datetime import date
 from typing import Any
 
 import numpy as np
@@ -20,12 +19,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from pipelines.contracts import builtin_contract_path, load_contract
-from pipelines.data.synthetic import generate_readmission
 from pipelines.explain import ModelExplainer, Unexplainable, explainer_for
-from pipelines.settings import TrainingSettings
-from pipelines.steps import split as split_step
 from pipelines.steps import train as train_step
-from pipelines.steps.validate import validate
 
 # contract order on purpose unlike the booster's (categories first): names must follow their columns
 COLUMNS = ["age", "ward", "lactate", "unused", "sodium", "triage"]
@@ -256,23 +251,13 @@ def test_shapes_it_cannot_explain_exactly_are_refused() -> None:
 @pytest.fixture(scope="module")
 def pipeline_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The pipeline's own model (validate -> split -> train -> save) on a small synthetic extract."""
-    from datetime import UTC, datetime
-
     from pipelines.bundle import read_bundle
+    from tests.pipelines.bundles import train_pipeline_bundle
 
-    contract = load_contract(builtin_contract_path("readmission-risk"))
-    raw = generate_readmission(2500, seed=4).astype(object)
-    table = validate(raw.where(raw.notna(), None), contract, as_of=date(2025, 7, 1), key=b"k").table
-    assert table is not None
-    settings = TrainingSettings(max_iter=30)
-    splits = split_step.split(table, contract, settings)
-    trained = train_step.train(splits.train, splits.calibration, contract, settings)
-    path = tmp_path_factory.mktemp("explain-bundle") / "model"
-    train_step.save(
-        trained, splits.train, contract, settings, path, dataset_sha256="sha256:" + "cd" * 32,
-        trained_at=datetime(2025, 7, 1, tzinfo=UTC),
-    )  # fmt: skip
-    return read_bundle(path), train_step.features(splits.calibration, contract).iloc[:60]
+    work = tmp_path_factory.mktemp("explain-bundle")
+    trained = train_pipeline_bundle(work / "model", work, rows=2500, seed=4, max_iter=30)
+    bundle = read_bundle(trained.directory)
+    return bundle, train_step.features(trained.splits.calibration, bundle.contract).iloc[:60]
 
 
 def test_the_pipeline_model_explains_exactly_under_contract_names(pipeline_bundle: Any) -> None:

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.contracts import builtin_contract_path, load_contract
-from pipelines.data.synthetic import generate_readmission
 from pipelines.monitoring.drift.attribution import AttributionSums, compare_attributions
 from pipelines.monitoring.drift.baseline import Baseline, load_baseline
 from pipelines.monitoring.drift.detect import DriftSettings, compare, detect_drift
@@ -21,28 +18,14 @@ from pipelines.monitoring.drift.metrics import metric_data
 from pipelines.monitoring.drift.narrative import display_name, headline
 from pipelines.monitoring.drift.report import render_html, write_json
 from pipelines.monitoring.drift.summary import Summary, merge, summarize
-from pipelines.settings import TrainingSettings
-from pipelines.steps import split as split_step
-from pipelines.steps import train as train_step
-from pipelines.steps.validate import validate
+from tests.pipelines.bundles import train_pipeline_bundle
 from tests.pipelines.monitoring.helpers import window
 
 
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    contract = load_contract(builtin_contract_path("readmission-risk"))
-    raw = generate_readmission(3000, seed=4).astype(object)
-    table = validate(raw.where(raw.notna(), None), contract, as_of=date(2025, 7, 1), key=b"k").table
-    assert table is not None
-    settings = TrainingSettings(max_iter=40)
-    splits = split_step.split(table, contract, settings)
-    trained = train_step.train(splits.train, splits.calibration, contract, settings)
-    path = tmp_path_factory.mktemp("attribution") / "model"
-    train_step.save(
-        trained, splits.train, contract, settings, path, dataset_sha256="sha256:" + "cd" * 32,
-        trained_at=datetime(2025, 7, 1, tzinfo=UTC),
-    )  # fmt: skip
-    return path
+    work = tmp_path_factory.mktemp("attribution")
+    return train_pipeline_bundle(work / "model", work, seed=4).directory
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from serving.container.app import build_server
 from serving.container.logs import EventLog
 from serving.container.settings import ServerSettings
 from tests.conftest import REPO
-from tests.serving.container.conftest import write_pipeline_bundle
+from tests.pipelines.bundles import write_pipeline_bundle
 
 MODEL = "readmission-risk"
 

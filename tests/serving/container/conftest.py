@@ -7,7 +7,6 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,40 +15,11 @@ import pytest
 from serving.container.app import InferenceServer, build_server
 from serving.container.logs import EventLog
 from serving.container.settings import ServerSettings
+from tests.pipelines.bundles import write_pipeline_bundle
 from tests.serving.container.client import Client
 
 TEST_MAX_BODY = 64 * 1024  # small limits so the 413 tests send little
 TEST_MAX_ROWS = 500
-
-
-def write_pipeline_bundle(directory: Path, work: Path) -> Path:
-    """validate -> split -> train -> save, exactly as `pipelines.local` runs them, on a small synthetic extract."""
-    from pipelines.contracts import builtin_contract_path, load_contract
-    from pipelines.contracts.validate import validate_frame
-    from pipelines.data.synthetic import generate_readmission
-    from pipelines.jobio import read_raw_table
-    from pipelines.settings import TrainingSettings
-    from pipelines.steps import split as split_step
-    from pipelines.steps import train as train_step
-
-    contract = load_contract(builtin_contract_path("readmission-risk"))
-    extract = work / "extract.csv"
-    generate_readmission(3000, seed=3).to_csv(extract, index=False)
-    report, table = validate_frame(read_raw_table(extract), contract, as_of=date(2025, 7, 1), token_key=b"test")
-    assert table is not None, report.reasons()
-    settings = TrainingSettings(max_iter=40)
-    splits = split_step.split(table, contract, settings)
-    trained = train_step.train(splits.train, splits.calibration, contract, settings)
-    train_step.save(
-        trained,
-        splits.train,
-        contract,
-        settings,
-        directory,
-        dataset_sha256="sha256:" + "ab" * 32,
-        trained_at=datetime(2025, 7, 1, 12, 0, tzinfo=UTC),
-    )
-    return directory
 
 
 @pytest.fixture(scope="session")
