@@ -348,10 +348,11 @@ def _shared(platform: Platform, g: Grants, model_groups: list[str], execution_ar
     acct, region = platform.account, platform.region
     sm = f"arn:aws:sagemaker:{region}:{acct}"
     registry = f"arn:aws:sagemaker:{region}:{platform.config.registry_account}"
-    packages = [f"{registry}:model-package/{m}/*" for m in model_groups] or [f"{registry}:model-package/none/*"]
-    package_groups = [f"{registry}:model-package-group/{m}" for m in model_groups] or [
-        f"{registry}:model-package-group/none"
-    ]
+    # The registry account's packages by pattern, not one ARN per model: IAM caps a role's inline policies at
+    # 10,240 characters, which per-model ARNs passed at about 20 models (CLIN-IAM-004 checks the quota). Across
+    # accounts each group's resource policy (infra.registry) still admits only the platform's own groups.
+    packages = [f"{registry}:model-package/{'*' if model_groups else 'none'}/*"]
+    package_groups = [f"{registry}:model-package-group/{'*' if model_groups else 'none'}"]
     pass_execution = allow(
         "PassExecutionRoleToSageMaker",
         ["iam:PassRole"],

@@ -73,7 +73,7 @@ class ServiceRoles:
 
     functions: list[str] = field(default_factory=list)  # every platform Lambda: environment, DLQ, alert topic
     endpoint_updaters: list[str] = field(default_factory=list)  # circuit breaker: UpdateEndpoint needs grants
-    schedules: dict[str, str] = field(default_factory=dict)  # schedule target role ARN -> schedule ARN
+    schedule_roles: list[str] = field(default_factory=list)  # EventBridge Scheduler target roles
 
 
 @dataclass(frozen=True)
@@ -356,20 +356,19 @@ def key_statements(platform: Platform, users: KeyUsers) -> tuple[dict[str, list[
                         {"StringLike": {_SCHEDULE_CONTEXT: platform.schedule_arn(f"{platform.prefix}-*")}},
                     )
                 ]
-                if deployers and svc.schedules
+                if deployers and svc.schedule_roles
                 else []
             ),
-            *[
-                statement
-                for i, (role, schedule) in enumerate(sorted(svc.schedules.items()))
-                for statement in _named_roles(
-                    f"ScheduleTarget{i}",
-                    [role],
-                    ["kms:Decrypt"],
-                    acct,
-                    {"StringEquals": {_SCHEDULE_CONTEXT: schedule}},
-                )
-            ],
+            # ... and decrypts it as the schedule's target role: one statement naming every target role, with any
+            # of this stack's schedules as context (one statement per schedule outgrew KMS's 32 KB key policy
+            # at about 35 models).
+            *_named_roles(
+                "ScheduleTargets",
+                svc.schedule_roles,
+                ["kms:Decrypt"],
+                acct,
+                {"StringLike": {_SCHEDULE_CONTEXT: platform.schedule_arn(f"{platform.prefix}-*")}},
+            ),
             _stmt(
                 "AlarmNotifications",
                 {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},

@@ -343,6 +343,22 @@ def _default_program(config: StackConfig) -> None:
     build_platform(config)
 
 
+def _validated(
+    stack: str, root: Path | None, overrides: dict[str, str] | None
+) -> tuple[dict[str, str], list[str], StackConfig]:
+    raw, secret_keys = read_stack_file(stack, root)
+    raw.update(overrides or {})
+    config = validate(stack, parse_pulumi_values(raw, stack))
+    check_mesh(config)  # contracts, derived names and quotas: refuse in milliseconds, not after the render
+    return raw, secret_keys, config
+
+
+def check_stack(stack: str, root: Path | None = None) -> StackConfig:
+    """Everything `render` refuses before it declares a resource (ConfigError naming the field and the fix):
+    callers check first, then start the gate's engines, so a bad config starts nothing."""
+    return _validated(stack, root, None)[2]
+
+
 def render(
     stack: str, program: ProgramFn | None = None, root: Path | None = None, overrides: dict[str, str] | None = None
 ) -> dict[str, Any]:
@@ -356,10 +372,7 @@ def render(
 
     from clinops.config import load_from_pulumi_runtime
 
-    raw, secret_keys = read_stack_file(stack, root)
-    raw.update(overrides or {})
-    config = validate(stack, parse_pulumi_values(raw, stack))
-    check_mesh(config)  # contracts, derived names and quotas: refuse in milliseconds, not after the render
+    raw, secret_keys, config = _validated(stack, root, overrides)
     program = program or _default_program
 
     plan_mocks_cls, monitor_cls = _mock_classes()

@@ -9,10 +9,8 @@ import pulumi
 from clinops.config import StackConfig
 from clinops.models import ModelConfig
 from clinops.names import (
-    batch_scoring_pipeline_name,
     batch_scoring_scheduler_role_name,
     canary_function_name,
-    drift_pipeline_name,
     drift_scheduler_role_name,
 )
 from clinops.pricing import PriceTable, price_table
@@ -45,20 +43,11 @@ def service_roles(platform: Platform) -> ServiceRoles:
     return ServiceRoles(
         functions=sorted([*guardrails, *canaries]),
         endpoint_updaters=[platform.role_arn(function_name(platform, BREAKER))] if deployed else [],
-        schedules={
-            **{
-                platform.role_arn(drift_scheduler_role_name(stack, m)): platform.schedule_arn(
-                    drift_pipeline_name(stack, m)
-                )
-                for m in deployed
-            },
-            **{
-                platform.role_arn(batch_scoring_scheduler_role_name(stack, m)): platform.schedule_arn(
-                    batch_scoring_pipeline_name(stack, m)
-                )
-                for m in deployed
-            },
-        },
+        schedule_roles=sorted(
+            platform.role_arn(role(stack, m))
+            for m in deployed
+            for role in (drift_scheduler_role_name, batch_scoring_scheduler_role_name)
+        ),
     )
 
 

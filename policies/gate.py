@@ -36,6 +36,12 @@ def _start_checkov() -> None:
     start_worker()
 
 
+def _start_cdk_nag() -> None:
+    from policies.engines.cdknag_engine import start_warm_up
+
+    start_warm_up()
+
+
 def _cdk_nag(plans: list[Plan]) -> list[EngineReport]:
     from policies.engines.cdknag_engine import scan_plans
 
@@ -68,7 +74,10 @@ ENGINES: dict[str, EnginesFn] = {
 BACKGROUND = ("checkov", "cdk-nag", "access")
 # Start-ups that need no plan, begun before the plans are bound so they overlap with it (for the engine
 # registered by default only: a stand-in registered in its place has nothing to start).
-STARTERS: dict[str, tuple[EnginesFn, Callable[[], None]]] = {"checkov": (_checkov, _start_checkov)}
+STARTERS: dict[str, tuple[EnginesFn, Callable[[], None]]] = {
+    "checkov": (_checkov, _start_checkov),
+    "cdk-nag": (_cdk_nag, _start_cdk_nag),
+}
 EXCEPTION_RULE = "CLIN-GATE-001"
 COVERAGE_RULE = "CLIN-GATE-002"
 

@@ -171,8 +171,8 @@ def gate_cmd(
     with it is refused."""
     import json
 
-    from infra.render import dumps, render
-    from policies.gate import ENGINES
+    from infra.render import check_stack, dumps, render
+    from policies.gate import ENGINES, start_engines
     from policies.plan import PlanError, load_plan
 
     if out is not None and out.exists() and not out.is_dir():
@@ -196,6 +196,8 @@ def gate_cmd(
             doc = json.loads(text)
         else:
             assert stack is not None  # exactly one of STACK or --plan was checked above
+            check_stack(stack)  # a bad config is refused before any engine starts
+            start_engines(engines)  # their start-up runs on the core the single-threaded render leaves idle
             with progress(err, f"rendering {stack} under the Pulumi mock runtime ..."):
                 doc = render(stack)
             text = dumps(doc)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,6 +76,11 @@ def _via_params(value: Any, view: CfnView) -> Any:
 
 def scan_plans(plans: Sequence[Plan]) -> list[EngineReport]:
     """One report per plan; one App, one validation for all of them."""
+    _await_warm_up()  # jsii talks to its Node process over one channel: one caller at a time
+    return _scan_plans(plans)
+
+
+def _scan_plans(plans: Sequence[Plan]) -> list[EngineReport]:
     started = time.perf_counter()
     libs = _import_cdk()
     cdk, nag = libs[0], libs[2]
@@ -101,6 +107,34 @@ def warm_up() -> None:
     """Pay the jsii start (Node loading aws-cdk-lib, CfnInclude and the pack: ~2-4 s cold) ahead of time.
     Most of it runs in the Node process, so a gate can call this in a thread while checkov runs."""
     scan_plans([Plan(resources=[], config={}, stack="warm-up", project="clinops")])
+
+
+_warming: threading.Thread | None = None
+_warming_lock = threading.Lock()
+
+
+def start_warm_up() -> None:
+    """`warm_up` in a thread of its own, once per process, so it overlaps with what the caller does next (a
+    render is single-threaded Python: the Node side has the other core). The next scan waits for it; a warm-up
+    that fails leaves nothing behind, and the scan then meets the same failure and reports it."""
+    global _warming
+    with _warming_lock:
+        if _warming is None:
+            _warming = threading.Thread(target=_warm_up_quietly, name="cdk-nag-warm-up", daemon=True)
+            _warming.start()
+
+
+def _warm_up_quietly() -> None:
+    try:
+        _scan_plans([Plan(resources=[], config={}, stack="warm-up", project="clinops")])
+    except Exception:  # the real scan meets it again and reports it through the gate
+        return
+
+
+def _await_warm_up() -> None:
+    warming = _warming
+    if warming is not None and warming is not threading.current_thread():
+        warming.join()
 
 
 def _result(rule_id: str, urn: str, pulumi_type: str, message: str | None) -> CheckResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,11 @@ ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 INLINE_DOCUMENT_TYPES = (ROLE_POLICY, POLICY, "aws:iam/userPolicy:UserPolicy", "aws:iam/groupPolicy:GroupPolicy")
 ADMIN_POLICY_ARNS = ("arn:aws:iam::aws:policy/AdministratorAccess",)
 PERSONA_TAG = "clinops:persona"
+# IAM's size quotas (IAM User Guide, "IAM and AWS STS quotas"), in characters without white space: past them
+# `pulumi up` fails with LimitExceeded halfway through the deploy.
+ROLE_INLINE_CHARS = 10_240  # all inline policies of one role together
+MANAGED_POLICY_CHARS = 6_144
+TRUST_POLICY_CHARS = 2_048  # the default; AWS raises it to 4,096 on request
 
 # Actions each persona must be denied outright (no condition, every resource), whatever else it is granted.
 SEGREGATION: dict[str, tuple[str, ...]] = {
@@ -147,4 +153,52 @@ def permissions_boundaries(stack: StackView, findings: Findings) -> None:
             findings.fail(role, f"role '{role.name}' has no permissions boundary: its policies are its only limit")
 
 
-RULES = (no_admin_statements, segregation_of_duties, permissions_boundaries)
+def policy_chars(doc: dict[str, Any]) -> int:
+    """A document's size as IAM counts it: white space between JSON tokens does not count."""
+    return len(json.dumps(doc, separators=(",", ":"), ensure_ascii=False))
+
+
+@rule(
+    id="CLIN-IAM-004",
+    title="IAM policies fit IAM's size quotas",
+    severity="high",
+    controls=(ACCESS_CONTROL,),
+    types=(ROLE, ROLE_POLICY, POLICY),
+    reads=(ROLE_POLICY,),
+    fix="Grant by pattern instead of one ARN per model (e.g. the stack's name prefix), or split the duty across "
+    "roles; a role's inline policies share 10,240 characters, a managed policy 6,144, a trust policy 2,048.",
+)
+def policy_size_quotas(stack: StackView, findings: Findings) -> None:
+    for role in stack.of_type(ROLE):
+        holders = [role, *stack.referencing(role, "role", ROLE_POLICY)]  # inlinePolicies and role policies
+        used = sum(policy_chars(doc) for holder in holders for _, doc in _documents(stack, findings, holder))
+        if used > ROLE_INLINE_CHARS:
+            findings.fail(
+                role,
+                f"role '{role.name}' has {used:,} characters of inline policy; IAM allows "
+                f"{ROLE_INLINE_CHARS:,} per role, so the deploy would fail",
+            )
+        try:
+            trust = parse_json(stack.props(role).get("assumeRolePolicy"))
+        except BadDocument as exc:
+            findings.fail(role, f"'{role.name}' trust policy {exc}")
+            continue
+        if trust is UNKNOWN:
+            findings.unknown(role, "assumeRolePolicy")
+        elif trust is not None and policy_chars(trust) > TRUST_POLICY_CHARS:
+            findings.fail(
+                role,
+                f"role '{role.name}' has a {policy_chars(trust):,}-character trust policy; IAM "
+                f"allows {TRUST_POLICY_CHARS:,} by default",
+            )
+    for managed in stack.of_type(POLICY):
+        for _, doc in _documents(stack, findings, managed):
+            if policy_chars(doc) > MANAGED_POLICY_CHARS:
+                findings.fail(
+                    managed,
+                    f"managed policy '{managed.name}' has {policy_chars(doc):,} characters; IAM "
+                    f"allows {MANAGED_POLICY_CHARS:,}",
+                )
+
+
+RULES = (no_admin_statements, segregation_of_duties, permissions_boundaries, policy_size_quotas)

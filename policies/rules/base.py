@@ -198,6 +198,7 @@ class StackView:
         self.config: dict[str, Any] = {**defaults, **dict(args.get_config() or {})}
         self._props: dict[str, dict[str, Any]] = {}
         self._indexes: dict[tuple[str, str], dict[Any, PolicyResource]] = {}
+        self._referencing: dict[tuple[str, tuple[str, ...]], dict[str, list[PolicyResource]]] = {}
 
     def of_type(self, *types: str) -> list[PolicyResource]:
         return [r for r in self.resources if r.resource_type in types]
@@ -225,7 +226,15 @@ class StackView:
 
     def referencing(self, target: PolicyResource, prop: str, *types: str) -> list[PolicyResource]:
         """Resources of `types` whose input `prop` was computed from `target` (e.g. flow logs of a VPC)."""
-        return [r for r in self.of_type(*types) if any(d.urn == target.urn for d in self.refs(r, prop))]
+        key = (prop, types)
+        index = self._referencing.get(key)
+        if index is None:  # built once per (prop, types): rules ask it for every role or bucket of a stack
+            index = {}
+            for resource in self.of_type(*types):
+                for urn in dict.fromkeys(d.urn for d in self.refs(resource, prop)):
+                    index.setdefault(urn, []).append(resource)
+            self._referencing[key] = index
+        return list(index.get(target.urn, []))
 
     def uses_stack_key(self, resource: PolicyResource, prop: str) -> bool:
         """True when input `prop` was computed from a customer-managed KMS key declared in this stack."""

@@ -8,6 +8,7 @@ variant's total instance count"; LinearStepSize "must be 10-50% of the variant's
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -27,6 +28,17 @@ USER_PROFILE = "aws:sagemaker/userProfile:UserProfile"
 MLFLOW = "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer"
 BUCKET = "aws:s3/bucket:Bucket"
 OBJECT_LOCK = "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration"
+KMS_KEY = "aws:kms/key:Key"
+BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+# Each service's size quota for the resource policy it stores, in bytes of the document as sent: past it the
+# deploy fails halfway. KMS Developer Guide (key policy, 32 KB), S3 User Guide (bucket policy, 20 KB), VPC
+# quotas (endpoint policy, 20,480 characters), SageMaker PutModelPackageGroupPolicy (ResourcePolicy, 20,480).
+POLICY_QUOTAS: dict[str, tuple[str, str, int]] = {
+    KMS_KEY: ("key policy", "policy", 32_768),
+    BUCKET_POLICY: ("bucket policy", "policy", 20_480),
+    VPC_ENDPOINT: ("endpoint policy", "policy", 20_480),
+    GROUP_POLICY: ("model package group policy", "resourcePolicy", 20_480),
+}
 CANARY_MAX_FRACTION = 0.5
 LINEAR_FRACTION = (0.1, 0.5)
 # Condition keys that pin a request to the caller's / resource's account: what makes "*" safe in a policy.
@@ -385,6 +397,33 @@ def bake_is_not_zero(stack: StackView, findings: Findings) -> None:
             findings.fail(endpoint, f"endpoint '{endpoint.name}' waits {wait} s between traffic steps")
 
 
+@rule(
+    id="CLIN-RES-003",
+    title="Resource policies fit their service's size quota",
+    severity="high",
+    controls=(ACCESS_CONTROL,),
+    types=tuple(POLICY_QUOTAS),
+    fix="Name principals or resources by pattern (the stack's name prefix) instead of one statement or ARN per "
+    "model; KMS key policies hold 32 KB, bucket, VPC endpoint and model package group policies 20 KB.",
+)
+def resource_policy_size_quotas(stack: StackView, findings: Findings) -> None:
+    for kind, (what, prop, quota) in POLICY_QUOTAS.items():
+        for resource in stack.of_type(kind):
+            value = stack.props(resource).get(prop)
+            if value is UNKNOWN:
+                findings.unknown(resource, prop)
+                continue
+            if isinstance(value, dict):
+                value = json.dumps(value)
+            size = len(value.encode()) if isinstance(value, str) else 0
+            if size > quota:
+                findings.fail(
+                    resource,
+                    f"'{resource.name}' {what} is {size:,} bytes; the service accepts {quota:,}, so the deploy "
+                    "would fail",
+                )
+
+
 RULES = (
     topic_policy_principals,
     model_package_group_policies,
@@ -396,4 +435,5 @@ RULES = (
     evidence_bucket_kept,
     step_size_limits,
     bake_is_not_zero,
+    resource_policy_size_quotas,
 )

@@ -373,7 +373,9 @@ def test_key_usage_names_exact_principals_not_the_account() -> None:
                 assert named and all(a.startswith("arn:aws:iam::333333333333:role/clinops-prod-") for a in named)
                 assert not any("*" in a or "?" in a for a in named)
                 assert condition["StringEquals"]["kms:CallerAccount"] == "333333333333"
-                assert "ArnLike" not in condition and "StringLike" not in condition
+                assert "ArnLike" not in condition
+                # a pattern only for the schedule the target role decrypts (any of this stack's schedules)
+                assert set(condition.get("StringLike", {})) <= {"kms:EncryptionContext:aws:scheduler:schedule-arn"}
             elif "AWS" in s["Principal"]:
                 assert all(
                     ":role/" in p or (p.endswith(":root") and "333333333333" not in p)

@@ -50,6 +50,25 @@ def _logs_to_mlflow(uri: Any = MLFLOW_SERVER, in_vpc: bool = True) -> Mutation:
     return _pipeline(edit)
 
 
+REGISTRY = "arn:aws:sagemaker:us-east-1:111111111111"
+
+
+def _per_model_arns(count: int) -> dict[str, Any]:
+    """The registry grant as it was before issue 15's mesh work: one package and one group ARN per model."""
+    arns = [a for i in range(count) for a in (f"{REGISTRY}:model-package/model-{i:03d}/*",
+                                              f"{REGISTRY}:model-package-group/model-{i:03d}")]
+    return {"Sid": "ReadRegistry", "Effect": "Allow", "Action": ["sagemaker:DescribeModelPackage"], "Resource": arns}
+
+
+def _key_policy(statements: int) -> Mutation:
+    """A key policy naming each schedule's target role in its own statement (about 280 bytes each)."""
+    role = "arn:aws:iam::333333333333:role/clinops-prod-model-{:03d}-drift-scheduler"
+    return lambda b: b.set("data-key", "policy", json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": f"ScheduleTarget{i}", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::333333333333:root"},
+         "Action": ["kms:Decrypt"], "Resource": "*",
+         "Condition": {"StringEquals": {"aws:PrincipalArn": role.format(i)}}} for i in range(statements)]}))
+
+
 def _steps(*mutations: Mutation) -> Mutation:
     def run(b: PlanBuilder) -> None:
         for mutation in mutations:
@@ -177,6 +196,14 @@ FAILING: list[Case] = [
     Case("CLIN-IAM-002", "no deployer persona", lambda b: b.set("deployer-role", "tags", {}), None),
     Case("CLIN-IAM-003", "role without boundary", _steps(lambda b: b.set("execution-role", "permissionsBoundary",
          DELETE), lambda b: b.unlink("execution-role", "permissionsBoundary")), "execution-role"),
+    Case("CLIN-IAM-004", "one registry ARN per model for 80 models", _statements("execution-permissions",
+         lambda s: s.append(_per_model_arns(80))), "execution-role"),
+    Case("CLIN-IAM-004", "a trust policy of 160 source accounts", lambda b: b.edit_json("author-role",
+         "assumeRolePolicy", lambda d: d["Statement"][0].update(Condition={"StringEquals": {"aws:SourceAccount": [
+             f"{i:012d}" for i in range(160)]}})), "author-role"),
+    Case("CLIN-IAM-004", "a managed policy of 50 models", _statements("boundary",
+         lambda s: s.append(_per_model_arns(50))), "boundary"),
+    Case("CLIN-RES-003", "a key policy statement per schedule for 120 schedules", _key_policy(120), "data-key"),
     Case("CLIN-SM-001", "model outside the VPC", lambda b: b.set("readmission-model", "vpcConfig", DELETE),
          "readmission-model"),
     Case("CLIN-SM-001", "model network isolation off", lambda b: b.set("readmission-model",
@@ -365,6 +392,9 @@ PASSING: list[Case] = [
     # 99.1%: 3600 s x 14.4 x 0.009 = 466.6 s + 120 s = 587 s <= 600 s
     Case("CLIN-SLO-004", "a 99.1% objective pages within the rollback SLO", lambda b: b.config.update(
          {"clinops:slo": '{"availabilityPercent": 99.1}'}), None),
+    Case("CLIN-IAM-004", "the same grant for 30 models fits", _statements("execution-permissions",
+         lambda s: s.append(_per_model_arns(30))), None),
+    Case("CLIN-RES-003", "a statement per schedule for 60 schedules fits", _key_policy(60), None),
     Case("CLIN-SLO-001", "dev may serve a model without SLO alarms", lambda b: (
         b.config.update({"clinops:environment": "dev"}), _without_slo_alarms(b)), None),
     Case("CLIN-SLO-002", "alarm ARN known only after apply, linked to the alert topic", lambda b: b.set(

@@ -16,7 +16,7 @@ from infra.render import dumps
 from policies.bundle import write_bundle
 from policies.exceptions import load
 from policies.gate import ENGINES, run_gate
-from policies.plan import parse_plan
+from policies.plan import Plan, parse_plan
 from tests.conftest import REPO, rendered
 
 ACCESS_LOGS = "*$aws:s3/bucket:Bucket::access-logs"
@@ -444,15 +444,48 @@ def test_plan_type_index_follows_a_replaced_resource_list() -> None:
 
 
 def test_start_engines_begins_only_the_registered_engines_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    """checkov's worker starts before the plans are bound, but not for a stand-in or a run without checkov."""
+    """checkov's worker and cdk-nag's jsii start before the plans are bound (or rendered), but not for a stand-in
+    or a run without them."""
     import policies.gate as gate_module
 
     started: list[str] = []
-    monkeypatch.setitem(gate_module.STARTERS, "checkov", (gate_module._checkov, lambda: started.append("checkov")))
+    for name in ("checkov", "cdk-nag"):
+        engine = gate_module.STARTERS[name][0]
+        monkeypatch.setitem(gate_module.STARTERS, name, (engine, lambda name=name: started.append(name)))
     gate_module.start_engines(["clinops", "aws-config"])
     assert started == []
     gate_module.start_engines()
-    assert started == ["checkov"]
+    assert started == ["checkov", "cdk-nag"]
     monkeypatch.setitem(gate_module.ENGINES, "checkov", lambda plans: [])
-    gate_module.start_engines()
-    assert started == ["checkov"]
+    gate_module.start_engines(["checkov"])
+    assert started == ["checkov", "cdk-nag"]
+
+
+def test_cdk_nag_scans_wait_for_the_warm_up_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """jsii has one channel to its Node process: a scan begun during the warm-up waits for it to end."""
+    import threading
+
+    from policies.engines import cdknag_engine
+
+    order: list[str] = []
+    release = threading.Event()
+
+    def fake_scan(plans: list) -> list:
+        if plans and plans[0].stack == "warm-up":
+            release.wait(5)
+            order.append("warm-up")
+        else:
+            order.append("scan")
+        return []
+
+    monkeypatch.setattr(cdknag_engine, "_scan_plans", fake_scan)
+    monkeypatch.setattr(cdknag_engine, "_warming", None)
+    cdknag_engine.start_warm_up()
+    cdknag_engine.start_warm_up()  # idempotent: one thread per process
+    scanner = threading.Thread(target=cdknag_engine.scan_plans, args=([Plan(resources=[], config={}, stack="dev", project="clinops")],))
+    scanner.start()
+    scanner.join(0.2)
+    assert order == [] and scanner.is_alive()  # still waiting for the warm-up
+    release.set()
+    scanner.join(5)
+    assert order == ["warm-up", "scan"]
