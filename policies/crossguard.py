@@ -27,7 +27,7 @@ from clinops.models import SLO_DEFAULTS, Slo, SloOverrides
 from policies.model import CheckResult, EngineReport
 from policies.plan import STACK_TYPE, Plan, PlanResource
 from policies.rules import ALL_RULES, Rule
-from policies.rules.base import ACCEPTED, CONFIG_SCHEMA, NotKnownAtPreview
+from policies.rules.base import ACCEPTED, CONFIG_SCHEMA, NotKnownAtPreview, shared_caches
 
 ENGINE = "clinops"
 CONFIG_DIR = Path(__file__).parent / "config"
@@ -181,6 +181,18 @@ def _run(rule: Rule, args: StackValidationArgs, stack_urn: str) -> dict[str, lis
     return violations
 
 
+def _run_collecting(
+    rule: Rule, resources: list[PolicyResource], config: dict[str, Any], stack_urn: str
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """A rule's violations and what it accepted by design, both by URN."""
+    accepted: dict[str, list[str]] = {}
+    token = ACCEPTED.set(accepted)
+    try:
+        return _run(rule, StackValidationArgs(resources, config=config.get(rule.id, {})), stack_urn), accepted
+    finally:
+        ACCEPTED.reset(token)
+
+
 async def _await(awaitable: Any) -> Any:
     return await awaitable
 
@@ -194,13 +206,9 @@ def evaluate(plan: Plan, rules: Sequence[Rule] = ALL_RULES) -> EngineReport:
     # The gate binds the stack's own config; a bare plan (CrossGuard-style tests) falls back to what it carries.
     config = policy_config_for(plan.stack_config) if plan.stack_config else policy_config_from_plan(plan)
     results: list[CheckResult] = []
-    for rule in rules:
-        accepted: dict[str, list[str]] = {}
-        token = ACCEPTED.set(accepted)
-        try:
-            violations = _run(rule, StackValidationArgs(resources, config=config.get(rule.id, {})), stack_urn)
-        finally:
-            ACCEPTED.reset(token)
+    with shared_caches(resources):
+        judged_by_rule = [(rule, *_run_collecting(rule, resources, config, stack_urn)) for rule in rules]
+    for rule, violations, accepted in judged_by_rule:
         judged = {r.urn for r in resources if r.resource_type in rule.resource_types} | set(violations)
         for urn in judged:
             messages = list(dict.fromkeys(violations.get(urn, [])))

@@ -71,3 +71,36 @@ def test_a_step_that_lifts_isolation_to_log_to_mlflow_is_accepted_in_the_evidenc
     # the compliant stack (every step isolated) accepts nothing, so nothing is said
     baseline = next(r for r in _report()[1].results if r.rule_id == "CLIN-SM-002")
     assert baseline.status == "passed" and baseline.message == ""
+
+
+@pytest.mark.parametrize("source", ["baseline", "prod"])
+def test_rules_share_props_read_only(source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """evaluate converts each resource's props once for all rules (rules.base.shared_caches): a rule that changed
+    the dicts it reads would change what every later rule sees. After all rules ran, every shared dict still equals
+    a fresh conversion, and the rules did share one cache."""
+    from policies.crossguard import policy_resources
+    from policies.plan import parse_plan
+    from policies.rules import base
+    from tests.conftest import rendered
+
+    plan = compliant().plan() if source == "baseline" else parse_plan(rendered("prod"))
+    resources = policy_resources(plan)
+    views: list[base.StackView] = []
+    real_view = base.StackView
+
+    def recording_view(args: object) -> base.StackView:
+        views.append(real_view(args))  # type: ignore[arg-type]
+        return views[-1]
+
+    monkeypatch.setattr(base, "StackView", recording_view)
+    with base.shared_caches(resources) as caches:
+        from policies.crossguard import _run_collecting, policy_config_from_plan
+
+        config = policy_config_from_plan(plan)
+        for rule in ALL_RULES:
+            _run_collecting(rule, resources, config, plan.stack_urn())
+    assert len(views) == len(ALL_RULES) and all(v._props is caches.props for v in views)
+    assert caches.props, "no rule read any props"
+    by_urn = {r.urn: r for r in resources}
+    changed = [urn for urn, props in caches.props.items() if props != base.plain(by_urn[urn].props)]
+    assert changed == []
