@@ -16,7 +16,6 @@ go to a bucket S3 can deliver them to (SSE-S3).
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -932,14 +931,13 @@ def data_flow_results(catalogue: Catalogue, model: AccessModel) -> list[CheckRes
                 producers.append(Resolver(model, {model.account: model}, {"model": model_name})(source))
             except Unresolved:
                 continue
-    producers = [p for p in producers if p.startswith("s3://")]
+    # a producer's literal prefix (up to its first wildcard) covers a reader it starts, or that starts it
+    prefixes = list(dict.fromkeys(p.split("*", 1)[0] for p in producers if p.startswith("s3://")))
     for io in ios:
         if io.direction != "input":
             continue
         literal = io.literal()
-        produced = [
-            p for p in producers if literal.startswith(p.split("*", 1)[0]) or p.split("*", 1)[0].startswith(literal)
-        ]
+        produced = any(literal.startswith(prefix) or prefix.startswith(literal) for prefix in prefixes)
         results.append(
             _result(
                 "CLIN-DATAFLOW-SOURCE",
@@ -947,7 +945,7 @@ def data_flow_results(catalogue: Catalogue, model: AccessModel) -> list[CheckRes
                 "high",
                 (controls.INTEGRITY,),
                 by_name[io.pipeline],
-                bool(produced),
+                produced,
                 f"data flow: {io.pipeline}/{io.step} reads {io.uri}, but nothing in the platform writes there",
                 "publish it from the flow that owns it (e.g. release publishes the drift baseline), or declare the "
                 "writer in policies/intents.yaml sources (with an intent proving it may write there)",
@@ -1112,16 +1110,9 @@ def _judge(
     per_plan = [expand(catalogue, m, batch) + perimeter_checks(catalogue, m) for m in models]
     flat = [(i, c) for i, checks in enumerate(per_plan) for c in checks if c.simulation is not None]
     started = time.perf_counter()
-    # identical requests (the same key call made for several functions) are evaluated once
-    unique: dict[str, int] = {}
-    requests: list[dict[str, Any]] = []
-    keys = [json.dumps(c.simulation, sort_keys=True) for _, c in flat]
-    for key, (_, check) in zip(keys, flat, strict=True):
-        if key not in unique:
-            unique[key] = len(requests)
-            requests.append(check.simulation or {})  # the request itself: no round trip through its JSON key
-    answers = evaluator.evaluate(requests)
-    decisions = [answers[unique[k]] for k in keys]
+    # identical requests (the same key call made for several functions) are evaluated once, by the evaluator
+    decisions = evaluator.evaluate([c.simulation or {} for _, c in flat])
+    distinct = len(evaluator.batch.distinct) if evaluator.batch is not None else len(decisions)
     simulate_seconds = time.perf_counter() - started
     by_check = {id(c): d for (_, c), d in zip(flat, decisions, strict=True)}
     judgements = []
@@ -1130,7 +1121,7 @@ def _judge(
         results = [judge(c, d) for c, d in zip(checks, ds, strict=True)]
         results += ordering_results(model) + security_group_results(model) + data_flow_results(catalogue, model)
         judgements.append(Judgement(checks, ds, results))
-    return judgements, simulate_seconds, len(unique)
+    return judgements, simulate_seconds, distinct
 
 
 def scan_plans(plans: Sequence[Plan]) -> list[EngineReport]:

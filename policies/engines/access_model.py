@@ -63,6 +63,11 @@ class AccessModel:
     # Parsed policy documents by (URN, input): every check of a role re-reads its policies, and parsing the same
     # JSON again for each was a tenth of a 50-model gate's access engine. Nothing mutates a parsed document.
     _docs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict, repr=False)
+    # A role's identity policies by role URN: checks of one role repeat the scan of every RolePolicy in the plan.
+    _identity: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict, repr=False)
+    # Who each input property was computed from, by target URN, in plan order: finding ARNs for every key or
+    # topic otherwise walks every resource's dependencies once per target.
+    _dependents: dict[str, list[tuple[PlanResource, str, tuple[str, ...]]]] | None = field(default=None, repr=False)
 
     @property
     def stack(self) -> str:
@@ -115,20 +120,20 @@ class AccessModel:
             return self._assigned[(type_, service)]
         candidates: dict[str, set[str]] = {}
         counts: dict[str, Counter[str]] = {}
+        dependents = self._dependents_by_urn()
         for target in self.plan.of_type(type_):
             sole: Counter[str] = Counter()
             shared: Counter[str] = Counter()
             common: set[str] | None = None
-            for r in self.plan.resources:
-                for prop, urns in r.property_dependencies.items():
-                    if target.urn not in urns or prop not in r.inputs:
-                        continue
-                    found = [a for a in _arns(r.inputs[prop]) if a.startswith(f"arn:aws:{service}:") and "*" not in a]
-                    if not found:
-                        continue
-                    (sole if len(urns) == 1 else shared).update(found)
-                    if len(urns) > 1:
-                        common = set(found) if common is None else common & set(found)
+            for r, prop, urns in dependents.get(target.urn, ()):
+                if prop not in r.inputs:
+                    continue
+                found = [a for a in _arns(r.inputs[prop]) if a.startswith(f"arn:aws:{service}:") and "*" not in a]
+                if not found:
+                    continue
+                (sole if len(urns) == 1 else shared).update(found)
+                if len(urns) > 1:
+                    common = set(found) if common is None else common & set(found)
             candidates[target.urn] = {sole.most_common(1)[0][0]} if sole else (common or set(shared))
             counts[target.urn] = sole or shared
         assigned: dict[str, str | None] = {}
@@ -154,6 +159,15 @@ class AccessModel:
                 assigned[urn] = ranked[0] if ranked else None
         self._assigned[(type_, service)] = assigned
         return assigned
+
+    def _dependents_by_urn(self) -> dict[str, list[tuple[PlanResource, str, tuple[str, ...]]]]:
+        if self._dependents is None:
+            self._dependents = {}
+            for r in self.plan.resources:
+                for prop, urns in r.property_dependencies.items():
+                    for urn in dict.fromkeys(urns):
+                        self._dependents.setdefault(urn, []).append((r, prop, urns))
+        return self._dependents
 
     def key_arn(self, purpose: str) -> str | None:
         key = self.resource(KEY, f"{purpose}-key")
@@ -190,6 +204,8 @@ class AccessModel:
         return doc
 
     def identity_policies(self, role: PlanResource) -> list[tuple[str, dict[str, Any]]]:
+        if role.urn in self._identity:
+            return list(self._identity[role.urn])
         name = role.inputs.get("name") or role.name
         out = []
         for rp in self.plan.of_type(ROLE_POLICY):
@@ -197,7 +213,8 @@ class AccessModel:
                 doc = self.document(rp, "policy")
                 if doc is not None:
                     out.append((rp.name, doc))
-        return out
+        self._identity[role.urn] = out
+        return list(out)
 
     def boundary(self, role: PlanResource) -> tuple[str, dict[str, Any]] | None:
         arn = role.inputs.get("permissionsBoundary")
