@@ -1091,6 +1091,7 @@ class Judgement:
     checks: list[Check]
     decisions: list[iam_evaluator.Decision | None]
     results: list[CheckResult]
+    unreadable: list[str]  # policies the model could not read while the checks were built (said in the notes)
 
 
 def judge_plans(plans: Sequence[Plan], catalogue: Catalogue | None = None) -> tuple[list[Judgement], float, int]:
@@ -1120,7 +1121,7 @@ def _judge(
         ds = [by_check.get(id(c)) for c in checks]
         results = [judge(c, d) for c, d in zip(checks, ds, strict=True)]
         results += ordering_results(model) + security_group_results(model) + data_flow_results(catalogue, model)
-        judgements.append(Judgement(checks, ds, results))
+        judgements.append(Judgement(checks, ds, results, list(model.unreadable)))
     return judgements, simulate_seconds, distinct
 
 
@@ -1134,13 +1135,12 @@ def scan_plans(plans: Sequence[Plan]) -> list[EngineReport]:
     reports = []
     for plan, judgement in zip(plans, judgements, strict=True):
         results = sorted(_dedupe(judgement.results), key=CheckResult.sort_key)
-        models = build_model(plan)
         notes = [
             f"{simulations} IAM simulations in one evaluator process for the batch ({simulate_seconds:.2f} s)",
             f"{sum(1 for c in judgement.checks if c.expect == 'allow')} allow intents, "
             f"{sum(1 for c in judgement.checks if c.expect == 'deny')} must-deny checks on this plan",
             *sorted({c.note for c in judgement.checks if c.note}),
-            *models.unreadable,
+            *judgement.unreadable,
         ]
         types = {r.type for r in plan.resources if r.custom}
         reports.append(

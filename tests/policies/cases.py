@@ -55,18 +55,37 @@ REGISTRY = "arn:aws:sagemaker:us-east-1:111111111111"
 
 def _per_model_arns(count: int) -> dict[str, Any]:
     """The registry grant as it was before issue 15's mesh work: one package and one group ARN per model."""
-    arns = [a for i in range(count) for a in (f"{REGISTRY}:model-package/model-{i:03d}/*",
-                                              f"{REGISTRY}:model-package-group/model-{i:03d}")]
+    arns = [
+        a
+        for i in range(count)
+        for a in (f"{REGISTRY}:model-package/model-{i:03d}/*", f"{REGISTRY}:model-package-group/model-{i:03d}")
+    ]
     return {"Sid": "ReadRegistry", "Effect": "Allow", "Action": ["sagemaker:DescribeModelPackage"], "Resource": arns}
 
 
 def _key_policy(statements: int) -> Mutation:
     """A key policy naming each schedule's target role in its own statement (about 280 bytes each)."""
     role = "arn:aws:iam::333333333333:role/clinops-prod-model-{:03d}-drift-scheduler"
-    return lambda b: b.set("data-key", "policy", json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Sid": f"ScheduleTarget{i}", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::333333333333:root"},
-         "Action": ["kms:Decrypt"], "Resource": "*",
-         "Condition": {"StringEquals": {"aws:PrincipalArn": role.format(i)}}} for i in range(statements)]}))
+    return lambda b: b.set(
+        "data-key",
+        "policy",
+        json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": f"ScheduleTarget{i}",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": "arn:aws:iam::333333333333:root"},
+                        "Action": ["kms:Decrypt"],
+                        "Resource": "*",
+                        "Condition": {"StringEquals": {"aws:PrincipalArn": role.format(i)}},
+                    }
+                    for i in range(statements)
+                ],
+            }
+        ),
+    )
 
 
 def _steps(*mutations: Mutation) -> Mutation:

@@ -643,3 +643,14 @@ def test_mlflow_tracking_is_proven_on_the_server_through_its_endpoint() -> None:
     calls = [i for i in catalogue.intents if i.flow == "mlflow-tracking" and i.action.startswith("sagemaker-mlflow:")]
     assert {i.via for i in calls} == {"sagemaker.experiments"} and {i.resource for i in calls} == {"{tracking_server}"}
     assert all(i.principal == "role:execution-role" and "aws:SourceVpce" in i.context for i in calls)
+
+
+def test_a_policy_the_engine_cannot_read_is_named_in_the_report_notes() -> None:
+    """What the engine could not read while it built the checks (here a role policy that is not JSON) is said in
+    the report, so the evidence shows which flows were judged without that document."""
+    doc = rendered("prod")
+    _step(doc, f"{RP}execution-permissions")["newState"]["inputs"]["policy"] = "{not json"
+    report = access_engine.scan_plans([parse_plan(doc)])[0]
+    assert any("execution-permissions input 'policy' is not JSON" in note for note in report.notes)
+    clean = access_engine.scan_plans([parse_plan(rendered("prod"))])[0]
+    assert not any("is not JSON" in note or "not a readable policy" in note for note in clean.notes)

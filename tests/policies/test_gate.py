@@ -482,7 +482,9 @@ def test_cdk_nag_scans_wait_for_the_warm_up_thread(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(cdknag_engine, "_warming", None)
     cdknag_engine.start_warm_up()
     cdknag_engine.start_warm_up()  # idempotent: one thread per process
-    scanner = threading.Thread(target=cdknag_engine.scan_plans, args=([Plan(resources=[], config={}, stack="dev", project="clinops")],))
+    scanner = threading.Thread(
+        target=cdknag_engine.scan_plans, args=([Plan(resources=[], config={}, stack="dev", project="clinops")],)
+    )
     scanner.start()
     scanner.join(0.2)
     assert order == [] and scanner.is_alive()  # still waiting for the warm-up
