@@ -131,7 +131,7 @@ def _code_objects(check: Any) -> Iterator[types.CodeType]:
     stack = [
         fn.__code__
         for cls in type(check).__mro__
-        if cls.__module__.startswith("checkov.") and not cls.__module__.startswith("checkov.common.")
+        if not cls.__module__.startswith(("checkov.common.", "builtins", "abc"))
         for fn in _functions(cls)
     ]
     while stack:
