@@ -293,7 +293,7 @@ def build_tf_view(plan: Plan) -> TfView:
 
 def write_tf_view(plan: Plan, path: Path, indent: int | None = 2) -> TfView:
     """Write the view for a plain `checkov -f PATH --framework terraform_plan --skip-download` run (the
-    engine writes it unindented: checkov reads JSON with its YAML loader, and every byte costs)."""
+    engine writes it unindented: fewer bytes to write and to read; its worker leaves out what no check reads)."""
     view = build_tf_view(plan)
     path.write_text(json.dumps(view.doc, indent=indent, sort_keys=True) + "\n")
     return view
