@@ -6,10 +6,14 @@ The machine is shared (2 cores): each run prints the 1-minute load average befor
 alternate so they see the same load, and the best of `--runs` counts. Target: the three-stack gate in <= 10 s
 cold on this machine; the quiet-machine figure is for the integrator to re-measure.
 
-    python bench/gate.py [--runs 3] [--dump verdicts.json]
+    python bench/gate.py [--runs 3] [--dump verdicts.json] [--mesh 50]
 
 `--dump` writes every result of the last run (stack, engine, check, URN, status, waived), sorted, to compare
 two versions of the gate: the verdicts must not change when only its speed does.
+
+`--mesh N` adds checkov alone over a prod stack of N models (bench/render.py's mesh; its render costs about
+30 s at 50): our engine in a fresh process (worker import included) beside plain `checkov -f` over the same,
+full Terraform view, with how many of the view's resources the worker gave checkov to read.
 """
 
 from __future__ import annotations
@@ -45,6 +49,20 @@ print(json.dumps({"wall": time.perf_counter() - t0, "shares": shares, "passed": 
                   "verdicts": sorted([v.stack, j.result.engine, j.result.rule_id, j.result.urn, j.result.status,
                                       j.waiver is not None] for v in verdicts for j in v.judged)}))
 """
+# Our checkov engine alone, in a fresh process: its worker's answers tell how much of each view checkov read.
+_CHECKOV = """
+import json, sys, time
+t0 = time.perf_counter()
+from pathlib import Path
+from policies.engines import checkov_engine
+from policies.plan import load_plan
+plans = [load_plan(Path(p))[0] for p in sys.argv[1:]]
+answers, scan = [], checkov_engine._scan_views
+checkov_engine._scan_views = lambda views, checks: answers.extend(scan(views, checks)) or answers
+reports = checkov_engine.scan_plans(plans)
+print(json.dumps({"wall": time.perf_counter() - t0, "results": sum(len(r.results) for r in reports),
+                  "resources": sum(a["resources"] for a in answers), "scanned": sum(a["scanned"] for a in answers)}))
+"""
 # What each engine is, for the table (all but ours and aws-config work in a process of their own).
 ENGINE_NOTES = {
     "checkov": "checkov worker process (Python), its import included",
@@ -76,6 +94,53 @@ def _gate(plan_files: list[str], env: dict[str, str]) -> tuple[float, float, dic
     return wall, _children_cpu() - cpu, json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _checkov_engine(plan_files: list[str], env: dict[str, str]) -> tuple[float, float, dict]:
+    cpu, start = _children_cpu(), time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", _CHECKOV, *plan_files], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
+    wall = time.perf_counter() - start
+    return wall, _children_cpu() - cpu, json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _mesh_checkov(count: int, runs: int, work: Path, env: dict[str, str]) -> None:
+    """checkov alone over an N-model prod stack: ours beside plain `checkov -f` on the full view, alternating."""
+    import importlib.util
+
+    from infra.render import dumps, render
+    from policies.engines.tfview import write_tf_view
+    from policies.plan import parse_plan
+
+    spec = importlib.util.spec_from_file_location("bench_render", ROOT / "bench" / "render.py")
+    assert spec is not None and spec.loader is not None
+    bench_render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_render)
+    with bench_render.mesh_contracts(count):
+        doc = render("prod", root=bench_render.mesh_root(work, count))
+    plan_file, view = work / f"mesh-{count}.json", work / f"mesh-{count}.tf.json"
+    plan_file.write_text(dumps(doc))
+    write_tf_view(parse_plan(doc), view)
+    best: tuple[float, float, dict] | None = None
+    best_reference = (float("inf"), 0.0)
+    for run in range(1, runs + 1):
+        before = _load()
+        ours = _checkov_engine([str(plan_file)], env)
+        reference = _reference([view], work, env)
+        print(
+            f"mesh {count} run {run}: checkov engine {ours[0]:6.2f} s ({ours[1]:.2f} s CPU), plain checkov -f "
+            f"{reference[0]:6.2f} s ({reference[1]:.2f} s CPU); {before}"
+        )
+        best = min(best, ours, key=lambda b: b[0]) if best else ours
+        best_reference = min(best_reference, reference)
+    assert best is not None
+    wall, cpu, got = best
+    print(
+        f"checkov at {count} models, cold process, best of {runs}: our engine {wall:6.2f} s ({cpu:.2f} s CPU, "
+        f"{got['results']} results; checkov read {got['scanned']} of the view's {got['resources']} resources); "
+        f"reference: plain `checkov -f` over the full view {best_reference[0]:6.2f} s ({best_reference[1]:.2f} s CPU)"
+    )
+
+
 def _reference(views: list[Path], work: Path, env: dict[str, str]) -> tuple[float, float]:
     checkov_cli = Path(sys.executable).parent / "checkov"
     args = [str(checkov_cli), "--framework", "terraform_plan", "--skip-download", "--quiet", "--compact", "-o", "json"]
@@ -90,6 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="cold runs of each (the best counts)")
     parser.add_argument("--dump", type=Path, help="write every result of the last run here (JSON)")
+    parser.add_argument("--mesh", type=int, default=0, help="also time checkov alone over a prod stack of N models")
     args = parser.parse_args()
     runs = args.runs
     env = {**os.environ, "CKV_SKIP_PACKAGE_UPDATE_CHECK": "True", "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
@@ -140,6 +206,9 @@ def main() -> None:
     verdict = "met" if wall <= TARGET_SECONDS else "NOT met"
     print(f"target: <= {TARGET_SECONDS:.2f} s cold for the whole three-stack gate: {verdict} on this (shared) machine")
     print("note: the machine is shared; the quiet-machine figure is to be re-measured by the integrator")
+    if args.mesh:
+        print()
+        _mesh_checkov(args.mesh, runs, work, env)
 
 
 if __name__ == "__main__":
