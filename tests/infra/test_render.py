@@ -201,3 +201,22 @@ def test_the_render_backports_install_once() -> None:
     installed = (rpc.contains_unknowns, known_types.is_unknown)
     _closure_free_unknown_checks()
     assert (rpc.contains_unknowns, known_types.is_unknown) == installed
+
+
+def test_type_unwrapping_is_cached_with_the_sdks_answers() -> None:
+    from typing import Annotated, Optional
+
+    import pulumi
+    from pulumi import _types
+
+    render("dev", program=lambda config: None)  # installs the cache
+    cached, original = _types.unwrap_type, _types.unwrap_type.__wrapped__
+    assert cached is not original
+    sdk_style = (str, Optional[str], pulumi.Input[str], Optional[pulumi.Input[str]], pulumi.Output[int])  # noqa: UP045
+    for annotation in sdk_style:
+        assert cached(annotation) == original(annotation)
+    assert cached(pulumi.Output[int]) is int
+    unhashable = Annotated[str, {"metadata": "a dict"}]
+    with pytest.raises(TypeError):
+        hash(unhashable)
+    assert cached(unhashable) == original(unhashable)  # answered uncached
