@@ -220,3 +220,44 @@ def test_type_unwrapping_is_cached_with_the_sdks_answers() -> None:
     with pytest.raises(TypeError):
         hash(unhashable)
     assert cached(unhashable) == original(unhashable)  # answered uncached
+
+
+def test_plain_mock_state_is_answered_as_the_sdks_serialiser_answers() -> None:
+    from pulumi.runtime import rpc
+    from pulumi.runtime.sync_await import _sync_await
+
+    from infra.render import _SIG, _SIG_SECRET, _is_plain, _plain_struct
+
+    states = [
+        {
+            "arn": "arn:aws:sns:us-east-1:111111111111:topic",
+            "retentionInDays": 731.0,
+            "count": 2,
+            "enabled": True,
+            "absent": None,
+            "nested": {"gone": None, "items": [1.5, None, "x", {"flag": False}], "empty": {}},
+            "list": [],
+        },
+        {"password": {_SIG: _SIG_SECRET, "value": "plaintext"}},  # a wire secret is a plain dict to the serialiser
+        {},
+    ]
+    for state in states:
+        assert _is_plain(state)
+        assert _plain_struct(state) == _sync_await(rpc.serialize_properties(state, {}))
+
+
+def test_state_the_sdk_must_serialise_is_not_plain() -> None:
+    import enum
+
+    from pulumi import FileAsset
+    from pulumi.output import UNKNOWN
+
+    from infra.render import _is_plain
+
+    class Kind(str, enum.Enum):  # noqa: UP042 - as pulumi_aws generates its enums
+        GATEWAY = "Gateway"
+
+    for value in (UNKNOWN, FileAsset(__file__), Kind.GATEWAY, ("a", "tuple"), {1: "int key"}, object()):
+        assert not _is_plain({"key": value}), value
+        assert not _is_plain({"key": [value]}), value
+    assert _is_plain({"key": ["a", 1, 2.5, True, None, {"k": "v"}]})
