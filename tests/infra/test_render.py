@@ -261,3 +261,21 @@ def test_state_the_sdk_must_serialise_is_not_plain() -> None:
         assert not _is_plain({"key": value}), value
         assert not _is_plain({"key": [value]}), value
     assert _is_plain({"key": ["a", 1, 2.5, True, None, {"k": "v"}]})
+
+
+def test_name_tables_are_cached_with_the_sdks_answers_and_copied() -> None:
+    import pulumi_aws as aws
+    from pulumi import _types
+
+    from infra.render import _SDK_NAME_TABLES
+
+    render("dev", program=lambda config: None)  # installs the caches
+    for name in _SDK_NAME_TABLES:
+        cached = getattr(_types, name)
+        for cls in (aws.sagemaker.EndpointDeploymentConfigArgs, aws.cloudwatch.MetricAlarm):
+            if name.startswith("input_type") and not _types.is_input_type(cls):
+                continue
+            table = cached(cls)
+            assert table == cached.__wrapped__(cls) and table
+            table["mutated"] = "by a caller"
+            assert "mutated" not in cached(cls)
