@@ -582,7 +582,8 @@ def render(
     # The SDK keeps every resource's outputs, futures and tasks alive until the program ends, so each full
     # cyclic collection rescans a heap that grows with the stack: half of a 50-model render's CPU (27.9 s ->
     # 13.5 s measured) went to collections that found ~1 MB of cycles. Reference counting still frees the rest;
-    # the collector resumes when the render returns.
+    # the collector resumes when the render returns, after the program's resources are released (their cycles
+    # broken, see _DeclaredResources), so it finds nothing left to collect instead of pausing ~1 s at 50 models.
     declared = _DeclaredResources()
     pulumi.runtime.register_stack_transformation(declared.remember)
     collecting = gc.isenabled()
