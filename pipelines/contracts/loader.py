@@ -13,6 +13,9 @@ from pipelines.contracts.model import Contract
 from pipelines.errors import InputError
 
 BUILTIN_DIR = Path(__file__).resolve().parent
+# libyaml's loader when the wheel has it (same documents, ~8x faster: a 50-model render reads every contract);
+# the pure-Python loader otherwise.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def builtin_contract_path(model_name: str) -> Path:
@@ -21,7 +24,7 @@ def builtin_contract_path(model_name: str) -> Path:
 
 def parse_contract(text: str, source: str = "<contract>") -> Contract:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -121,3 +121,13 @@ def test_structured_values_arrive_as_json_strings_like_the_engine_sends() -> Non
     raw, _ = read_stack_file("dev", ROOT)
     assert json.loads(raw["clinops:principals"])["approvers"]
     assert raw["clinops:accountId"] == "111111111111"
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_stack_files_read_the_same_with_libyaml_and_without(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clinops import config
+
+    assert config.YAML_LOADER is (yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader)
+    fast = read_stack_file(stack, ROOT)
+    monkeypatch.setattr(config, "YAML_LOADER", yaml.SafeLoader)
+    assert read_stack_file(stack, ROOT) == fast

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -96,6 +97,24 @@ def test_bad_contracts_fail_with_the_key_and_the_reason(text: str, expected: str
     with pytest.raises(InputError, match=r"does not match|not valid YAML|must be a YAML") as caught:
         parse_contract(text, source="c.yaml")
     assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["readmission-risk", "sepsis-warning"])
+def test_the_fast_yaml_loader_reads_contracts_as_the_pure_python_one_does(name: str) -> None:
+    from pipelines.contracts import loader
+
+    text = builtin_contract_path(name).read_text(encoding="utf-8")
+    assert loader._YAML_LOADER is (yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader)
+    assert yaml.load(text, Loader=loader._YAML_LOADER) == yaml.safe_load(text)
+
+
+def test_without_libyaml_contracts_still_load_and_bad_yaml_names_the_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.contracts import loader
+
+    monkeypatch.setattr(loader, "_YAML_LOADER", yaml.SafeLoader)
+    assert load_contract(builtin_contract_path("readmission-risk")).name == "readmission-risk"
+    with pytest.raises(InputError, match="not valid YAML at line 3"):
+        parse_contract("name: xyz\nversion: [1,\n", source="c.yaml")
 
 
 def test_missing_contract_file_is_an_input_error(tmp_path: Path) -> None:
