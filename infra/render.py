@@ -236,7 +236,7 @@ def _mock_classes() -> tuple[type, type]:
             return response
 
         def _register_with_mocks(self, request: Any) -> Any:
-            """`MockMonitor.RegisterResource` (pulumi 3.272), answering plain mock state without the SDK's serialiser.
+            """`MockMonitor.RegisterResource` of pulumi 3.223.0 (uv.lock), answering plain state without its serialiser.
 
             The stock monitor serialises every answer with the SDK's async `serialize_properties`, run to
             completion on this thread's event loop: about 0.8 s of a 50-model render for state that is nearly

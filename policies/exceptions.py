@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from clinops.config import YAML_LOADER
+
 DEFAULT_PATH = Path(__file__).resolve().parent / "exceptions.yaml"
 # Engines whose rules report several findings per resource: their exceptions must name the findings.
 ENGINES_NEEDING_FINDINGS = ("clinops",)
@@ -113,7 +115,7 @@ def load(
     if not path.exists():
         return [], []
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=YAML_LOADER) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ExceptionsFileError(f"cannot read exceptions file {path}: {exc}") from None
     if not isinstance(doc, dict):

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from clinops.config import YAML_LOADER
 from policies import controls
 from policies.engines import iam_evaluator
 from policies.engines.access_model import (
@@ -163,7 +164,7 @@ EACH = (
 
 def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise CatalogueError(f"{path}: cannot read the intents catalogue ({exc})") from None
     if not isinstance(doc, dict):

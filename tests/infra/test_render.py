@@ -279,3 +279,19 @@ def test_name_tables_are_cached_with_the_sdks_answers_and_copied() -> None:
             assert table == cached.__wrapped__(cls) and table
             table["mutated"] = "by a caller"
             assert "mutated" not in cached(cls)
+
+
+REGISTER_RESOURCE_DIGEST = "707d879ff5c1ca70"  # pulumi 3.223.0's MockMonitor.RegisterResource
+
+
+def test_the_mock_monitor_shortcut_follows_the_locked_sdk() -> None:
+    """RecordingMonitor._register_with_mocks restates the SDK's MockMonitor.RegisterResource with a faster answer
+    for plain state; it was written against this SDK's code. A lock that moves pulumi fails here on purpose:
+    compare the new RegisterResource with the shortcut, then update the digest."""
+    import hashlib
+    import inspect
+
+    from pulumi.runtime.mocks import MockMonitor
+
+    source = inspect.getsource(MockMonitor.RegisterResource)
+    assert hashlib.sha256(source.encode()).hexdigest()[:16] == REGISTER_RESOURCE_DIGEST
