@@ -62,8 +62,9 @@ exports: $(UV)
 	done
 
 bench: $(STAMP)
-	$(PY) bench/render.py
+	$(PY) bench/render.py --mesh 2,10,50
 	$(PY) bench/gate.py
+	$(PY) bench/access.py
 	$(PY) bench/pipeline.py
 	$(PY) bench/serving.py
 	$(PY) bench/drift.py
