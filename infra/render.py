@@ -446,18 +446,11 @@ def _reaches(value: Any, cls: type, seen: set[int]) -> bool:
     """Whether an instance of `cls` is reachable from `value` through dicts and lists (each visited once)."""
     if isinstance(value, cls):
         return True
-    if isinstance(value, dict):
+    if isinstance(value, dict | list):
         if id(value) in seen:
             return False
         seen.add(id(value))
-        for key in value:
-            if _reaches(value[key], cls, seen):
-                return True
-    elif isinstance(value, list):
-        if id(value) in seen:
-            return False
-        seen.add(id(value))
-        for item in value:
+        for item in value.values() if isinstance(value, dict) else value:
             if _reaches(item, cls, seen):
                 return True
     return False

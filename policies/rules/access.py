@@ -14,6 +14,7 @@ from policies.rules.documents import (
     BadDocument,
     covers_all_resources,
     parse_json,
+    read_document,
     statements,
     unconditional_deny,
 )
@@ -178,14 +179,8 @@ def policy_size_quotas(stack: StackView, findings: Findings) -> None:
                 f"role '{role.name}' has {used:,} characters of inline policy; IAM allows "
                 f"{ROLE_INLINE_CHARS:,} per role, so the deploy would fail",
             )
-        try:
-            trust = parse_json(stack.props(role).get("assumeRolePolicy"))
-        except BadDocument as exc:
-            findings.fail(role, f"'{role.name}' trust policy {exc}")
-            continue
-        if trust is UNKNOWN:
-            findings.unknown(role, "assumeRolePolicy")
-        elif trust is not None and policy_chars(trust) > TRUST_POLICY_CHARS:
+        trust = read_document(stack, findings, role, "assumeRolePolicy", f"'{role.name}' trust policy", role)
+        if trust is not None and trust is not UNKNOWN and policy_chars(trust) > TRUST_POLICY_CHARS:
             findings.fail(
                 role,
                 f"role '{role.name}' has a {policy_chars(trust):,}-character trust policy; IAM "

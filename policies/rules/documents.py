@@ -6,7 +6,9 @@ import json
 from fnmatch import fnmatchcase
 from typing import Any
 
-from policies.rules.base import UNKNOWN, as_list
+from pulumi_policy import PolicyResource
+
+from policies.rules.base import UNKNOWN, Findings, StackView, as_list
 
 
 class BadDocument(ValueError):
@@ -25,6 +27,21 @@ def parse_json(value: Any) -> Any:
         if isinstance(doc, dict):
             return doc
     raise BadDocument("is not a JSON object")
+
+
+def read_document(
+    stack: StackView, findings: Findings, resource: PolicyResource, prop: str, label: str, blame: PolicyResource
+) -> Any:
+    """The document in input `prop` of `resource`: parsed, UNKNOWN when it is known only at apply (recorded as
+    such), or None when absent or malformed (malformed fails `blame` with `label` and the reason)."""
+    try:
+        doc = parse_json(stack.props(resource).get(prop))
+    except BadDocument as exc:
+        findings.fail(blame, f"{label} {exc}")
+        return None
+    if doc is UNKNOWN:
+        findings.unknown(resource, prop)
+    return doc
 
 
 def statements(doc: Any) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from policies.controls import ENCRYPTION, TRANSMISSION
 from policies.rules.base import UNKNOWN, Findings, StackView, rule
-from policies.rules.documents import BadDocument, denies_insecure_transport, parse_json, statements
+from policies.rules.documents import denies_insecure_transport, read_document, statements
 from policies.rules.pipelines import PIPELINE, definition, expression, jobs
 
 BUCKET = "aws:s3/bucket:Bucket"
@@ -28,13 +28,8 @@ def buckets_require_tls(stack: StackView, findings: Findings) -> None:
             continue
         enforced = False
         for policy in policies:
-            try:
-                doc = parse_json(stack.props(policy).get("policy"))
-            except BadDocument as exc:
-                findings.fail(bucket, f"policy '{policy.name}' {exc}")
-                continue
+            doc = read_document(stack, findings, policy, "policy", f"policy '{policy.name}'", bucket)
             if doc is UNKNOWN:
-                findings.unknown(policy, "policy")
                 enforced = True  # judged at apply instead; do not also report it as missing
             enforced = enforced or any(denies_insecure_transport(s) for s in statements(doc))
         if not enforced:
