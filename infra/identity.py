@@ -75,6 +75,12 @@ class Grants:
     evidence_mac_key: Any  # the HMAC key that seals evidence entries
 
 
+def persona_role_name(platform: Platform, persona: str) -> str:
+    """`clinops-<stack>-<persona>` (the execution persona's role is `...-sagemaker-execution`): known before the
+    role exists, so key policies can name it."""
+    return f"{platform.prefix}-{'sagemaker-execution' if persona == 'execution' else persona}"
+
+
 class Identity(pulumi.ComponentResource):
     """Permissions boundary, persona roles and their segregation-of-duties guard rails."""
 
@@ -90,7 +96,7 @@ class Identity(pulumi.ComponentResource):
             tags=platform.tags(),
             opts=platform.child(self),
         )
-        self.role_names = {p: f"{platform.prefix}-{p}" for p in ("sagemaker-execution", *PERSONAS[1:])}
+        self.role_names = {p: persona_role_name(platform, p) for p in PERSONAS}
         humans = {
             "author": cfg.principals.authors,
             "approver": cfg.principals.approvers,
@@ -98,7 +104,7 @@ class Identity(pulumi.ComponentResource):
         }
         self.roles: dict[str, aws.iam.Role] = {}
         for persona in PERSONAS:
-            role_name = self.role_names["sagemaker-execution" if persona == "execution" else persona]
+            role_name = self.role_names[persona]
             # Studio runs notebooks as the author's and approver's role, so SageMaker must assume those too.
             services = ["sagemaker.amazonaws.com"] if persona in ("execution", "author", "approver") else []
             self.roles[persona] = aws.iam.Role(
@@ -114,7 +120,7 @@ class Identity(pulumi.ComponentResource):
         self.register_outputs({p: r.arn for p, r in self.roles.items()})
 
     def role_arn(self, persona: str) -> str:
-        return self._platform.role_arn(self.role_names["sagemaker-execution" if persona == "execution" else persona])
+        return self._platform.role_arn(self.role_names[persona])
 
     def grant(self, grants: Grants, model_groups: list[str]) -> None:
         """Attach each persona's least-privilege policy (with its segregation-of-duties denies)."""

@@ -22,7 +22,7 @@ import pulumi
 import pulumi_aws as aws
 
 from clinops.names import cds_function_name
-from infra.base import Platform, Statement, policy_document
+from infra.base import Platform, Statement, policy_document, policy_json
 from infra.guardrails import EVIDENCE_WRITER_FUNCTIONS, function_name
 
 # What the account root (and so IAM policies in the account) may do: administer, never use. Listed one by one:
@@ -104,11 +104,7 @@ class Keys(pulumi.ComponentResource):
         """`after`: the roles the key policies name — KMS rejects a policy whose principal does not exist."""
         super().__init__("clinops:infra:Keys", name, None, opts)
         self._platform = platform
-        documents, functions = key_statements(platform, users)
-        deployers = sorted(set(users.deploy_identities))
-        administration = [_stmt("KeyAdministration", {"AWS": platform.account_root}, ADMIN_ACTIONS)]
-        # With no deploy identity configured, the root keeps the policy (else KMS refuses the key: lockout check).
-        administration.append(_stmt("KeyPolicyChanges", {"AWS": deployers or platform.account_root}, POLICY_ACTIONS))
+        policies = key_policies(platform, users)
         descriptions = {
             "phi": "PHI at rest: training data, inference data capture, Studio volumes",
             "artifacts": "Model artifacts, model cards, evaluation reports",
@@ -116,14 +112,14 @@ class Keys(pulumi.ComponentResource):
             "audit": "CloudTrail and the Object Lock evidence store",
         }
         self.keys: dict[str, aws.kms.Key] = {}
-        for purpose, statements in documents.items():
+        for purpose, description in descriptions.items():
             key = aws.kms.Key(
                 f"{purpose}-key",
-                description=f"clinops {platform.config.stack}: {descriptions[purpose]}",
+                description=f"clinops {platform.config.stack}: {description}",
                 enable_key_rotation=True,
                 rotation_period_in_days=365,
                 deletion_window_in_days=30 if platform.config.retain_on_delete else 7,
-                policy=policy_document(*administration, *statements),
+                policy=policy_document(*policies[purpose]),
                 tags=platform.tags(**{"clinops:purpose": purpose}),
                 opts=platform.child(self, stateful=True, depends_on=after),
             )
@@ -134,49 +130,19 @@ class Keys(pulumi.ComponentResource):
                 opts=platform.child(self),
             )
             self.keys[purpose] = key
-        self.keys[EVIDENCE_MAC] = self._evidence_mac_key(platform, users, functions, administration, after)
-        cds_roles = cds_role_arns(platform)
-        if cds_roles:
-            self.keys[CDS_ENCOUNTER_MAC] = self._encounter_mac_key(platform, cds_roles, administration, after)
+        hmac_descriptions = {
+            EVIDENCE_MAC: "seals evidence entries (HMAC; writers generate, verifiers verify)",
+            # Keyed, deterministic encounter hashes (the same encounter always gives the same hash, so feedback can
+            # be correlated with its card and outcomes), computed in KMS: the key never leaves it.
+            CDS_ENCOUNTER_MAC: "hashes encounter ids for CDS Hooks issuance and feedback (HMAC; "
+            "the CDS functions only)",
+        }
+        for purpose, description in hmac_descriptions.items():
+            if purpose in policies:
+                self.keys[purpose] = self._hmac_key(
+                    platform, purpose, f"clinops {platform.config.stack}: {description}", policies[purpose], after
+                )
         self.register_outputs({p: k.arn for p, k in self.keys.items()})
-
-    def _evidence_mac_key(
-        self,
-        platform: Platform,
-        users: KeyUsers,
-        functions: dict,
-        administration: list[Statement],
-        after: list[pulumi.Resource],
-    ) -> aws.kms.Key:
-        seal = ["kms:GenerateMac", "kms:VerifyMac"]  # both carry kms:MacAlgorithm (DescribeKey does not)
-        statements = [
-            *administration,
-            _stmt("EvidenceSealers", {"AWS": [users.deployer]}, seal, MAC_ALGORITHM),
-            _stmt("EvidenceSealingFunctions", {"AWS": "*"}, seal, _all_of(functions, MAC_ALGORITHM)),
-            _stmt("EvidenceVerifiers", {"AWS": [users.approver]}, ["kms:VerifyMac"], MAC_ALGORITHM),
-        ]
-        description = (
-            f"clinops {platform.config.stack}: seals evidence entries (HMAC; writers generate, verifiers verify)"
-        )
-        return self._hmac_key(platform, EVIDENCE_MAC, description, statements, after)
-
-    def _encounter_mac_key(
-        self, platform: Platform, cds_roles: list[str], administration: list[Statement], after: list[pulumi.Resource]
-    ) -> aws.kms.Key:
-        """Keyed, deterministic encounter hashes (the same encounter always gives the same hash, so feedback can
-        be correlated with its card and outcomes), computed in KMS: the key never leaves it, and only the CDS
-        functions may compute them. Nobody verifies these MACs, so no VerifyMac."""
-        statements = [
-            *administration,
-            *_named_roles(
-                "CdsFunctionsHashEncounters", cds_roles, ["kms:GenerateMac"], platform.account, MAC_ALGORITHM
-            ),
-        ]
-        description = (
-            f"clinops {platform.config.stack}: hashes encounter ids for CDS Hooks issuance and feedback (HMAC; "
-            "the CDS functions only)"
-        )
-        return self._hmac_key(platform, CDS_ENCOUNTER_MAC, description, statements, after)
 
     def _hmac_key(
         self,
@@ -253,6 +219,51 @@ def _all_of(*conditions: dict) -> dict:
         for operator, keys in condition.items():
             merged[operator] = {**merged.get(operator, {}), **keys}
     return merged
+
+
+# KMS's size quota for a key policy (KMS Developer Guide, quotas): past it `pulumi up` fails on the key.
+KEY_POLICY_MAX_BYTES = 32_768
+
+
+def key_policies(platform: Platform, users: KeyUsers) -> dict[str, list[Statement]]:
+    """Every key's whole policy (administration first), by purpose: plain data from the config alone, so the
+    render can measure it against KMS's quota before it declares a resource (`key_policy_problems`)."""
+    documents, functions = key_statements(platform, users)
+    deployers = sorted(set(users.deploy_identities))
+    administration = [_stmt("KeyAdministration", {"AWS": platform.account_root}, ADMIN_ACTIONS)]
+    # With no deploy identity configured, the root keeps the policy (else KMS refuses the key: lockout check).
+    administration.append(_stmt("KeyPolicyChanges", {"AWS": deployers or platform.account_root}, POLICY_ACTIONS))
+    policies = {purpose: [*administration, *statements] for purpose, statements in documents.items()}
+    seal = ["kms:GenerateMac", "kms:VerifyMac"]  # both carry kms:MacAlgorithm (DescribeKey does not)
+    policies[EVIDENCE_MAC] = [
+        *administration,
+        _stmt("EvidenceSealers", {"AWS": [users.deployer]}, seal, MAC_ALGORITHM),
+        _stmt("EvidenceSealingFunctions", {"AWS": "*"}, seal, _all_of(functions, MAC_ALGORITHM)),
+        _stmt("EvidenceVerifiers", {"AWS": [users.approver]}, ["kms:VerifyMac"], MAC_ALGORITHM),
+    ]
+    cds_roles = cds_role_arns(platform)
+    if cds_roles:  # only the CDS functions compute encounter hashes; nobody verifies them, so no VerifyMac
+        policies[CDS_ENCOUNTER_MAC] = [
+            *administration,
+            *_named_roles(
+                "CdsFunctionsHashEncounters", cds_roles, ["kms:GenerateMac"], platform.account, MAC_ALGORITHM
+            ),
+        ]
+    return policies
+
+
+def key_policy_problems(platform: Platform, users: KeyUsers) -> list[str]:
+    """Key policies the stack's models would push past KMS's quota, each with its size and the fix."""
+    problems = []
+    for purpose, statements in key_policies(platform, users).items():
+        size = len(policy_json(*statements).encode())
+        if size > KEY_POLICY_MAX_BYTES:
+            problems.append(
+                f"models: the {purpose} key's policy would be {size:,} bytes, over KMS's {KEY_POLICY_MAX_BYTES:,} "
+                f"(it names each model's function and schedule roles, about 240 bytes a model); fix: split the "
+                f"{len(platform.config.models)} models across stacks (each stack is its own account)"
+            )
+    return problems
 
 
 def cds_role_arns(platform: Platform) -> list[str]:

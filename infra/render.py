@@ -544,6 +544,9 @@ def _validated(
     raw.update(overrides or {})
     config = validate(stack, parse_pulumi_values(raw, stack))
     check_mesh(config)  # contracts, derived names and quotas: refuse in milliseconds, not after the render
+    from infra.stack import check_quotas  # the program's own modules: pulumi_aws, which the render needs anyway
+
+    check_quotas(config)  # key policies within KMS's quota
     return raw, secret_keys, config
 
 

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import pulumi
 
-from clinops.config import StackConfig
+from clinops.config import ConfigError, StackConfig
 from clinops.models import ModelConfig
 from clinops.names import (
+    HUMAN_PERSONAS,
     batch_scoring_scheduler_role_name,
     canary_function_name,
     drift_scheduler_role_name,
@@ -22,8 +23,8 @@ from infra.cds_api import CdsApiArgs, CdsHooksApi
 from infra.drift_monitoring import DriftMonitoring, DriftMonitoringArgs
 from infra.endpoint import EndpointArgs, ModelEndpoint
 from infra.guardrails import BREAKER, GuardrailArgs, Guardrails, function_name, function_purposes
-from infra.identity import Grants, Identity
-from infra.keys import CDS_ENCOUNTER_MAC, Keys, KeyUsers, ServiceRoles
+from infra.identity import Grants, Identity, persona_role_name
+from infra.keys import CDS_ENCOUNTER_MAC, Keys, KeyUsers, ServiceRoles, key_policy_problems
 from infra.model_monitoring import ModelMonitoring
 from infra.network import Network, NetworkArgs
 from infra.registry import STEPS_REPOSITORY, Registry, image_uri
@@ -49,6 +50,30 @@ def service_roles(platform: Platform) -> ServiceRoles:
             for role in (drift_scheduler_role_name, batch_scoring_scheduler_role_name)
         ),
     )
+
+
+def key_users(platform: Platform) -> KeyUsers:
+    """Who uses the keys, as role ARNs derived from the config (the roles need not exist yet)."""
+    config = platform.config
+    persona = {p: platform.role_arn(persona_role_name(platform, p)) for p in ("execution", *HUMAN_PERSONAS)}
+    return KeyUsers(
+        execution=persona["execution"],
+        author=persona["author"],
+        approver=persona["approver"],
+        deployer=persona["deployer"],
+        reader_accounts=config.reader_accounts,
+        deploy_identities=config.principals.deployers,
+        services=service_roles(platform),
+    )
+
+
+def check_quotas(config: StackConfig) -> None:
+    """Refuse, before any resource is declared, a stack whose key policies KMS would reject: they name each model's
+    function and schedule roles, so a large enough mesh outgrows them (about 128 models at the shipped names)."""
+    platform = Platform(config)
+    problems = key_policy_problems(platform, key_users(platform))
+    if problems:
+        raise ConfigError(config.stack, problems)
 
 
 @dataclass(frozen=True)
@@ -94,20 +119,7 @@ def _foundation(config: StackConfig) -> Foundation:
     """Identity, keys, storage, network, audit, registry, grants, Studio and alerts: one per stack."""
     platform = Platform(config)
     identity = Identity("identity", platform)
-    keys = Keys(
-        "keys",
-        platform,
-        KeyUsers(
-            execution=identity.role_arn("execution"),
-            author=identity.role_arn("author"),
-            approver=identity.role_arn("approver"),
-            deployer=identity.role_arn("deployer"),
-            reader_accounts=config.reader_accounts,
-            deploy_identities=config.principals.deployers,
-            services=service_roles(platform),
-        ),
-        after=list(identity.roles.values()),
-    )
+    keys = Keys("keys", platform, key_users(platform), after=list(identity.roles.values()))
     storage = Storage(
         "storage",
         platform,
