@@ -101,6 +101,7 @@ print(json.dumps({"imports": t1 - t0, "render": t2 - t1, "gate": t3 - t2, "rende
 """
 RENDER_GATE_TARGET_S = 20.0  # issue 15: 50 models render + gate
 REFUSAL_TARGET_S = 5.0  # issue 15: a bad model config refused
+OVER_QUOTA_MODELS = 140  # past the logs key's 32 KB policy quota (infra.stack.check_quotas)
 
 
 def mesh_stack_file(count: int, with_contracts: int) -> str:
@@ -163,7 +164,7 @@ def mesh(sizes: list[int]) -> None:
     sizes = sorted(sizes)
     top = max(sizes)
     rows: list[tuple[int, dict]] = []
-    with mesh_contracts(top), tempfile.TemporaryDirectory() as tmp:
+    with mesh_contracts(max(top, OVER_QUOTA_MODELS)), tempfile.TemporaryDirectory() as tmp:
         print(
             f"{'models':>6} {'resources':>9} {'render s':>9} {'gate s':>7} {'total s':>8} {'target s':>8} "
             f"{'render cpu':>10} {'gate cpu':>8} {'node s':>6} {'x smallest':>10} {'gate':>5}"
@@ -198,6 +199,11 @@ def mesh(sizes: list[int]) -> None:
             f"bad config ({top} models, one without a contract): refused in {bad.get('refused', -1):.2f} s "
             f"including imports, target <= {REFUSAL_TARGET_S:.0f} s; 50 models render + gate target "
             f"<= {RENDER_GATE_TARGET_S:.0f} s"
+        )
+        over = _run_mesh(mesh_root(Path(tmp), OVER_QUOTA_MODELS))
+        print(
+            f"too large a mesh ({OVER_QUOTA_MODELS} models, a key policy past KMS's quota): refused in "
+            f"{over.get('refused', -1):.2f} s including imports, target <= {REFUSAL_TARGET_S:.0f} s"
         )
 
 
