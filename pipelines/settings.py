@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The verdicts a run's gates end with (steps.decide); PENDING is also SageMaker's ModelApprovalStatus for a model
+# waiting for its human approver. Here, not in the step, so pipeline definitions name it without loading pandas.
+PENDING, REJECTED, INCONCLUSIVE = "PendingManualApproval", "Rejected", "Inconclusive"
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

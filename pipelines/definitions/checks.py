@@ -26,7 +26,7 @@ from pipelines.definitions.settings import (
     DefinitionError,
     PipelineDefinitionSettings,
 )
-from pipelines.steps.decide import PENDING
+from pipelines.settings import PENDING
 from pipelines.tracking import TRACKING_URI_ENV
 
 OPERATIONS = {

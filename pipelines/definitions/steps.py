@@ -28,7 +28,7 @@ from sagemaker.train.model_trainer import ModelTrainer
 
 from pipelines.definitions.settings import NETWORK_ALLOWED_STEPS, TRACKING_STEPS, PipelineDefinitionSettings
 from pipelines.jobpaths import PROCESSING_ROOT
-from pipelines.steps.decide import PENDING
+from pipelines.settings import PENDING
 from pipelines.tracking import TRACKING_URI_ENV
 
 # Written by the card step (`registry_metadata`); the release step reads the first four.

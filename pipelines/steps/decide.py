@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.jobio import PROCESSING, read_json, write_json
-from pipelines.settings import GateSettings, relaxed_limits
+from pipelines.settings import INCONCLUSIVE, PENDING, REJECTED, GateSettings, relaxed_limits
 
 log = logging.getLogger("clinops.pipeline.decide")
-PENDING, REJECTED, INCONCLUSIVE = "PendingManualApproval", "Rejected", "Inconclusive"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ import pandas as pd
 
 from pipelines.errors import PipelineStopped
 from pipelines.metrics import auc_with_ci
-from pipelines.steps.decide import PENDING, ApprovedReference
+from pipelines.settings import PENDING
+from pipelines.steps.decide import ApprovedReference
 
 log = logging.getLogger("clinops.pipeline.register")
 APPROVAL_TAG = "approval_status"

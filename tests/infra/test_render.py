@@ -295,3 +295,19 @@ def test_the_mock_monitor_shortcut_follows_the_locked_sdk() -> None:
 
     source = inspect.getsource(MockMonitor.RegisterResource)
     assert hashlib.sha256(source.encode()).hexdigest()[:16] == REGISTER_RESOURCE_DIGEST
+
+
+def test_a_render_does_not_load_the_data_stack() -> None:
+    """`clinops render` and `clinops gate STACK` start cold each time: pandas (about 0.4 s to import) is for the
+    pipeline steps, not for declaring resources. A pipeline-definition import that pulls it in fails here."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = (
+        "import sys; from infra.render import render; render('dev'); "
+        "print(sorted(m for m in ('pandas', 'sklearn') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
