@@ -2,8 +2,9 @@
 pulumi_aws modules the program uses — the floor no render can go under. Target: <= 2 s cold per stack.
 
 `--mesh 2,10,50` adds the model mesh: a prod stack with N models (each pinned, with a last-known-good, SLOs and
-its own contract), rendered and gated side by side in fresh processes, plus the time a bad model config (one
-model without a contract) takes to be refused. Targets: 50 models render + gate <= 20 s; refusal <= 5 s.
+its own contract), rendered and gated side by side in fresh processes (as `clinops gate prod` does: config checked,
+engines started, render, gate), plus the time a bad model config takes to be refused: one model without a
+contract, and a mesh past a key policy's quota. Targets: 50 models render + gate <= 20 s; refusal <= 5 s.
 `--mesh-only` skips the per-stack table (it is slow on a loaded machine)."""
 
 from __future__ import annotations

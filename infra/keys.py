@@ -91,7 +91,8 @@ class KeyUsers:
 
 
 class Keys(pulumi.ComponentResource):
-    """Four encryption keys (PHI data, model artifacts, logs, audit/evidence) and the evidence HMAC key."""
+    """Four encryption keys (PHI data, model artifacts, logs, audit/evidence), the evidence HMAC key and, when a
+    model serves CDS Hooks, the encounter HMAC key; every policy comes from `key_policies`."""
 
     def __init__(
         self,
