@@ -100,6 +100,51 @@ def read_tree(predictor: Any, known_bitsets: np.ndarray, feature_to_bitset: np.n
     return tree
 
 
+@dataclass(frozen=True)
+class BoosterParts:
+    """What reading a fitted binary HistGradientBoostingClassifier's trees needs (also the container's scorer)."""
+
+    predictors: tuple[Any, ...]  # one per boosting iteration
+    known_bitsets: np.ndarray  # category routing tables, per categorical feature
+    feature_to_bitset: np.ndarray
+    baseline: float  # the constant start, before any tree
+
+
+def booster_parts(booster: Any) -> BoosterParts:
+    """The booster's predictors and routing tables; Unexplainable names what does not fit (not fitted, not
+    binary, no trees)."""
+    predictors = getattr(booster, "_predictors", None)
+    if predictors is None or getattr(booster, "n_trees_per_iteration_", None) != 1:
+        raise Unexplainable("not a fitted binary HistGradientBoostingClassifier")
+    known_bitsets, feature_to_bitset = booster._bin_mapper.make_known_categories_bitsets()
+    baseline = np.asarray(booster._baseline_prediction, dtype=np.float64).ravel()
+    if baseline.size != 1:
+        raise Unexplainable("more than one baseline value")
+    if not predictors:
+        raise Unexplainable("the model has no trees")
+    return BoosterParts(tuple(p for (p,) in predictors), known_bitsets, feature_to_bitset, float(baseline[0]))
+
+
+def member_parts(member: Any) -> tuple[Any, Any, Any]:
+    """(transformers ahead of the booster or None, the HistGradientBoosting booster, its sigmoid calibrator) of
+    one calibrated member (`CalibratedClassifierCV.calibrated_classifiers_[i]`)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.pipeline import Pipeline
+
+    calibrators = getattr(member, "calibrators", [])
+    if getattr(member, "method", None) != "sigmoid" or len(calibrators) != 1:
+        raise Unexplainable("not one sigmoid calibrator: only a sigmoid is affine in the raw score")
+    estimator = member.estimator
+    if isinstance(estimator, FrozenEstimator):
+        estimator = estimator.estimator
+    prepare = estimator[:-1] if isinstance(estimator, Pipeline) and len(estimator) > 1 else None
+    booster = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+    if not isinstance(booster, HistGradientBoostingClassifier):
+        raise Unexplainable(f"the calibrated estimator is {type(booster).__name__}, not HistGradientBoosting")
+    return prepare, booster, calibrators[0]
+
+
 def _tree(predictor: Any, known_bitsets: np.ndarray, feature_to_bitset: np.ndarray) -> Tree:
     tree = read_tree(predictor, known_bitsets, feature_to_bitset)
     for i, leaf in enumerate(tree.is_leaf):
@@ -344,18 +389,10 @@ class TreeShap:
 
     @classmethod
     def from_booster(cls, booster: Any) -> TreeShap:
-        predictors = getattr(booster, "_predictors", None)
-        if predictors is None or getattr(booster, "n_trees_per_iteration_", None) != 1:
-            raise Unexplainable("not a fitted binary HistGradientBoostingClassifier")
-        known_bitsets, feature_to_bitset = booster._bin_mapper.make_known_categories_bitsets()
-        baseline = np.asarray(booster._baseline_prediction, dtype=np.float64).ravel()
-        if baseline.size != 1:
-            raise Unexplainable("more than one baseline value")
-        trees = tuple(_tree(predictor, known_bitsets, feature_to_bitset) for (predictor,) in predictors)
-        if not trees:
-            raise Unexplainable("the model has no trees")
-        expected = float(baseline[0]) + sum(tree.mean_value() for tree in trees)
-        return cls(trees, int(booster.n_features_in_), float(baseline[0]), expected, LeafPaths.build(trees))
+        parts = booster_parts(booster)
+        trees = tuple(_tree(p, parts.known_bitsets, parts.feature_to_bitset) for p in parts.predictors)
+        expected = parts.baseline + sum(tree.mean_value() for tree in trees)
+        return cls(trees, int(booster.n_features_in_), parts.baseline, expected, LeafPaths.build(trees))
 
     def _checked(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
@@ -409,30 +446,21 @@ class Explanation:
 def _unwrap(model: Any) -> tuple[Any, Any, Any]:
     """(transformers ahead of the booster or None, the booster, the sigmoid calibrator) of the served model."""
     from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.frozen import FrozenEstimator
-    from sklearn.pipeline import Pipeline
 
     if not isinstance(model, CalibratedClassifierCV):
         raise Unexplainable(f"{type(model).__name__} is not a CalibratedClassifierCV")
     if getattr(model, "method", None) != "sigmoid":
         raise Unexplainable(f"calibration method {model.method!r}: only sigmoid is affine in the raw score")
     members = model.calibrated_classifiers_
-    if len(members) != 1 or len(members[0].calibrators) != 1:
+    if len(members) != 1:
         raise Unexplainable(
             f"{len(members)} calibrated members: averaged probabilities are not affine in one raw score "
             "(calibrate a FrozenEstimator, or ensemble=False, to get one)"
         )
-    estimator = members[0].estimator
-    if isinstance(estimator, FrozenEstimator):
-        estimator = estimator.estimator
-    prepare = estimator[:-1] if isinstance(estimator, Pipeline) and len(estimator) > 1 else None
-    booster = estimator[-1] if isinstance(estimator, Pipeline) else estimator
-    if not isinstance(booster, HistGradientBoostingClassifier):
-        raise Unexplainable(f"the calibrated estimator is {type(booster).__name__}, not HistGradientBoosting")
+    prepare, booster, calibrator = member_parts(members[0])
     if list(booster.classes_) != [0, 1]:
         raise Unexplainable(f"expected classes [0, 1], got {list(booster.classes_)}")
-    return prepare, booster, members[0].calibrators[0]
+    return prepare, booster, calibrator
 
 
 def _selected(columns: Any, width: int) -> list[int]:

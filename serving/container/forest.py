@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.explain import CATEGORY_SLOTS, read_tree
+from pipelines.explain import CATEGORY_SLOTS, BoosterParts, Unexplainable, booster_parts, read_tree
 
 WALK_MAX_ROWS = 16  # measured crossover: up to here the Python walk wins, beyond it scikit-learn's per-tree calls
 
@@ -64,18 +64,11 @@ class TreeWalk:
         return total
 
 
-def compile_walk(booster: Any) -> TreeWalk:
+def compile_walk(parts: BoosterParts) -> TreeWalk:
     """Flatten a fitted binary `HistGradientBoostingClassifier` (its predictors' node arrays) into a `TreeWalk`."""
-    predictors = getattr(booster, "_predictors", None)
-    if predictors is None or getattr(booster, "n_trees_per_iteration_", None) != 1:
-        raise Unsupported("not a fitted binary HistGradientBoostingClassifier")
-    known_bitsets, feature_to_bitset = booster._bin_mapper.make_known_categories_bitsets()
-    baseline = np.asarray(booster._baseline_prediction, dtype=np.float64).ravel()
-    if baseline.size != 1:
-        raise Unsupported("more than one baseline value")
-    walk = TreeWalk([], [], [], [], [], [], [], [], [], float(baseline[0]))
-    for (predictor,) in predictors:
-        tree, offset = read_tree(predictor, known_bitsets, feature_to_bitset), len(walk.is_leaf)
+    walk = TreeWalk([], [], [], [], [], [], [], [], [], parts.baseline)
+    for predictor in parts.predictors:
+        tree, offset = read_tree(predictor, parts.known_bitsets, parts.feature_to_bitset), len(walk.is_leaf)
         walk.roots.append(offset)
         walk.is_leaf.extend(tree.is_leaf)
         walk.feature.extend(tree.feature)
@@ -85,8 +78,6 @@ def compile_walk(booster: Any) -> TreeWalk:
         walk.right.extend(child + offset for child in tree.right)
         walk.value.extend(tree.value)
         walk.categorical.extend(tree.categorical)
-    if not walk.roots:
-        raise Unsupported("the model has no trees")
     return walk
 
 
@@ -114,7 +105,8 @@ class Ensemble:
 
 
 def compile_ensemble(booster: Any) -> Ensemble:
-    walk = compile_walk(booster)
-    known_bitsets, feature_to_bitset = booster._bin_mapper.make_known_categories_bitsets()
-    predictors = tuple(predictor for (predictor,) in booster._predictors)
-    return Ensemble(walk, predictors, known_bitsets, feature_to_bitset)
+    try:
+        parts = booster_parts(booster)  # the explainer reads the same booster the same way
+    except Unexplainable as exc:
+        raise Unsupported(str(exc)) from exc
+    return Ensemble(compile_walk(parts), parts.predictors, parts.known_bitsets, parts.feature_to_bitset)

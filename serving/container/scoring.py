@@ -24,7 +24,7 @@ import pandas as pd
 from scipy.special import expit
 
 from pipelines.contracts import Contract
-from pipelines.explain import UNITS, Explanation, ModelExplainer, Unexplainable, explainer_for
+from pipelines.explain import UNITS, Explanation, ModelExplainer, Unexplainable, explainer_for, member_parts
 from serving.container.forest import Ensemble, Unsupported, compile_ensemble
 
 EQUIVALENCE_TOLERANCE = 1e-9
@@ -159,27 +159,16 @@ def _probe_inputs(to_booster: Callable[[np.ndarray], np.ndarray], contract: Cont
 
 
 def _member(calibrated: Any, contract: Contract, frame: Callable[[np.ndarray], pd.DataFrame]) -> CalibratedTrees:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.frozen import FrozenEstimator
-    from sklearn.pipeline import Pipeline
-
-    calibrators = getattr(calibrated, "calibrators", [])
-    if getattr(calibrated, "method", None) != "sigmoid" or len(calibrators) != 1:
-        raise Unsupported("not one sigmoid calibrator")
-    estimator = calibrated.estimator
-    if isinstance(estimator, FrozenEstimator):
-        estimator = estimator.estimator
-    steps = estimator[:-1] if isinstance(estimator, Pipeline) and len(estimator) > 1 else None
-    booster = estimator[-1] if isinstance(estimator, Pipeline) else estimator
-    if not isinstance(booster, HistGradientBoostingClassifier):
-        raise Unsupported(f"the calibrated estimator is {type(booster).__name__}, not HistGradientBoosting")
+    try:
+        steps, booster, calibrator = member_parts(calibrated)  # as the explainer unwraps it
+    except Unexplainable as exc:
+        raise Unsupported(str(exc)) from exc
 
     def to_booster(features: np.ndarray) -> np.ndarray:
         x = frame(features)
         x = steps.transform(x) if steps is not None else x
         return booster._preprocessor.transform(x) if booster._preprocessor is not None else np.asarray(x, float)
 
-    calibrator = calibrators[0]
     return CalibratedTrees(
         _probe_inputs(to_booster, contract), compile_ensemble(booster), float(calibrator.a_), float(calibrator.b_)
     )

@@ -78,8 +78,8 @@ def test_a_compiled_scorer_that_disagrees_is_not_served(
 ) -> None:
     real = forest.compile_walk
 
-    def off_by_a_little(booster: Any) -> forest.TreeWalk:
-        walk = real(booster)
+    def off_by_a_little(parts: Any) -> forest.TreeWalk:
+        walk = real(parts)
         return dataclasses.replace(walk, baseline=walk.baseline + 1e-6)
 
     monkeypatch.setattr(forest, "compile_walk", off_by_a_little)
@@ -99,3 +99,20 @@ def test_probe_rejects_transformers_that_mix_columns(bundle_dir: Path) -> None:
 
     with pytest.raises(forest.Unsupported):
         scoring._probe_inputs(mixes, contract)
+
+
+def test_an_isotonic_calibration_is_served_through_scikit_learn_saying_why(model: Any, bundle_dir: Path) -> None:
+    """Only a sigmoid is affine in the trees' raw score: the scorer and the explainer refuse anything else alike
+    (pipelines.explain.member_parts), and the container serves the estimator itself."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    contract = load_contract(bundle_dir / "contract.yaml")
+    reference = EstimatorScorer(model, contract)
+    rows = reference.frame(synthetic_features(contract, 300, seed=7))
+    labels = np.random.default_rng(7).integers(0, 2, len(rows))
+    fitted = model.calibrated_classifiers_[0].estimator
+    isotonic = CalibratedClassifierCV(FrozenEstimator(fitted), method="isotonic").fit(rows, labels)
+    chosen, note = compile_scorer(isotonic, contract, EstimatorScorer(isotonic, contract))
+    assert chosen.path != "compiled"
+    assert "not one sigmoid calibrator" in note and "served through scikit-learn" in note
