@@ -131,7 +131,7 @@ def bind_stack(plan: Plan, stack: str | None = None, root: Path | None = None) -
     with the stack file (a prod plan saying environment: dev), is refused: judging it by its own word would let
     it pick the lenient rules. Raises PlanError (also for an empty plan) or ConfigError (invalid stack file).
     """
-    from clinops.config import load_from_stack_file, read_stack_file
+    from clinops.config import parse_pulumi_values, read_stack_file, validate
 
     plan.require_resources()
     stack = stack or plan.stack
@@ -140,8 +140,8 @@ def bind_stack(plan: Plan, stack: str | None = None, root: Path | None = None) -
             f"the plan is for stack '{plan.stack}' (its URNs), not '{stack}'; fix: gate it with "
             f"--stack {plan.stack}, or plan stack {stack}"
         )
-    config = load_from_stack_file(stack, root)
-    expected, _ = read_stack_file(stack, root)
+    expected, _ = read_stack_file(stack, root)  # read once: validated for the rules, compared with the plan
+    config = validate(stack, parse_pulumi_values(dict(expected), stack))
     differing = sorted(
         key
         for key, value in plan.config.items()
