@@ -79,17 +79,15 @@ import json, resource, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
 from clinops.config import ConfigError
-from infra.render import check_stack, dumps, render
+from infra.render import dumps, render
 from policies.gate import run_gate, start_engines
 from policies.plan import parse_plan
 t1, c1 = time.perf_counter(), time.process_time()
-# as `clinops gate prod` does it: check the config, start the engines, render, gate
+# as `clinops gate prod` does it: the config checked, the engines started, the render, the gate
 try:
-    check_stack("prod", root=Path(sys.argv[1]))
+    plan = render("prod", root=Path(sys.argv[1]), on_valid=start_engines)
 except ConfigError as exc:
     print(json.dumps({"refused": time.perf_counter() - t0, "problems": exc.problems[:2]})); sys.exit(0)
-start_engines()
-plan = render("prod", root=Path(sys.argv[1]))
 t2, c2 = time.perf_counter(), time.process_time()
 # judged as the mesh stack file it was rendered from (the gate reads Pulumi.prod.yaml under that root)
 verdict = run_gate(parse_plan(plan), dumps(plan), stack="prod", stack_root=Path(sys.argv[1]))

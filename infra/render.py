@@ -550,18 +550,18 @@ def _validated(
     return raw, secret_keys, config
 
 
-def check_stack(stack: str, root: Path | None = None) -> StackConfig:
-    """Everything `render` refuses before it declares a resource (ConfigError naming the field and the fix):
-    callers check first, then start the gate's engines, so a bad config starts nothing."""
-    return _validated(stack, root, None)[2]
-
-
 def render(
-    stack: str, program: ProgramFn | None = None, root: Path | None = None, overrides: dict[str, str] | None = None
+    stack: str,
+    program: ProgramFn | None = None,
+    root: Path | None = None,
+    overrides: dict[str, str] | None = None,
+    on_valid: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Render one stack to a preview-shaped plan. Config is validated before any resource is declared.
 
-    `overrides` replaces flat config keys (tests use it to render deliberately broken variants).
+    `overrides` replaces flat config keys (tests use it to render deliberately broken variants). `on_valid` runs
+    once the config has passed, before the program: `clinops gate` starts the gate's engines there, so their
+    start-up uses the core the single-threaded render leaves idle, and a bad config starts nothing.
     """
     import pulumi
     from pulumi.runtime import settings as runtime_settings
@@ -570,6 +570,8 @@ def render(
     from clinops.config import load_from_pulumi_runtime
 
     raw, secret_keys, config = _validated(stack, root, overrides)
+    if on_valid is not None:
+        on_valid()
     program = program or _default_program
 
     plan_mocks_cls, monitor_cls = _mock_classes()

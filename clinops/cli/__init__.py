@@ -171,7 +171,7 @@ def gate_cmd(
     with it is refused."""
     import json
 
-    from infra.render import check_stack, dumps, render
+    from infra.render import dumps, render
     from policies.gate import ENGINES, start_engines
     from policies.plan import PlanError, load_plan
 
@@ -196,10 +196,8 @@ def gate_cmd(
             doc = json.loads(text)
         else:
             assert stack is not None  # exactly one of STACK or --plan was checked above
-            check_stack(stack)  # a bad config is refused before any engine starts
-            start_engines(engines)  # their start-up runs on the core the single-threaded render leaves idle
             with progress(err, f"rendering {stack} under the Pulumi mock runtime ..."):
-                doc = render(stack)
+                doc = render(stack, on_valid=lambda: start_engines(engines))  # engines start once config is valid
             text = dumps(doc)
     except ConfigError as exc:
         raise _config_failure(exc) from None

@@ -20,16 +20,14 @@ from rich.console import Console
 def render_and_gate(out_dir: Path, console: Console) -> bool:
     from clinops.cli.plans import print_summary, render_to_file
     from clinops.config import ENVIRONMENTS
-    from infra.render import check_stack, dumps
+    from infra.render import dumps
     from policies.bundle import write_bundle
     from policies.gate import run_gates, start_engines
     from policies.plan import parse_plan
     from policies.view import print_verdict
 
-    for stack in ENVIRONMENTS:
-        check_stack(stack)  # a bad config is refused before any engine starts
-    start_engines()  # their start-up runs on the core the single-threaded renders leave idle
-    docs = {stack: render_to_file(stack, out_dir / f"{stack}.json") for stack in ENVIRONMENTS}
+    # the engines start once the first stack's config is valid, on the core the single-threaded renders leave idle
+    docs = {stack: render_to_file(stack, out_dir / f"{stack}.json", start_engines) for stack in ENVIRONMENTS}
     for stack, doc in docs.items():
         print_summary(console, stack, doc, out_dir / f"{stack}.json")
     verdicts = run_gates([(parse_plan(doc), dumps(doc)) for doc in docs.values()])

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 
-def render_to_file(stack: str, out: Path) -> dict:
-    """Render `stack` and write the plan; nothing is written when the config is invalid."""
+def render_to_file(stack: str, out: Path, on_valid: Callable[[], None] | None = None) -> dict:
+    """Render `stack` and write the plan; nothing is written when the config is invalid (`infra.render.render`
+    runs `on_valid` once it is valid)."""
     from infra.render import dumps, render
 
-    plan = render(stack)
+    plan = render(stack, on_valid=on_valid)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.write_text(dumps(plan))

@@ -311,3 +311,17 @@ def test_a_render_does_not_load_the_data_stack() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_on_valid_runs_once_the_config_passed_and_never_for_a_bad_one() -> None:
+    """`clinops gate STACK` starts the gate's engines in `on_valid`: before the program, and not for a config the
+    render refuses."""
+    from clinops.config import ConfigError
+
+    calls: list[str] = []
+    render("dev", program=lambda config: calls.append("program"), on_valid=lambda: calls.append("valid"))
+    assert calls == ["valid", "program"]
+    calls.clear()
+    with pytest.raises(ConfigError):
+        render("dev", overrides={"clinops:environment": "nowhere"}, on_valid=lambda: calls.append("valid"))
+    assert calls == []
