@@ -8,7 +8,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +28,7 @@ def write_breast_cancer_bundle(work: Path) -> tuple[Path, pd.DataFrame]:
 
     from pipelines.contracts import load_contract
     from pipelines.contracts.validate import validate_frame
-    from pipelines.settings import TrainingSettings
-    from pipelines.steps import split as split_step
-    from pipelines.steps import train as train_step
+    from tests.pipelines.bundles import save_trained
 
     data = load_breast_cancer(as_frame=True)
     frame = data.frame.rename(columns=lambda c: c.replace(" ", "_"))
@@ -59,19 +57,8 @@ def write_breast_cancer_bundle(work: Path) -> tuple[Path, pd.DataFrame]:
     contract = load_contract(contract_path)
     report, table = validate_frame(frame.astype(str), contract, as_of=date(2025, 7, 1), token_key=b"test")
     assert table is not None, report.reasons()
-    settings = TrainingSettings(max_iter=40)
-    splits = split_step.split(table, contract, settings)
-    trained = train_step.train(splits.train, splits.calibration, contract, settings)
     bundle = work / "model"
-    train_step.save(
-        trained,
-        splits.train,
-        contract,
-        settings,
-        bundle,
-        dataset_sha256="sha256:" + "cd" * 32,
-        trained_at=datetime(2025, 7, 1, 12, 0, tzinfo=UTC),
-    )
+    save_trained(table, contract, bundle, max_iter=40, dataset_sha256="sha256:" + "cd" * 32)
     return bundle, frame[features]
 
 
